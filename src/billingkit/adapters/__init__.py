@@ -1,0 +1,1 @@
+"""Adapters implementing the ports: Stripe SDK, in-memory and SQLAlchemy repositories."""

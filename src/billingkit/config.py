@@ -1,0 +1,113 @@
+"""Explicit, frozen configuration, validated when it is built.
+
+Nothing here reads the environment: the app builds a :class:`BillingConfig` in its
+composition root (from its own settings) and hands it to the services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from billingkit.domain import PlanDefinition, SubscriptionStatus, Value
+from billingkit.errors import ConfigurationError
+
+__all__ = ["AccessPolicy", "BillingConfig"]
+
+
+class AccessPolicy(Value):
+    """Which subscription statuses grant access to a paid plan.
+
+    ``past_due`` grants access only for ``past_due_grace_days`` days counted from the start of
+    the unpaid period (when the renewal invoice failed); 0 means no grace.
+    """
+
+    granting_statuses: frozenset[SubscriptionStatus] = frozenset(
+        {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING}
+    )
+    past_due_grace_days: NonNegativeInt = 0
+
+
+class BillingConfig(Value):
+    """Everything the four services need to know about the app's billing.
+
+    Build it with keyword arguments; invalid values raise :class:`ConfigurationError`.
+
+    Attributes:
+        plans: the plans the app sells (keys unique).
+        free_plan: key of the plan a user without a subscription is on (must have no price),
+            or ``None``.
+        webhook_secrets: endpoint signing secrets (``whsec_...``); several during rotation.
+        livemode: whether this deployment handles live-mode events (test mode otherwise).
+        webhook_tolerance_seconds: how old a signature timestamp may be.
+        webhook_max_body_bytes: larger webhook bodies are refused before parsing.
+        price_cache_ttl_seconds: how long catalog prices are served from memory.
+        access: the :class:`AccessPolicy`.
+        allow_multiple_subscriptions: let a user with a live subscription start another
+            checkout (apps that sell add-ons).
+        checkout_dedupe_seconds: a repeated ``start_checkout`` with the same inputs within this
+            window returns the same session.
+    """
+
+    plans: tuple[PlanDefinition, ...] = ()
+    free_plan: str | None = None
+    webhook_secrets: tuple[SecretStr, ...] = ()
+    livemode: bool = False
+    webhook_tolerance_seconds: PositiveInt = 300
+    webhook_max_body_bytes: PositiveInt = 1024 * 1024
+    price_cache_ttl_seconds: NonNegativeInt = 300
+    access: AccessPolicy = Field(default_factory=AccessPolicy)
+    allow_multiple_subscriptions: bool = False
+    checkout_dedupe_seconds: NonNegativeInt = 60
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid billing configuration: {exc}") from None
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _one_secret_is_a_tuple(cls, value: Any) -> Any:
+        if isinstance(value, (str, SecretStr)):
+            return (value,)
+        return value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _secrets_not_blank(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(not secret.get_secret_value().strip() for secret in value):
+            raise ValueError("webhook secrets must not be blank")
+        return value
+
+    @model_validator(mode="after")
+    def _plans_consistent(self) -> BillingConfig:
+        keys = [plan.key for plan in self.plans]
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate plan keys: {duplicates}")
+        if self.free_plan is not None:
+            free = next((p for p in self.plans if p.key == self.free_plan), None)
+            if free is None:
+                raise ValueError(f"free_plan {self.free_plan!r} is not one of the plans")
+            if not free.is_free:
+                raise ValueError(f"free_plan {self.free_plan!r} must not have prices")
+        return self
+
+    def plan_definition(self, key: str) -> PlanDefinition | None:
+        """The plan definition with ``key``, or ``None``."""
+        return next((plan for plan in self.plans if plan.key == key), None)
+
+    def secret_values(self) -> Sequence[str]:
+        """The webhook secrets in clear text, for the verifier only."""
+        return [secret.get_secret_value() for secret in self.webhook_secrets]

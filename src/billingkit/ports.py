@@ -1,0 +1,314 @@
+"""The two ports the services depend on, and the boundary values they exchange.
+
+* :class:`StripeGateway` — every call to Stripe. Adapters: ``StripeSdkGateway`` (the real
+  one) and ``billingkit.testing.FakeStripeGateway``.
+* :class:`Repository` — everything that persists, through an explicit :class:`UnitOfWork`
+  (one transaction that commits or rolls back as a whole). Adapters: ``InMemoryRepository``
+  (the reference semantics) and ``SqlAlchemyRepository``.
+
+Gateways return billingkit's own values, never SDK objects, and raise only the
+:class:`~billingkit.errors.GatewayError` tree. Repositories raise only the
+:class:`~billingkit.errors.RepositoryError` tree.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Literal
+
+from pydantic import Field
+
+from billingkit.domain import (
+    CheckoutRecord,
+    CustomerLink,
+    EventRecord,
+    EventStatus,
+    Price,
+    Subscription,
+    UTCDateTime,
+    Value,
+)
+
+__all__ = [
+    "CheckoutSession",
+    "CheckoutSessionRequest",
+    "ClaimOutcome",
+    "Clock",
+    "PortalSession",
+    "Repository",
+    "SaveOutcome",
+    "StripeCustomer",
+    "StripeGateway",
+    "UnitOfWork",
+    "system_clock",
+]
+
+#: Returns the current time as an aware UTC datetime; injected so tests can move time.
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """The real current time in UTC."""
+    return datetime.now(timezone.utc)
+
+
+# --------------------------------------------------------------------------- gateway values
+
+
+class StripeCustomer(Value):
+    """A Stripe customer as billingkit needs it."""
+
+    id: str
+    email: str | None = None
+    name: str | None = None
+    metadata: Mapping[str, str] = Field(default_factory=dict)
+    deleted: bool = False
+    livemode: bool = False
+
+
+class CheckoutSessionRequest(Value):
+    """Everything needed to create a Checkout Session; built by ``CheckoutService`` only.
+
+    The price always comes from the catalog, never from the client.
+    """
+
+    mode: Literal["subscription", "payment"]
+    customer_id: str
+    price_id: str
+    quantity: int = Field(default=1, ge=1)
+    success_url: str
+    cancel_url: str
+    client_reference_id: str
+    metadata: Mapping[str, str] = Field(default_factory=dict)
+    #: Copied to ``subscription_data.metadata`` (subscription mode only).
+    subscription_metadata: Mapping[str, str] = Field(default_factory=dict)
+    trial_days: int | None = Field(default=None, ge=1)
+    allow_promotion_codes: bool = False
+    idempotency_key: str
+
+
+class CheckoutSession(Value):
+    """A Stripe Checkout Session.
+
+    ``subscription`` is filled when the gateway retrieved the session with its subscription
+    expanded (``retrieve_checkout_session`` does), so confirming costs one call.
+    """
+
+    id: str
+    url: str | None = None
+    mode: Literal["subscription", "payment", "setup"]
+    status: Literal["open", "complete", "expired"] | None = None
+    payment_status: Literal["paid", "unpaid", "no_payment_required"]
+    customer_id: str | None = None
+    customer_email: str | None = None
+    client_reference_id: str | None = None
+    metadata: Mapping[str, str] = Field(default_factory=dict)
+    subscription_id: str | None = None
+    subscription: Subscription | None = None
+    payment_intent_id: str | None = None
+    amount_total: int | None = None
+    currency: str | None = None
+    created: UTCDateTime
+    expires_at: UTCDateTime | None = None
+    livemode: bool = False
+
+
+class PortalSession(Value):
+    """A Stripe billing-portal session: redirect the user to ``url``."""
+
+    id: str
+    url: str
+    customer_id: str
+    return_url: str | None = None
+
+
+class StripeGateway(abc.ABC):
+    """Every call billingkit makes to Stripe.
+
+    Create calls take an ``idempotency_key`` derived by the caller from stable inputs, so a
+    retried request never creates a second object. Failures raise
+    :class:`~billingkit.errors.GatewayError` subclasses with ``retryable`` set.
+    """
+
+    @abc.abstractmethod
+    def create_customer(
+        self,
+        *,
+        user_id: str,
+        email: str | None,
+        idempotency_key: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> StripeCustomer:
+        """Create a customer whose metadata carries ``user_id``."""
+
+    @abc.abstractmethod
+    def retrieve_customer(self, customer_id: str) -> StripeCustomer:
+        """Fetch a customer (``deleted`` set for a deleted one); 404 raises NotFound."""
+
+    @abc.abstractmethod
+    def create_checkout_session(self, request: CheckoutSessionRequest) -> CheckoutSession:
+        """Create a Checkout Session from a fully resolved request."""
+
+    @abc.abstractmethod
+    def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
+        """Fetch a Checkout Session with its subscription expanded, in one call."""
+
+    @abc.abstractmethod
+    def list_prices(
+        self, *, price_ids: Sequence[str] = (), lookup_keys: Sequence[str] = ()
+    ) -> list[Price]:
+        """Fetch all the given prices, with their products, in as few calls as possible.
+
+        The result holds every price found (in any order); unknown ids or keys are absent.
+        """
+
+    @abc.abstractmethod
+    def retrieve_subscription(self, subscription_id: str) -> Subscription:
+        """Fetch a subscription's current state (``watermark`` left at 0)."""
+
+    @abc.abstractmethod
+    def create_billing_portal_session(
+        self, *, customer_id: str, return_url: str, idempotency_key: str | None = None
+    ) -> PortalSession:
+        """Create a billing-portal session for the customer."""
+
+
+# --------------------------------------------------------------------------- repository
+
+
+class ClaimOutcome(str, Enum):
+    """What claiming an event id in the ledger found."""
+
+    CLAIMED = "claimed"  # new, or a failed/pending event taken up again: apply it now
+    DUPLICATE = "duplicate"  # already processed, ignored, stale, or being processed
+
+
+class SaveOutcome(str, Enum):
+    """What a conditional (watermark-guarded) write did."""
+
+    WRITTEN = "written"  # inserted or replaced
+    STALE = "stale"  # the stored state is newer (or terminal): nothing written
+    TIE = "tie"  # same watermark and ties not allowed: nothing written
+
+
+class UnitOfWork(abc.ABC):
+    """One transaction over the billing tables.
+
+    Obtained from :meth:`Repository.unit_of_work`; everything done through it commits together
+    when the ``with`` block exits normally and is rolled back if it raises.
+    """
+
+    # customers ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def customer_for_user(self, user_id: str) -> CustomerLink | None:
+        """The Stripe customer linked to ``user_id``."""
+
+    @abc.abstractmethod
+    def customer_by_id(self, customer_id: str) -> CustomerLink | None:
+        """The link for a Stripe customer id."""
+
+    @abc.abstractmethod
+    def link_customer(self, link: CustomerLink) -> CustomerLink:
+        """Store ``link`` atomically, unique in both directions.
+
+        Returns the stored link: ``link`` itself, or the existing one when the same pair is
+        already stored. Raises :class:`~billingkit.errors.ConflictError` when the user is
+        linked to another customer or the customer to another user.
+        """
+
+    @abc.abstractmethod
+    def update_customer(self, link: CustomerLink) -> SaveOutcome:
+        """Replace the stored email/deleted of ``link.customer_id`` if ``link`` is newer.
+
+        Same watermark rule as :meth:`save_subscription` (ties count as written). The user
+        id never changes. Returns ``STALE`` when the customer is not linked at all.
+        """
+
+    # subscriptions --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_subscription(self, subscription_id: str) -> Subscription | None:
+        """The stored subscription with that id."""
+
+    @abc.abstractmethod
+    def subscriptions_for_user(self, user_id: str) -> list[Subscription]:
+        """Subscriptions whose ``user_id`` is ``user_id`` or whose customer is linked to it.
+
+        Newest first (by ``created``, then id).
+        """
+
+    @abc.abstractmethod
+    def save_subscription(
+        self, subscription: Subscription, *, allow_tie: bool = False
+    ) -> SaveOutcome:
+        """Store ``subscription`` only if it is newer than the stored state, atomically.
+
+        Rules, in order: no stored row -> insert (``WRITTEN``); stored status terminal and
+        the new one not -> ``STALE``; new watermark higher -> ``WRITTEN``; equal -> ``WRITTEN``
+        if ``allow_tie`` else ``TIE``; lower -> ``STALE``. A write never erases a known
+        ``user_id`` or ``plan_key`` (a ``None`` keeps the stored value).
+        """
+
+    # checkout sessions ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def save_checkout(self, record: CheckoutRecord) -> None:
+        """Insert or replace the record for ``record.session_id``."""
+
+    @abc.abstractmethod
+    def get_checkout(self, session_id: str) -> CheckoutRecord | None:
+        """The stored checkout session."""
+
+    @abc.abstractmethod
+    def find_open_checkout(
+        self, *, user_id: str, request_key: str, created_after: datetime
+    ) -> CheckoutRecord | None:
+        """The newest ``open`` checkout of the user with that request key, created after."""
+
+    # event ledger -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def claim_event(self, record: EventRecord) -> ClaimOutcome:
+        """Claim an event id atomically (a unique constraint, never read-then-write).
+
+        Absent -> inserted with ``record``'s fields and status ``PROCESSING``, ``CLAIMED``.
+        Stored as ``FAILED`` or ``PENDING`` -> status ``PROCESSING``, ``attempts`` + 1,
+        ``CLAIMED``. Anything else -> ``DUPLICATE``, nothing changed.
+        """
+
+    @abc.abstractmethod
+    def finish_event(
+        self, event_id: str, status: EventStatus, *, processed_at: datetime
+    ) -> None:
+        """Set the final status (processed, ignored or stale) of a claimed event."""
+
+    @abc.abstractmethod
+    def mark_event_failed(self, record: EventRecord, error: str) -> EventRecord:
+        """Record a failure in its own unit of work, after the event's one rolled back.
+
+        Absent -> inserted from ``record`` with status ``FAILED``, ``attempts`` 1. Stored as
+        failed/pending/processing -> status ``FAILED``, ``attempts`` + 1, ``last_error``.
+        A processed/ignored/stale event is left alone. Returns the stored record.
+        """
+
+    @abc.abstractmethod
+    def get_event(self, event_id: str) -> EventRecord | None:
+        """The ledger entry, with its raw payload."""
+
+    @abc.abstractmethod
+    def list_events(
+        self, *, status: EventStatus | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        """Ledger entries, oldest ``received_at`` first, optionally of one status."""
+
+
+class Repository(abc.ABC):
+    """Persistence for billingkit: hands out units of work."""
+
+    @abc.abstractmethod
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
+        """Open a transaction: commit on normal exit, roll back if the block raises."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release connections or other resources; the default does nothing."""

@@ -1,0 +1,1 @@
+"""The four services: PlanCatalog, CheckoutService, WebhookProcessor, CustomerDetails."""
