@@ -8,6 +8,7 @@ webhook, an ignored event type, a stale event) are result values, never exceptio
 
     BillingError
     ├── ConfigurationError (ValueError)      invalid or missing configuration, at construction
+    ├── InvalidInputError (ValueError)       a malformed argument (empty user id, bad URL, ...)
     ├── DomainError                          a billing rule refuses the request
     │   ├── UnknownPlanError (LookupError)   no such plan, or no price for that interval
     │   ├── AlreadySubscribedError           the user already has a live subscription
@@ -49,6 +50,7 @@ __all__ = [
     "GatewayNotFoundError",
     "GatewayRateLimitError",
     "GatewayServerError",
+    "InvalidInputError",
     "NoCustomerError",
     "PricesUnavailableError",
     "RepositoryError",
@@ -69,6 +71,10 @@ class BillingError(Exception):
 
 class ConfigurationError(BillingError, ValueError):
     """The configuration is invalid or incomplete; raised at construction time."""
+
+
+class InvalidInputError(BillingError, ValueError):
+    """An argument the app passed is malformed; nothing was sent to Stripe or stored."""
 
 
 class DomainError(BillingError):
