@@ -1,0 +1,184 @@
+"""Customer billing details: what plan a user is on and whether access is granted.
+
+Answered from the repository alone: :meth:`CustomerDetails.for_user` never calls Stripe, so
+it is cheap enough to call on every request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from billingkit.config import AccessPolicy, BillingConfig
+from billingkit.domain import (
+    PlanDefinition,
+    Subscription,
+    SubscriptionStatus,
+    UTCDateTime,
+    Value,
+)
+from billingkit.errors import InvalidInputError
+from billingkit.ports import Clock, Repository, system_clock
+from billingkit.services.catalog import PlanCatalog
+
+__all__ = ["BillingDetails", "CustomerDetails", "grants_access"]
+
+
+class BillingDetails(Value):
+    """A user's billing state at one moment, as the app needs it to gate features.
+
+    Attributes:
+        user_id: the app's user.
+        plan_key: key of the plan the user is on (the free plan when not subscribed), or
+            ``None`` (no subscription and no free plan configured, or a subscription whose
+            price no configured plan uses).
+        plan: that plan's definition, or ``None`` when ``plan_key`` is not (or no longer) in
+            the configuration: status and access are still reported.
+        subscription_id: the subscription these details describe, or ``None``.
+        status: its Stripe status, or ``None`` without a (live) subscription.
+        has_access: whether the app should grant the plan's features (see
+            :func:`grants_access`); true on the free plan.
+        price_id: the subscribed Stripe price, if any.
+        current_period_end: when the current billing period ends (renews or stops).
+        cancel_at_period_end: the subscription stops at ``current_period_end``.
+        cancel_at: a scheduled cancellation time, if any.
+        trial_end: when the trial ends, if any.
+    """
+
+    user_id: str
+    plan_key: str | None = None
+    plan: PlanDefinition | None = None
+    subscription_id: str | None = None
+    status: SubscriptionStatus | None = None
+    has_access: bool = False
+    price_id: str | None = None
+    current_period_end: UTCDateTime | None = None
+    cancel_at_period_end: bool = False
+    cancel_at: UTCDateTime | None = None
+    trial_end: UTCDateTime | None = None
+
+    @property
+    def is_subscribed(self) -> bool:
+        """Whether these details describe a (non-terminal) Stripe subscription."""
+        return self.subscription_id is not None
+
+    def has_feature(self, name: str) -> bool:
+        """Whether access is granted and the plan includes feature ``name``."""
+        return self.has_access and self.plan is not None and name in self.plan.features
+
+    def limit(self, name: str, default: int | None = 0) -> int | None:
+        """The plan's limit ``name`` (``None`` meaning unlimited) while access is granted.
+
+        Without access, without a plan, or when the plan does not define ``name``, returns
+        ``default`` (0 unless given): a lapsed subscription never keeps a paid plan's limits.
+        """
+        if not self.has_access or self.plan is None or name not in self.plan.limits:
+            return default
+        return self.plan.limits[name]
+
+
+def grants_access(subscription: Subscription, policy: AccessPolicy, now: datetime) -> bool:
+    """Whether ``subscription`` grants access under ``policy`` at ``now``.
+
+    A status in ``policy.granting_statuses`` grants access. ``past_due`` (when not listed)
+    grants access for ``policy.past_due_grace_days`` days counted from
+    ``current_period_start`` (the renewal that failed), the end excluded; never without a
+    known period start.
+    """
+    if subscription.status in policy.granting_statuses:
+        return True
+    if (
+        subscription.status is SubscriptionStatus.PAST_DUE
+        and policy.past_due_grace_days > 0
+        and subscription.current_period_start is not None
+    ):
+        grace_end = subscription.current_period_start + timedelta(days=policy.past_due_grace_days)
+        return now < grace_end
+    return False
+
+
+class CustomerDetails:
+    """Answers "what plan is this user on and is access granted", without calling Stripe.
+
+    Args:
+        config: plans, free plan and the :class:`~billingkit.config.AccessPolicy`.
+        repository: where subscriptions are stored (read through one unit of work).
+        catalog: maps a stored price id to a plan when the subscription has no plan key; only
+            its configured ids and already cached prices are used, never a Stripe call.
+        clock: current time, for the past-due grace period.
+    """
+
+    def __init__(
+        self,
+        config: BillingConfig,
+        repository: Repository,
+        catalog: PlanCatalog,
+        *,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._config = config
+        self._repository = repository
+        self._catalog = catalog
+        self._clock = clock
+
+    def for_user(self, user_id: str) -> BillingDetails:
+        """The billing details of ``user_id`` now.
+
+        Among the user's subscriptions, the newest one granting access wins, else the newest
+        live (non-terminal) one. A user without one (or with only canceled or expired ones)
+        is on ``config.free_plan`` with access, or on no plan without access when no free
+        plan is configured. A subscription whose plan is no longer configured still reports
+        its status and access, with ``plan`` ``None``.
+
+        Raises :class:`~billingkit.errors.InvalidInputError` for a blank ``user_id``.
+        """
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise InvalidInputError("user_id must be a non-empty string")
+        with self._repository.unit_of_work() as uow:
+            subscriptions = uow.subscriptions_for_user(user_id)
+        now = self._clock()
+        chosen = self._choose(subscriptions, now)
+        if chosen is None:
+            return self._free(user_id)
+        subscription, access = chosen
+        plan_key = subscription.plan_key
+        if plan_key is None and subscription.price_id is not None:
+            plan_key = self._catalog.plan_key_for_price(subscription.price_id, load=False)
+        return BillingDetails(
+            user_id=user_id,
+            plan_key=plan_key,
+            plan=self._config.plan_definition(plan_key) if plan_key is not None else None,
+            subscription_id=subscription.id,
+            status=subscription.status,
+            has_access=access,
+            price_id=subscription.price_id,
+            current_period_end=subscription.current_period_end,
+            cancel_at_period_end=subscription.cancel_at_period_end,
+            cancel_at=subscription.cancel_at,
+            trial_end=subscription.trial_end,
+        )
+
+    def _choose(
+        self, subscriptions: Sequence[Subscription], now: datetime
+    ) -> tuple[Subscription, bool] | None:
+        """The relevant live subscription and whether it grants access."""
+        live = sorted(
+            (sub for sub in subscriptions if not sub.status.is_terminal),
+            key=lambda sub: (sub.created, sub.id),
+            reverse=True,
+        )
+        for subscription in live:
+            if grants_access(subscription, self._config.access, now):
+                return subscription, True
+        return (live[0], False) if live else None
+
+    def _free(self, user_id: str) -> BillingDetails:
+        key = self._config.free_plan
+        if key is None:
+            return BillingDetails(user_id=user_id)
+        return BillingDetails(
+            user_id=user_id,
+            plan_key=key,
+            plan=self._config.plan_definition(key),
+            has_access=True,
+        )
