@@ -1,0 +1,509 @@
+"""Start a Stripe Checkout for a user, confirm it on the success page, open the billing portal.
+
+:class:`CheckoutService` is the only place billingkit creates Checkout Sessions. Its rules:
+
+* the price comes **only** from the :class:`~billingkit.services.catalog.PlanCatalog`: the app
+  (and so the browser) names a plan key and an interval, never a price id;
+* one Stripe customer per user: the stored link is reused; a missing one is created with an
+  idempotency key derived from the user id, so concurrent or retried calls make one customer;
+* every session carries the user id as ``client_reference_id`` and ``user_id``, ``plan_key``
+  and ``interval`` in its metadata (and in ``subscription_data.metadata``), so later events
+  tie back to the user without trusting an e-mail address;
+* a double submit with the same inputs within ``checkout_dedupe_seconds`` returns the same
+  session; the session's idempotency key is derived from a fingerprint of the inputs, so a
+  retry after a gateway failure sends the same key;
+* confirming checks ownership before anything is stored, then applies the session through
+  :mod:`billingkit.services.sync`, the code path the ``checkout.session.completed`` webhook
+  uses, so whichever arrives first wins and the later one changes nothing.
+
+Stripe-call budget (with a warm catalog): ``start_checkout`` costs 1 call for a user who
+already has a customer, 2 for a new user, 0 for a deduplicated double submit;
+``confirm_checkout`` costs 1; ``open_billing_portal`` costs 1. A cold catalog adds its one
+``list_prices`` call for the whole catalog, once per cache period.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Literal
+from urllib.parse import urlsplit
+
+from billingkit.config import BillingConfig
+from billingkit.domain import (
+    LIVE_STATUSES,
+    CheckoutRecord,
+    CustomerLink,
+    Interval,
+    SubscriptionStatus,
+    UTCDateTime,
+    Value,
+    to_timestamp,
+)
+from billingkit.errors import (
+    AlreadySubscribedError,
+    CheckoutOwnershipError,
+    ConflictError,
+    GatewayError,
+    InvalidInputError,
+    NoCustomerError,
+)
+from billingkit.ports import (
+    CheckoutSession,
+    CheckoutSessionRequest,
+    Clock,
+    Repository,
+    StripeGateway,
+    UnitOfWork,
+    system_clock,
+)
+from billingkit.services.catalog import PlanCatalog
+
+__all__ = [
+    "RESERVED_METADATA_KEYS",
+    "CheckoutConfirmation",
+    "CheckoutService",
+    "CheckoutStart",
+    "checkout_idempotency_key",
+    "checkout_request_key",
+    "customer_idempotency_key",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Metadata keys billingkit sets on every session; app metadata may not use them.
+RESERVED_METADATA_KEYS = frozenset({"user_id", "plan_key", "interval"})
+
+# Stripe's documented limits, checked here so a bad argument fails before any call.
+_MAX_CLIENT_REFERENCE_ID = 200
+_MAX_METADATA_KEYS = 50
+_MAX_METADATA_KEY_LENGTH = 40
+_MAX_METADATA_VALUE_LENGTH = 500
+_MAX_TRIAL_DAYS = 730
+
+
+class CheckoutStart(Value):
+    """A started Checkout Session: redirect the user to ``url`` before ``expires_at``.
+
+    ``reused`` is true when a double submit got the session an identical earlier request
+    created (no Stripe call was made).
+    """
+
+    session_id: str
+    url: str
+    expires_at: UTCDateTime | None = None
+    reused: bool = False
+
+
+class CheckoutConfirmation(Value):
+    """What the success page learns about a Checkout Session, after ownership was checked.
+
+    ``status`` and ``payment_status`` are the session's, and ``subscription_status`` the
+    subscription's, exactly as Stripe reports them: an open or unpaid session is reported as
+    such. ``subscription_status`` is ``None`` in payment mode or before Stripe has created
+    the subscription.
+    """
+
+    session_id: str
+    user_id: str
+    mode: Literal["subscription", "payment"]
+    status: Literal["open", "complete", "expired"] | None
+    payment_status: Literal["paid", "unpaid", "no_payment_required"]
+    plan_key: str | None = None
+    interval: Interval | None = None
+    customer_id: str | None = None
+    subscription_id: str | None = None
+    subscription_status: SubscriptionStatus | None = None
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether the customer finished the checkout (paid, or nothing was due)."""
+        return self.status == "complete" and self.payment_status != "unpaid"
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def _digest(namespace: str, *parts: str) -> str:
+    hasher = hashlib.sha256(namespace.encode())
+    for part in parts:
+        hasher.update(b"\x00")
+        hasher.update(part.encode())
+    return hasher.hexdigest()
+
+
+def customer_idempotency_key(user_id: str) -> str:
+    """The idempotency key for creating ``user_id``'s Stripe customer.
+
+    Stable for a user (and not revealing the id), so every concurrent or retried creation for
+    the same user sends the same key and Stripe creates one customer.
+    """
+    return "billingkit-customer-" + _digest("billingkit/customer/v1", user_id)[:48]
+
+
+def checkout_request_key(
+    *,
+    user_id: str,
+    plan_key: str,
+    interval: Interval,
+    price_id: str,
+    quantity: int,
+    trial_days: int | None,
+    allow_promotion_codes: bool,
+    success_url: str,
+    cancel_url: str,
+    metadata: Mapping[str, str],
+) -> str:
+    """Fingerprint of a ``start_checkout`` request: equal inputs give an equal key.
+
+    Everything that shapes the session is included (the resolved price id too, so moving a
+    lookup key to a new price starts a new session); the e-mail is not, it only matters
+    when the customer is created.
+    """
+    canonical = json.dumps(
+        {
+            "user_id": user_id,
+            "plan_key": plan_key,
+            "interval": interval.value,
+            "price_id": price_id,
+            "quantity": quantity,
+            "trial_days": trial_days,
+            "allow_promotion_codes": allow_promotion_codes,
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "metadata": dict(sorted(metadata.items())),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return _digest("billingkit/checkout-request/v1", canonical)
+
+
+def checkout_idempotency_key(
+    request_key: str, customer_id: str, now: datetime, window_seconds: int
+) -> str:
+    """The idempotency key for creating the session of ``request_key`` at ``now``.
+
+    Requests in the same ``window_seconds`` time bucket (at least one second) share the key,
+    so a retry after a failed or lost gateway call sends the same key and Stripe answers with
+    the session it may already have created, never a second one.
+    """
+    bucket = to_timestamp(now) // max(window_seconds, 1)
+    return "billingkit-checkout-" + _digest(
+        "billingkit/checkout/v1", request_key, customer_id, str(bucket)
+    )[:48]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _require_text(name: str, value: object, *, max_length: int | None = None) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{name} must be a non-empty string")
+    if max_length is not None and len(value) > max_length:
+        raise InvalidInputError(f"{name} must be at most {max_length} characters")
+    return value
+
+
+def _require_url(name: str, value: object) -> str:
+    text = _require_text(name, value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
+        raise InvalidInputError(f"{name} must be an absolute http(s) URL")
+    return text
+
+
+def _require_count(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be an integer")
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and at most {maximum}" if maximum is not None else ""
+        raise InvalidInputError(f"{name} must be at least {minimum}{upper}")
+    return value
+
+
+def _app_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError("metadata must be a mapping of strings to strings")
+    reserved = sorted(RESERVED_METADATA_KEYS.intersection(metadata))
+    if reserved:
+        raise InvalidInputError(
+            f"metadata keys {reserved} are reserved: billingkit sets them from the arguments"
+        )
+    if len(metadata) + len(RESERVED_METADATA_KEYS) > _MAX_METADATA_KEYS:
+        raise InvalidInputError(
+            f"metadata may hold at most {_MAX_METADATA_KEYS - len(RESERVED_METADATA_KEYS)} keys"
+        )
+    for key, value in metadata.items():
+        _require_text("a metadata key", key, max_length=_MAX_METADATA_KEY_LENGTH)
+        if not isinstance(value, str) or len(value) > _MAX_METADATA_VALUE_LENGTH:
+            raise InvalidInputError(
+                f"metadata[{key!r}] must be a string of at most "
+                f"{_MAX_METADATA_VALUE_LENGTH} characters"
+            )
+    return dict(metadata)
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class CheckoutService:
+    """Starts and confirms Stripe Checkout Sessions and opens the billing portal.
+
+    Wire it once in the app's composition root and call it from the views::
+
+        checkout = CheckoutService(config, gateway, repository, catalog)
+        start = checkout.start_checkout(user_id=..., email=..., plan_key="pro",
+                                        interval=Interval.MONTH, success_url=...,
+                                        cancel_url=...)
+        redirect(start.url)
+
+    Thread-safe: it holds no mutable state of its own.
+    """
+
+    def __init__(
+        self,
+        config: BillingConfig,
+        gateway: StripeGateway,
+        repository: Repository,
+        catalog: PlanCatalog,
+        *,
+        clock: Clock = system_clock,
+    ) -> None:
+        self._config = config
+        self._gateway = gateway
+        self._repository = repository
+        self._catalog = catalog
+        self._clock = clock
+
+    # ------------------------------------------------------------------------- start
+
+    def start_checkout(
+        self,
+        *,
+        user_id: str,
+        email: str | None,
+        plan_key: str,
+        interval: Interval | str,
+        success_url: str,
+        cancel_url: str,
+        quantity: int = 1,
+        trial_days: int | None = None,
+        allow_promotion_codes: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> CheckoutStart:
+        """Create (or reuse) a Checkout Session for ``user_id`` buying ``plan_key``.
+
+        A recurring price opens a subscription-mode session, a one-time price
+        (``Interval.ONE_TIME``) a payment-mode one. ``success_url`` may contain Stripe's
+        ``{CHECKOUT_SESSION_ID}`` placeholder, which the success page passes to
+        :meth:`confirm_checkout`.
+
+        Raises:
+            InvalidInputError: a malformed argument, or ``metadata`` using a reserved key
+                (``user_id``, ``plan_key``, ``interval``), or trial days on a one-time price.
+            UnknownPlanError: no such plan, or it has no (active) price for ``interval``.
+            PricesUnavailableError: the catalog is cold and Stripe is unreachable (retryable).
+            AlreadySubscribedError: the user already has a live subscription (and
+                ``allow_multiple_subscriptions`` is off); send them to the billing portal.
+            GatewayError: Stripe failed; ``retryable`` tells whether to try again. Nothing
+                about the session is stored, and a retry sends the same idempotency key.
+        """
+        user_id = _require_text("user_id", user_id, max_length=_MAX_CLIENT_REFERENCE_ID)
+        if email is not None:
+            _require_text("email", email)
+        success_url = _require_url("success_url", success_url)
+        cancel_url = _require_url("cancel_url", cancel_url)
+        quantity = _require_count("quantity", quantity, minimum=1)
+        if trial_days is not None:
+            trial_days = _require_count(
+                "trial_days", trial_days, minimum=1, maximum=_MAX_TRIAL_DAYS
+            )
+        if not isinstance(allow_promotion_codes, bool):
+            raise InvalidInputError("allow_promotion_codes must be a bool")
+        app_metadata = _app_metadata(metadata)
+        price = self._catalog.price_for(plan_key, interval)
+        interval = Interval(interval)  # valid: the catalog found a price for it
+        mode: Literal["subscription", "payment"] = (
+            "subscription" if price.is_recurring else "payment"
+        )
+        if mode == "payment" and trial_days is not None:
+            raise InvalidInputError("trial_days applies to subscriptions, not one-time prices")
+
+        request_key = checkout_request_key(
+            user_id=user_id,
+            plan_key=plan_key,
+            interval=interval,
+            price_id=price.id,
+            quantity=quantity,
+            trial_days=trial_days,
+            allow_promotion_codes=allow_promotion_codes,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            metadata=app_metadata,
+        )
+        now = self._clock()
+        with self._repository.unit_of_work() as uow:
+            if mode == "subscription":
+                self._refuse_if_subscribed(uow, user_id)
+            earlier = self._open_duplicate(uow, user_id, request_key, now)
+            if earlier is not None:
+                return earlier
+            link = uow.customer_for_user(user_id)
+        if link is None:
+            customer_id = self._create_customer(user_id, email)
+        else:
+            customer_id = link.customer_id
+
+        tags = {"user_id": user_id, "plan_key": plan_key, "interval": interval.value}
+        session = self._gateway.create_checkout_session(
+            CheckoutSessionRequest(
+                mode=mode,
+                customer_id=customer_id,
+                price_id=price.id,
+                quantity=quantity,
+                success_url=success_url,
+                cancel_url=cancel_url,
+                client_reference_id=user_id,
+                metadata={**app_metadata, **tags},
+                subscription_metadata={**app_metadata, **tags} if mode == "subscription" else {},
+                trial_days=trial_days,
+                allow_promotion_codes=allow_promotion_codes,
+                idempotency_key=checkout_idempotency_key(
+                    request_key, customer_id, now, self._config.checkout_dedupe_seconds
+                ),
+            )
+        )
+        if not session.url:
+            raise GatewayError(f"Stripe returned checkout session {session.id} without a URL")
+        record = CheckoutRecord(
+            session_id=session.id,
+            user_id=user_id,
+            customer_id=customer_id,
+            plan_key=plan_key,
+            interval=interval,
+            mode=mode,
+            status=session.status or "open",
+            payment_status=session.payment_status,
+            url=session.url,
+            expires_at=session.expires_at,
+            request_key=request_key,
+            created_at=now,
+        )
+        with self._repository.unit_of_work() as uow:
+            # A concurrent identical request got the same session (same idempotency key) and
+            # may have stored it, or its webhook may already have completed it: keep that.
+            if uow.get_checkout(session.id) is None:
+                uow.save_checkout(record)
+        return CheckoutStart(session_id=session.id, url=session.url, expires_at=session.expires_at)
+
+    def _refuse_if_subscribed(self, uow: UnitOfWork, user_id: str) -> None:
+        if self._config.allow_multiple_subscriptions:
+            return
+        live = [s for s in uow.subscriptions_for_user(user_id) if s.status in LIVE_STATUSES]
+        if live:
+            raise AlreadySubscribedError(
+                f"user already has a {live[0].status.value} subscription ({live[0].id}); "
+                "use the billing portal or a plan change instead of a new checkout"
+            )
+
+    def _open_duplicate(
+        self, uow: UnitOfWork, user_id: str, request_key: str, now: datetime
+    ) -> CheckoutStart | None:
+        window = self._config.checkout_dedupe_seconds
+        if window <= 0:
+            return None
+        record = uow.find_open_checkout(
+            user_id=user_id, request_key=request_key, created_after=now - timedelta(seconds=window)
+        )
+        if record is None or not record.url:
+            return None
+        if record.expires_at is not None and record.expires_at <= now:
+            return None
+        return CheckoutStart(
+            session_id=record.session_id, url=record.url, expires_at=record.expires_at, reused=True
+        )
+
+    def _create_customer(self, user_id: str, email: str | None) -> str:
+        customer = self._gateway.create_customer(
+            user_id=user_id, email=email, idempotency_key=customer_idempotency_key(user_id)
+        )
+        link = CustomerLink(user_id=user_id, customer_id=customer.id, email=customer.email)
+        try:
+            with self._repository.unit_of_work() as uow:
+                return uow.link_customer(link).customer_id
+        except ConflictError:
+            # Another request linked this user first (to another customer): use theirs.
+            with self._repository.unit_of_work() as uow:
+                winner = uow.customer_for_user(user_id)
+            if winner is None:
+                raise
+            logger.warning(
+                "user %s was linked to %s concurrently; Stripe customer %s is unused",
+                user_id,
+                winner.customer_id,
+                customer.id,
+            )
+            return winner.customer_id
+
+    # ------------------------------------------------------------------------- confirm
+
+    def confirm_checkout(self, session_id: str, user_id: str) -> CheckoutConfirmation:
+        """Check and apply a Checkout Session on the success page (one Stripe call).
+
+        Raises:
+            InvalidInputError: an empty ``session_id`` or ``user_id``.
+            CheckoutOwnershipError: the session was started for another user (by its
+                ``client_reference_id``, its metadata, the stored record or its customer),
+                or not by billingkit at all. Nothing is stored.
+            GatewayError: Stripe failed (``GatewayNotFoundError`` for an unknown session).
+        """
+        session_id = _require_text("session_id", session_id)
+        user_id = _require_text("user_id", user_id)
+        session = self._gateway.retrieve_checkout_session(session_id)
+        raise NotImplementedError(session)
+
+    def _check_owner(self, uow: UnitOfWork, session: CheckoutSession, user_id: str) -> None:
+        claimed = {
+            owner
+            for owner in (session.client_reference_id, session.metadata.get("user_id"))
+            if owner
+        }
+        record = uow.get_checkout(session.id)
+        link = uow.customer_by_id(session.customer_id) if session.customer_id else None
+        owned = (
+            session.mode != "setup"
+            and claimed == {user_id}
+            and (record is None or record.user_id == user_id)
+            and (link is None or link.user_id == user_id)
+        )
+        if not owned:
+            raise CheckoutOwnershipError(
+                f"checkout session {session.id} was not started for this user"
+            )
+
+    # ------------------------------------------------------------------------- portal
+
+    def open_billing_portal(self, user_id: str, return_url: str) -> str:
+        """The URL of a Stripe billing-portal session for the user (one Stripe call).
+
+        Raises:
+            InvalidInputError: an empty ``user_id`` or a malformed ``return_url``.
+            NoCustomerError: the user has no Stripe customer (never started a checkout).
+            GatewayError: Stripe failed.
+        """
+        user_id = _require_text("user_id", user_id)
+        return_url = _require_url("return_url", return_url)
+        with self._repository.unit_of_work() as uow:
+            link = uow.customer_for_user(user_id)
+        if link is None:
+            raise NoCustomerError("this user has no Stripe customer yet; start a checkout first")
+        portal = self._gateway.create_billing_portal_session(
+            customer_id=link.customer_id, return_url=return_url
+        )
+        return portal.url
