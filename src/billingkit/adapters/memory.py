@@ -1,0 +1,416 @@
+"""``InMemoryRepository``: the reference semantics of the ``Repository`` port.
+
+Everything lives in plain dicts guarded by one lock. A unit of work holds that lock from
+``__enter__`` to ``__exit__``, so units of work are serializable (they run one after another,
+never interleaved). Every write goes through a tiny undo journal of
+``(table, key, previous value)`` entries; when the ``with`` block raises, the journal is
+replayed backwards and the tables are exactly as they were before the block. Committing just
+drops the journal. Nothing is copied per transaction, so a unit of work costs a lock
+acquisition plus a few dict operations per call.
+
+Stored values are billingkit's frozen value types, kept by reference (they are immutable).
+
+Rules of use:
+
+* A unit of work is entered once; using it after its ``with`` block exited, or from a thread
+  other than the one that entered it, raises :class:`~billingkit.errors.RepositoryError`.
+* Units of work do not nest: opening a second one on a thread that already holds one of the
+  same repository raises :class:`~billingkit.errors.RepositoryError` immediately (waiting
+  would deadlock, and silently joining the outer transaction would hide a design error).
+  Record a failure *after* the failed unit of work has exited, in a fresh one.
+* Other threads opening a unit of work wait until the current one exits.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from threading import Lock, get_ident
+from types import TracebackType
+from typing import Any
+
+from typing_extensions import override
+
+from billingkit.domain import (
+    TERMINAL_STATUSES,
+    CheckoutRecord,
+    CustomerLink,
+    EventRecord,
+    EventStatus,
+    Subscription,
+)
+from billingkit.errors import ConflictError, RepositoryError
+from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
+
+__all__ = ["InMemoryRepository"]
+
+_MISSING: Any = object()
+_RECLAIMABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING})
+_FAILABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING, EventStatus.PROCESSING})
+
+#: One undo step: put ``previous`` back under ``key`` in ``table`` (remove it if _MISSING).
+_UndoEntry = tuple[dict[Any, Any], Any, Any]
+
+
+def _aware_utc(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise RepositoryError(f"{name} must be a timezone-aware datetime")
+    return moment.astimezone(timezone.utc)
+
+
+class _Tables:
+    """The stored state: primary tables plus the secondary indexes the queries need."""
+
+    __slots__ = (
+        "checkouts",
+        "checkouts_by_key",
+        "events",
+        "links_by_customer",
+        "links_by_user",
+        "subscriptions",
+        "subscriptions_by_customer",
+        "subscriptions_by_user",
+    )
+
+    def __init__(self) -> None:
+        self.links_by_user: dict[str, CustomerLink] = {}
+        self.links_by_customer: dict[str, CustomerLink] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        # index value: an insertion-ordered set of subscription ids
+        self.subscriptions_by_customer: dict[str, dict[str, None]] = {}
+        self.subscriptions_by_user: dict[str, dict[str, None]] = {}
+        self.checkouts: dict[str, CheckoutRecord] = {}
+        self.checkouts_by_key: dict[tuple[str, str], dict[str, None]] = {}
+        self.events: dict[str, EventRecord] = {}
+
+
+class InMemoryRepository(Repository):
+    """A thread-safe repository keeping everything in process memory.
+
+    It is the reference implementation every other adapter is checked against (see
+    ``tests/contract/``), and the repository of choice for tests and demos. Its state lives
+    as long as the object and is not shared between processes.
+    """
+
+    def __init__(self) -> None:
+        self._tables = _Tables()
+        self._lock = Lock()
+        self._owner: int | None = None  # thread ident holding the lock, for nesting checks
+
+    @override
+    def unit_of_work(self) -> _InMemoryUnitOfWork:
+        """Open a serializable transaction; see the module docstring for the rules of use."""
+        return _InMemoryUnitOfWork(self)
+
+    def _acquire(self) -> None:
+        me = get_ident()
+        if self._owner == me:
+            raise RepositoryError(
+                "nested unit of work: this thread already holds a unit of work of this "
+                "repository; finish it before opening another one"
+            )
+        self._lock.acquire()
+        self._owner = me
+
+    def _release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+
+_NEW, _OPEN, _CLOSED = 0, 1, 2
+
+
+class _InMemoryUnitOfWork(UnitOfWork):
+    """One transaction of :class:`InMemoryRepository`; also its own context manager."""
+
+    __slots__ = ("_journal", "_owner", "_repository", "_state", "_t")
+
+    def __init__(self, repository: InMemoryRepository) -> None:
+        self._repository = repository
+        self._t = repository._tables
+        self._journal: list[_UndoEntry] = []
+        self._state = _NEW
+        self._owner: int | None = None
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> _InMemoryUnitOfWork:
+        if self._state != _NEW:
+            raise RepositoryError("a unit of work can be entered only once")
+        self._repository._acquire()
+        self._state = _OPEN
+        self._owner = get_ident()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._state != _OPEN:
+            return
+        try:
+            if exc_type is not None:
+                self._rollback()
+        finally:
+            self._journal = []
+            self._state = _CLOSED
+            self._owner = None
+            self._repository._release()
+
+    def _rollback(self) -> None:
+        for table, key, previous in reversed(self._journal):
+            if previous is _MISSING:
+                table.pop(key, None)
+            else:
+                table[key] = previous
+
+    def _check(self) -> None:
+        if self._owner != get_ident():
+            if self._state == _NEW:
+                raise RepositoryError("unit of work used before its with block was entered")
+            if self._state == _CLOSED:
+                raise RepositoryError("unit of work used after its with block exited")
+            raise RepositoryError("unit of work used from another thread than its owner")
+
+    # ------------------------------------------------------------------- journaled writes
+
+    def _put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        self._journal.append((table, key, table.get(key, _MISSING)))
+        table[key] = value
+
+    def _pop(self, table: dict[Any, Any], key: Any) -> None:
+        previous = table.pop(key, _MISSING)
+        if previous is not _MISSING:
+            self._journal.append((table, key, previous))
+
+    def _index_add(self, index: dict[Any, dict[str, None]], key: Any, member: str) -> None:
+        members = index.get(key)
+        if members is None:
+            members = {}
+            self._put(index, key, members)
+        if member not in members:
+            self._put(members, member, None)
+
+    def _index_remove(self, index: dict[Any, dict[str, None]], key: Any, member: str) -> None:
+        members = index.get(key)
+        if members is not None:
+            self._pop(members, member)
+
+    # ------------------------------------------------------------------------- customers
+
+    @override
+    def customer_for_user(self, user_id: str) -> CustomerLink | None:
+        self._check()
+        return self._t.links_by_user.get(user_id)
+
+    @override
+    def customer_by_id(self, customer_id: str) -> CustomerLink | None:
+        self._check()
+        return self._t.links_by_customer.get(customer_id)
+
+    @override
+    def link_customer(self, link: CustomerLink) -> CustomerLink:
+        self._check()
+        t = self._t
+        existing = t.links_by_user.get(link.user_id)
+        if existing is not None:
+            if existing.customer_id == link.customer_id:
+                return existing
+            raise ConflictError(
+                f"user {link.user_id!r} is already linked to another Stripe customer"
+            )
+        if link.customer_id in t.links_by_customer:
+            raise ConflictError(
+                f"Stripe customer {link.customer_id!r} is already linked to another user"
+            )
+        self._put(t.links_by_user, link.user_id, link)
+        self._put(t.links_by_customer, link.customer_id, link)
+        return link
+
+    @override
+    def update_customer(self, link: CustomerLink) -> SaveOutcome:
+        self._check()
+        t = self._t
+        stored = t.links_by_customer.get(link.customer_id)
+        if stored is None or link.watermark < stored.watermark:
+            return SaveOutcome.STALE
+        updated = stored.model_copy(
+            update={"email": link.email, "deleted": link.deleted, "watermark": link.watermark}
+        )
+        self._put(t.links_by_customer, stored.customer_id, updated)
+        self._put(t.links_by_user, stored.user_id, updated)
+        return SaveOutcome.WRITTEN
+
+    # --------------------------------------------------------------------- subscriptions
+
+    @override
+    def get_subscription(self, subscription_id: str) -> Subscription | None:
+        self._check()
+        return self._t.subscriptions.get(subscription_id)
+
+    @override
+    def subscriptions_for_user(self, user_id: str) -> list[Subscription]:
+        self._check()
+        t = self._t
+        ids: dict[str, None] = dict(t.subscriptions_by_user.get(user_id, {}))
+        link = t.links_by_user.get(user_id)
+        if link is not None:
+            ids.update(t.subscriptions_by_customer.get(link.customer_id, {}))
+        found = [t.subscriptions[sub_id] for sub_id in ids]
+        found.sort(key=lambda sub: (sub.created, sub.id), reverse=True)
+        return found
+
+    @override
+    def save_subscription(
+        self, subscription: Subscription, *, allow_tie: bool = False
+    ) -> SaveOutcome:
+        self._check()
+        t = self._t
+        stored = t.subscriptions.get(subscription.id)
+        if stored is not None:
+            if stored.status in TERMINAL_STATUSES and subscription.status not in TERMINAL_STATUSES:
+                return SaveOutcome.STALE
+            if subscription.watermark < stored.watermark:
+                return SaveOutcome.STALE
+            if subscription.watermark == stored.watermark and not allow_tie:
+                return SaveOutcome.TIE
+            kept: dict[str, str] = {}
+            if subscription.user_id is None and stored.user_id is not None:
+                kept["user_id"] = stored.user_id
+            if subscription.plan_key is None and stored.plan_key is not None:
+                kept["plan_key"] = stored.plan_key
+            if kept:
+                subscription = subscription.model_copy(update=kept)
+            if stored.customer_id != subscription.customer_id:
+                self._index_remove(t.subscriptions_by_customer, stored.customer_id, stored.id)
+            if stored.user_id is not None and stored.user_id != subscription.user_id:
+                self._index_remove(t.subscriptions_by_user, stored.user_id, stored.id)
+        self._put(t.subscriptions, subscription.id, subscription)
+        self._index_add(t.subscriptions_by_customer, subscription.customer_id, subscription.id)
+        if subscription.user_id is not None:
+            self._index_add(t.subscriptions_by_user, subscription.user_id, subscription.id)
+        return SaveOutcome.WRITTEN
+
+    # ----------------------------------------------------------------- checkout sessions
+
+    @override
+    def save_checkout(self, record: CheckoutRecord) -> None:
+        self._check()
+        t = self._t
+        key = (record.user_id, record.request_key)
+        stored = t.checkouts.get(record.session_id)
+        if stored is not None and (stored.user_id, stored.request_key) != key:
+            self._index_remove(
+                t.checkouts_by_key, (stored.user_id, stored.request_key), stored.session_id
+            )
+        self._put(t.checkouts, record.session_id, record)
+        self._index_add(t.checkouts_by_key, key, record.session_id)
+
+    @override
+    def get_checkout(self, session_id: str) -> CheckoutRecord | None:
+        self._check()
+        return self._t.checkouts.get(session_id)
+
+    @override
+    def find_open_checkout(
+        self, *, user_id: str, request_key: str, created_after: datetime
+    ) -> CheckoutRecord | None:
+        self._check()
+        after = _aware_utc(created_after, "created_after")
+        t = self._t
+        best: CheckoutRecord | None = None
+        for session_id in t.checkouts_by_key.get((user_id, request_key), ()):
+            record = t.checkouts[session_id]
+            if record.status != "open" or record.created_at <= after:
+                continue
+            if best is None or (record.created_at, record.session_id) > (
+                best.created_at,
+                best.session_id,
+            ):
+                best = record
+        return best
+
+    # ---------------------------------------------------------------------- event ledger
+
+    @override
+    def claim_event(self, record: EventRecord) -> ClaimOutcome:
+        self._check()
+        events = self._t.events
+        stored = events.get(record.id)
+        if stored is None:
+            if record.status is not EventStatus.PROCESSING:
+                record = record.model_copy(update={"status": EventStatus.PROCESSING})
+            self._put(events, record.id, record)
+            return ClaimOutcome.CLAIMED
+        if stored.status in _RECLAIMABLE:
+            self._put(
+                events,
+                stored.id,
+                stored.model_copy(
+                    update={"status": EventStatus.PROCESSING, "attempts": stored.attempts + 1}
+                ),
+            )
+            return ClaimOutcome.CLAIMED
+        return ClaimOutcome.DUPLICATE
+
+    @override
+    def finish_event(
+        self, event_id: str, status: EventStatus, *, processed_at: datetime
+    ) -> None:
+        self._check()
+        events = self._t.events
+        stored = events.get(event_id)
+        if stored is None:
+            raise RepositoryError(f"event {event_id!r} is not in the ledger")
+        when = _aware_utc(processed_at, "processed_at")
+        try:
+            status = EventStatus(status)
+        except ValueError:
+            raise RepositoryError(f"unknown event status {status!r}") from None
+        self._put(
+            events,
+            event_id,
+            stored.model_copy(update={"status": status, "processed_at": when}),
+        )
+
+    @override
+    def mark_event_failed(self, record: EventRecord, error: str) -> EventRecord:
+        self._check()
+        events = self._t.events
+        stored = events.get(record.id)
+        if stored is None:
+            failed = record.model_copy(
+                update={"status": EventStatus.FAILED, "attempts": 1, "last_error": error}
+            )
+        elif stored.status in _FAILABLE:
+            failed = stored.model_copy(
+                update={
+                    "status": EventStatus.FAILED,
+                    "attempts": stored.attempts + 1,
+                    "last_error": error,
+                }
+            )
+        else:
+            return stored
+        self._put(events, failed.id, failed)
+        return failed
+
+    @override
+    def get_event(self, event_id: str) -> EventRecord | None:
+        self._check()
+        return self._t.events.get(event_id)
+
+    @override
+    def list_events(
+        self, *, status: EventStatus | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        self._check()
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        records: Iterable[EventRecord] = self._t.events.values()
+        if status is not None:
+            records = (record for record in records if record.status == status)
+        return heapq.nsmallest(limit, records, key=lambda record: (record.received_at, record.id))
