@@ -355,10 +355,9 @@ class CheckoutService:
             if earlier is not None:
                 return earlier
             link = uow.customer_for_user(user_id)
-        if link is None:
-            customer_id = self._create_customer(user_id, email)
-        else:
-            customer_id = link.customer_id
+        customer_id = (
+            link.customer_id if link is not None else self._create_customer(user_id, email)
+        )
 
         tags = {"user_id": user_id, "plan_key": plan_key, "interval": interval.value}
         session = self._gateway.create_checkout_session(
