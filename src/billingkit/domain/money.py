@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StrictInt, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictInt, StringConstraints
 
 __all__ = ["ZERO_DECIMAL_CURRENCIES", "Money", "minor_unit_exponent"]
 
@@ -18,8 +18,14 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
 #: Currencies with three decimal places.
 THREE_DECIMAL_CURRENCIES = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 
+def _normalise_currency(value: object) -> object:
+    # StringConstraints checks the pattern before lower-casing, so normalise first.
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+#: A lower-case ISO 4217 code; ``" USD "`` is read as ``"usd"``.
 CurrencyCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z]{3}$")
+    str, BeforeValidator(_normalise_currency), StringConstraints(pattern=r"^[a-z]{3}$")
 ]
 
 
