@@ -74,7 +74,7 @@ class BillingConfig(Value):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(f"invalid billing configuration: {exc}") from None
+            raise ConfigurationError(f"invalid billing configuration: {_describe(exc)}") from None
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod
@@ -111,3 +111,12 @@ class BillingConfig(Value):
     def secret_values(self) -> Sequence[str]:
         """The webhook secrets in clear text, for the verifier only."""
         return [secret.get_secret_value() for secret in self.webhook_secrets]
+
+
+def _describe(exc: ValidationError) -> str:
+    """The validation errors without the offending input values (they may be secrets)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"]) or "config"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
