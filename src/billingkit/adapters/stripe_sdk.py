@@ -1,0 +1,367 @@
+"""``StripeSdkGateway``: the real :class:`~billingkit.ports.StripeGateway`, over the ``stripe`` SDK.
+
+This is the only module in billingkit that imports ``stripe``. It wraps one injected
+:class:`stripe.StripeClient` (one client per configuration, no module-level ``stripe.api_key``),
+pins the Stripe API version on every request, maps every response to billingkit's own values
+through :mod:`billingkit.stripe_objects` (never returning SDK objects) and every SDK exception
+to the :class:`~billingkit.errors.GatewayError` tree.
+
+Build it in the app's composition root::
+
+    gateway = StripeSdkGateway.from_api_key(settings.STRIPE_SECRET_KEY)
+
+or around a client you configured yourself::
+
+    gateway = StripeSdkGateway(stripe.StripeClient(key, max_network_retries=3))
+
+Catalog prices cost one request for a typical catalog: lookup keys are sent to
+``GET /v1/prices`` in chunks of :data:`LOOKUP_KEYS_PER_REQUEST` (Stripe's limit), and price ids
+(which ``prices.list`` cannot filter on) are found by listing active prices, 100 per page, with
+their products expanded, until every requested id has been seen.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import stripe
+from stripe.params import (
+    CustomerCreateParams,
+    CustomerRetrieveParams,
+    PriceListParams,
+    SubscriptionRetrieveParams,
+)
+from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
+from stripe.params.checkout import (
+    SessionCreateParams,
+    SessionCreateParamsLineItem,
+    SessionCreateParamsSubscriptionData,
+    SessionRetrieveParams,
+)
+
+from billingkit.domain import Price, Subscription
+from billingkit.errors import (
+    GatewayAuthenticationError,
+    GatewayCardError,
+    GatewayConnectionError,
+    GatewayError,
+    GatewayInvalidRequestError,
+    GatewayNotFoundError,
+    GatewayRateLimitError,
+    GatewayServerError,
+    WebhookPayloadError,
+)
+from billingkit.ports import (
+    CheckoutSession,
+    CheckoutSessionRequest,
+    PortalSession,
+    StripeCustomer,
+    StripeGateway,
+)
+from billingkit.stripe_objects import (
+    checkout_session_from_stripe,
+    customer_from_stripe,
+    portal_session_from_stripe,
+    price_from_stripe,
+    subscription_from_stripe,
+)
+
+__all__ = ["LOOKUP_KEYS_PER_REQUEST", "PRICES_PAGE_SIZE", "StripeSdkGateway", "sdk_api_version"]
+
+#: Stripe's ``prices.list`` accepts at most this many ``lookup_keys`` per request.
+LOOKUP_KEYS_PER_REQUEST = 10
+#: Page size used when listing prices (Stripe's maximum).
+PRICES_PAGE_SIZE = 100
+
+# Secret and restricted keys, also in the masked form Stripe echoes ("sk_test_********1234").
+_T = TypeVar("_T")
+_KEY_PATTERN = re.compile(r"\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9*]+")
+
+
+def sdk_api_version() -> str:
+    """The Stripe API version the installed ``stripe`` package pins (its default)."""
+    from stripe._api_version import _ApiVersion  # the SDK's own pin; no public alias exists
+
+    return _ApiVersion.CURRENT
+
+
+def _redact(text: str) -> str:
+    return _KEY_PATTERN.sub("[redacted key]", text)
+
+
+class StripeSdkGateway(StripeGateway):
+    """The :class:`~billingkit.ports.StripeGateway` that talks to Stripe through its SDK.
+
+    Args:
+        client: a configured :class:`stripe.StripeClient`; the gateway keeps no other state
+            and never touches ``stripe``'s module-level configuration.
+        api_version: the Stripe API version sent with every request; defaults to the one the
+            installed ``stripe`` package pins (:func:`sdk_api_version`). Webhook endpoints
+            should be created with the same version.
+    """
+
+    def __init__(self, client: stripe.StripeClient, *, api_version: str | None = None) -> None:
+        self._client = client
+        self._api_version = api_version or sdk_api_version()
+
+    @classmethod
+    def from_api_key(
+        cls,
+        api_key: str,
+        *,
+        api_version: str | None = None,
+        max_network_retries: int = 2,
+        base_url: str | None = None,
+        proxy: str | None = None,
+        http_client: stripe.HTTPClient | None = None,
+    ) -> StripeSdkGateway:
+        """Build a gateway with its own :class:`stripe.StripeClient`.
+
+        Args:
+            api_key: a secret (``sk_...``) or restricted (``rk_...``) key.
+            api_version: see the class; defaults to the SDK's pinned version.
+            max_network_retries: retries of failed requests (connection errors, 409, 5xx),
+                done by the SDK with the same idempotency key.
+            base_url: the API base of a Stripe-compatible server (e.g. ``stripe-mock``),
+                ``https://api.stripe.com`` when ``None``.
+            proxy: an HTTP proxy URL for the SDK's default HTTP client.
+            http_client: a custom :class:`stripe.HTTPClient` (exclusive with ``proxy``).
+        """
+        version = api_version or sdk_api_version()
+        client = stripe.StripeClient(
+            api_key,
+            stripe_version=version,
+            max_network_retries=max_network_retries,
+            base_addresses={"api": base_url} if base_url else None,
+            proxy=proxy,
+            http_client=http_client,
+        )
+        return cls(client, api_version=version)
+
+    @property
+    def api_version(self) -> str:
+        """The Stripe API version sent with every request."""
+        return self._api_version
+
+    def __repr__(self) -> str:
+        return f"StripeSdkGateway(api_version={self._api_version!r})"
+
+    # ----------------------------------------------------------------------------- helpers
+
+    def _options(self, idempotency_key: str | None = None) -> stripe.RequestOptions:
+        options: stripe.RequestOptions = {"stripe_version": self._api_version}
+        if idempotency_key is not None:
+            options["idempotency_key"] = idempotency_key
+        return options
+
+    # ----------------------------------------------------------------------------- customers
+
+    def create_customer(
+        self,
+        *,
+        user_id: str,
+        email: str | None,
+        idempotency_key: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> StripeCustomer:
+        """Create a customer whose metadata carries ``user_id`` (``POST /v1/customers``)."""
+        params: CustomerCreateParams = {"metadata": {**(metadata or {}), "user_id": user_id}}
+        if email is not None:
+            params["email"] = email
+        with _translated("create customer"):
+            customer = self._client.v1.customers.create(
+                params=params, options=self._options(idempotency_key)
+            )
+        return _mapped(customer_from_stripe, customer.to_dict())
+
+    def retrieve_customer(self, customer_id: str) -> StripeCustomer:
+        """Fetch a customer; a deleted one comes back with ``deleted=True``."""
+        params: CustomerRetrieveParams = {}
+        with _translated("retrieve customer"):
+            customer = self._client.v1.customers.retrieve(
+                customer_id, params=params, options=self._options()
+            )
+        return _mapped(customer_from_stripe, customer.to_dict())
+
+    # ----------------------------------------------------------------------------- checkout
+
+    def create_checkout_session(self, request: CheckoutSessionRequest) -> CheckoutSession:
+        """Create a Checkout Session for one price (``POST /v1/checkout/sessions``)."""
+        line_item: SessionCreateParamsLineItem = {
+            "price": request.price_id,
+            "quantity": request.quantity,
+        }
+        params: SessionCreateParams = {
+            "mode": request.mode,
+            "customer": request.customer_id,
+            "line_items": [line_item],
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+            "client_reference_id": request.client_reference_id,
+        }
+        if request.metadata:
+            params["metadata"] = dict(request.metadata)
+        if request.allow_promotion_codes:
+            params["allow_promotion_codes"] = True
+        if request.mode == "subscription":
+            subscription_data: SessionCreateParamsSubscriptionData = {}
+            if request.subscription_metadata:
+                subscription_data["metadata"] = dict(request.subscription_metadata)
+            if request.trial_days is not None:
+                subscription_data["trial_period_days"] = request.trial_days
+            if subscription_data:
+                params["subscription_data"] = subscription_data
+        with _translated("create checkout session"):
+            session = self._client.v1.checkout.sessions.create(
+                params=params, options=self._options(request.idempotency_key)
+            )
+        return _mapped(checkout_session_from_stripe, session.to_dict())
+
+    def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
+        """Fetch a Checkout Session with its subscription expanded, in one request."""
+        params: SessionRetrieveParams = {"expand": ["subscription"]}
+        with _translated("retrieve checkout session"):
+            session = self._client.v1.checkout.sessions.retrieve(
+                session_id, params=params, options=self._options()
+            )
+        return _mapped(checkout_session_from_stripe, session.to_dict())
+
+    def create_billing_portal_session(
+        self, *, customer_id: str, return_url: str, idempotency_key: str | None = None
+    ) -> PortalSession:
+        """Create a billing-portal session (``POST /v1/billing_portal/sessions``)."""
+        params: PortalSessionCreateParams = {"customer": customer_id, "return_url": return_url}
+        with _translated("create billing portal session"):
+            session = self._client.v1.billing_portal.sessions.create(
+                params=params, options=self._options(idempotency_key)
+            )
+        return _mapped(portal_session_from_stripe, session.to_dict())
+
+    # ----------------------------------------------------------------------------- prices
+
+    def list_prices(
+        self, *, price_ids: Sequence[str] = (), lookup_keys: Sequence[str] = ()
+    ) -> list[Price]:
+        """Fetch the given active prices with their products, in as few requests as possible.
+
+        ``prices.list`` can filter by lookup keys (at most :data:`LOOKUP_KEYS_PER_REQUEST` per
+        request) but not by ids. So when ids are asked for, active prices are listed 100 per
+        page (products expanded) until every id and key was seen or the list ends: one request
+        for a catalog in an account with up to 100 active prices. Lookup keys still missing
+        after a listing that stopped early are then asked for by key; with lookup keys only,
+        one request per :data:`LOOKUP_KEYS_PER_REQUEST` keys. Unknown or inactive ids and keys
+        are simply absent from the result.
+        """
+        ids = set(price_ids)
+        keys = list(dict.fromkeys(lookup_keys))
+        found: dict[str, Price] = {}
+        if ids:
+            wanted_keys = set(keys)
+            seen_keys: set[str | None] = set()
+            listing: PriceListParams = {
+                "active": True,
+                "expand": ["data.product"],
+                "limit": PRICES_PAGE_SIZE,
+            }
+            for page in self._price_pages(listing):
+                for price in page:
+                    if price.id in ids or price.lookup_key in wanted_keys:
+                        found[price.id] = price
+                        seen_keys.add(price.lookup_key)
+                if ids <= found.keys() and wanted_keys <= seen_keys:
+                    break
+            else:  # the listing ended: every active price was seen, missing keys don't exist
+                seen_keys.update(wanted_keys)
+            keys = [key for key in keys if key not in seen_keys]
+        for start in range(0, len(keys), LOOKUP_KEYS_PER_REQUEST):
+            by_key: PriceListParams = {
+                "active": True,
+                "lookup_keys": keys[start : start + LOOKUP_KEYS_PER_REQUEST],
+                "expand": ["data.product"],
+                "limit": PRICES_PAGE_SIZE,
+            }
+            for page in self._price_pages(by_key):
+                found.update((price.id, price) for price in page)
+        return list(found.values())
+
+    def _price_pages(self, params: PriceListParams) -> Iterator[list[Price]]:
+        """Yield ``GET /v1/prices`` pages as billingkit prices, one request per page."""
+        page_params: PriceListParams = {**params}
+        while True:
+            with _translated("list prices"):
+                page = self._client.v1.prices.list(params=page_params, options=self._options())
+            data: list[dict[str, Any]] = page.to_dict().get("data") or []
+            yield [_mapped(price_from_stripe, raw) for raw in data]
+            if not page.has_more or not data:
+                return
+            page_params = {**params, "starting_after": str(data[-1]["id"])}
+
+    # ----------------------------------------------------------------------------- subscriptions
+
+    def retrieve_subscription(self, subscription_id: str) -> Subscription:
+        """Fetch a subscription's current state (``watermark`` left at 0)."""
+        params: SubscriptionRetrieveParams = {}
+        with _translated("retrieve subscription"):
+            subscription = self._client.v1.subscriptions.retrieve(
+                subscription_id, params=params, options=self._options()
+            )
+        return _mapped(subscription_from_stripe, subscription.to_dict())
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+def _mapped(parse: Callable[[Mapping[str, Any]], _T], raw: Mapping[str, Any]) -> _T:
+    """Apply a :mod:`billingkit.stripe_objects` reader; a malformed answer is a GatewayError."""
+    try:
+        return parse(raw)
+    except WebhookPayloadError as exc:
+        raise GatewayError(f"Stripe returned an unexpected object: {exc}") from None
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """Re-raise any SDK exception inside the block as the matching :class:`GatewayError`."""
+    try:
+        yield
+    except stripe.StripeError as exc:
+        raise gateway_error(exc, operation) from None
+
+
+def gateway_error(exc: stripe.StripeError, operation: str) -> GatewayError:
+    """Translate one SDK exception into billingkit's :class:`GatewayError` tree.
+
+    The type is chosen from the exception class and Stripe's structured ``code``, never from
+    message text. Any API key in Stripe's message (it echoes a masked one on 401) is redacted.
+    """
+    status = exc.http_status
+    code = exc.code or (exc.error.code if exc.error is not None else None)
+    detail = _redact(exc.user_message or type(exc).__name__)
+    kind: type[GatewayError] = GatewayError
+    retryable = False
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        kind = GatewayAuthenticationError
+    elif isinstance(exc, stripe.CardError):
+        kind = GatewayCardError
+    elif isinstance(exc, stripe.InvalidRequestError) and code == "resource_missing":
+        kind = GatewayNotFoundError
+    elif isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
+        kind = GatewayInvalidRequestError
+    elif isinstance(exc, stripe.RateLimitError):
+        kind, retryable = GatewayRateLimitError, True
+    elif isinstance(exc, stripe.APIConnectionError):
+        kind, retryable = GatewayConnectionError, True
+    elif isinstance(exc, stripe.APIError):
+        kind = GatewayServerError
+        retryable = status is None or status >= 500 or status == 409
+    return kind(
+        f"Stripe {operation} failed: {detail}",
+        retryable=retryable,
+        http_status=status,
+        code=code,
+        request_id=exc.request_id,
+        user_message=detail if kind is GatewayCardError else None,
+    )
