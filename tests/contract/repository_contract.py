@@ -1,0 +1,1227 @@
+"""The Repository contract: the behaviour every ``billingkit.ports.Repository`` adapter must have.
+
+How to run it against an adapter
+--------------------------------
+Subclass :class:`RepositoryContract` in a module pytest collects (the class name must start
+with ``Test``) and provide a ``repository`` fixture that yields a fresh, **empty** repository
+for each test and cleans up after it::
+
+    import pytest
+
+    from tests.contract.repository_contract import RepositoryContract
+
+
+    class TestSqliteRepository(RepositoryContract):
+        @pytest.fixture
+        def repository(self):
+            repo = make_my_repository()  # empty tables
+            yield repo
+            repo.close()
+
+Importing: ``tests/`` is not a package, ``tests/contract/`` is. The import above needs the
+repository root on ``sys.path``; ``python -m pytest`` run from the repository root (what the
+Makefile and CI do) puts it there. Test modules elsewhere (``tests/integration/``,
+``examples/django_project/``) use the same line; a test tree run from another directory
+inserts the repository root into ``sys.path`` in its ``conftest.py`` first.
+
+The suite uses only the port API (``unit_of_work()`` and the :class:`UnitOfWork` methods),
+never adapter internals, and assumes nothing but an empty repository at the start of each
+test. Every test opens its own units of work. The concurrency tests start 8 threads, each
+with its own unit of work, behind a barrier; an adapter that serializes units of work (one
+at a time) passes them too. A ``RepositoryError`` with ``retryable=True`` (for example a
+serialization failure) is retried by those tests, as the webhook pipeline would.
+
+Rules this suite pins beyond the port docstrings (so all adapters agree):
+
+* after a ``with`` block exits, using its unit of work raises ``RepositoryError``;
+* a ``ConflictError`` caught *inside* a unit of work leaves it usable, and the block's other
+  writes still commit (SQL adapters: wrap the insert in a savepoint);
+* ``finish_event`` on an unknown id, a naive ``processed_at`` or ``created_after``, and a
+  negative ``list_events`` limit raise ``RepositoryError``;
+* ``subscriptions_for_user`` orders by ``created`` then id, both descending;
+  ``list_events`` by ``received_at`` then id, ascending; ``find_open_checkout`` wants
+  ``created_at`` strictly after ``created_after`` and breaks ties by the larger session id;
+* datetimes come back aware and equal to what was stored, to the microsecond; watermarks
+  beyond 2**31 fit; payload bytes come back byte for byte; text is full Unicode.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from billingkit.domain import (
+    TERMINAL_STATUSES,
+    CheckoutRecord,
+    CustomerLink,
+    EventRecord,
+    EventStatus,
+    Interval,
+    Subscription,
+    SubscriptionStatus,
+)
+from billingkit.errors import ConflictError, RepositoryError
+from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
+
+__all__ = [
+    "T0",
+    "RepositoryContract",
+    "make_checkout",
+    "make_event",
+    "make_link",
+    "make_subscription",
+    "run_in_threads",
+]
+
+T = TypeVar("T")
+
+#: A fixed, aware instant every test builds its times from.
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+THREADS = 8
+_BARRIER_TIMEOUT = 30.0
+_JOIN_TIMEOUT = 120.0
+_RETRIES = 5
+
+
+# --------------------------------------------------------------------------- value factories
+
+
+def make_link(
+    user_id: str = "user_1", customer_id: str = "cus_1", **fields: Any
+) -> CustomerLink:
+    """A customer link with sensible defaults."""
+    return CustomerLink(user_id=user_id, customer_id=customer_id, **fields)
+
+
+def make_subscription(
+    subscription_id: str = "sub_1",
+    *,
+    watermark: int = 100,
+    status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
+    customer_id: str = "cus_1",
+    created: datetime = T0,
+    **fields: Any,
+) -> Subscription:
+    """A subscription with sensible defaults."""
+    return Subscription(
+        id=subscription_id,
+        customer_id=customer_id,
+        status=status,
+        created=created,
+        watermark=watermark,
+        **fields,
+    )
+
+
+def make_checkout(
+    session_id: str = "cs_1",
+    *,
+    user_id: str = "user_1",
+    request_key: str = "rk_1",
+    created_at: datetime = T0,
+    **fields: Any,
+) -> CheckoutRecord:
+    """A checkout record (monthly ``pro`` subscription, open) with sensible defaults."""
+    values: dict[str, Any] = {
+        "plan_key": "pro",
+        "interval": Interval.MONTH,
+        "mode": "subscription",
+    }
+    values.update(fields)
+    return CheckoutRecord(
+        session_id=session_id,
+        user_id=user_id,
+        request_key=request_key,
+        created_at=created_at,
+        **values,
+    )
+
+
+def make_event(
+    event_id: str = "evt_1", *, received_at: datetime = T0, **fields: Any
+) -> EventRecord:
+    """A ledger record with a small JSON payload."""
+    values: dict[str, Any] = {
+        "type": "customer.subscription.updated",
+        "created": T0 - timedelta(seconds=5),
+        "payload": f'{{"id": "{event_id}", "object": "event"}}'.encode(),
+    }
+    values.update(fields)
+    return EventRecord(id=event_id, received_at=received_at, **values)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _read(repository: Repository, query: Callable[[UnitOfWork], T]) -> T:
+    """Run ``query`` in its own unit of work and return its result."""
+    with repository.unit_of_work() as uow:
+        return query(uow)
+
+
+def _write(repository: Repository, command: Callable[[UnitOfWork], T]) -> T:
+    """Run ``command`` in its own (committed) unit of work and return its result."""
+    with repository.unit_of_work() as uow:
+        return command(uow)
+
+
+class _Boom(Exception):
+    """Raised inside a unit of work to make it roll back."""
+
+
+def run_in_threads(
+    repository: Repository,
+    work: Callable[[UnitOfWork, int], T],
+    threads: int = THREADS,
+) -> list[T | Exception]:
+    """Run ``work(uow, i)`` on ``threads`` threads started together, each in its own unit of work.
+
+    Returns, per thread index, the committed result or the exception that ended the unit of
+    work. Retryable ``RepositoryError`` s are retried (a fresh unit of work each time).
+    """
+    barrier = threading.Barrier(threads)
+    results: list[Any] = [None] * threads
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait(timeout=_BARRIER_TIMEOUT)
+            for attempt in range(_RETRIES):
+                try:
+                    with repository.unit_of_work() as uow:
+                        value = work(uow, index)
+                except RepositoryError as error:
+                    if not error.retryable or attempt == _RETRIES - 1:
+                        raise
+                else:
+                    results[index] = value
+                    return
+        except Exception as error:
+            results[index] = error
+
+    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=_JOIN_TIMEOUT)
+    assert not any(thread.is_alive() for thread in pool), "a worker thread hung"
+    return results
+
+
+def _ids(records: Sequence[EventRecord | Subscription]) -> list[str]:
+    return [record.id for record in records]
+
+
+def _assert_one_link_won(results: Sequence[object]) -> CustomerLink:
+    """Exactly one thread linked; every other one got a ConflictError. Returns the winner."""
+    winners = [r for r in results if isinstance(r, CustomerLink)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, (CustomerLink, ConflictError)) for r in results), results
+    return winners[0]
+
+
+def _fold_saves(saves: Sequence[tuple[Subscription, bool]]) -> list[SaveOutcome]:
+    """The outcomes the port docstring prescribes for a sequence of saves of one id."""
+    outcomes: list[SaveOutcome] = []
+    stored: Subscription | None = None
+    for candidate, allow_tie in saves:
+        if stored is None:
+            outcome = SaveOutcome.WRITTEN
+        elif stored.status in TERMINAL_STATUSES and candidate.status not in TERMINAL_STATUSES:
+            outcome = SaveOutcome.STALE
+        elif candidate.watermark > stored.watermark:
+            outcome = SaveOutcome.WRITTEN
+        elif candidate.watermark == stored.watermark:
+            outcome = SaveOutcome.WRITTEN if allow_tie else SaveOutcome.TIE
+        else:
+            outcome = SaveOutcome.STALE
+        if outcome is SaveOutcome.WRITTEN:
+            stored = candidate
+        outcomes.append(outcome)
+    return outcomes
+
+
+_save_sequences = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=5),  # watermark: small range so ties happen
+        st.sampled_from(list(SubscriptionStatus)),
+        st.booleans(),  # allow_tie
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+class RepositoryContract:
+    """Behaviour every Repository adapter must show; subclasses provide ``repository``."""
+
+    @pytest.fixture
+    def repository(self) -> Iterator[Repository]:
+        raise NotImplementedError("subclasses provide a fresh, empty repository")
+
+    # ------------------------------------------------------------------ unit of work
+
+    def test_committed_writes_are_visible_to_later_units_of_work(
+        self, repository: Repository
+    ) -> None:
+        with repository.unit_of_work() as uow:
+            uow.link_customer(make_link())
+            uow.save_subscription(make_subscription())
+            uow.save_checkout(make_checkout())
+            uow.claim_event(make_event())
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") == make_link()
+            assert uow.get_subscription("sub_1") == make_subscription()
+            assert uow.get_checkout("cs_1") == make_checkout()
+            event = uow.get_event("evt_1")
+            assert event is not None
+            assert event.status is EventStatus.PROCESSING
+
+    def test_a_unit_of_work_reads_its_own_writes(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            uow.save_subscription(make_subscription(user_id="user_1"))
+            uow.link_customer(make_link())
+            assert uow.get_subscription("sub_1") == make_subscription(user_id="user_1")
+            assert uow.customer_by_id("cus_1") == make_link()
+            assert [s.id for s in uow.subscriptions_for_user("user_1")] == ["sub_1"]
+
+    def test_an_exception_rolls_back_inserts_across_all_tables(
+        self, repository: Repository
+    ) -> None:
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            uow.link_customer(make_link())
+            uow.save_subscription(make_subscription(user_id="user_1"))
+            uow.save_checkout(make_checkout())
+            uow.claim_event(make_event())
+            uow.mark_event_failed(make_event("evt_2"), "boom")
+            raise _Boom
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") is None
+            assert uow.customer_by_id("cus_1") is None
+            assert uow.get_subscription("sub_1") is None
+            assert uow.subscriptions_for_user("user_1") == []
+            assert uow.get_checkout("cs_1") is None
+            assert uow.find_open_checkout(
+                user_id="user_1", request_key="rk_1", created_after=T0 - timedelta(days=1)
+            ) is None
+            assert uow.get_event("evt_1") is None
+            assert uow.get_event("evt_2") is None
+            assert uow.list_events() == []
+        # the ids are free again: nothing half-written blocks a retry
+        with repository.unit_of_work() as uow:
+            assert uow.claim_event(make_event()) is ClaimOutcome.CLAIMED
+            assert uow.link_customer(make_link("user_1", "cus_1")) == make_link()
+
+    def test_an_exception_restores_updated_rows_exactly(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            uow.link_customer(make_link(email="old@example.com", watermark=10))
+            uow.save_subscription(make_subscription(watermark=10, user_id="user_1"))
+            uow.save_checkout(make_checkout())
+            uow.mark_event_failed(make_event(), "first failure")
+            uow.claim_event(make_event("evt_done"))
+            uow.finish_event("evt_done", EventStatus.PROCESSED, processed_at=T0)
+        with repository.unit_of_work() as uow:
+            before = (
+                uow.customer_for_user("user_1"),
+                uow.get_subscription("sub_1"),
+                uow.get_checkout("cs_1"),
+                uow.list_events(),
+            )
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            assert uow.update_customer(make_link(email="new@example.com", watermark=20)) is (
+                SaveOutcome.WRITTEN
+            )
+            assert uow.save_subscription(
+                make_subscription(watermark=20, status=SubscriptionStatus.PAST_DUE)
+            ) is SaveOutcome.WRITTEN
+            uow.save_checkout(make_checkout(status="complete", subscription_id="sub_1"))
+            assert uow.claim_event(make_event()) is ClaimOutcome.CLAIMED
+            uow.finish_event("evt_1", EventStatus.PROCESSED, processed_at=T0)
+            uow.save_subscription(make_subscription("sub_2", customer_id="cus_1"))
+            raise _Boom
+        with repository.unit_of_work() as uow:
+            after = (
+                uow.customer_for_user("user_1"),
+                uow.get_subscription("sub_1"),
+                uow.get_checkout("cs_1"),
+                uow.list_events(),
+            )
+            assert after == before
+            assert uow.customer_by_id("cus_1") == before[0]
+            assert uow.get_subscription("sub_2") is None
+            assert [s.id for s in uow.subscriptions_for_user("user_1")] == ["sub_1"]
+            assert uow.find_open_checkout(
+                user_id="user_1", request_key="rk_1", created_after=T0 - timedelta(days=1)
+            ) == make_checkout()
+
+    def test_a_failed_unit_of_work_leaves_earlier_commits_alone(
+        self, repository: Repository
+    ) -> None:
+        _write(repository, lambda uow: uow.save_subscription(make_subscription("sub_a")))
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            uow.save_subscription(make_subscription("sub_b"))
+            raise _Boom
+        _write(repository, lambda uow: uow.save_subscription(make_subscription("sub_c")))
+        with repository.unit_of_work() as uow:
+            assert uow.get_subscription("sub_a") is not None
+            assert uow.get_subscription("sub_b") is None
+            assert uow.get_subscription("sub_c") is not None
+
+    def test_a_conflict_caught_inside_the_block_keeps_the_unit_of_work_usable(
+        self, repository: Repository
+    ) -> None:
+        _write(repository, lambda uow: uow.link_customer(make_link("user_1", "cus_1")))
+        with repository.unit_of_work() as uow:
+            uow.save_subscription(make_subscription("sub_1"))
+            with pytest.raises(ConflictError):
+                uow.link_customer(make_link("user_1", "cus_other"))
+            uow.link_customer(make_link("user_2", "cus_2"))
+        with repository.unit_of_work() as uow:
+            assert uow.get_subscription("sub_1") is not None
+            assert uow.customer_for_user("user_2") == make_link("user_2", "cus_2")
+            assert uow.customer_by_id("cus_other") is None
+
+    def test_a_unit_of_work_cannot_be_used_after_its_block(
+        self, repository: Repository
+    ) -> None:
+        with repository.unit_of_work() as uow:
+            uow.save_subscription(make_subscription())
+        with pytest.raises(RepositoryError):
+            uow.get_subscription("sub_1")
+        with pytest.raises(RepositoryError):
+            uow.save_subscription(make_subscription("sub_2"))
+        with pytest.raises(RepositoryError):
+            uow.claim_event(make_event())
+        with repository.unit_of_work() as fresh:
+            assert fresh.get_subscription("sub_2") is None
+            assert fresh.get_event("evt_1") is None
+
+    def test_sequential_units_of_work_on_one_repository(self, repository: Repository) -> None:
+        for index in range(20):
+            with repository.unit_of_work() as uow:
+                assert uow.claim_event(make_event(f"evt_{index:02d}")) is ClaimOutcome.CLAIMED
+        assert len(_read(repository, lambda uow: uow.list_events(limit=50))) == 20
+
+    # ------------------------------------------------------------------ event ledger
+
+    def test_claiming_a_new_event_stores_it_as_processing(self, repository: Repository) -> None:
+        record = make_event(livemode=True)
+        assert _write(repository, lambda uow: uow.claim_event(record)) is ClaimOutcome.CLAIMED
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored == record  # every field kept; status PROCESSING, attempts 1
+        assert stored.status is EventStatus.PROCESSING
+        assert stored.attempts == 1
+        assert stored.last_error is None
+        assert stored.processed_at is None
+
+    def test_claim_inserts_as_processing_whatever_status_the_record_carries(
+        self, repository: Repository
+    ) -> None:
+        record = make_event(status=EventStatus.FAILED)
+        assert _write(repository, lambda uow: uow.claim_event(record)) is ClaimOutcome.CLAIMED
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert stored.status is EventStatus.PROCESSING
+
+    def test_claiming_a_claimed_event_is_a_duplicate(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            assert uow.claim_event(make_event()) is ClaimOutcome.CLAIMED
+            assert uow.claim_event(make_event()) is ClaimOutcome.DUPLICATE
+        other = make_event(type="invoice.paid", payload=b"{}")
+        assert _write(repository, lambda uow: uow.claim_event(other)) is ClaimOutcome.DUPLICATE
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored == make_event()
+
+    @pytest.mark.parametrize(
+        "final", [EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.STALE]
+    )
+    def test_claiming_a_finished_event_is_a_duplicate(
+        self, repository: Repository, final: EventStatus
+    ) -> None:
+        with repository.unit_of_work() as uow:
+            uow.claim_event(make_event())
+            uow.finish_event("evt_1", final, processed_at=T0 + timedelta(seconds=1))
+        before = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert _write(repository, lambda uow: uow.claim_event(make_event())) is (
+            ClaimOutcome.DUPLICATE
+        )
+        assert _read(repository, lambda uow: uow.get_event("evt_1")) == before
+
+    def test_a_failed_event_is_claimed_again_with_one_more_attempt(
+        self, repository: Repository
+    ) -> None:
+        _write(repository, lambda uow: uow.mark_event_failed(make_event(), "db down"))
+        assert _write(repository, lambda uow: uow.claim_event(make_event())) is (
+            ClaimOutcome.CLAIMED
+        )
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert stored.status is EventStatus.PROCESSING
+        assert stored.attempts == 2
+        # claimed and not finished: a concurrent redelivery is a duplicate
+        assert _write(repository, lambda uow: uow.claim_event(make_event())) is (
+            ClaimOutcome.DUPLICATE
+        )
+
+    def test_a_pending_event_is_claimed_with_one_more_attempt(
+        self, repository: Repository
+    ) -> None:
+        with repository.unit_of_work() as uow:
+            uow.claim_event(make_event())
+            uow.finish_event("evt_1", EventStatus.PENDING, processed_at=T0)
+        assert _write(repository, lambda uow: uow.claim_event(make_event())) is (
+            ClaimOutcome.CLAIMED
+        )
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert (stored.status, stored.attempts) == (EventStatus.PROCESSING, 2)
+
+    def test_the_failure_and_redelivery_cycle(self, repository: Repository) -> None:
+        record = make_event()
+        # 1st delivery: the handler fails, the unit of work rolls back, the claim with it
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            assert uow.claim_event(record) is ClaimOutcome.CLAIMED
+            raise _Boom
+        assert _read(repository, lambda uow: uow.get_event("evt_1")) is None
+        failed = _write(repository, lambda uow: uow.mark_event_failed(record, "handler: boom"))
+        assert (failed.status, failed.attempts, failed.last_error) == (
+            EventStatus.FAILED,
+            1,
+            "handler: boom",
+        )
+        # 2nd delivery fails again
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            assert uow.claim_event(record) is ClaimOutcome.CLAIMED
+            raise _Boom
+        failed = _write(repository, lambda uow: uow.mark_event_failed(record, "again"))
+        assert (failed.status, failed.attempts, failed.last_error) == (
+            EventStatus.FAILED,
+            2,
+            "again",
+        )
+        # 3rd delivery succeeds
+        done_at = T0 + timedelta(minutes=3)
+        with repository.unit_of_work() as uow:
+            assert uow.claim_event(record) is ClaimOutcome.CLAIMED
+            uow.finish_event("evt_1", EventStatus.PROCESSED, processed_at=done_at)
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert (stored.status, stored.attempts, stored.processed_at) == (
+            EventStatus.PROCESSED,
+            3,
+            done_at,
+        )
+        assert stored.payload == record.payload
+
+    def test_mark_failed_inserts_an_absent_event(self, repository: Repository) -> None:
+        record = make_event(attempts=7, status=EventStatus.PROCESSING)
+        returned = _write(repository, lambda uow: uow.mark_event_failed(record, "bad thing"))
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert returned == stored
+        assert stored == record.model_copy(
+            update={"status": EventStatus.FAILED, "attempts": 1, "last_error": "bad thing"}
+        )
+
+    @pytest.mark.parametrize("start", ["processing", "failed"])
+    def test_mark_failed_counts_an_attempt_on_a_live_event(
+        self, repository: Repository, start: str
+    ) -> None:
+        with repository.unit_of_work() as uow:
+            if start == "failed":
+                uow.mark_event_failed(make_event(), "first")
+            else:
+                uow.claim_event(make_event())
+        returned = _write(repository, lambda uow: uow.mark_event_failed(make_event(), "second"))
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert returned == stored
+        assert stored is not None
+        assert (stored.status, stored.attempts, stored.last_error) == (
+            EventStatus.FAILED,
+            2,
+            "second",
+        )
+
+    @pytest.mark.parametrize(
+        "final", [EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.STALE]
+    )
+    def test_mark_failed_leaves_a_finished_event_alone(
+        self, repository: Repository, final: EventStatus
+    ) -> None:
+        with repository.unit_of_work() as uow:
+            uow.claim_event(make_event())
+            uow.finish_event("evt_1", final, processed_at=T0)
+        before = _read(repository, lambda uow: uow.get_event("evt_1"))
+        returned = _write(repository, lambda uow: uow.mark_event_failed(make_event(), "late"))
+        assert returned == before
+        assert _read(repository, lambda uow: uow.get_event("evt_1")) == before
+        assert before is not None
+        assert before.status is final
+
+    def test_finish_event_sets_status_and_processed_at(self, repository: Repository) -> None:
+        _write(repository, lambda uow: uow.claim_event(make_event()))
+        when = datetime(2026, 3, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+        _write(
+            repository,
+            lambda uow: uow.finish_event("evt_1", EventStatus.IGNORED, processed_at=when),
+        )
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert stored.status is EventStatus.IGNORED
+        assert stored.processed_at == when
+        assert stored.processed_at is not None and stored.processed_at.utcoffset() is not None
+        assert stored.attempts == 1
+
+    def test_finish_event_rejects_bad_input_and_changes_nothing(
+        self, repository: Repository
+    ) -> None:
+        _write(repository, lambda uow: uow.claim_event(make_event()))
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.finish_event("evt_unknown", EventStatus.PROCESSED, processed_at=T0)
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.finish_event(
+                "evt_1", EventStatus.PROCESSED, processed_at=datetime(2026, 3, 1, 12, 0)
+            )
+        with repository.unit_of_work() as uow:
+            assert uow.get_event("evt_unknown") is None
+            assert uow.get_event("evt_1") == make_event()
+
+    def test_get_event_of_unknown_id_is_none(self, repository: Repository) -> None:
+        assert _read(repository, lambda uow: uow.get_event("evt_nope")) is None
+
+    def test_payload_bytes_round_trip_exactly(self, repository: Repository) -> None:
+        payloads = {
+            "evt_bin": bytes(range(256)) * 3,
+            "evt_json": '{"name": "Zoë ☕ 名前 🎉", "n": 1e3}\r\n'.encode(),
+            "evt_empty": b"",
+            "evt_big": b'{"data": "' + b"x" * 200_000 + b'"}',
+        }
+        with repository.unit_of_work() as uow:
+            for event_id, payload in payloads.items():
+                uow.claim_event(make_event(event_id, payload=payload))
+        with repository.unit_of_work() as uow:
+            for event_id, payload in payloads.items():
+                stored = uow.get_event(event_id)
+                assert stored is not None
+                assert stored.payload == payload
+                assert type(stored.payload) is bytes
+
+    def test_list_events_oldest_received_first(self, repository: Repository) -> None:
+        offsets = {"evt_c": 30, "evt_a": 10, "evt_d": 40, "evt_b": 20}
+        with repository.unit_of_work() as uow:
+            for event_id, seconds in offsets.items():
+                uow.claim_event(make_event(event_id, received_at=T0 + timedelta(seconds=seconds)))
+        listed = _read(repository, lambda uow: uow.list_events())
+        assert [e.id for e in listed] == ["evt_a", "evt_b", "evt_c", "evt_d"]
+        assert listed[0] == make_event("evt_a", received_at=T0 + timedelta(seconds=10))
+
+    def test_list_events_orders_within_a_second_and_by_id_on_ties(
+        self, repository: Repository
+    ) -> None:
+        with repository.unit_of_work() as uow:
+            uow.claim_event(make_event("evt_late", received_at=T0 + timedelta(microseconds=2)))
+            uow.claim_event(make_event("evt_z", received_at=T0 + timedelta(microseconds=1)))
+            uow.claim_event(make_event("evt_y", received_at=T0 + timedelta(microseconds=1)))
+            uow.claim_event(make_event("evt_first", received_at=T0))
+        listed = _read(repository, lambda uow: uow.list_events())
+        assert [e.id for e in listed] == ["evt_first", "evt_y", "evt_z", "evt_late"]
+
+    def test_list_events_filters_by_status_and_limits(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            for index in range(6):
+                uow.claim_event(
+                    make_event(f"evt_{index}", received_at=T0 + timedelta(seconds=index))
+                )
+            for index in (1, 3, 4):
+                uow.finish_event(f"evt_{index}", EventStatus.PROCESSED, processed_at=T0)
+        with repository.unit_of_work() as uow:
+            assert _ids(uow.list_events(status=EventStatus.PROCESSED)) == [
+                "evt_1",
+                "evt_3",
+                "evt_4",
+            ]
+            assert _ids(uow.list_events(status=EventStatus.PROCESSING)) == [
+                "evt_0",
+                "evt_2",
+                "evt_5",
+            ]
+            assert uow.list_events(status=EventStatus.FAILED) == []
+            assert _ids(uow.list_events(limit=2)) == ["evt_0", "evt_1"]
+            assert _ids(uow.list_events(status=EventStatus.PROCESSED, limit=2)) == [
+                "evt_1",
+                "evt_3",
+            ]
+            assert uow.list_events(limit=0) == []
+            assert len(uow.list_events()) == 6
+
+    def test_list_events_defaults_to_one_hundred(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            for index in range(105):
+                uow.claim_event(
+                    make_event(f"evt_{index:03d}", received_at=T0 + timedelta(seconds=index))
+                )
+        listed = _read(repository, lambda uow: uow.list_events())
+        assert [e.id for e in listed] == [f"evt_{index:03d}" for index in range(100)]
+
+    def test_list_events_rejects_a_negative_limit(self, repository: Repository) -> None:
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.list_events(limit=-1)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def test_save_inserts_a_new_subscription(self, repository: Repository) -> None:
+        subscription = make_subscription(user_id="user_1", plan_key="pro")
+        assert _write(repository, lambda uow: uow.save_subscription(subscription)) is (
+            SaveOutcome.WRITTEN
+        )
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == subscription
+
+    def test_get_subscription_of_unknown_id_is_none(self, repository: Repository) -> None:
+        assert _read(repository, lambda uow: uow.get_subscription("sub_nope")) is None
+
+    @pytest.mark.parametrize(
+        ("watermark", "allow_tie", "expected"),
+        [
+            (101, False, SaveOutcome.WRITTEN),
+            (101, True, SaveOutcome.WRITTEN),
+            (100, False, SaveOutcome.TIE),
+            (100, True, SaveOutcome.WRITTEN),
+            (99, False, SaveOutcome.STALE),
+            (99, True, SaveOutcome.STALE),
+        ],
+    )
+    def test_save_applies_the_watermark_rule(
+        self,
+        repository: Repository,
+        watermark: int,
+        allow_tie: bool,
+        expected: SaveOutcome,
+    ) -> None:
+        first = make_subscription(watermark=100, quantity=1)
+        second = make_subscription(
+            watermark=watermark, quantity=2, status=SubscriptionStatus.PAST_DUE
+        )
+        _write(repository, lambda uow: uow.save_subscription(first))
+        outcome = _write(
+            repository, lambda uow: uow.save_subscription(second, allow_tie=allow_tie)
+        )
+        assert outcome is expected
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored == (second if expected is SaveOutcome.WRITTEN else first)
+
+    @pytest.mark.parametrize("terminal", sorted(TERMINAL_STATUSES))
+    @pytest.mark.parametrize(
+        ("watermark", "allow_tie"), [(200, False), (200, True), (100, True), (50, False)]
+    )
+    def test_a_terminal_state_is_never_replaced_by_a_live_one(
+        self,
+        repository: Repository,
+        terminal: SubscriptionStatus,
+        watermark: int,
+        allow_tie: bool,
+    ) -> None:
+        ended = make_subscription(watermark=100, status=terminal, ended_at=T0)
+        _write(repository, lambda uow: uow.save_subscription(ended))
+        revived = make_subscription(watermark=watermark, status=SubscriptionStatus.ACTIVE)
+        outcome = _write(
+            repository, lambda uow: uow.save_subscription(revived, allow_tie=allow_tie)
+        )
+        assert outcome is SaveOutcome.STALE
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == ended
+
+    @pytest.mark.parametrize(
+        ("watermark", "allow_tie", "expected"),
+        [
+            (200, False, SaveOutcome.WRITTEN),
+            (100, False, SaveOutcome.TIE),
+            (100, True, SaveOutcome.WRITTEN),
+            (50, True, SaveOutcome.STALE),
+        ],
+    )
+    def test_a_terminal_state_follows_the_watermark_rule_among_terminal_states(
+        self,
+        repository: Repository,
+        watermark: int,
+        allow_tie: bool,
+        expected: SaveOutcome,
+    ) -> None:
+        canceled = make_subscription(watermark=100, status=SubscriptionStatus.CANCELED)
+        _write(repository, lambda uow: uow.save_subscription(canceled))
+        expired = make_subscription(
+            watermark=watermark, status=SubscriptionStatus.INCOMPLETE_EXPIRED
+        )
+        outcome = _write(
+            repository, lambda uow: uow.save_subscription(expired, allow_tie=allow_tie)
+        )
+        assert outcome is expected
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored == (expired if expected is SaveOutcome.WRITTEN else canceled)
+
+    def test_an_older_terminal_state_does_not_replace_a_newer_live_one(
+        self, repository: Repository
+    ) -> None:
+        live = make_subscription(watermark=100)
+        _write(repository, lambda uow: uow.save_subscription(live))
+        old_cancel = make_subscription(watermark=90, status=SubscriptionStatus.CANCELED)
+        assert _write(repository, lambda uow: uow.save_subscription(old_cancel)) is (
+            SaveOutcome.STALE
+        )
+        new_cancel = make_subscription(watermark=110, status=SubscriptionStatus.CANCELED)
+        assert _write(repository, lambda uow: uow.save_subscription(new_cancel)) is (
+            SaveOutcome.WRITTEN
+        )
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == new_cancel
+
+    def test_a_write_never_erases_user_id_or_plan_key(self, repository: Repository) -> None:
+        first = make_subscription(watermark=100, user_id="user_1", plan_key="pro")
+        _write(repository, lambda uow: uow.save_subscription(first))
+        anonymous = make_subscription(
+            watermark=110, status=SubscriptionStatus.PAST_DUE, user_id=None, plan_key=None
+        )
+        assert _write(repository, lambda uow: uow.save_subscription(anonymous)) is (
+            SaveOutcome.WRITTEN
+        )
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored == anonymous.model_copy(update={"user_id": "user_1", "plan_key": "pro"})
+        # a known new value does replace them
+        moved = make_subscription(watermark=120, user_id="user_2", plan_key="team")
+        _write(repository, lambda uow: uow.save_subscription(moved))
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == moved
+        # a tie written with allow_tie keeps them too
+        tie = make_subscription(watermark=120, quantity=3)
+        assert _write(repository, lambda uow: uow.save_subscription(tie, allow_tie=True)) is (
+            SaveOutcome.WRITTEN
+        )
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored is not None
+        assert (stored.user_id, stored.plan_key, stored.quantity) == ("user_2", "team", 3)
+
+    def test_a_rejected_write_does_not_fill_in_user_id(self, repository: Repository) -> None:
+        first = make_subscription(watermark=100)
+        _write(repository, lambda uow: uow.save_subscription(first))
+        older = make_subscription(watermark=90, user_id="user_1", plan_key="pro")
+        assert _write(repository, lambda uow: uow.save_subscription(older)) is SaveOutcome.STALE
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == first
+        assert _read(repository, lambda uow: uow.subscriptions_for_user("user_1")) == []
+
+    @pytest.mark.parametrize("status", list(SubscriptionStatus))
+    def test_every_status_and_field_round_trips(
+        self, repository: Repository, status: SubscriptionStatus
+    ) -> None:
+        plus_two = timezone(timedelta(hours=2))
+        subscription = Subscription(
+            id="sub_full",
+            customer_id="cus_full",
+            user_id="utilisateur-é",
+            status=status,
+            price_id="price_pro_monthly",
+            plan_key="pro",
+            quantity=5,
+            current_period_start=datetime(2026, 3, 1, 14, 0, tzinfo=plus_two),
+            current_period_end=datetime(2026, 4, 1, 12, 0, 0, 500, tzinfo=timezone.utc),
+            cancel_at_period_end=True,
+            cancel_at=datetime(2026, 4, 1, 12, 0, tzinfo=timezone.utc),
+            canceled_at=datetime(2026, 3, 2, 8, 30, tzinfo=timezone(timedelta(hours=-5))),
+            ended_at=datetime(2026, 4, 1, 12, 0, 1, tzinfo=timezone.utc),
+            trial_start=datetime(2026, 2, 15, tzinfo=timezone.utc),
+            trial_end=datetime(2026, 3, 1, tzinfo=timezone.utc),
+            created=datetime(2026, 2, 15, 0, 0, 0, 999999, tzinfo=timezone.utc),
+            livemode=True,
+            metadata={"名前": "Zoë ☕", "emoji": "🎉", "empty": "", "quote": "a'b\"c"},
+            watermark=4_102_444_800,  # 2100-01-01: beyond 32-bit
+        )
+        _write(repository, lambda uow: uow.save_subscription(subscription))
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_full"))
+        assert stored == subscription
+        assert stored is not None
+        assert stored.status is status
+        assert dict(stored.metadata) == dict(subscription.metadata)
+        for name in ("current_period_start", "canceled_at", "created", "trial_end"):
+            value = getattr(stored, name)
+            assert value.utcoffset() is not None, name
+            assert value == getattr(subscription, name), name
+
+    def test_defaults_round_trip(self, repository: Repository) -> None:
+        bare = make_subscription()  # every optional field at its default
+        _write(repository, lambda uow: uow.save_subscription(bare))
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored == bare
+        assert stored is not None
+        assert stored.metadata == {}
+
+    def test_subscriptions_for_user_via_user_id_and_via_link(
+        self, repository: Repository
+    ) -> None:
+        with repository.unit_of_work() as uow:
+            uow.link_customer(make_link("user_1", "cus_1"))
+            uow.link_customer(make_link("user_2", "cus_2"))
+            # tied by its user_id only (customer not linked)
+            uow.save_subscription(
+                make_subscription("sub_own", customer_id="cus_x", user_id="user_1")
+            )
+            # tied by the linked customer only
+            uow.save_subscription(make_subscription("sub_link", customer_id="cus_1"))
+            # tied both ways: listed once
+            uow.save_subscription(
+                make_subscription("sub_both", customer_id="cus_1", user_id="user_1")
+            )
+            # somebody else's
+            uow.save_subscription(make_subscription("sub_other", customer_id="cus_2"))
+            uow.save_subscription(
+                make_subscription("sub_other2", customer_id="cus_y", user_id="user_2")
+            )
+        with repository.unit_of_work() as uow:
+            mine = uow.subscriptions_for_user("user_1")
+            assert sorted(s.id for s in mine) == ["sub_both", "sub_link", "sub_own"]
+            theirs = uow.subscriptions_for_user("user_2")
+            assert sorted(s.id for s in theirs) == ["sub_other", "sub_other2"]
+            assert uow.subscriptions_for_user("user_nobody") == []
+            assert mine[[s.id for s in mine].index("sub_link")] == make_subscription(
+                "sub_link", customer_id="cus_1"
+            )
+
+    def test_a_link_made_later_finds_earlier_subscriptions(self, repository: Repository) -> None:
+        _write(repository, lambda uow: uow.save_subscription(make_subscription("sub_1")))
+        assert _read(repository, lambda uow: uow.subscriptions_for_user("user_1")) == []
+        _write(repository, lambda uow: uow.link_customer(make_link("user_1", "cus_1")))
+        found = _read(repository, lambda uow: uow.subscriptions_for_user("user_1"))
+        assert [s.id for s in found] == ["sub_1"]
+
+    def test_subscriptions_for_user_newest_first(self, repository: Repository) -> None:
+        created = {
+            "sub_b": T0 + timedelta(days=2),
+            "sub_a": T0 + timedelta(days=5),
+            "sub_c": T0 + timedelta(days=2),  # same instant as sub_b: larger id first
+            "sub_d": T0 - timedelta(days=30),
+            "sub_e": T0 + timedelta(days=2, microseconds=1),
+        }
+        with repository.unit_of_work() as uow:
+            uow.link_customer(make_link("user_1", "cus_1"))
+            for index, (sub_id, when) in enumerate(created.items()):
+                user_id = "user_1" if index % 2 else None
+                uow.save_subscription(make_subscription(sub_id, created=when, user_id=user_id))
+        found = _read(repository, lambda uow: uow.subscriptions_for_user("user_1"))
+        assert [s.id for s in found] == ["sub_a", "sub_e", "sub_c", "sub_b", "sub_d"]
+
+    def test_subscriptions_follow_a_change_of_user_id(self, repository: Repository) -> None:
+        _write(
+            repository,
+            lambda uow: uow.save_subscription(
+                make_subscription(watermark=1, customer_id="cus_x", user_id="user_1")
+            ),
+        )
+        _write(
+            repository,
+            lambda uow: uow.save_subscription(
+                make_subscription(watermark=2, customer_id="cus_x", user_id="user_2")
+            ),
+        )
+        with repository.unit_of_work() as uow:
+            assert uow.subscriptions_for_user("user_1") == []
+            assert [s.id for s in uow.subscriptions_for_user("user_2")] == ["sub_1"]
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(steps=_save_sequences)
+    def test_random_save_sequences_end_in_the_newest_allowed_state(
+        self, repository: Repository, steps: list[tuple[int, SubscriptionStatus, bool]]
+    ) -> None:
+        # the fixture is shared by all examples: each example uses its own subscription id
+        sub_id = f"sub_{uuid.uuid4().hex}"
+        saves = [
+            (
+                make_subscription(sub_id, watermark=watermark, status=status, quantity=index + 1),
+                allow_tie,
+            )
+            for index, (watermark, status, allow_tie) in enumerate(steps)
+        ]
+        outcomes = [
+            _write(repository, lambda uow, s=s, t=t: uow.save_subscription(s, allow_tie=t))
+            for s, t in saves
+        ]
+        expected = _fold_saves(saves)
+        assert outcomes == expected
+        written = [i for i, outcome in enumerate(expected) if outcome is SaveOutcome.WRITTEN]
+        stored = _read(repository, lambda uow: uow.get_subscription(sub_id))
+        assert stored == saves[written[-1]][0]
+        if not any(status in TERMINAL_STATUSES for _, status, _ in steps):
+            assert stored is not None
+            assert stored.watermark == max(watermark for watermark, _, _ in steps)
+
+    # ------------------------------------------------------------------ customers
+
+    def test_link_customer_stores_both_directions(self, repository: Repository) -> None:
+        link = make_link("user_1", "cus_1", email="zoë@example.com", watermark=5)
+        assert _write(repository, lambda uow: uow.link_customer(link)) == link
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") == link
+            assert uow.customer_by_id("cus_1") == link
+            assert uow.customer_for_user("cus_1") is None
+            assert uow.customer_by_id("user_1") is None
+            assert uow.customer_for_user("user_2") is None
+
+    def test_linking_the_same_pair_again_returns_the_stored_link(
+        self, repository: Repository
+    ) -> None:
+        first = make_link(email="first@example.com", watermark=3)
+        _write(repository, lambda uow: uow.link_customer(first))
+        again = make_link(email="second@example.com", watermark=9)
+        assert _write(repository, lambda uow: uow.link_customer(again)) == first
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") == first
+            assert uow.customer_by_id("cus_1") == first
+
+    def test_linking_a_linked_user_to_another_customer_conflicts(
+        self, repository: Repository
+    ) -> None:
+        _write(repository, lambda uow: uow.link_customer(make_link("user_1", "cus_1")))
+        with pytest.raises(ConflictError), repository.unit_of_work() as uow:
+            uow.link_customer(make_link("user_1", "cus_2"))
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") == make_link("user_1", "cus_1")
+            assert uow.customer_by_id("cus_2") is None
+
+    def test_linking_a_linked_customer_to_another_user_conflicts(
+        self, repository: Repository
+    ) -> None:
+        _write(repository, lambda uow: uow.link_customer(make_link("user_1", "cus_1")))
+        with pytest.raises(ConflictError), repository.unit_of_work() as uow:
+            uow.link_customer(make_link("user_2", "cus_1"))
+        with repository.unit_of_work() as uow:
+            assert uow.customer_by_id("cus_1") == make_link("user_1", "cus_1")
+            assert uow.customer_for_user("user_2") is None
+
+    def test_a_conflict_is_a_repository_error(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            uow.link_customer(make_link("user_1", "cus_1"))
+            with pytest.raises(RepositoryError):
+                uow.link_customer(make_link("user_1", "cus_2"))
+
+    @pytest.mark.parametrize(
+        ("watermark", "expected"),
+        [(20, SaveOutcome.WRITTEN), (10, SaveOutcome.WRITTEN), (9, SaveOutcome.STALE)],
+    )
+    def test_update_customer_applies_the_watermark_rule(
+        self, repository: Repository, watermark: int, expected: SaveOutcome
+    ) -> None:
+        stored = make_link(email="old@example.com", watermark=10)
+        _write(repository, lambda uow: uow.link_customer(stored))
+        update = make_link(email="new@example.com", deleted=True, watermark=watermark)
+        assert _write(repository, lambda uow: uow.update_customer(update)) is expected
+        with repository.unit_of_work() as uow:
+            want = update if expected is SaveOutcome.WRITTEN else stored
+            assert uow.customer_by_id("cus_1") == want
+            assert uow.customer_for_user("user_1") == want
+
+    def test_update_customer_never_changes_the_user(self, repository: Repository) -> None:
+        _write(repository, lambda uow: uow.link_customer(make_link("user_1", "cus_1")))
+        update = make_link("user_intruder", "cus_1", email=None, watermark=30)
+        assert _write(repository, lambda uow: uow.update_customer(update)) is SaveOutcome.WRITTEN
+        with repository.unit_of_work() as uow:
+            assert uow.customer_by_id("cus_1") == make_link("user_1", "cus_1", watermark=30)
+            assert uow.customer_for_user("user_intruder") is None
+
+    def test_update_customer_of_an_unlinked_customer_is_stale(
+        self, repository: Repository
+    ) -> None:
+        update = make_link("user_1", "cus_unknown", email="a@example.com", watermark=50)
+        assert _write(repository, lambda uow: uow.update_customer(update)) is SaveOutcome.STALE
+        with repository.unit_of_work() as uow:
+            assert uow.customer_by_id("cus_unknown") is None
+            assert uow.customer_for_user("user_1") is None
+
+    # ------------------------------------------------------------------ checkout sessions
+
+    def test_checkout_save_get_and_replace(self, repository: Repository) -> None:
+        record = make_checkout(
+            url="https://checkout.stripe.com/c/pay/cs_1#fragment",
+            expires_at=T0 + timedelta(hours=24),
+            customer_id="cus_1",
+            created_at=datetime(2026, 3, 1, 12, 0, 0, 654321, tzinfo=timezone.utc),
+        )
+        _write(repository, lambda uow: uow.save_checkout(record))
+        assert _read(repository, lambda uow: uow.get_checkout("cs_1")) == record
+        done = record.model_copy(
+            update={"status": "complete", "payment_status": "paid", "subscription_id": "sub_1"}
+        )
+        _write(repository, lambda uow: uow.save_checkout(done))
+        assert _read(repository, lambda uow: uow.get_checkout("cs_1")) == done
+        assert _read(repository, lambda uow: uow.get_checkout("cs_nope")) is None
+
+    def test_one_time_checkout_round_trips(self, repository: Repository) -> None:
+        record = make_checkout(
+            "cs_pay",
+            mode="payment",
+            interval=Interval.ONE_TIME,
+            plan_key="lifetime",
+            payment_status="no_payment_required",
+            user_id="ユーザー",
+            request_key="",
+        )
+        _write(repository, lambda uow: uow.save_checkout(record))
+        assert _read(repository, lambda uow: uow.get_checkout("cs_pay")) == record
+
+    def test_find_open_checkout_picks_the_newest_matching_open_session(
+        self, repository: Repository
+    ) -> None:
+        cutoff = T0
+        with repository.unit_of_work() as uow:
+            uow.save_checkout(make_checkout("cs_old", created_at=cutoff + timedelta(minutes=1)))
+            uow.save_checkout(make_checkout("cs_new", created_at=cutoff + timedelta(minutes=9)))
+            uow.save_checkout(make_checkout("cs_mid", created_at=cutoff + timedelta(minutes=5)))
+            # newer but not eligible
+            uow.save_checkout(
+                make_checkout("cs_done", status="complete", created_at=cutoff + timedelta(hours=1))
+            )
+            uow.save_checkout(
+                make_checkout("cs_exp", status="expired", created_at=cutoff + timedelta(hours=1))
+            )
+            uow.save_checkout(
+                make_checkout("cs_user2", user_id="user_2", created_at=cutoff + timedelta(hours=1))
+            )
+            uow.save_checkout(
+                make_checkout("cs_rk2", request_key="rk_2", created_at=cutoff + timedelta(hours=1))
+            )
+        found = _read(
+            repository,
+            lambda uow: uow.find_open_checkout(
+                user_id="user_1", request_key="rk_1", created_after=cutoff
+            ),
+        )
+        assert found == make_checkout("cs_new", created_at=cutoff + timedelta(minutes=9))
+
+    def test_find_open_checkout_respects_created_after_strictly(
+        self, repository: Repository
+    ) -> None:
+        _write(repository, lambda uow: uow.save_checkout(make_checkout(created_at=T0)))
+
+        def find(after: datetime) -> CheckoutRecord | None:
+            return _read(
+                repository,
+                lambda uow: uow.find_open_checkout(
+                    user_id="user_1", request_key="rk_1", created_after=after
+                ),
+            )
+
+        assert find(T0 - timedelta(microseconds=1)) == make_checkout(created_at=T0)
+        assert find(T0) is None
+        assert find(T0 + timedelta(seconds=1)) is None
+        # the same instant in another zone
+        assert find((T0 - timedelta(seconds=1)).astimezone(timezone(timedelta(hours=9)))) == (
+            make_checkout(created_at=T0)
+        )
+
+    def test_find_open_checkout_breaks_ties_by_session_id(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            uow.save_checkout(make_checkout("cs_b"))
+            uow.save_checkout(make_checkout("cs_c"))
+            uow.save_checkout(make_checkout("cs_a"))
+        found = _read(
+            repository,
+            lambda uow: uow.find_open_checkout(
+                user_id="user_1", request_key="rk_1", created_after=T0 - timedelta(hours=1)
+            ),
+        )
+        assert found is not None
+        assert found.session_id == "cs_c"
+
+    def test_find_open_checkout_follows_replaced_records(self, repository: Repository) -> None:
+        after = T0 - timedelta(hours=1)
+
+        def find(request_key: str) -> CheckoutRecord | None:
+            return _read(
+                repository,
+                lambda uow: uow.find_open_checkout(
+                    user_id="user_1", request_key=request_key, created_after=after
+                ),
+            )
+
+        _write(repository, lambda uow: uow.save_checkout(make_checkout()))
+        assert find("rk_1") == make_checkout()
+        _write(repository, lambda uow: uow.save_checkout(make_checkout(status="complete")))
+        assert find("rk_1") is None
+        _write(repository, lambda uow: uow.save_checkout(make_checkout(request_key="rk_9")))
+        assert find("rk_1") is None
+        assert find("rk_9") == make_checkout(request_key="rk_9")
+
+    def test_find_open_checkout_rejects_a_naive_datetime(self, repository: Repository) -> None:
+        _write(repository, lambda uow: uow.save_checkout(make_checkout()))
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.find_open_checkout(
+                user_id="user_1", request_key="rk_1", created_after=datetime(2026, 1, 1)
+            )
+        assert _read(repository, lambda uow: uow.get_checkout("cs_1")) == make_checkout()
+
+    # ------------------------------------------------------------------ concurrency
+
+    def test_concurrent_claims_of_one_event_claim_it_once(self, repository: Repository) -> None:
+        results = run_in_threads(repository, lambda uow, _: uow.claim_event(make_event()))
+        assert results.count(ClaimOutcome.CLAIMED) == 1, results
+        assert results.count(ClaimOutcome.DUPLICATE) == THREADS - 1, results
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert (stored.status, stored.attempts) == (EventStatus.PROCESSING, 1)
+
+    def test_concurrent_reclaims_of_a_failed_event_claim_it_once(
+        self, repository: Repository
+    ) -> None:
+        _write(repository, lambda uow: uow.mark_event_failed(make_event(), "first"))
+        results = run_in_threads(repository, lambda uow, _: uow.claim_event(make_event()))
+        assert results.count(ClaimOutcome.CLAIMED) == 1, results
+        assert results.count(ClaimOutcome.DUPLICATE) == THREADS - 1, results
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert (stored.status, stored.attempts) == (EventStatus.PROCESSING, 2)
+
+    def test_concurrent_links_of_one_user_store_exactly_one(
+        self, repository: Repository
+    ) -> None:
+        results = run_in_threads(
+            repository, lambda uow, i: uow.link_customer(make_link("user_1", f"cus_{i}"))
+        )
+        winner = _assert_one_link_won(results)
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") == winner
+            linked = [uow.customer_by_id(f"cus_{i}") for i in range(THREADS)]
+        assert [link for link in linked if link is not None] == [winner]
+
+    def test_concurrent_links_of_one_customer_store_exactly_one(
+        self, repository: Repository
+    ) -> None:
+        results = run_in_threads(
+            repository, lambda uow, i: uow.link_customer(make_link(f"user_{i}", "cus_1"))
+        )
+        winner = _assert_one_link_won(results)
+        with repository.unit_of_work() as uow:
+            assert uow.customer_by_id("cus_1") == winner
+            linked = [uow.customer_for_user(f"user_{i}") for i in range(THREADS)]
+        assert [link for link in linked if link is not None] == [winner]
+
+    def test_concurrent_saves_of_one_subscription_keep_the_highest_watermark(
+        self, repository: Repository
+    ) -> None:
+        # a permutation of 100..107, so the highest watermark is not simply the last thread
+        watermarks = [100 + (i * 5) % THREADS for i in range(THREADS)]
+
+        def save(uow: UnitOfWork, index: int) -> SaveOutcome:
+            return uow.save_subscription(
+                make_subscription(watermark=watermarks[index], quantity=watermarks[index])
+            )
+
+        results = run_in_threads(repository, save)
+        assert all(r in (SaveOutcome.WRITTEN, SaveOutcome.STALE) for r in results), results
+        assert results[watermarks.index(max(watermarks))] is SaveOutcome.WRITTEN
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        top = max(watermarks)
+        assert stored == make_subscription(watermark=top, quantity=top)
