@@ -1,0 +1,328 @@
+"""The webhook processor: verify, record and apply Stripe events, exactly once, in order.
+
+Pipeline for one request (see ``docs/webhooks.md``):
+
+1. **Size** — an empty body, or one larger than ``BillingConfig.webhook_max_body_bytes``, is
+   refused before anything else looks at it.
+2. **Verify** the raw body against the ``Stripe-Signature`` header with every configured
+   secret (:func:`billingkit.signature.verify_signature`; tolerance from the config).
+3. **Parse** once (``json.loads``) into a :class:`WebhookEvent`; a livemode other than the
+   configuration's is refused.
+4. **Claim** the event id in the ledger (with the verified raw payload, kept for replay). A
+   duplicate is an outcome, not an error.
+5. **Apply** the handler registered for the type in
+   :data:`billingkit.services.webhook_handlers.HANDLERS` (unknown types: ``ignored``), with
+   the ordering guard of :mod:`billingkit.services.sync`; hooks run here.
+6. **Commit** ledger status and state together. Any exception inside 4-5 rolls everything
+   back, is recorded on the ledger entry as ``failed`` (error and attempt count) in a unit
+   of work of its own, and is re-raised: :meth:`WebhookProcessor.handle_http` answers 500,
+   Stripe retries, and the retry is processed again (a failed event is not a duplicate).
+
+Steps 1-3 raise only :class:`~billingkit.errors.WebhookVerificationError` or
+:class:`~billingkit.errors.WebhookPayloadError` (answer 400), and store nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from billingkit.config import BillingConfig
+from billingkit.domain import EventRecord, EventStatus
+from billingkit.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    WebhookError,
+    WebhookPayloadError,
+)
+from billingkit.ports import ClaimOutcome, Clock, Repository, StripeGateway, system_clock
+from billingkit.services.hooks import HookRegistry
+from billingkit.services.webhook_handlers import HANDLERS, HandlerContext, WebhookCatalog
+from billingkit.signature import verify_signature
+
+__all__ = [
+    "WebhookEvent",
+    "WebhookOutcome",
+    "WebhookProcessor",
+    "WebhookResponse",
+    "WebhookResult",
+    "parse_event",
+]
+
+logger = logging.getLogger("billingkit.webhooks")
+
+#: Longest error text kept on a failed ledger entry.
+_MAX_ERROR_CHARS = 1000
+
+
+class WebhookOutcome(str, Enum):
+    """What handling a (valid) webhook did; every outcome is answered 200."""
+
+    PROCESSED = "processed"  # applied: state stored and hooks run
+    DUPLICATE = "duplicate"  # the event id was already processed (or is being processed)
+    IGNORED = "ignored"  # no handler for the type, or nothing of ours (unknown customer)
+    STALE = "stale"  # older than the stored state: nothing changed
+
+
+_OUTCOME_OF_STATUS = {
+    EventStatus.PROCESSED: WebhookOutcome.PROCESSED,
+    EventStatus.IGNORED: WebhookOutcome.IGNORED,
+    EventStatus.STALE: WebhookOutcome.STALE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    """The outcome of one webhook, with the event's id and type."""
+
+    outcome: WebhookOutcome
+    event_id: str
+    event_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResponse:
+    """What to answer Stripe: ``status`` (200, 400 or 500) and a small JSON ``body``."""
+
+    status: int
+    body: str
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A verified Stripe event, parsed once.
+
+    Attributes:
+        id: ``evt_...``.
+        type: e.g. ``customer.subscription.updated``.
+        created: Unix second the event was created at Stripe (the ordering watermark).
+        livemode: live or test mode.
+        api_version: the endpoint's API version the payload is shaped in (may be ``None``).
+        object: ``data.object``: the Stripe object as plain JSON values.
+        previous_attributes: ``data.previous_attributes`` (``*.updated`` events), or ``None``.
+    """
+
+    id: str
+    type: str
+    created: int
+    livemode: bool
+    api_version: str | None
+    object: Mapping[str, Any]
+    previous_attributes: Mapping[str, Any] | None = None
+
+    @property
+    def created_at(self) -> datetime:
+        """``created`` as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.created, tz=timezone.utc)
+
+
+def parse_event(payload: bytes, *, livemode: bool | None = None) -> WebhookEvent:
+    """Parse a (verified) event body into a :class:`WebhookEvent`.
+
+    Raises :class:`~billingkit.errors.WebhookPayloadError` for a body that is not JSON, not
+    an object, lacks a string ``id``/``type``, a positive integer ``created`` or a
+    ``data.object`` object, or whose ``livemode`` differs from ``livemode`` (when given).
+    """
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError
+        raise WebhookPayloadError("body is not valid JSON") from None
+    if type(body) is not dict:
+        raise WebhookPayloadError("body is not a JSON object")
+    event_id = body.get("id")
+    event_type = body.get("type")
+    if type(event_id) is not str or not event_id:
+        raise WebhookPayloadError("event has no id")
+    if type(event_type) is not str or not event_type:
+        raise WebhookPayloadError("event has no type")
+    if body.get("object", "event") != "event":
+        raise WebhookPayloadError("body is not an event object")
+    created = body.get("created")
+    if type(created) is not int or created <= 0:
+        raise WebhookPayloadError("event has no valid created timestamp")
+    mode = body.get("livemode", False)
+    if type(mode) is not bool:
+        raise WebhookPayloadError("event livemode is not a boolean")
+    if livemode is not None and mode is not livemode:
+        expected = "live" if livemode else "test"
+        raise WebhookPayloadError(f"event is not a {expected}-mode event")
+    api_version = body.get("api_version")
+    if api_version is not None and type(api_version) is not str:
+        raise WebhookPayloadError("event api_version is not a string")
+    data = body.get("data")
+    if type(data) is not dict:
+        raise WebhookPayloadError("event has no data object")
+    obj = data.get("object")
+    if type(obj) is not dict:
+        raise WebhookPayloadError("event has no data.object")
+    previous = data.get("previous_attributes")
+    if previous is not None and type(previous) is not dict:
+        raise WebhookPayloadError("event data.previous_attributes is not an object")
+    return WebhookEvent(event_id, event_type, created, mode, api_version, obj, previous)
+
+
+class WebhookProcessor(HookRegistry):
+    """Verifies, records and applies Stripe webhooks; tells the app through hooks.
+
+    Args:
+        config: secrets (``webhook_secrets``; at least one), tolerance, maximum body size and
+            livemode come from here.
+        repository: where the ledger and state live.
+        gateway: used only to re-fetch a subscription on a same-second tie.
+        catalog: resolves plan keys and is invalidated by ``price.*``/``product.*`` events
+            (``PlanCatalog``).
+        clock: current time (signature tolerance, ledger times).
+
+    Raises :class:`~billingkit.errors.ConfigurationError` without a webhook secret: there is
+    no way to switch verification off. Safe to share across threads once hooks are
+    registered (:meth:`on`, inherited from :class:`~billingkit.services.hooks.HookRegistry`).
+    """
+
+    def __init__(
+        self,
+        config: BillingConfig,
+        repository: Repository,
+        gateway: StripeGateway,
+        catalog: WebhookCatalog,
+        *,
+        clock: Clock = system_clock,
+    ) -> None:
+        super().__init__()
+        secrets = tuple(config.secret_values())
+        if not secrets:
+            raise ConfigurationError(
+                "BillingConfig.webhook_secrets is empty: webhooks cannot be verified"
+            )
+        self._secrets = secrets
+        self._tolerance = config.webhook_tolerance_seconds
+        self._max_bytes = config.webhook_max_body_bytes
+        self._livemode = config.livemode
+        self._repository = repository
+        self._gateway = gateway
+        self._catalog = catalog
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(secrets=<{len(self._secrets)} hidden>)"
+
+    # --------------------------------------------------------------------------- entry points
+
+    def verify(self, payload: bytes, signature: str | None) -> WebhookEvent:
+        """Check size and signature, then parse; store nothing.
+
+        Raises :class:`~billingkit.errors.WebhookPayloadError` (empty, too large, not an
+        event, wrong livemode) or :class:`~billingkit.errors.WebhookVerificationError`.
+        """
+        if not isinstance(payload, bytes):
+            if not isinstance(payload, (bytearray, memoryview)):
+                raise WebhookPayloadError("the body must be the raw request bytes")
+            payload = bytes(payload)
+        size = len(payload)
+        if size == 0:
+            raise WebhookPayloadError("empty body")
+        if size > self._max_bytes:
+            raise WebhookPayloadError(f"body larger than {self._max_bytes} bytes")
+        now = int(self._clock().timestamp())
+        verify_signature(payload, signature, self._secrets, now=now, tolerance=self._tolerance)
+        return parse_event(payload, livemode=self._livemode)
+
+    def handle(self, payload: bytes, signature: str | None) -> WebhookResult:
+        """Verify, record and apply one webhook request.
+
+        Returns the :class:`WebhookResult` (processed, duplicate, ignored or stale). Raises
+        :class:`~billingkit.errors.WebhookError` for a bad request (nothing stored); any
+        other exception means the event failed: it was rolled back and recorded as failed,
+        and a redelivery will be processed again.
+        """
+        event = self.verify(payload, signature)
+        return self._process(event, bytes(payload))
+
+    def handle_http(self, payload: bytes, signature: str | None) -> WebhookResponse:
+        """:meth:`handle`, mapped to an HTTP answer for framework glue.
+
+        400 for a bad signature or payload, 200 for every outcome, 500 for a failure (logged
+        with its traceback; Stripe retries). Never 200 for a failure.
+        """
+        try:
+            result = self.handle(payload, signature)
+        except WebhookError as exc:
+            return WebhookResponse(400, json.dumps({"error": str(exc)}))
+        except Exception:
+            logger.exception("webhook processing failed; answering 500 so Stripe retries")
+            return WebhookResponse(500, '{"error": "processing failed; retry later"}')
+        body = {
+            "outcome": result.outcome.value,
+            "event_id": result.event_id,
+            "event_type": result.event_type,
+        }
+        return WebhookResponse(200, json.dumps(body))
+
+    def replay(self, event_id: str) -> WebhookResult:
+        """Apply a stored event again from the ledger's raw payload, without Stripe.
+
+        No signature check is made: the payload was verified when it was first received,
+        and the ledger is trusted storage. Meant for events recorded as ``failed`` (or
+        ``pending``) after the cause was fixed; an event already processed, ignored or stale
+        gives ``duplicate``. Failures behave as in :meth:`handle`. Raises
+        :class:`~billingkit.errors.InvalidInputError` for an id not in the ledger.
+        """
+        with self._repository.unit_of_work() as uow:
+            record = uow.get_event(event_id)
+        if record is None:
+            raise InvalidInputError(f"no event {event_id!r} in the ledger")
+        event = parse_event(record.payload, livemode=self._livemode)
+        return self._process(event, record.payload)
+
+    # --------------------------------------------------------------------------- internals
+
+    def _process(self, event: WebhookEvent, payload: bytes) -> WebhookResult:
+        now = self._clock()
+        record = EventRecord.model_construct(
+            id=event.id,
+            type=event.type,
+            created=event.created_at,
+            livemode=event.livemode,
+            status=EventStatus.PROCESSING,
+            attempts=1,
+            last_error=None,
+            payload=payload,
+            received_at=now,
+            processed_at=None,
+        )
+        try:
+            with self._repository.unit_of_work() as uow:
+                if uow.claim_event(record) is ClaimOutcome.DUPLICATE:
+                    return WebhookResult(WebhookOutcome.DUPLICATE, event.id, event.type)
+                handler = HANDLERS.get(event.type)
+                if handler is None:
+                    status = EventStatus.IGNORED
+                else:
+                    context = HandlerContext(uow, event, self._gateway, self._catalog, self)
+                    status = handler(context)
+                uow.finish_event(event.id, status, processed_at=now)
+        except Exception as exc:
+            self._record_failure(record, exc)
+            raise
+        return WebhookResult(_OUTCOME_OF_STATUS[status], event.id, event.type)
+
+    def _record_failure(self, record: EventRecord, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        try:
+            with self._repository.unit_of_work() as uow:
+                stored = uow.mark_event_failed(record, error)
+        except Exception:
+            logger.exception("could not record the failure of event %s", record.id)
+            return
+        logger.warning(
+            "event %s (%s) failed on attempt %d: %s",
+            record.id,
+            record.type,
+            stored.attempts,
+            error,
+        )
