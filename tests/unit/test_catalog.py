@@ -362,7 +362,7 @@ def test_non_gateway_errors_propagate(gateway: LocalGateway, clock: Clock) -> No
 
 
 def test_unknown_plan_key_lists_the_known_ones(catalog: PlanCatalog) -> None:
-    with pytest.raises(UnknownPlanError, match="'gold'.*'free', 'japan', 'pro', 'team'") as caught:
+    with pytest.raises(UnknownPlanError, match=r"'gold'.*'free', 'japan', 'pro', 'team'") as caught:
         catalog.plan("gold")
     assert isinstance(caught.value, LookupError)
     with pytest.raises(LookupError):
@@ -370,7 +370,7 @@ def test_unknown_plan_key_lists_the_known_ones(catalog: PlanCatalog) -> None:
 
 
 def test_price_for_refuses_intervals_the_plan_does_not_sell(catalog: PlanCatalog) -> None:
-    with pytest.raises(UnknownPlanError, match="'week'.*month"):
+    with pytest.raises(UnknownPlanError, match=r"'week'.*month"):
         catalog.price_for("japan", "week")
     with pytest.raises(UnknownPlanError, match="fortnight"):
         catalog.price_for("pro", "fortnight")
