@@ -16,7 +16,11 @@ PRO = PlanDefinition(key="pro", name="Pro", prices={"month": "price_pro_m"})
 
 
 def build(**overrides: Any) -> BillingConfig:
-    values: dict[str, Any] = {"plans": (FREE, PRO), "free_plan": "free", "webhook_secrets": [SECRET]}
+    values: dict[str, Any] = {
+        "plans": (FREE, PRO),
+        "free_plan": "free",
+        "webhook_secrets": [SECRET],
+    }
     values.update(overrides)
     return BillingConfig(**values)
 
@@ -27,7 +31,10 @@ def test_defaults_are_safe() -> None:
     assert config.free_plan is None
     assert config.webhook_secrets == ()
     assert config.livemode is False
-    assert config.access.granting_statuses == {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING}
+    assert config.access.granting_statuses == {
+        SubscriptionStatus.ACTIVE,
+        SubscriptionStatus.TRIALING,
+    }
     assert config.access.past_due_grace_days == 0
 
 
@@ -46,7 +53,10 @@ def test_a_single_secret_string_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"plans": (FREE, PRO, PlanDefinition(key="pro", name="Pro again"))}, "duplicate plan keys"),
+        (
+            {"plans": (FREE, PRO, PlanDefinition(key="pro", name="Pro again"))},
+            "duplicate plan keys",
+        ),
         ({"free_plan": "pro"}, "must not have prices"),
         ({"free_plan": "gold"}, "not one of the plans"),
         ({"webhook_secrets": ["  "]}, "must not be blank"),

@@ -142,7 +142,12 @@ def test_price_amount_and_plan_accessors() -> None:
     assert tiered.amount is None
     definition = PlanDefinition(key="pro", name="Pro", features=("a",), limits={"n": 3})
     plan = Plan(definition=definition, prices={Interval.MONTH: price})
-    assert (plan.key, plan.name, plan.features, dict(plan.limits)) == ("pro", "Pro", ("a",), {"n": 3})
+    assert (plan.key, plan.name, plan.features, dict(plan.limits)) == (
+        "pro",
+        "Pro",
+        ("a",),
+        {"n": 3},
+    )
     assert not plan.stale
 
 
@@ -160,12 +165,13 @@ def test_subscription_statuses_and_terminality() -> None:
 
 def test_subscription_refuses_naive_datetimes_and_normalises_to_utc() -> None:
     with pytest.raises(ValidationError):
-        Subscription(
-            id="sub_1", customer_id="cus_1", status="active", created=datetime(2026, 1, 1)
-        )
+        Subscription(id="sub_1", customer_id="cus_1", status="active", created=datetime(2026, 1, 1))
     plus_two = timezone(timedelta(hours=2))
     sub = Subscription(
-        id="sub_1", customer_id="cus_1", status="active", created=datetime(2026, 1, 1, 2, tzinfo=plus_two)
+        id="sub_1",
+        customer_id="cus_1",
+        status="active",
+        created=datetime(2026, 1, 1, 2, tzinfo=plus_two),
     )
     assert sub.created == datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert sub.created.tzinfo == timezone.utc
