@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,7 @@ from tests.contract.repository_contract import RepositoryContract, make_subscrip
 
 from billingkit.adapters.memory import InMemoryRepository
 from billingkit.errors import RepositoryError
-from billingkit.ports import Repository
+from billingkit.ports import Repository, UnitOfWork
 
 
 class TestInMemoryRepository(RepositoryContract):
@@ -63,9 +64,9 @@ class TestInMemoryRulesOfUse:
         repo = InMemoryRepository()
         errors: list[BaseException] = []
 
-        def use(uow_method: object) -> None:
+        def use(foreign: UnitOfWork) -> None:
             try:
-                uow.get_subscription("sub_1")
+                foreign.get_subscription("sub_1")
             except BaseException as error:
                 errors.append(error)
 
@@ -103,3 +104,34 @@ class TestInMemoryRulesOfUse:
             raise KeyboardInterrupt
         with repo.unit_of_work() as uow:
             assert uow.get_subscription("sub_1") is None
+
+
+def test_units_of_work_are_serializable_for_read_modify_write() -> None:
+    """Each thread reads, yields the GIL, then writes: no update may be lost."""
+    repo = InMemoryRepository()
+    with repo.unit_of_work() as uow:
+        uow.save_subscription(make_subscription(watermark=0, quantity=1))
+    threads = 8
+    barrier = threading.Barrier(threads)
+
+    def increment() -> None:
+        barrier.wait(timeout=30)
+        with repo.unit_of_work() as uow:
+            current = uow.get_subscription("sub_1")
+            assert current is not None
+            time.sleep(0.001)
+            uow.save_subscription(
+                current.model_copy(
+                    update={"quantity": current.quantity + 1, "watermark": current.watermark + 1}
+                )
+            )
+
+    pool = [threading.Thread(target=increment) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=60)
+    with repo.unit_of_work() as uow:
+        final = uow.get_subscription("sub_1")
+    assert final is not None
+    assert (final.quantity, final.watermark) == (1 + threads, threads)
