@@ -1,0 +1,114 @@
+"""Engine construction, with the SQLite settings a multi-process webhook ledger needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import URL, Engine, event, make_url
+from sqlalchemy.pool import StaticPool
+
+from billingkit.errors import ConfigurationError
+
+__all__ = ["configure_sqlite_engine", "create_engine", "is_memory_sqlite"]
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_CONFIGURED = "_billingkit_sqlite_configured"
+#: Execution option our units of work set so SQLite's BEGIN takes the write lock at once.
+IMMEDIATE_OPTION = "billingkit_begin_immediate"
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    """Whether ``url`` names a private in-memory SQLite database."""
+    database = url.database or ""
+    return url.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or database.startswith("file::memory:")
+    )
+
+
+def create_engine(
+    url: str | URL,
+    *,
+    busy_timeout: float = 30.0,
+    sqlite_synchronous: str = "FULL",
+    **engine_kwargs: Any,
+) -> Engine:
+    """Build an engine with the settings billingkit expects.
+
+    * SQLite (``sqlite:///path/to/file.db``, or ``sqlite://`` in memory): WAL journal, a busy
+      timeout of ``busy_timeout`` seconds, foreign keys on, ``synchronous`` as given (``FULL``
+      by default: a ledger entry acknowledged to Stripe must survive a power cut), and
+      :func:`configure_sqlite_engine`'s transaction handling. An in-memory database is one
+      connection shared by every thread of the process (units of work take turns).
+    * PostgreSQL / MySQL / MariaDB: ``pool_pre_ping`` so connections that died while idle
+      are replaced instead of failing the next webhook; MySQL/MariaDB run at
+      ``READ COMMITTED`` (billingkit's row locks then take no gap locks).
+
+    Extra keyword arguments go to :func:`sqlalchemy.create_engine`.
+    """
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+        raise ConfigurationError(f"invalid database URL: {exc}") from None
+    if busy_timeout <= 0:
+        raise ConfigurationError("busy_timeout must be positive")
+    if parsed.get_backend_name() != "sqlite":
+        engine_kwargs.setdefault("pool_pre_ping", True)
+        if parsed.get_backend_name() in ("mysql", "mariadb"):
+            # No gap locks: concurrent first inserts of one subscription cannot deadlock.
+            engine_kwargs.setdefault("isolation_level", "READ COMMITTED")
+        return sqlalchemy.create_engine(parsed, **engine_kwargs)
+    if sqlite_synchronous.upper() not in _SYNCHRONOUS:
+        raise ConfigurationError(f"sqlite_synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+    connect_args = dict(engine_kwargs.pop("connect_args", {}))
+    connect_args.setdefault("timeout", busy_timeout)
+    if is_memory_sqlite(parsed):
+        connect_args.setdefault("check_same_thread", False)
+        engine_kwargs.setdefault("poolclass", StaticPool)
+    engine = sqlalchemy.create_engine(parsed, connect_args=connect_args, **engine_kwargs)
+    configure_sqlite_engine(
+        engine, busy_timeout=busy_timeout, synchronous=sqlite_synchronous.upper()
+    )
+    return engine
+
+
+def configure_sqlite_engine(
+    engine: Engine, *, busy_timeout: float = 30.0, synchronous: str = "FULL"
+) -> Engine:
+    """Give a SQLite engine real transactions (once; later calls do nothing).
+
+    Python's ``sqlite3`` module begins transactions lazily, just before the first write, and
+    cannot run savepoints reliably. This hands transaction control to SQLAlchemy, as
+    SQLAlchemy's SQLite documentation recommends: the driver's own ``BEGIN`` is switched off
+    and every SQLAlchemy transaction emits ``BEGIN`` itself — ``BEGIN IMMEDIATE`` for
+    billingkit's units of work, so a writer waits (up to the busy timeout) for the write lock
+    up front instead of failing half-way. It also sets WAL mode, the busy timeout,
+    ``synchronous`` and foreign keys on every new connection.
+    """
+    if engine.dialect.name != "sqlite":
+        raise ConfigurationError("configure_sqlite_engine() needs a SQLite engine")
+    if getattr(engine, _CONFIGURED, False):
+        return engine
+    memory = is_memory_sqlite(engine.url)
+    timeout_ms = int(busy_timeout * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={timeout_ms}")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sqlalchemy.Connection) -> None:
+        immediate = connection.get_execution_options().get(IMMEDIATE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    setattr(engine, _CONFIGURED, True)
+    return engine

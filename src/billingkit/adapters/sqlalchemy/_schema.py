@@ -1,0 +1,189 @@
+"""The billingkit tables, in their own :class:`~sqlalchemy.MetaData`.
+
+Every table name starts with ``billingkit_`` so the tables can live in the app's own
+database (and its own Alembic history) without clashing. The constraints carry the
+guarantees the services rely on:
+
+* ``billingkit_events.id`` is the primary key: an event id is claimed at most once;
+* ``billingkit_customers`` is unique on ``customer_id`` (primary key) *and* on ``user_id``:
+  one Stripe customer per user and one user per Stripe customer;
+* ``billingkit_subscriptions.id`` and ``billingkit_checkouts.session_id`` are primary keys.
+
+On MySQL/MariaDB the tables use the ``utf8mb4_bin`` collation, because Stripe ids and the
+app's user ids are case-sensitive (the default collations are not).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
+
+__all__ = [
+    "CHECKOUTS",
+    "CUSTOMERS",
+    "EVENTS",
+    "SUBSCRIPTIONS",
+    "UTCDateTime",
+    "metadata",
+]
+
+#: The MetaData holding every billingkit table (and nothing else).
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Table options applied on MySQL/MariaDB only (other dialects ignore ``mysql_*`` keys).
+_MYSQL_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
+
+#: Stripe ids are at most 255 characters (Stripe documents 255 as its string limit).
+_ID = 255
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime, with microseconds, on every dialect.
+
+    Stored as ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL, as naive UTC elsewhere
+    (``DATETIME(6)`` on MySQL/MariaDB); always returned timezone-aware in UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """``DATETIME(6)`` on MySQL/MariaDB (plain ``DATETIME`` drops the microseconds)."""
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Normalise to UTC; naive values are refused (they are ambiguous)."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("billingkit stores timezone-aware datetimes only")
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "postgresql":
+            return value
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def _id(name: str, **kwargs: Any) -> Column[str]:
+    return Column(name, String(_ID), **kwargs)
+
+
+def _when(name: str, *, nullable: bool = True) -> Column[datetime]:
+    return Column(name, UTCDateTime(), nullable=nullable)
+
+
+#: Payloads are kept up to the webhook body limit (1 MiB by default): BLOB (64 KiB) on
+#: MySQL/MariaDB would be too small, so LONGBLOB there.
+_Payload = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+CUSTOMERS = Table(
+    "billingkit_customers",
+    metadata,
+    _id("customer_id", primary_key=True),
+    _id("user_id", nullable=False, unique=True),
+    Column("email", String(512), nullable=True),
+    Column("deleted", Boolean(), nullable=False, default=False),
+    Column("watermark", BigInteger(), nullable=False, default=0),
+    **_MYSQL_OPTIONS,
+)
+
+SUBSCRIPTIONS = Table(
+    "billingkit_subscriptions",
+    metadata,
+    _id("id", primary_key=True),
+    _id("customer_id", nullable=False, index=True),
+    _id("user_id", nullable=True, index=True),
+    Column("status", String(32), nullable=False),
+    _id("price_id", nullable=True),
+    _id("plan_key", nullable=True),
+    Column("quantity", Integer(), nullable=False),
+    _when("current_period_start"),
+    _when("current_period_end"),
+    Column("cancel_at_period_end", Boolean(), nullable=False),
+    _when("cancel_at"),
+    _when("canceled_at"),
+    _when("ended_at"),
+    _when("trial_start"),
+    _when("trial_end"),
+    _when("created", nullable=False),
+    Column("livemode", Boolean(), nullable=False),
+    Column("metadata", JSON(), nullable=False),
+    Column("watermark", BigInteger(), nullable=False),
+    **_MYSQL_OPTIONS,
+)
+
+CHECKOUTS = Table(
+    "billingkit_checkouts",
+    metadata,
+    _id("session_id", primary_key=True),
+    _id("user_id", nullable=False),
+    _id("customer_id", nullable=True),
+    _id("plan_key", nullable=False),
+    Column("interval", String(16), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("payment_status", String(32), nullable=False),
+    Column("url", Text(), nullable=True),
+    _when("expires_at"),
+    _id("subscription_id", nullable=True),
+    _id("request_key", nullable=False),
+    _when("created_at", nullable=False),
+    Index(None, "user_id", "request_key", "created_at"),
+    **_MYSQL_OPTIONS,
+)
+
+EVENTS = Table(
+    "billingkit_events",
+    metadata,
+    _id("id", primary_key=True),
+    _id("type", nullable=False),
+    _when("created", nullable=False),
+    Column("livemode", Boolean(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("last_error", Text(), nullable=True),
+    Column("payload", _Payload, nullable=False),
+    _when("received_at", nullable=False),
+    _when("processed_at"),
+    Index(None, "status", "received_at"),
+    Index(None, "received_at"),
+    **_MYSQL_OPTIONS,
+)

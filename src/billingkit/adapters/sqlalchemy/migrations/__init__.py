@@ -1,0 +1,1 @@
+"""Alembic migrations of the billingkit tables (run them with ``upgrade()``)."""
