@@ -216,7 +216,9 @@ def _previous_price_id(previous: Mapping[str, Any]) -> str | None:
 
 def _checkout_event(ctx: HandlerContext) -> EventStatus:
     """``checkout.session.*``: link the customer, advance the checkout record."""
-    session = checkout_session_from_stripe(ctx.event.object)
+    session = checkout_session_from_stripe(
+        ctx.event.object, created_fallback=ctx.event.created_at
+    )
     applied = apply_checkout_session(ctx.uow, session, catalog=ctx.catalog)
     if ctx.event.type in _COMPLETING and ctx.hooks.wants(HookKind.CHECKOUT_COMPLETED):
         ctx.hooks.emit(
