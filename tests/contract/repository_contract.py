@@ -218,14 +218,6 @@ def _ids(records: Sequence[EventRecord | Subscription]) -> list[str]:
     return [record.id for record in records]
 
 
-def _assert_one_link_won(results: Sequence[object]) -> CustomerLink:
-    """Exactly one thread linked; every other one got a ConflictError. Returns the winner."""
-    winners = [r for r in results if isinstance(r, CustomerLink)]
-    assert len(winners) == 1, results
-    assert all(isinstance(r, (CustomerLink, ConflictError)) for r in results), results
-    return winners[0]
-
-
 def _fold_saves(saves: Sequence[tuple[Subscription, bool]]) -> list[SaveOutcome]:
     """The outcomes the port docstring prescribes for a sequence of saves of one id."""
     outcomes: list[SaveOutcome] = []
@@ -329,13 +321,17 @@ class RepositoryContract:
             uow.mark_event_failed(make_event(), "first failure")
             uow.claim_event(make_event("evt_done"))
             uow.finish_event("evt_done", EventStatus.PROCESSED, processed_at=T0)
-        with repository.unit_of_work() as uow:
-            before = (
+
+        def snapshot(uow: UnitOfWork) -> tuple[object, ...]:
+            return (
                 uow.customer_for_user("user_1"),
+                uow.customer_by_id("cus_1"),
                 uow.get_subscription("sub_1"),
                 uow.get_checkout("cs_1"),
                 uow.list_events(),
             )
+
+        before = _read(repository, snapshot)
         with pytest.raises(_Boom), repository.unit_of_work() as uow:
             assert uow.update_customer(make_link(email="new@example.com", watermark=20)) is (
                 SaveOutcome.WRITTEN
@@ -349,14 +345,7 @@ class RepositoryContract:
             uow.save_subscription(make_subscription("sub_2", customer_id="cus_1"))
             raise _Boom
         with repository.unit_of_work() as uow:
-            after = (
-                uow.customer_for_user("user_1"),
-                uow.get_subscription("sub_1"),
-                uow.get_checkout("cs_1"),
-                uow.list_events(),
-            )
-            assert after == before
-            assert uow.customer_by_id("cus_1") == before[0]
+            assert snapshot(uow) == before
             assert uow.get_subscription("sub_2") is None
             assert [s.id for s in uow.subscriptions_for_user("user_1")] == ["sub_1"]
             assert uow.find_open_checkout(
@@ -444,16 +433,22 @@ class RepositoryContract:
     @pytest.mark.parametrize(
         "final", [EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.STALE]
     )
-    def test_claiming_a_finished_event_is_a_duplicate(
+    def test_a_finished_event_is_a_duplicate_and_cannot_fail(
         self, repository: Repository, final: EventStatus
     ) -> None:
         with repository.unit_of_work() as uow:
             uow.claim_event(make_event())
             uow.finish_event("evt_1", final, processed_at=T0 + timedelta(seconds=1))
         before = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert before is not None
+        assert before.status is final
         assert _write(repository, lambda uow: uow.claim_event(make_event())) is (
             ClaimOutcome.DUPLICATE
         )
+        assert _read(repository, lambda uow: uow.get_event("evt_1")) == before
+        # a late failure report leaves it alone and returns the stored record
+        returned = _write(repository, lambda uow: uow.mark_event_failed(make_event(), "late"))
+        assert returned == before
         assert _read(repository, lambda uow: uow.get_event("evt_1")) == before
 
     def test_a_failed_event_is_claimed_again_with_one_more_attempt(
@@ -549,22 +544,6 @@ class RepositoryContract:
             2,
             "second",
         )
-
-    @pytest.mark.parametrize(
-        "final", [EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.STALE]
-    )
-    def test_mark_failed_leaves_a_finished_event_alone(
-        self, repository: Repository, final: EventStatus
-    ) -> None:
-        with repository.unit_of_work() as uow:
-            uow.claim_event(make_event())
-            uow.finish_event("evt_1", final, processed_at=T0)
-        before = _read(repository, lambda uow: uow.get_event("evt_1"))
-        returned = _write(repository, lambda uow: uow.mark_event_failed(make_event(), "late"))
-        assert returned == before
-        assert _read(repository, lambda uow: uow.get_event("evt_1")) == before
-        assert before is not None
-        assert before.status is final
 
     def test_finish_event_sets_status_and_processed_at(self, repository: Repository) -> None:
         _write(repository, lambda uow: uow.claim_event(make_event()))
@@ -688,97 +667,58 @@ class RepositoryContract:
         assert _read(repository, lambda uow: uow.get_subscription("sub_nope")) is None
 
     @pytest.mark.parametrize(
-        ("watermark", "allow_tie", "expected"),
+        ("stored_status", "new_status", "watermark", "allow_tie", "expected"),
         [
-            (101, False, SaveOutcome.WRITTEN),
-            (101, True, SaveOutcome.WRITTEN),
-            (100, False, SaveOutcome.TIE),
-            (100, True, SaveOutcome.WRITTEN),
-            (99, False, SaveOutcome.STALE),
-            (99, True, SaveOutcome.STALE),
+            # live over live: the watermark rule
+            *[
+                ("active", "past_due", watermark, allow_tie, expected)
+                for watermark, allow_tie, expected in [
+                    (101, False, "written"),
+                    (101, True, "written"),
+                    (100, False, "tie"),
+                    (100, True, "written"),
+                    (99, False, "stale"),
+                    (99, True, "stale"),
+                ]
+            ],
+            # a terminal state is never replaced by a live one, whatever the watermark
+            *[
+                (terminal, "active", watermark, allow_tie, "stale")
+                for terminal in ("canceled", "incomplete_expired")
+                for watermark, allow_tie in [(200, False), (200, True), (100, True), (50, False)]
+            ],
+            # terminal over terminal: the watermark rule again
+            ("canceled", "incomplete_expired", 200, False, "written"),
+            ("canceled", "incomplete_expired", 100, False, "tie"),
+            ("canceled", "incomplete_expired", 100, True, "written"),
+            ("canceled", "incomplete_expired", 50, True, "stale"),
+            # a newer terminal state replaces a live one, an older one does not
+            ("active", "canceled", 110, False, "written"),
+            ("active", "canceled", 90, False, "stale"),
         ],
     )
-    def test_save_applies_the_watermark_rule(
+    def test_save_applies_the_watermark_and_terminal_rules(
         self,
         repository: Repository,
+        stored_status: str,
+        new_status: str,
         watermark: int,
         allow_tie: bool,
-        expected: SaveOutcome,
+        expected: str,
     ) -> None:
-        first = make_subscription(watermark=100, quantity=1)
+        first = make_subscription(
+            watermark=100, quantity=1, status=SubscriptionStatus(stored_status)
+        )
         second = make_subscription(
-            watermark=watermark, quantity=2, status=SubscriptionStatus.PAST_DUE
+            watermark=watermark, quantity=2, status=SubscriptionStatus(new_status)
         )
         _write(repository, lambda uow: uow.save_subscription(first))
         outcome = _write(
             repository, lambda uow: uow.save_subscription(second, allow_tie=allow_tie)
         )
-        assert outcome is expected
+        assert outcome is SaveOutcome(expected)
         stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
-        assert stored == (second if expected is SaveOutcome.WRITTEN else first)
-
-    @pytest.mark.parametrize("terminal", sorted(TERMINAL_STATUSES))
-    @pytest.mark.parametrize(
-        ("watermark", "allow_tie"), [(200, False), (200, True), (100, True), (50, False)]
-    )
-    def test_a_terminal_state_is_never_replaced_by_a_live_one(
-        self,
-        repository: Repository,
-        terminal: SubscriptionStatus,
-        watermark: int,
-        allow_tie: bool,
-    ) -> None:
-        ended = make_subscription(watermark=100, status=terminal, ended_at=T0)
-        _write(repository, lambda uow: uow.save_subscription(ended))
-        revived = make_subscription(watermark=watermark, status=SubscriptionStatus.ACTIVE)
-        outcome = _write(
-            repository, lambda uow: uow.save_subscription(revived, allow_tie=allow_tie)
-        )
-        assert outcome is SaveOutcome.STALE
-        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == ended
-
-    @pytest.mark.parametrize(
-        ("watermark", "allow_tie", "expected"),
-        [
-            (200, False, SaveOutcome.WRITTEN),
-            (100, False, SaveOutcome.TIE),
-            (100, True, SaveOutcome.WRITTEN),
-            (50, True, SaveOutcome.STALE),
-        ],
-    )
-    def test_a_terminal_state_follows_the_watermark_rule_among_terminal_states(
-        self,
-        repository: Repository,
-        watermark: int,
-        allow_tie: bool,
-        expected: SaveOutcome,
-    ) -> None:
-        canceled = make_subscription(watermark=100, status=SubscriptionStatus.CANCELED)
-        _write(repository, lambda uow: uow.save_subscription(canceled))
-        expired = make_subscription(
-            watermark=watermark, status=SubscriptionStatus.INCOMPLETE_EXPIRED
-        )
-        outcome = _write(
-            repository, lambda uow: uow.save_subscription(expired, allow_tie=allow_tie)
-        )
-        assert outcome is expected
-        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
-        assert stored == (expired if expected is SaveOutcome.WRITTEN else canceled)
-
-    def test_an_older_terminal_state_does_not_replace_a_newer_live_one(
-        self, repository: Repository
-    ) -> None:
-        live = make_subscription(watermark=100)
-        _write(repository, lambda uow: uow.save_subscription(live))
-        old_cancel = make_subscription(watermark=90, status=SubscriptionStatus.CANCELED)
-        assert _write(repository, lambda uow: uow.save_subscription(old_cancel)) is (
-            SaveOutcome.STALE
-        )
-        new_cancel = make_subscription(watermark=110, status=SubscriptionStatus.CANCELED)
-        assert _write(repository, lambda uow: uow.save_subscription(new_cancel)) is (
-            SaveOutcome.WRITTEN
-        )
-        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == new_cancel
+        assert stored == (second if outcome is SaveOutcome.WRITTEN else first)
 
     def test_a_write_never_erases_user_id_or_plan_key(self, repository: Repository) -> None:
         first = make_subscription(watermark=100, user_id="user_1", plan_key="pro")
@@ -982,31 +922,22 @@ class RepositoryContract:
             assert uow.customer_for_user("user_1") == first
             assert uow.customer_by_id("cus_1") == first
 
-    def test_linking_a_linked_user_to_another_customer_conflicts(
-        self, repository: Repository
+    @pytest.mark.parametrize(
+        ("user_id", "customer_id"),
+        [("user_1", "cus_2"), ("user_2", "cus_1")],
+        ids=["user-taken", "customer-taken"],
+    )
+    def test_linking_either_side_to_another_party_conflicts(
+        self, repository: Repository, user_id: str, customer_id: str
     ) -> None:
         _write(repository, lambda uow: uow.link_customer(make_link("user_1", "cus_1")))
         with pytest.raises(ConflictError), repository.unit_of_work() as uow:
-            uow.link_customer(make_link("user_1", "cus_2"))
+            uow.link_customer(make_link(user_id, customer_id))
         with repository.unit_of_work() as uow:
             assert uow.customer_for_user("user_1") == make_link("user_1", "cus_1")
-            assert uow.customer_by_id("cus_2") is None
-
-    def test_linking_a_linked_customer_to_another_user_conflicts(
-        self, repository: Repository
-    ) -> None:
-        _write(repository, lambda uow: uow.link_customer(make_link("user_1", "cus_1")))
-        with pytest.raises(ConflictError), repository.unit_of_work() as uow:
-            uow.link_customer(make_link("user_2", "cus_1"))
-        with repository.unit_of_work() as uow:
             assert uow.customer_by_id("cus_1") == make_link("user_1", "cus_1")
             assert uow.customer_for_user("user_2") is None
-
-    def test_a_conflict_is_a_repository_error(self, repository: Repository) -> None:
-        with repository.unit_of_work() as uow:
-            uow.link_customer(make_link("user_1", "cus_1"))
-            with pytest.raises(RepositoryError):
-                uow.link_customer(make_link("user_1", "cus_2"))
+            assert uow.customer_by_id("cus_2") is None
 
     @pytest.mark.parametrize(
         ("watermark", "expected"),
@@ -1184,29 +1115,29 @@ class RepositoryContract:
         assert stored is not None
         assert (stored.status, stored.attempts) == (EventStatus.PROCESSING, 2)
 
-    def test_concurrent_links_of_one_user_store_exactly_one(
-        self, repository: Repository
+    @pytest.mark.parametrize("shared", ["user", "customer"])
+    def test_concurrent_links_store_exactly_one(
+        self, repository: Repository, shared: str
     ) -> None:
-        results = run_in_threads(
-            repository, lambda uow, i: uow.link_customer(make_link("user_1", f"cus_{i}"))
-        )
-        winner = _assert_one_link_won(results)
-        with repository.unit_of_work() as uow:
-            assert uow.customer_for_user("user_1") == winner
-            linked = [uow.customer_by_id(f"cus_{i}") for i in range(THREADS)]
-        assert [link for link in linked if link is not None] == [winner]
+        # every thread links the same user (or customer) to a different customer (or user)
+        def link(index: int) -> CustomerLink:
+            if shared == "user":
+                return make_link("user_1", f"cus_{index}")
+            return make_link(f"user_{index}", "cus_1")
 
-    def test_concurrent_links_of_one_customer_store_exactly_one(
-        self, repository: Repository
-    ) -> None:
-        results = run_in_threads(
-            repository, lambda uow, i: uow.link_customer(make_link(f"user_{i}", "cus_1"))
-        )
-        winner = _assert_one_link_won(results)
+        results = run_in_threads(repository, lambda uow, i: uow.link_customer(link(i)))
+        winners = [r for r in results if isinstance(r, CustomerLink)]
+        assert len(winners) == 1, results
+        assert all(isinstance(r, (CustomerLink, ConflictError)) for r in results), results
+        winner = winners[0]
         with repository.unit_of_work() as uow:
-            assert uow.customer_by_id("cus_1") == winner
-            linked = [uow.customer_for_user(f"user_{i}") for i in range(THREADS)]
-        assert [link for link in linked if link is not None] == [winner]
+            if shared == "user":
+                assert uow.customer_for_user("user_1") == winner
+                others = [uow.customer_by_id(f"cus_{i}") for i in range(THREADS)]
+            else:
+                assert uow.customer_by_id("cus_1") == winner
+                others = [uow.customer_for_user(f"user_{i}") for i in range(THREADS)]
+        assert [found for found in others if found is not None] == [winner]
 
     def test_concurrent_saves_of_one_subscription_keep_the_highest_watermark(
         self, repository: Repository
