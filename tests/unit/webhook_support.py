@@ -20,11 +20,7 @@ from billingkit.ports import (
 )
 from billingkit.services.catalog import PlanCatalog
 from billingkit.services.webhooks import WebhookProcessor
-
-try:
-    from billingkit.testing import build_event, sign_payload
-except ImportError:  # TEMP until billingkit/testing/__init__.py lands
-    from billingkit.testing._events import build_event, sign_payload
+from billingkit.testing import build_event, sign_payload
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 STRIPE = FIXTURES / "stripe"
