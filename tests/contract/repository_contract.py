@@ -20,7 +20,8 @@ for each test and cleans up after it::
 
 Importing: ``tests/`` is not a package, ``tests/contract/`` is. The import above needs the
 repository root on ``sys.path``; ``python -m pytest`` run from the repository root (what the
-Makefile and CI do) puts it there. Test modules elsewhere (``tests/integration/``,
+Makefile and CI do) puts it there (a bare ``pytest`` does not, unless the pytest config sets
+``pythonpath = ["."]``). Test modules elsewhere (``tests/integration/``,
 ``examples/django_project/``) use the same line; a test tree run from another directory
 inserts the repository root into ``sys.path`` in its ``conftest.py`` first.
 
@@ -29,15 +30,17 @@ never adapter internals, and assumes nothing but an empty repository at the star
 test. Every test opens its own units of work. The concurrency tests start 8 threads, each
 with its own unit of work, behind a barrier; an adapter that serializes units of work (one
 at a time) passes them too. A ``RepositoryError`` with ``retryable=True`` (for example a
-serialization failure) is retried by those tests, as the webhook pipeline would.
+serialization failure) is retried by those tests, as a caller retrying later would.
 
 Rules this suite pins beyond the port docstrings (so all adapters agree):
 
 * after a ``with`` block exits, using its unit of work raises ``RepositoryError``;
 * a ``ConflictError`` caught *inside* a unit of work leaves it usable, and the block's other
   writes still commit (SQL adapters: wrap the insert in a savepoint);
-* ``finish_event`` on an unknown id, a naive ``processed_at`` or ``created_after``, and a
-  negative ``list_events`` limit raise ``RepositoryError``;
+* ``finish_event`` stores any status it is given (the suite parks an event as ``PENDING``
+  with it);
+* ``finish_event`` of an unknown id, a naive ``processed_at`` or ``created_after``, and a
+  negative ``list_events`` limit raise ``RepositoryError`` and change nothing;
 * ``subscriptions_for_user`` orders by ``created`` then id, both descending;
   ``list_events`` by ``received_at`` then id, ascending; ``find_open_checkout`` wants
   ``created_at`` strictly after ``created_after`` and breaks ties by the larger session id;
@@ -886,10 +889,10 @@ class RepositoryContract:
             )
             for index, (watermark, status, allow_tie) in enumerate(steps)
         ]
-        outcomes = [
-            _write(repository, lambda uow, s=s, t=t: uow.save_subscription(s, allow_tie=t))
-            for s, t in saves
-        ]
+        outcomes = []
+        for subscription, allow_tie in saves:
+            with repository.unit_of_work() as uow:
+                outcomes.append(uow.save_subscription(subscription, allow_tie=allow_tie))
         expected = _fold_saves(saves)
         assert outcomes == expected
         written = [i for i, outcome in enumerate(expected) if outcome is SaveOutcome.WRITTEN]
