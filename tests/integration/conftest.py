@@ -2,8 +2,9 @@
 
 ``postgres_url``, ``mariadb_url``, ``sqlite_url``: a fresh, empty database per test module.
 ``database_url``: the same, parametrized over sqlite/postgres/mariadb (marked ``postgres`` /
-``mariadb``). ``migrated_repository`` / ``sql_repository``: a ``SqlAlchemyRepository`` on it
-with the migrated schema (``sql_repository`` empties the tables before each test).
+``mariadb``); ``server_url`` over postgres/mariadb only. ``migrated_repository`` /
+``sql_repository``: a ``SqlAlchemyRepository`` on ``database_url`` with the migrated schema
+(``sql_repository`` empties the tables before each test).
 Unreachable servers skip, or fail when ``BILLINGKIT_REQUIRE_SERVICES=1``.
 """
 
@@ -12,6 +13,7 @@ from tests.integration.databases import (
     mariadb_url,
     migrated_repository,
     postgres_url,
+    server_url,
     sql_repository,
     sqlite_url,
 )
@@ -21,6 +23,7 @@ __all__ = [
     "mariadb_url",
     "migrated_repository",
     "postgres_url",
+    "server_url",
     "sql_repository",
     "sqlite_url",
 ]

@@ -146,6 +146,13 @@ def database_url(
         yield url
 
 
+@pytest.fixture(scope="module", params=[_param(kind) for kind in KINDS if kind != "sqlite"])
+def server_url(request: pytest.FixtureRequest) -> Iterator[URL]:
+    """A fresh database for the module on each server: postgres, mariadb."""
+    with scratch_database(request.param) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def migrated_repository(database_url: URL) -> Iterator[SqlAlchemyRepository]:
     """A repository on ``database_url`` with the schema built by the shipped migrations."""

@@ -57,7 +57,12 @@ def create_engine(
         if parsed.get_backend_name() in ("mysql", "mariadb"):
             # No gap locks: concurrent first inserts of one subscription cannot deadlock.
             engine_kwargs.setdefault("isolation_level", "READ COMMITTED")
-        return sqlalchemy.create_engine(parsed, **engine_kwargs)
+        try:
+            return sqlalchemy.create_engine(parsed, **engine_kwargs)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the database driver for {parsed.drivername!r} is not installed ({exc.name})"
+            ) from None
     if sqlite_synchronous.upper() not in _SYNCHRONOUS:
         raise ConfigurationError(f"sqlite_synchronous must be one of {', '.join(_SYNCHRONOUS)}")
     connect_args = dict(engine_kwargs.pop("connect_args", {}))

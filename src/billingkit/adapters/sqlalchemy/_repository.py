@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import datetime, timezone
 from functools import wraps
 from types import TracebackType
@@ -222,6 +222,9 @@ class SqlAlchemyRepository(Repository):
             f"billingkit_repository_{id(self)}", default=None
         )
         self._local = threading.local()
+        self._current: ContextVar[Connection | None] = ContextVar(
+            f"billingkit_unit_of_work_{id(self)}", default=None
+        )
 
     # ------------------------------------------------------------------------ construction
 
@@ -255,6 +258,18 @@ class SqlAlchemyRepository(Repository):
             yield self
         finally:
             self._bound.reset(token)
+
+    def current_connection(self) -> Connection:
+        """The connection of this repository's unit of work open in the current context.
+
+        For webhook hooks (they run inside the event's unit of work) that write the app's own
+        tables: what they write through this connection commits or rolls back together with
+        the event. Raises :class:`~billingkit.errors.RepositoryError` outside a unit of work.
+        """
+        connection = self._current.get()
+        if connection is None:
+            raise RepositoryError("no unit of work of this repository is open here")
+        return connection
 
     @property
     def engine(self) -> Engine:
@@ -305,6 +320,7 @@ class _SqlUnitOfWork(UnitOfWork):
         self._state = _NEW
         self._owner: int | None = None
         self._locked = False
+        self._token: Token[Connection | None]
 
     # -------------------------------------------------------------------------- lifecycle
 
@@ -328,6 +344,7 @@ class _SqlUnitOfWork(UnitOfWork):
                 raise _translate(exc, "begin") from exc
             raise
         local.open = True
+        self._token = self._repo._current.set(self._conn)
         self._state = _OPEN
         self._owner = threading.get_ident()
         return self
@@ -382,6 +399,7 @@ class _SqlUnitOfWork(UnitOfWork):
                     with suppress(sqlalchemy.exc.SQLAlchemyError):
                         trans.rollback()
         finally:
+            self._repo._current.reset(self._token)
             self._state = _CLOSED
             self._owner = None
             self._repo._local.open = False
