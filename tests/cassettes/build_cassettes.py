@@ -653,7 +653,7 @@ def build() -> None:
             f"/v1/customers/{wcus}",
             status=401,
             body=error(
-                "invalid_request_error", "Invalid API Key provided: sk_test_************alid"
+                "invalid_request_error", "Invalid API Key provided: sk_test_************4242"
             ),
         ),
     )

@@ -78,7 +78,7 @@ PRICES_PAGE_SIZE = 100
 
 # Secret and restricted keys, also in the masked form Stripe echoes ("sk_test_********1234").
 _T = TypeVar("_T")
-_KEY_PATTERN = re.compile(r"\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9*]+")
+_KEY_PATTERN = re.compile(r"(?:sk|rk)_(?:test|live)_[A-Za-z0-9*]+")
 
 
 def sdk_api_version() -> str:

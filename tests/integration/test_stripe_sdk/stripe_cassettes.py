@@ -28,7 +28,7 @@ from vcr.request import Request
 CASSETTES = Path(__file__).resolve().parents[2] / "cassettes" / "stripe_sdk"
 WORLD_FILE = CASSETTES / "world.json"
 
-KEY_PATTERN = re.compile(r"\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9*]+")
+KEY_PATTERN = re.compile(r"(?:sk|rk)_(?:test|live)_[A-Za-z0-9*]+")
 SCRUBBED_KEY = "sk_test_SCRUBBED"
 # The SDK gives every POST a random uuid4-shaped Idempotency-Key when the caller gives none.
 _SDK_IDEMPOTENCY_KEY = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -1,0 +1,179 @@
+"""Each Stripe failure class maps to the right GatewayError, with status, code and request id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from stripe_cassettes import CassetteKit, idempotency_key, response_header
+
+from billingkit.adapters.stripe_sdk import StripeSdkGateway
+from billingkit.errors import (
+    GatewayAuthenticationError,
+    GatewayCardError,
+    GatewayConnectionError,
+    GatewayError,
+    GatewayInvalidRequestError,
+    GatewayNotFoundError,
+    GatewayRateLimitError,
+    GatewayServerError,
+)
+from billingkit.ports import CheckoutSessionRequest
+
+BAD_KEY = "sk_test_billingkitRevokedKey4242"
+
+
+def _assert_safe(error: GatewayError, *secrets: str) -> None:
+    for text in (str(error), repr(error), str(error.user_message)):
+        assert "sk_test_" not in text and "sk_live_" not in text
+        for secret in secrets:
+            assert secret not in text
+
+
+def test_bad_api_key_is_an_authentication_error_without_the_key(
+    cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    gateway = StripeSdkGateway.from_api_key(BAD_KEY)
+    with (
+        cassettes.use("error_authentication") as cassette,
+        pytest.raises(GatewayAuthenticationError) as caught,
+    ):
+        gateway.retrieve_customer(world["recorded"]["customer_id"])
+    error = caught.value
+    assert error.http_status == 401
+    assert error.retryable is False
+    assert error.request_id == response_header(cassette, 0, "request-id")
+    assert error.request_id is not None and error.request_id.startswith("req_")
+    _assert_safe(error, BAD_KEY, BAD_KEY[-4:], "Revoked")
+    assert "Invalid API Key" in str(error)
+
+
+def test_missing_object_is_not_found_by_structured_code(
+    gateway: StripeSdkGateway, cassettes: CassetteKit
+) -> None:
+    with (
+        cassettes.use("error_not_found") as cassette,
+        pytest.raises(GatewayNotFoundError) as caught,
+    ):
+        gateway.retrieve_customer("cus_billingkitMissing0")
+    error = caught.value
+    assert isinstance(error, LookupError)
+    assert isinstance(error, GatewayInvalidRequestError)
+    assert error.http_status == 404
+    assert error.code == "resource_missing"
+    assert error.retryable is False
+    assert error.request_id == response_header(cassette, 0, "request-id")
+
+
+def test_other_invalid_request_is_not_mistaken_for_not_found(
+    gateway: StripeSdkGateway, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    request = CheckoutSessionRequest(
+        mode="subscription",
+        customer_id=world["recorded"]["customer_id"],
+        price_id=world["recorded"]["prices"]["billingkit_test_pro_year"],
+        success_url="not a url",
+        cancel_url="https://app.example.com/pricing",
+        client_reference_id="user-bad",
+        idempotency_key=idempotency_key(world, "checkout-bad-url"),
+    )
+    with (
+        cassettes.use("error_invalid_request"),
+        pytest.raises(GatewayInvalidRequestError) as caught,
+    ):
+        gateway.create_checkout_session(request)
+    error = caught.value
+    assert type(error) is GatewayInvalidRequestError
+    assert error.http_status == 400
+    assert error.code == "url_invalid"
+    assert error.retryable is False
+
+
+def test_reused_idempotency_key_with_other_parameters_is_an_invalid_request(
+    gateway: StripeSdkGateway, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    key = idempotency_key(world, "customer-user-idem")
+    with cassettes.use("error_idempotency") as cassette:
+        first = gateway.create_customer(
+            user_id="user-idem", email="first@example.com", idempotency_key=key
+        )
+        with pytest.raises(GatewayInvalidRequestError) as caught:
+            gateway.create_customer(
+                user_id="user-idem", email="second@example.com", idempotency_key=key
+            )
+    assert first.email == "first@example.com"
+    assert type(caught.value) is GatewayInvalidRequestError
+    assert caught.value.http_status == 400
+    assert caught.value.request_id == response_header(cassette, 1, "request-id")
+
+
+def test_card_error_carries_a_message_safe_to_show(
+    gateway: StripeSdkGateway, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    with cassettes.use("error_card", synthetic=True), pytest.raises(GatewayCardError) as caught:
+        gateway.create_customer(
+            user_id=world["synthetic"]["user_id"],
+            email="card@example.com",
+            idempotency_key="bk-synthetic-customer-card",
+        )
+    error = caught.value
+    assert error.http_status == 402
+    assert error.code == "card_declined"
+    assert error.user_message == "Your card was declined."
+    assert error.retryable is False
+
+
+def test_rate_limit_is_retryable(gateway: StripeSdkGateway, cassettes: CassetteKit) -> None:
+    keys = ["billingkit_test_pro_month", "billingkit_test_pro_year", "billingkit_test_lifetime"]
+    with (
+        cassettes.use("error_rate_limit", synthetic=True) as cassette,
+        pytest.raises(GatewayRateLimitError) as caught,
+    ):
+        gateway.list_prices(lookup_keys=keys)
+    assert cassettes.requests_made(cassette) == 1  # the SDK does not retry a 429 by itself
+    assert caught.value.retryable is True
+    assert caught.value.http_status == 429
+    assert caught.value.code == "rate_limit"
+
+
+def test_server_error_is_retryable(
+    api_key: str, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    gateway = StripeSdkGateway.from_api_key(api_key, max_network_retries=0)
+    with (
+        cassettes.use("error_server", synthetic=True) as cassette,
+        pytest.raises(GatewayServerError) as caught,
+    ):
+        gateway.retrieve_subscription(world["synthetic"]["subscription_id"])
+    assert caught.value.retryable is True
+    assert caught.value.http_status == 500
+    assert caught.value.request_id == response_header(cassette, 0, "request-id")
+
+
+def test_sdk_retries_a_server_error_with_the_same_idempotency_key(
+    api_key: str, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    # Both recorded requests carry the same Idempotency-Key, and the matcher checks it.
+    gateway = StripeSdkGateway.from_api_key(api_key, max_network_retries=1)
+    with cassettes.use("retry_server_error", synthetic=True) as cassette:
+        customer = gateway.create_customer(
+            user_id=world["synthetic"]["user_id"],
+            email="retry@example.com",
+            idempotency_key="bk-synthetic-customer-retry",
+        )
+    assert cassettes.requests_made(cassette) == 2
+    assert customer.id == world["synthetic"]["customer_id"]
+
+
+def test_unreachable_server_is_a_retryable_connection_error() -> None:
+    # Port 9 (discard) on localhost is closed: the connection is refused at once.
+    gateway = StripeSdkGateway.from_api_key(
+        "sk_test_connectionCheckKey", base_url="http://127.0.0.1:9", max_network_retries=0
+    )
+    with pytest.raises(GatewayConnectionError) as caught:
+        gateway.retrieve_customer("cus_anything")
+    error = caught.value
+    assert error.retryable is True
+    assert error.http_status is None
+    assert error.request_id is None
+    _assert_safe(error, "connectionCheckKey")
