@@ -61,6 +61,7 @@ from billingkit.ports import (
     system_clock,
 )
 from billingkit.services.catalog import PlanCatalog
+from billingkit.services.sync import apply_checkout_session
 
 __all__ = [
     "RESERVED_METADATA_KEYS",
@@ -83,6 +84,7 @@ _MAX_METADATA_KEYS = 50
 _MAX_METADATA_KEY_LENGTH = 40
 _MAX_METADATA_VALUE_LENGTH = 500
 _MAX_TRIAL_DAYS = 730
+_INTERVAL_VALUES = frozenset(interval.value for interval in Interval)
 
 
 class CheckoutStart(Value):
@@ -465,7 +467,34 @@ class CheckoutService:
         session_id = _require_text("session_id", session_id)
         user_id = _require_text("user_id", user_id)
         session = self._gateway.retrieve_checkout_session(session_id)
-        raise NotImplementedError(session)
+        with self._repository.unit_of_work() as uow:
+            self._check_owner(uow, session, user_id)
+            applied = apply_checkout_session(uow, session, catalog=self._catalog, user_id=user_id)
+        return self._confirmation(session, user_id, applied.record)
+
+    def _confirmation(
+        self, session: CheckoutSession, user_id: str, record: CheckoutRecord | None
+    ) -> CheckoutConfirmation:
+        subscription = session.subscription
+        plan_key = record.plan_key if record is not None else session.metadata.get("plan_key")
+        if plan_key is None and subscription is not None and subscription.price_id is not None:
+            plan_key = self._catalog.plan_key_for_price(subscription.price_id, load=False)
+        interval: Interval | None = record.interval if record is not None else None
+        if interval is None and session.metadata.get("interval") in _INTERVAL_VALUES:
+            interval = Interval(session.metadata["interval"])
+        assert session.mode != "setup"  # refused by _check_owner
+        return CheckoutConfirmation(
+            session_id=session.id,
+            user_id=user_id,
+            mode=session.mode,
+            status=session.status,
+            payment_status=session.payment_status,
+            plan_key=plan_key,
+            interval=interval,
+            customer_id=session.customer_id,
+            subscription_id=session.subscription_id,
+            subscription_status=subscription.status if subscription is not None else None,
+        )
 
     def _check_owner(self, uow: UnitOfWork, session: CheckoutSession, user_id: str) -> None:
         claimed = {
