@@ -37,7 +37,6 @@ def customer_json(
         "balance": 0,
         "created": created,
         "currency": None,
-        "customer_account": None,
         "default_source": None,
         "delinquent": False,
         "description": None,
