@@ -538,7 +538,7 @@ def build() -> None:
     )
 
     catalog_prices = [price(entry) for entry in CATALOG]
-    keys3 = [entry["lookup_key"] for entry in CATALOG]
+    keys3 = sorted(entry["lookup_key"] for entry in CATALOG)
     write(
         "list_prices_lookup_keys",
         "price.json + product.json",
@@ -564,7 +564,7 @@ def build() -> None:
         ),
     )
     absent = [f"billingkit_test_absent_{n}" for n in range(1, 10)]
-    many = [keys3[0], *absent, keys3[1], keys3[2]]
+    many = sorted([*keys3, *absent])  # the gateway sorts keys before chunking
     write(
         "list_prices_many_keys",
         "price.json + product.json",
@@ -573,14 +573,14 @@ def build() -> None:
             "GET",
             "/v1/prices",
             query={"active": True, "lookup_keys": many[:10], **PRICES_QUERY},
-            body=price_list([price(CATALOG[0])]),
+            body=price_list([price(CATALOG[2])]),
         ),
         interaction(
             "list_prices_many_keys",
             "GET",
             "/v1/prices",
             query={"active": True, "lookup_keys": many[10:], **PRICES_QUERY},
-            body=price_list([price(CATALOG[1]), price(CATALOG[2])]),
+            body=price_list([price(CATALOG[0]), price(CATALOG[1])]),
         ),
     )
     page1 = [price(CATALOG[0])]

@@ -256,7 +256,7 @@ class StripeSdkGateway(StripeGateway):
         are simply absent from the result.
         """
         ids = set(price_ids)
-        keys = list(dict.fromkeys(lookup_keys))
+        keys = sorted(set(lookup_keys))  # sorted: the same catalog always sends the same query
         found: dict[str, Price] = {}
         if ids:
             wanted_keys = set(keys)
