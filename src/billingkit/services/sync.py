@@ -65,9 +65,10 @@ Links that arrive late
 ----------------------
 A subscription event can come before ``checkout.session.completed``. Its state is stored by
 customer id, with ``user_id`` from the subscription's ``metadata["user_id"]`` (set at
-checkout) or from an existing customer link; when the link arrives later, the repository
-ties the subscription to the user through the customer (``subscriptions_for_user``). Links
-are only made from checkout sessions, never from metadata alone.
+checkout) or from an existing customer link; when the link arrives later (the session names
+its subscription), the stored row gets the user id too, so both orders store the same row
+(the repository also ties subscriptions to users through the customer link). Links are only
+made from checkout sessions, never from metadata alone.
 
 Checkout records
 ----------------
@@ -364,7 +365,16 @@ def apply_checkout_session(
     change: SubscriptionChange | None = None
     if session.subscription is not None:
         change = apply_fetched_subscription(uow, session.subscription, catalog=catalog)
+    elif owner is not None and session.subscription_id is not None:
+        _tie_to_user(uow, session.subscription_id, owner)
     return CheckoutApplied(owner, link, record, newly_completed, change)
+
+
+def _tie_to_user(uow: UnitOfWork, subscription_id: str, user_id: str) -> None:
+    """Record the user on a subscription stored before its link arrived (same state)."""
+    stored = uow.get_subscription(subscription_id)
+    if stored is not None and stored.user_id is None:
+        uow.save_subscription(stored.model_copy(update={"user_id": user_id}), allow_tie=True)
 
 
 def _advance(record: CheckoutRecord, session: CheckoutSession) -> CheckoutRecord:
