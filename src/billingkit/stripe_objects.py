@@ -28,7 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
+
+from pydantic import BaseModel
 
 from billingkit.domain import Interval, Price, Subscription, SubscriptionStatus
 from billingkit.errors import WebhookPayloadError
@@ -50,6 +52,31 @@ _INTERVALS: dict[str, Interval] = {
 _SESSION_MODES = frozenset({"subscription", "payment", "setup"})
 _SESSION_STATUSES = frozenset({"open", "complete", "expired"})
 _PAYMENT_STATUSES = frozenset({"paid", "unpaid", "no_payment_required"})
+
+
+# --------------------------------------------------------------------------- construction
+
+_M = TypeVar("_M", bound=BaseModel)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _build(cls: type[_M], **values: Any) -> _M:
+    """Instantiate ``cls`` from values this module already checked, without re-validation.
+
+    Pydantic's ``model_construct`` costs ~9 µs for a subscription (more than validating);
+    this sets the same four attributes it sets. When ``values`` does not name exactly the
+    model's fields (a field added later), it falls back to ``model_construct``, which fills
+    defaults.
+    """
+    if values.keys() != cls.model_fields.keys():
+        return cls.model_construct(**values)
+    instance = _new(cls)
+    _set(instance, "__dict__", values)
+    _set(instance, "__pydantic_fields_set__", set(values))
+    _set(instance, "__pydantic_extra__", None)
+    _set(instance, "__pydantic_private__", None)
+    return instance
 
 
 # --------------------------------------------------------------------------- field readers
@@ -204,7 +231,8 @@ def subscription_from_stripe(obj: Mapping[str, Any]) -> Subscription:
         quantity = _int(sub, "quantity", kind)
     metadata = _metadata(sub, kind)
 
-    return Subscription.model_construct(
+    return _build(
+        Subscription,
         id=sub_id,
         customer_id=customer_id,
         user_id=metadata.get("user_id") or None,
@@ -292,7 +320,8 @@ def price_from_stripe(
         unit_amount = None
     active = price.get("active")
 
-    return Price.model_construct(
+    return _build(
+        Price,
         id=price_id,
         product_id=product_id,
         product_name=product_name,
@@ -336,7 +365,8 @@ def customer_from_stripe(obj: Mapping[str, Any]) -> StripeCustomer:
     """
     kind = "customer"
     customer = _mapping(obj, kind)
-    return StripeCustomer.model_construct(
+    return _build(
+        StripeCustomer,
         id=_str(customer, "id", kind),
         email=_opt_str(customer, "email", kind),
         name=_opt_str(customer, "name", kind),
@@ -397,7 +427,8 @@ def checkout_session_from_stripe(
             email = _opt_str(details, "email", f"{kind}.customer_details")
     currency = _opt_str(session, "currency", kind)
 
-    return CheckoutSession.model_construct(
+    return _build(
+        CheckoutSession,
         id=_str(session, "id", kind),
         url=_opt_str(session, "url", kind),
         mode=cast("Literal['subscription', 'payment', 'setup']", mode),
@@ -425,7 +456,8 @@ def portal_session_from_stripe(obj: Mapping[str, Any]) -> PortalSession:
     customer_id = _ref(session, "customer", kind)
     if customer_id is None:
         raise _fail(kind, "customer", "missing")
-    return PortalSession.model_construct(
+    return _build(
+        PortalSession,
         id=_str(session, "id", kind),
         url=_str(session, "url", kind),
         customer_id=customer_id,
