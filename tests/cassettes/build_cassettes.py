@@ -786,9 +786,126 @@ def build() -> None:
         ),
     )
 
+    build_flows(world)
+
     world_doc = {"catalog": CATALOG, "recorded": RECORDED, "synthetic": SYNTHETIC}
     (OUT / "world.json").write_text(
         json.dumps(world_doc, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+
+
+# --------------------------------------------------------------------------- service flows
+
+FLOW_USER = "user-flow"
+FLOW_CUSTOMER = "cus_QXg1FlowCustomer01"
+FLOW_SESSION = "cs_test_a1BkFlowStartCheckout0000000000000000000000000000000000001"
+
+
+def build_flows(world: dict[str, Any]) -> None:
+    """Cassettes for CheckoutService and WebhookProcessor running over StripeSdkGateway.
+
+    The idempotency keys are the ones the services derive (imported from billingkit, so run
+    this script with ``PYTHONPATH=src``); the clock of the flow tests is frozen at ``NOW``.
+    """
+    from datetime import datetime, timezone
+
+    from billingkit.domain import Interval
+    from billingkit.services.checkout import (
+        checkout_idempotency_key,
+        checkout_request_key,
+        customer_idempotency_key,
+    )
+
+    keys3 = sorted(entry["lookup_key"] for entry in CATALOG)
+    catalog_load = interaction(
+        "flow_catalog",
+        "GET",
+        "/v1/prices",
+        query={"active": True, "lookup_keys": keys3, **PRICES_QUERY},
+        body=price_list([price(entry) for entry in CATALOG]),
+    )
+    wsub, wcus = world["subscription_id"], world["customer_id"]
+    write(
+        "flow_webhook_tie_refetch",
+        "price.json + product.json + subscription.json",
+        copy.deepcopy(catalog_load),
+        interaction(
+            "flow_webhook_tie_refetch",
+            "GET",
+            f"/v1/subscriptions/{wsub}",
+            body=subscription(wsub, wcus, status="trialing", user_id="billingkit-world"),
+        ),
+    )
+
+    month = world["prices"]["billingkit_test_pro_month"]
+    tags = {"user_id": FLOW_USER, "plan_key": "pro", "interval": "month"}
+    request_key = checkout_request_key(
+        user_id=FLOW_USER,
+        plan_key="pro",
+        interval=Interval.MONTH,
+        price_id=month,
+        quantity=1,
+        trial_days=None,
+        allow_promotion_codes=False,
+        success_url=SUCCESS,
+        cancel_url=CANCEL,
+        metadata={},
+    )
+    now = datetime.fromtimestamp(NOW, tz=timezone.utc)
+    session_key = checkout_idempotency_key(request_key, FLOW_CUSTOMER, now, 60)
+    portal = fixture("billing_portal.session")
+    portal.update(
+        id="bps_1Pgc7HB7WZ01zgkWBkFlowPor",
+        customer=FLOW_CUSTOMER,
+        livemode=False,
+        return_url="https://app.example.com/account",
+        created=NOW,
+        flow=None,
+        url="https://billing.stripe.com/p/session/test_YWNjdF9GbG93UG9ydGFs",
+    )
+    write(
+        "flow_start_checkout",
+        "price.json + product.json + customer.json + checkout.session.json"
+        " + billing_portal.session.json",
+        copy.deepcopy(catalog_load),
+        interaction(
+            "flow_start_checkout",
+            "POST",
+            "/v1/customers",
+            form={"metadata": {"user_id": FLOW_USER}, "email": "flow@example.com"},
+            idempotency_key=customer_idempotency_key(FLOW_USER),
+            body=customer(FLOW_CUSTOMER, email="flow@example.com", user_id=FLOW_USER),
+        ),
+        interaction(
+            "flow_start_checkout",
+            "POST",
+            "/v1/checkout/sessions",
+            form={
+                "mode": "subscription",
+                "customer": FLOW_CUSTOMER,
+                "line_items": [{"price": month, "quantity": 1}],
+                "success_url": SUCCESS,
+                "cancel_url": CANCEL,
+                "client_reference_id": FLOW_USER,
+                "metadata": tags,
+                "subscription_data": {"metadata": tags},
+            },
+            idempotency_key=session_key,
+            body=checkout(
+                FLOW_SESSION,
+                mode="subscription",
+                cid=FLOW_CUSTOMER,
+                user_id=FLOW_USER,
+                metadata=tags,
+            ),
+        ),
+        interaction(
+            "flow_start_checkout",
+            "POST",
+            "/v1/billing_portal/sessions",
+            form={"customer": FLOW_CUSTOMER, "return_url": "https://app.example.com/account"},
+            body=portal,
+        ),
     )
 
 
