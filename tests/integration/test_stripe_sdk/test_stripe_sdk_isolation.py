@@ -165,3 +165,11 @@ def test_committed_cassettes_hold_no_key() -> None:
         keys = set(KEY_PATTERN.findall(text)) - {SCRUBBED_KEY}
         assert not {k for k in keys if "*" not in k}, f"{path.name} holds a key"
         assert "authorization:" not in text.lower(), path.name
+
+
+def test_going_live_lists_exactly_the_handled_event_types() -> None:
+    from billingkit.services.webhook_handlers import HANDLERS
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "going-live.md").read_text("utf-8")
+    block = text.split("```text\n", 1)[1].split("```", 1)[0]
+    assert block.split() == list(HANDLERS)
