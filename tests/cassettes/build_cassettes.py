@@ -207,6 +207,11 @@ def write(name: str, source: str, *interactions: dict[str, Any]) -> None:
     (OUT / f"{name}.yaml").write_text(header + text, encoding="utf-8")
 
 
+def single(name: str, source: str, method: str, path: str, **request: Any) -> None:
+    """Write a cassette of one interaction (see :func:`interaction` for ``request``)."""
+    write(name, source, interaction(name, method, path, **request))
+
+
 def key(run_id: str, what: str) -> str:
     """Idempotency keys the tests send (deterministic per recording run)."""
     return f"bk-{run_id}-{what}"
@@ -384,38 +389,29 @@ def build() -> None:
     wcus, wsub = world["customer_id"], world["subscription_id"]
     month, year, lifetime = (world["prices"][e["lookup_key"]] for e in CATALOG)
 
-    write(
+    single(
         "create_customer",
         "customer.json",
-        interaction(
-            "create_customer",
-            "POST",
-            "/v1/customers",
-            form={"metadata": {"plan": "pro", "user_id": "user-ada"}, "email": "ada@example.com"},
-            idempotency_key=key(run, "customer-user-ada"),
-            body=customer("cus_QXg1AdaLovelace01", email="ada@example.com", user_id="user-ada")
-            | {"metadata": {"plan": "pro", "user_id": "user-ada"}},
-        ),
+        "POST",
+        "/v1/customers",
+        form={"metadata": {"plan": "pro", "user_id": "user-ada"}, "email": "ada@example.com"},
+        idempotency_key=key(run, "customer-user-ada"),
+        body=customer("cus_QXg1AdaLovelace01", email="ada@example.com", user_id="user-ada")
+        | {"metadata": {"plan": "pro", "user_id": "user-ada"}},
     )
-    write(
+    single(
         "retrieve_customer",
         "customer.json",
-        interaction(
-            "retrieve_customer",
-            "GET",
-            f"/v1/customers/{wcus}",
-            body=customer(wcus, email=world["customer_email"], user_id="billingkit-world"),
-        ),
+        "GET",
+        f"/v1/customers/{wcus}",
+        body=customer(wcus, email=world["customer_email"], user_id="billingkit-world"),
     )
-    write(
+    single(
         "retrieve_deleted_customer",
         "deleted_customer.json",
-        interaction(
-            "retrieve_deleted_customer",
-            "GET",
-            f"/v1/customers/{world['deleted_customer_id']}",
-            body=fixture("deleted_customer") | {"id": world["deleted_customer_id"]},
-        ),
+        "GET",
+        f"/v1/customers/{world['deleted_customer_id']}",
+        body=fixture("deleted_customer") | {"id": world["deleted_customer_id"]},
     )
 
     sub_form = {
@@ -433,22 +429,19 @@ def build() -> None:
         },
     }
     sub_session = "cs_test_a1BkSubscriptionOpen000000000000000000000000000000000000001"
-    write(
+    single(
         "create_checkout_subscription",
         "checkout.session.json",
-        interaction(
-            "create_checkout_subscription",
-            "POST",
-            "/v1/checkout/sessions",
-            form=sub_form,
-            idempotency_key=key(run, "checkout-sub-user-ada"),
-            body=checkout(
-                sub_session,
-                mode="subscription",
-                cid=wcus,
-                user_id="user-ada",
-                metadata=sub_form["metadata"],
-            ),
+        "POST",
+        "/v1/checkout/sessions",
+        form=sub_form,
+        idempotency_key=key(run, "checkout-sub-user-ada"),
+        body=checkout(
+            sub_session,
+            mode="subscription",
+            cid=wcus,
+            user_id="user-ada",
+            metadata=sub_form["metadata"],
         ),
     )
     pay_form = {
@@ -461,23 +454,20 @@ def build() -> None:
         "metadata": {"user_id": "user-ada", "plan": "lifetime"},
     }
     pay_session = "cs_test_a1BkPaymentOpen00000000000000000000000000000000000000000001"
-    write(
+    single(
         "create_checkout_payment",
         "checkout.session.json",
-        interaction(
-            "create_checkout_payment",
-            "POST",
-            "/v1/checkout/sessions",
-            form=pay_form,
-            idempotency_key=key(run, "checkout-pay-user-ada"),
-            body=checkout(
-                pay_session,
-                mode="payment",
-                cid=wcus,
-                user_id="user-ada",
-                metadata=pay_form["metadata"],
-                amount=19800,
-            ),
+        "POST",
+        "/v1/checkout/sessions",
+        form=pay_form,
+        idempotency_key=key(run, "checkout-pay-user-ada"),
+        body=checkout(
+            pay_session,
+            mode="payment",
+            cid=wcus,
+            user_id="user-ada",
+            metadata=pay_form["metadata"],
+            amount=19800,
         ),
     )
     min_form = {
@@ -516,52 +506,43 @@ def build() -> None:
     syn_sub = subscription(
         syn["subscription_id"], syn["customer_id"], status="active", user_id=syn["user_id"]
     )
-    write(
+    single(
         "retrieve_completed_checkout",
         "checkout.session.json + subscription.json (synthetic)",
-        interaction(
-            "retrieve_completed_checkout",
-            "GET",
-            f"/v1/checkout/sessions/{syn['session_id']}",
-            query={"expand": ["subscription"]},
-            body=checkout(
-                syn["session_id"],
-                mode="subscription",
-                cid=syn["customer_id"],
-                user_id=syn["user_id"],
-                metadata={"user_id": syn["user_id"]},
-                status="complete",
-                payment_status="paid",
-                subscription=syn_sub,
-            ),
+        "GET",
+        f"/v1/checkout/sessions/{syn['session_id']}",
+        query={"expand": ["subscription"]},
+        body=checkout(
+            syn["session_id"],
+            mode="subscription",
+            cid=syn["customer_id"],
+            user_id=syn["user_id"],
+            metadata={"user_id": syn["user_id"]},
+            status="complete",
+            payment_status="paid",
+            subscription=syn_sub,
         ),
     )
 
     catalog_prices = [price(entry) for entry in CATALOG]
     keys3 = sorted(entry["lookup_key"] for entry in CATALOG)
-    write(
+    single(
         "list_prices_lookup_keys",
         "price.json + product.json",
-        interaction(
-            "list_prices_lookup_keys",
-            "GET",
-            "/v1/prices",
-            query={"active": True, "lookup_keys": keys3, **PRICES_QUERY},
-            body=price_list(catalog_prices),
-        ),
+        "GET",
+        "/v1/prices",
+        query={"active": True, "lookup_keys": keys3, **PRICES_QUERY},
+        body=price_list(catalog_prices),
     )
     other = price(CATALOG[0], price_id="price_1PgafmB7WZ01zgkWUnrelated")
     other["lookup_key"] = None
-    write(
+    single(
         "list_prices_mixed",
         "price.json + product.json",
-        interaction(
-            "list_prices_mixed",
-            "GET",
-            "/v1/prices",
-            query={"active": True, **PRICES_QUERY},
-            body=price_list([other, *copy.deepcopy(catalog_prices)]),
-        ),
+        "GET",
+        "/v1/prices",
+        query={"active": True, **PRICES_QUERY},
+        body=price_list([other, *copy.deepcopy(catalog_prices)]),
     )
     absent = [f"billingkit_test_absent_{n}" for n in range(1, 10)]
     many = sorted([*keys3, *absent])  # the gateway sorts keys before chunking
@@ -610,15 +591,12 @@ def build() -> None:
         ),
     )
 
-    write(
+    single(
         "retrieve_subscription",
         "subscription.json",
-        interaction(
-            "retrieve_subscription",
-            "GET",
-            f"/v1/subscriptions/{wsub}",
-            body=subscription(wsub, wcus, status="trialing", user_id="billingkit-world"),
-        ),
+        "GET",
+        f"/v1/subscriptions/{wsub}",
+        body=subscription(wsub, wcus, status="trialing", user_id="billingkit-world"),
     )
     portal = fixture("billing_portal.session")
     portal.update(
@@ -630,63 +608,49 @@ def build() -> None:
         flow=None,
         url="https://billing.stripe.com/p/session/test_YWNjdF9CaWxsaW5na2l0",
     )
-    write(
+    single(
         "create_portal_session",
         "billing_portal.session.json",
-        interaction(
-            "create_portal_session",
-            "POST",
-            "/v1/billing_portal/sessions",
-            form={"customer": wcus, "return_url": "https://app.example.com/account"},
-            idempotency_key=key(run, "portal-user-world"),
-            body=portal,
-        ),
+        "POST",
+        "/v1/billing_portal/sessions",
+        form={"customer": wcus, "return_url": "https://app.example.com/account"},
+        idempotency_key=key(run, "portal-user-world"),
+        body=portal,
     )
 
     # ----------------------------------------------------------------- errors
-    write(
+    single(
         "error_authentication",
         "Stripe's 401 error body",
-        interaction(
-            "error_authentication",
-            "GET",
-            f"/v1/customers/{wcus}",
-            status=401,
-            body=error(
-                "invalid_request_error", "Invalid API Key provided: sk_test_************4242"
-            ),
-        ),
+        "GET",
+        f"/v1/customers/{wcus}",
+        status=401,
+        body=error("invalid_request_error", "Invalid API Key provided: sk_test_************4242"),
     )
-    write(
+    single(
         "error_not_found",
         "Stripe's 404 error body",
-        interaction(
-            "error_not_found",
-            "GET",
-            "/v1/customers/cus_billingkitMissing0",
-            status=404,
-            body=error(
-                "invalid_request_error",
-                "No such customer: 'cus_billingkitMissing0'",
-                code="resource_missing",
-                param="id",
-            ),
+        "GET",
+        "/v1/customers/cus_billingkitMissing0",
+        status=404,
+        body=error(
+            "invalid_request_error",
+            "No such customer: 'cus_billingkitMissing0'",
+            code="resource_missing",
+            param="id",
         ),
     )
     bad_form = dict(min_form, success_url="not a url", client_reference_id="user-bad")
-    write(
+    single(
         "error_invalid_request",
         "Stripe's 400 error body",
-        interaction(
-            "error_invalid_request",
-            "POST",
-            "/v1/checkout/sessions",
-            form=bad_form,
-            idempotency_key=key(run, "checkout-bad-url"),
-            status=400,
-            body=error(
-                "invalid_request_error", "Not a valid URL", code="url_invalid", param="success_url"
-            ),
+        "POST",
+        "/v1/checkout/sessions",
+        form=bad_form,
+        idempotency_key=key(run, "checkout-bad-url"),
+        status=400,
+        body=error(
+            "invalid_request_error", "Not a valid URL", code="url_invalid", param="success_url"
         ),
     )
     idem = key(run, "customer-user-idem")
@@ -716,52 +680,43 @@ def build() -> None:
             ),
         ),
     )
-    write(
+    single(
         "error_card",
         "Stripe's 402 card_error body (synthetic)",
-        interaction(
-            "error_card",
-            "POST",
-            "/v1/customers",
-            form={"metadata": {"user_id": syn["user_id"]}, "email": "card@example.com"},
-            idempotency_key="bk-synthetic-customer-card",
-            status=402,
-            body=error(
-                "card_error",
-                "Your card was declined.",
-                code="card_declined",
-                param="",
-                decline_code="generic_decline",
-            ),
+        "POST",
+        "/v1/customers",
+        form={"metadata": {"user_id": syn["user_id"]}, "email": "card@example.com"},
+        idempotency_key="bk-synthetic-customer-card",
+        status=402,
+        body=error(
+            "card_error",
+            "Your card was declined.",
+            code="card_declined",
+            param="",
+            decline_code="generic_decline",
         ),
     )
-    write(
+    single(
         "error_rate_limit",
         "Stripe's 429 error body (synthetic)",
-        interaction(
-            "error_rate_limit",
-            "GET",
-            "/v1/prices",
-            query={"active": True, "lookup_keys": keys3, **PRICES_QUERY},
-            status=429,
-            body=error(
-                "invalid_request_error",
-                "Request rate limit exceeded. You can learn more about rate "
-                "limits here https://stripe.com/docs/rate-limits.",
-                code="rate_limit",
-            ),
+        "GET",
+        "/v1/prices",
+        query={"active": True, "lookup_keys": keys3, **PRICES_QUERY},
+        status=429,
+        body=error(
+            "invalid_request_error",
+            "Request rate limit exceeded. You can learn more about rate "
+            "limits here https://stripe.com/docs/rate-limits.",
+            code="rate_limit",
         ),
     )
-    write(
+    single(
         "error_server",
         "Stripe's 500 api_error body (synthetic)",
-        interaction(
-            "error_server",
-            "GET",
-            f"/v1/subscriptions/{syn['subscription_id']}",
-            status=500,
-            body=error("api_error", "An unknown error occurred"),
-        ),
+        "GET",
+        f"/v1/subscriptions/{syn['subscription_id']}",
+        status=500,
+        body=error("api_error", "An unknown error occurred"),
     )
     retry_form = {"metadata": {"user_id": syn["user_id"]}, "email": "retry@example.com"}
     write(

@@ -61,24 +61,17 @@ def test_start_checkout_and_billing_portal_over_the_sdk_gateway(
     repository = InMemoryRepository()
     catalog = PlanCatalog(config, gateway, clock=_clock)
     checkout = CheckoutService(config, gateway, repository, catalog, clock=_clock)
+    inputs: dict[str, Any] = {
+        "user_id": "user-flow",
+        "email": "flow@example.com",
+        "plan_key": "pro",
+        "interval": "month",
+        "success_url": SUCCESS,
+        "cancel_url": "https://app.example.com/pricing",
+    }
     with cassettes.use("flow_start_checkout") as cassette:
-        start = checkout.start_checkout(
-            user_id="user-flow",
-            email="flow@example.com",
-            plan_key="pro",
-            interval="month",
-            success_url=SUCCESS,
-            cancel_url="https://app.example.com/pricing",
-        )
-        # a double submit is answered from the repository: no further request
-        again = checkout.start_checkout(
-            user_id="user-flow",
-            email="flow@example.com",
-            plan_key="pro",
-            interval="month",
-            success_url=SUCCESS,
-            cancel_url="https://app.example.com/pricing",
-        )
+        start = checkout.start_checkout(**inputs)
+        again = checkout.start_checkout(**inputs)  # a double submit: answered from the repository
         portal_url = checkout.open_billing_portal("user-flow", "https://app.example.com/account")
     # catalog (1, whole catalog) + customer + session + portal
     assert cassettes.requests_made(cassette) == 4
