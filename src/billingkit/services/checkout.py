@@ -91,7 +91,8 @@ class CheckoutStart(Value):
     """A started Checkout Session: redirect the user to ``url`` before ``expires_at``.
 
     ``reused`` is true when a double submit got the session an identical earlier request
-    created (no Stripe call was made).
+    created: found in the repository (no Stripe call made), or answered by Stripe for the
+    same idempotency key to a concurrent request.
     """
 
     session_id: str
@@ -399,9 +400,15 @@ class CheckoutService:
         with self._repository.unit_of_work() as uow:
             # A concurrent identical request got the same session (same idempotency key) and
             # may have stored it, or its webhook may already have completed it: keep that.
-            if uow.get_checkout(session.id) is None:
+            earlier_record = uow.get_checkout(session.id)
+            if earlier_record is None:
                 uow.save_checkout(record)
-        return CheckoutStart(session_id=session.id, url=session.url, expires_at=session.expires_at)
+        return CheckoutStart(
+            session_id=session.id,
+            url=session.url,
+            expires_at=session.expires_at,
+            reused=earlier_record is not None,
+        )
 
     def _refuse_if_subscribed(self, uow: UnitOfWork, user_id: str) -> None:
         if self._config.allow_multiple_subscriptions:
