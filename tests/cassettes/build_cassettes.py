@@ -818,11 +818,7 @@ def build_flows(world: dict[str, Any]) -> None:
         flow=None,
         url="https://billing.stripe.com/p/session/test_YWNjdF9GbG93UG9ydGFs",
     )
-    write(
-        "flow_start_checkout",
-        "price.json + product.json + customer.json + checkout.session.json"
-        " + billing_portal.session.json",
-        copy.deepcopy(catalog_load),
+    flow_start = [
         interaction(
             "flow_start_checkout",
             "POST",
@@ -854,12 +850,48 @@ def build_flows(world: dict[str, Any]) -> None:
                 metadata=tags,
             ),
         ),
+    ]
+    write(
+        "flow_start_checkout",
+        "price.json + product.json + customer.json + checkout.session.json"
+        " + billing_portal.session.json",
+        copy.deepcopy(catalog_load),
+        *flow_start,
         interaction(
             "flow_start_checkout",
             "POST",
             "/v1/billing_portal/sessions",
             form={"customer": FLOW_CUSTOMER, "return_url": "https://app.example.com/account"},
             body=portal,
+        ),
+    )
+
+    # start then confirm: the same first three answers, then the session after the customer
+    # paid (synthetic: test mode cannot complete a Checkout without a browser).
+    start_interactions = [copy.deepcopy(catalog_load), *copy.deepcopy(flow_start)]
+    flow_sub_id = "sub_1Pgc6rB7WZ01zgkWFlowSub01"
+    paid = subscription(flow_sub_id, FLOW_CUSTOMER, status="active", user_id=FLOW_USER)
+    paid["metadata"] = tags
+    write(
+        "flow_confirm_checkout",
+        "price.json + product.json + customer.json + checkout.session.json"
+        " + subscription.json (synthetic)",
+        *start_interactions,
+        interaction(
+            "flow_confirm_checkout",
+            "GET",
+            f"/v1/checkout/sessions/{FLOW_SESSION}",
+            query={"expand": ["subscription"]},
+            body=checkout(
+                FLOW_SESSION,
+                mode="subscription",
+                cid=FLOW_CUSTOMER,
+                user_id=FLOW_USER,
+                metadata=tags,
+                status="complete",
+                payment_status="paid",
+                subscription=paid,
+            ),
         ),
     )
 

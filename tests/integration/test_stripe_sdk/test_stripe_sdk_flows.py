@@ -34,6 +34,16 @@ SUBSCRIPTION = json.loads(
 )
 
 
+START: dict[str, Any] = {
+    "user_id": "user-flow",
+    "email": "flow@example.com",
+    "plan_key": "pro",
+    "interval": "month",
+    "success_url": SUCCESS,
+    "cancel_url": "https://app.example.com/pricing",
+}
+
+
 def _config() -> BillingConfig:
     return BillingConfig(
         plans=(
@@ -61,17 +71,9 @@ def test_start_checkout_and_billing_portal_over_the_sdk_gateway(
     repository = InMemoryRepository()
     catalog = PlanCatalog(config, gateway, clock=_clock)
     checkout = CheckoutService(config, gateway, repository, catalog, clock=_clock)
-    inputs: dict[str, Any] = {
-        "user_id": "user-flow",
-        "email": "flow@example.com",
-        "plan_key": "pro",
-        "interval": "month",
-        "success_url": SUCCESS,
-        "cancel_url": "https://app.example.com/pricing",
-    }
     with cassettes.use("flow_start_checkout") as cassette:
-        start = checkout.start_checkout(**inputs)
-        again = checkout.start_checkout(**inputs)  # a double submit: answered from the repository
+        start = checkout.start_checkout(**START)
+        again = checkout.start_checkout(**START)  # a double submit: answered from the repository
         portal_url = checkout.open_billing_portal("user-flow", "https://app.example.com/account")
     # catalog (1, whole catalog) + customer + session + portal
     assert cassettes.requests_made(cassette) == 4
@@ -85,6 +87,30 @@ def test_start_checkout_and_billing_portal_over_the_sdk_gateway(
     assert link is not None and link.customer_id.startswith("cus_")
     assert record is not None and record.user_id == "user-flow" and record.plan_key == "pro"
     assert record.customer_id == link.customer_id
+
+
+def test_start_then_confirm_checkout_over_the_sdk_gateway(
+    gateway: StripeSdkGateway, cassettes: CassetteKit
+) -> None:
+    # Synthetic: a Checkout is completed in a browser, which a recording cannot do.
+    config = _config()
+    repository = InMemoryRepository()
+    catalog = PlanCatalog(config, gateway, clock=_clock)
+    checkout = CheckoutService(config, gateway, repository, catalog, clock=_clock)
+    with cassettes.use("flow_confirm_checkout", synthetic=True) as cassette:
+        start = checkout.start_checkout(**START)
+        confirmation = checkout.confirm_checkout(start.session_id, "user-flow")
+    # catalog + customer + session, then one retrieve (subscription expanded) to confirm
+    assert cassettes.requests_made(cassette) == 4
+    assert confirmation.is_complete
+    assert confirmation.plan_key == "pro"
+    assert confirmation.subscription_status is SubscriptionStatus.ACTIVE
+    assert confirmation.subscription_id is not None
+    with repository.unit_of_work() as uow:
+        stored = uow.get_subscription(confirmation.subscription_id)
+        record = uow.get_checkout(start.session_id)
+    assert stored is not None and stored.user_id == "user-flow" and stored.plan_key == "pro"
+    assert record is not None and record.status == "complete"
 
 
 def _subscription_event(world: dict[str, Any], status: str, created: int) -> dict[str, Any]:
