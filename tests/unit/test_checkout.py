@@ -396,6 +396,23 @@ def test_an_expired_session_is_not_handed_out_again() -> None:
     assert second.expires_at is not None and second.expires_at > world.stripe.now()
 
 
+def test_a_stored_record_without_url_is_not_handed_out(world: World) -> None:
+    with world.repo.unit_of_work() as uow:
+        uow.save_checkout(
+            CheckoutRecord(
+                session_id="cs_without_url",
+                user_id="u1",
+                plan_key="pro",
+                interval=Interval.MONTH,
+                mode="subscription",
+                request_key=default_request_key("u1"),
+                created_at=world.stripe.now(),
+            )
+        )
+    start = world.start()
+    assert start.session_id != "cs_without_url" and start.reused is False
+
+
 def test_dedupe_disabled_asks_stripe_every_time() -> None:
     world = make_world(checkout_dedupe_seconds=0)
     first = world.start()
@@ -776,6 +793,37 @@ def test_confirm_without_a_stored_record_takes_plan_from_the_session(world: Worl
     assert (confirmation.plan_key, confirmation.interval) == ("team", Interval.MONTH)
     link = world.link("u1")
     assert link is not None and link.customer_id == customer.id
+
+
+def test_confirm_without_plan_metadata_resolves_the_plan_from_the_price(world: World) -> None:
+    customer = world.stripe.create_customer(user_id="u1", email=None, idempotency_key="k")
+    session = world.stripe.create_checkout_session(
+        CheckoutSessionRequest(
+            mode="subscription",
+            customer_id=customer.id,
+            price_id="price_pro_monthly",
+            success_url=SUCCESS,
+            cancel_url=CANCEL,
+            client_reference_id="u1",
+            metadata={"interval": "monthly-ish"},
+            idempotency_key="k2",
+        )
+    )
+    world.stripe.complete_checkout(session.id)
+    confirmation = world.service.confirm_checkout(session.id, "u1")
+    assert (confirmation.plan_key, confirmation.interval) == ("pro", None)
+
+
+class SetupModeStripe(RecordingStripe):
+    def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
+        return super().retrieve_checkout_session(session_id).model_copy(update={"mode": "setup"})
+
+
+def test_a_setup_mode_session_is_never_confirmed_as_a_purchase() -> None:
+    world = make_world(SetupModeStripe())
+    start = world.start()
+    with pytest.raises(CheckoutOwnershipError):
+        world.service.confirm_checkout(start.session_id, "u1")
 
 
 def test_another_users_session_is_refused_and_nothing_is_stored(world: World) -> None:
