@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,88 +12,34 @@ from billingkit.domain import Interval, Plan, PlanDefinition, Price, PriceRef
 from billingkit.errors import (
     ConfigurationError,
     GatewayConnectionError,
-    GatewayError,
     GatewayServerError,
     PricesUnavailableError,
     UnknownPlanError,
 )
-from billingkit.ports import StripeGateway
 from billingkit.services.catalog import PlanCatalog
+from billingkit.testing import FakeStripeGateway
 
-START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 TTL = 300
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-class LocalGateway(StripeGateway):
-    """TEMPORARY stand-in until billingkit.testing.FakeStripeGateway lands."""
+class Gateway(FakeStripeGateway):
+    """The fake Stripe, recording list_prices arguments and running an optional hook first."""
 
     def __init__(self) -> None:
-        self.prices: dict[str, Price] = {}
-        self.calls: Counter[str] = Counter()
+        super().__init__(webhook_secret="whsec_catalog_tests")
         self.list_args: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
-        self._fail: dict[str, GatewayError] = {}
         self.before_list: Callable[[], None] | None = None
-
-    def add_price(self, price: Price) -> Price:
-        self.prices[price.id] = price
-        return price
-
-    def fail_next(self, operation: str, error: GatewayError) -> None:
-        self._fail[operation] = error
 
     def list_prices(
         self, *, price_ids: Sequence[str] = (), lookup_keys: Sequence[str] = ()
     ) -> list[Price]:
-        self.calls["list_prices"] += 1
         self.list_args.append((tuple(price_ids), tuple(lookup_keys)))
         if self.before_list is not None:
             self.before_list()
-        if "list_prices" in self._fail:
-            raise self._fail.pop("list_prices")
-        return [
-            p
-            for p in self.prices.values()
-            if p.id in price_ids or (p.lookup_key is not None and p.lookup_key in lookup_keys)
-        ]
+        return super().list_prices(price_ids=price_ids, lookup_keys=lookup_keys)
 
-    def _unused(self, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("catalog must only list prices")
-
-    create_customer = retrieve_customer = create_checkout_session = _unused  # type: ignore[assignment]
-    retrieve_checkout_session = retrieve_subscription = _unused  # type: ignore[assignment]
-    create_billing_portal_session = _unused  # type: ignore[assignment]
-
-
-def price(
-    price_id: str,
-    amount: int | None,
-    interval: str,
-    *,
-    currency: str = "usd",
-    lookup_key: str | None = None,
-    active: bool = True,
-) -> Price:
-    return Price(
-        id=price_id,
-        product_id="prod_" + price_id.split("_")[1],
-        currency=currency,
-        unit_amount=amount,
-        interval=Interval(interval),
-        lookup_key=lookup_key,
-        active=active,
-        billing_scheme="per_unit" if amount is not None else "tiered",
-    )
+    def tick(self, seconds: float) -> None:
+        self.advance(timedelta(seconds=seconds))
 
 
 PLANS = (
@@ -107,30 +52,34 @@ PLANS = (
 )  # fmt: skip
 
 
-def seed(gateway: LocalGateway) -> None:
-    gateway.add_price(price("price_proM", 1500, "month"))
-    gateway.add_price(price("price_proY", 15000, "year", lookup_key="pro_yearly"))
-    gateway.add_price(price("price_teamM", 4900, "month", lookup_key="team_monthly"))
-    gateway.add_price(price("price_teamY", None, "year"))
-    gateway.add_price(price("price_jpM", 980, "month", currency="jpy"))
-    gateway.add_price(price("price_other", 1, "month", lookup_key="unrelated"))
+def seed(gateway: Gateway) -> None:
+    gateway.add_price(price_id="price_proM", amount=1500, interval="month", product_name="Pro")
+    gateway.add_price(price_id="price_proY", amount=15000, interval="year", lookup_key="pro_yearly")
+    gateway.add_price(
+        price_id="price_teamM", amount=4900, interval="month", lookup_key="team_monthly"
+    )
+    gateway.add_price(price_id="price_teamY", amount=None, tiered=True, interval="year")
+    gateway.add_price(price_id="price_jpM", amount=980, currency="jpy", interval="month")
+    gateway.add_price(price_id="price_other", amount=1, interval="month", lookup_key="unrelated")
+
+
+def move_pro_yearly(gateway: Gateway) -> None:
+    """Transfer the ``pro_yearly`` lookup key to a new price, as Stripe lets you."""
+    gateway.update_price("price_proY", lookup_key=None)
+    gateway.add_price(
+        price_id="price_proY2", amount=12000, interval="year", lookup_key="pro_yearly"
+    )
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def gateway() -> LocalGateway:
-    gateway = LocalGateway()
+def gateway() -> Gateway:
+    gateway = Gateway()
     seed(gateway)
     return gateway
 
 
 def make_catalog(
-    gateway: StripeGateway,
-    clock: Clock,
+    gateway: Gateway,
     plans: Sequence[PlanDefinition] = PLANS,
     ttl: int = TTL,
     **options: Any,
@@ -140,12 +89,12 @@ def make_catalog(
         free_plan="free" if any(p.key == "free" for p in plans) else None,
         price_cache_ttl_seconds=ttl,
     )
-    return PlanCatalog(config, gateway, clock=clock, **options)
+    return PlanCatalog(config, gateway, clock=gateway.now, **options)
 
 
 @pytest.fixture
-def catalog(gateway: LocalGateway, clock: Clock) -> PlanCatalog:
-    return make_catalog(gateway, clock)
+def catalog(gateway: Gateway) -> PlanCatalog:
+    return make_catalog(gateway)
 
 
 def amounts(plans: Sequence[Plan]) -> Mapping[str, Mapping[str, str | None]]:
@@ -162,7 +111,7 @@ def amounts(plans: Sequence[Plan]) -> Mapping[str, Mapping[str, str | None]]:
 
 
 def test_whole_catalog_costs_one_call_cold_and_zero_warm(
-    catalog: PlanCatalog, gateway: LocalGateway
+    catalog: PlanCatalog, gateway: Gateway
 ) -> None:
     plans = catalog.plans()
     assert gateway.calls["list_prices"] == 1
@@ -190,9 +139,9 @@ def test_whole_catalog_costs_one_call_cold_and_zero_warm(
     assert not any(p.stale for p in catalog.plans())
 
 
-def test_a_catalog_of_free_plans_never_calls_stripe(gateway: LocalGateway, clock: Clock) -> None:
+def test_a_catalog_of_free_plans_never_calls_stripe(gateway: Gateway) -> None:
     free_only = (PlanDefinition(key="free", name="Free"), PlanDefinition(key="oss", name="OSS"))
-    catalog = make_catalog(gateway, clock, plans=free_only)
+    catalog = make_catalog(gateway, plans=free_only)
     assert [p.key for p in catalog.plans()] == ["free", "oss"]
     assert catalog.plan("oss").prices == {}
     assert catalog.plan_key_for_price("price_proM") is None
@@ -202,7 +151,7 @@ def test_a_catalog_of_free_plans_never_calls_stripe(gateway: LocalGateway, clock
 
 
 def test_free_plans_are_served_without_a_call_in_a_paid_catalog(
-    catalog: PlanCatalog, gateway: LocalGateway
+    catalog: PlanCatalog, gateway: Gateway
 ) -> None:
     assert catalog.plan("free").is_free
     with pytest.raises(UnknownPlanError, match="free"):
@@ -210,18 +159,16 @@ def test_free_plans_are_served_without_a_call_in_a_paid_catalog(
     assert gateway.calls["list_prices"] == 0
 
 
-def test_plan_key_for_price_needs_no_call_with_price_ids_only(
-    gateway: LocalGateway, clock: Clock
-) -> None:
+def test_plan_key_for_price_needs_no_call_with_price_ids_only(gateway: Gateway) -> None:
     by_id = (PlanDefinition(key="pro", name="Pro", prices={"month": "price_proM"}),)
-    catalog = make_catalog(gateway, clock, plans=by_id)
+    catalog = make_catalog(gateway, plans=by_id)
     assert catalog.plan_key_for_price("price_proM") == "pro"
     assert catalog.plan_key_for_price("price_unknown") is None
     assert gateway.calls["list_prices"] == 0
 
 
 def test_plan_key_for_price_loads_once_for_lookup_keys(
-    catalog: PlanCatalog, gateway: LocalGateway
+    catalog: PlanCatalog, gateway: Gateway
 ) -> None:
     assert catalog.plan_key_for_price("price_teamY") == "team"  # configured id: no call
     assert catalog.plan_key_for_price("price_proY", load=False) is None  # nothing cached
@@ -236,29 +183,28 @@ def test_plan_key_for_price_loads_once_for_lookup_keys(
 # ------------------------------------------------------------------------- cache and staleness
 
 
-def test_ttl_expiry_reloads(catalog: PlanCatalog, gateway: LocalGateway, clock: Clock) -> None:
+def test_ttl_expiry_reloads(catalog: PlanCatalog, gateway: Gateway) -> None:
     catalog.plans()
-    clock.advance(TTL - 1)
-    catalog.plans()
+    move_pro_yearly(gateway)
+    gateway.tick(TTL - 1)
+    assert catalog.price_for("pro", "year").id == "price_proY"  # cached
     assert gateway.calls["list_prices"] == 1
-    gateway.add_price(price("price_proM", 1700, "month"))
-    clock.advance(1)
-    assert catalog.price_for("pro", "month").unit_amount == 1700
+    gateway.tick(1)
+    assert catalog.price_for("pro", "year").id == "price_proY2"
     assert gateway.calls["list_prices"] == 2
 
 
-def test_zero_ttl_reloads_on_every_read(gateway: LocalGateway, clock: Clock) -> None:
-    catalog = make_catalog(gateway, clock, ttl=0)
+def test_zero_ttl_reloads_on_every_read(gateway: Gateway) -> None:
+    catalog = make_catalog(gateway, ttl=0)
     catalog.plans()
     catalog.plans()
     assert gateway.calls["list_prices"] == 2
 
 
-def test_invalidate_reloads_on_next_read(catalog: PlanCatalog, gateway: LocalGateway) -> None:
+def test_invalidate_reloads_on_next_read(catalog: PlanCatalog, gateway: Gateway) -> None:
     assert catalog.price_for("pro", "year").id == "price_proY"
     # the lookup key moves to a new price in Stripe
-    gateway.add_price(price("price_proY", 15000, "year", lookup_key=None))
-    gateway.add_price(price("price_proY2", 12000, "year", lookup_key="pro_yearly"))
+    move_pro_yearly(gateway)
     catalog.invalidate()
     assert gateway.calls["list_prices"] == 1  # invalidate itself does not call
     assert catalog.price_for("pro", "year").id == "price_proY2"
@@ -268,10 +214,8 @@ def test_invalidate_reloads_on_next_read(catalog: PlanCatalog, gateway: LocalGat
     assert gateway.calls["list_prices"] == 2
 
 
-def test_invalidate_during_a_load_makes_the_next_read_reload(
-    gateway: LocalGateway, clock: Clock
-) -> None:
-    catalog = make_catalog(gateway, clock)
+def test_invalidate_during_a_load_makes_the_next_read_reload(gateway: Gateway) -> None:
+    catalog = make_catalog(gateway)
     gateway.before_list = catalog.invalidate  # a price.updated webhook arrives mid-call
     catalog.plans()
     gateway.before_list = None
@@ -282,10 +226,10 @@ def test_invalidate_during_a_load_makes_the_next_read_reload(
 
 
 def test_serves_stale_prices_when_stripe_fails_after_a_first_load(
-    catalog: PlanCatalog, gateway: LocalGateway, clock: Clock
+    catalog: PlanCatalog, gateway: Gateway
 ) -> None:
     fresh = amounts(catalog.plans())
-    clock.advance(TTL)
+    gateway.tick(TTL)
     gateway.fail_next("list_prices", GatewayServerError("503", retryable=True, http_status=503))
     plans = catalog.plans()
     assert gateway.calls["list_prices"] == 2
@@ -298,37 +242,35 @@ def test_serves_stale_prices_when_stripe_fails_after_a_first_load(
     assert catalog.plan_for_price("price_proY").stale
 
 
-def test_failure_backoff_then_recovery(gateway: LocalGateway, clock: Clock) -> None:
-    catalog = make_catalog(gateway, clock, failure_backoff_seconds=30)
+def test_failure_backoff_then_recovery(gateway: Gateway) -> None:
+    catalog = make_catalog(gateway, failure_backoff_seconds=30)
     catalog.plans()
-    clock.advance(TTL)
+    gateway.tick(TTL)
     gateway.fail_next("list_prices", GatewayConnectionError("down", retryable=True))
     assert catalog.plan("pro").stale
-    clock.advance(29)
+    gateway.tick(29)
     assert catalog.plan("pro").stale  # within the back-off: no call
     assert gateway.calls["list_prices"] == 2
-    clock.advance(1)
+    gateway.tick(1)
     assert not catalog.plan("pro").stale  # retried, Stripe is back
     assert gateway.calls["list_prices"] == 3
-    clock.advance(TTL - 1)
+    gateway.tick(TTL - 1)
     catalog.plans()
     assert gateway.calls["list_prices"] == 3  # a full TTL from the recovery
 
 
-def test_zero_backoff_retries_on_every_read(gateway: LocalGateway, clock: Clock) -> None:
-    catalog = make_catalog(gateway, clock, failure_backoff_seconds=0)
+def test_zero_backoff_retries_on_every_read(gateway: Gateway) -> None:
+    catalog = make_catalog(gateway, failure_backoff_seconds=0)
     catalog.plans()
-    clock.advance(TTL)
+    gateway.tick(TTL)
     gateway.fail_next("list_prices", GatewayConnectionError("down", retryable=True))
     assert catalog.plan("pro").stale
     assert not catalog.plan("pro").stale
     assert gateway.calls["list_prices"] == 3
 
 
-def test_never_loaded_and_failing_raises_prices_unavailable(
-    gateway: LocalGateway, clock: Clock
-) -> None:
-    catalog = make_catalog(gateway, clock, failure_backoff_seconds=10)
+def test_never_loaded_and_failing_raises_prices_unavailable(gateway: Gateway) -> None:
+    catalog = make_catalog(gateway, failure_backoff_seconds=10)
     cause = GatewayServerError("Stripe 500", retryable=True, http_status=500)
     gateway.fail_next("list_prices", cause)
     with pytest.raises(PricesUnavailableError) as caught:
@@ -342,13 +284,13 @@ def test_never_loaded_and_failing_raises_prices_unavailable(
     assert gateway.calls["list_prices"] == 1
     # free plans still answer
     assert catalog.plan("free").is_free
-    clock.advance(10)
+    gateway.tick(10)
     assert catalog.price_for("pro", "month").unit_amount == 1500
     assert gateway.calls["list_prices"] == 2
 
 
-def test_non_gateway_errors_propagate(gateway: LocalGateway, clock: Clock) -> None:
-    catalog = make_catalog(gateway, clock)
+def test_non_gateway_errors_propagate(gateway: Gateway) -> None:
+    catalog = make_catalog(gateway)
 
     def explode() -> None:
         raise RuntimeError("bug")
@@ -376,18 +318,16 @@ def test_price_for_refuses_intervals_the_plan_does_not_sell(catalog: PlanCatalog
         catalog.price_for("pro", "fortnight")
 
 
-def test_missing_inactive_or_mislabelled_prices_are_not_sold(
-    gateway: LocalGateway, clock: Clock
-) -> None:
+def test_missing_inactive_or_mislabelled_prices_are_not_sold(gateway: Gateway) -> None:
     plans = (
         PlanDefinition(key="gone", name="Gone", prices={"month": "price_gone"}),
         PlanDefinition(key="old", name="Old", prices={"month": "price_old", "year": "price_oldY"}),
         PlanDefinition(key="odd", name="Odd", prices={"month": "price_oddY"}),
     )
-    gateway.add_price(price("price_old", 900, "month", active=False))
-    gateway.add_price(price("price_oldY", 9000, "year"))
-    gateway.add_price(price("price_oddY", 9000, "year"))
-    catalog = make_catalog(gateway, clock, plans=plans)
+    gateway.add_price(price_id="price_old", amount=900, interval="month", active=False)
+    gateway.add_price(price_id="price_oldY", amount=9000, interval="year")
+    gateway.add_price(price_id="price_oddY", amount=9000, interval="year")
+    catalog = make_catalog(gateway, plans=plans)
     with pytest.raises(UnknownPlanError, match="missing or inactive"):
         catalog.price_for("gone", "month")
     with pytest.raises(UnknownPlanError, match="missing or inactive"):
@@ -408,33 +348,31 @@ def test_plan_for_price(catalog: PlanCatalog) -> None:
         catalog.plan_for_price("price_other")
 
 
-def test_plans_sort_by_order_then_key(gateway: LocalGateway, clock: Clock) -> None:
+def test_plans_sort_by_order_then_key(gateway: Gateway) -> None:
     plans = (
         PlanDefinition(key="b", name="B", order=5),
         PlanDefinition(key="a", name="A", order=5),
         PlanDefinition(key="z", name="Z", order=-1),
     )
-    assert [p.key for p in make_catalog(gateway, clock, plans=plans).plans()] == ["z", "a", "b"]
+    assert [p.key for p in make_catalog(gateway, plans=plans).plans()] == ["z", "a", "b"]
 
 
-def test_a_price_shared_by_two_plans_is_a_configuration_error(
-    gateway: LocalGateway, clock: Clock
-) -> None:
+def test_a_price_shared_by_two_plans_is_a_configuration_error(gateway: Gateway) -> None:
     plans = (
         PlanDefinition(key="a", name="A", prices={"month": "price_x"}),
         PlanDefinition(key="b", name="B", prices={"year": "price_x"}),
     )
     with pytest.raises(ConfigurationError, match="price_x"):
-        make_catalog(gateway, clock, plans=plans)
+        make_catalog(gateway, plans=plans)
     with pytest.raises(ConfigurationError):
-        make_catalog(gateway, clock, failure_backoff_seconds=-1)
+        make_catalog(gateway, failure_backoff_seconds=-1)
 
 
 # ---------------------------------------------------------------------------- concurrency
 
 
-def test_concurrent_cold_callers_cause_one_load(gateway: LocalGateway, clock: Clock) -> None:
-    catalog = make_catalog(gateway, clock)
+def test_concurrent_cold_callers_cause_one_load(gateway: Gateway) -> None:
+    catalog = make_catalog(gateway)
     threads_in = threading.Semaphore(0)
     all_in = threading.Event()
 
@@ -468,10 +406,10 @@ def test_concurrent_cold_callers_cause_one_load(gateway: LocalGateway, clock: Cl
 
 
 def test_warm_but_due_readers_are_served_while_one_refreshes(
-    catalog: PlanCatalog, gateway: LocalGateway, clock: Clock
+    catalog: PlanCatalog, gateway: Gateway
 ) -> None:
     catalog.plans()
-    clock.advance(TTL)
+    gateway.tick(TTL)
     entered, release = threading.Event(), threading.Event()
 
     def blocking_list() -> None:
@@ -479,14 +417,14 @@ def test_warm_but_due_readers_are_served_while_one_refreshes(
         release.wait(timeout=5)
 
     gateway.before_list = blocking_list
-    gateway.add_price(price("price_proM", 1700, "month"))
+    move_pro_yearly(gateway)
     refresher = threading.Thread(target=catalog.plans)
     refresher.start()
     assert entered.wait(timeout=5)
     # the refresh is in flight: this read is answered from the cache, without waiting
-    assert catalog.price_for("pro", "month").unit_amount == 1500
+    assert catalog.price_for("pro", "year").id == "price_proY"
     release.set()
     refresher.join(timeout=5)
     gateway.before_list = None
-    assert catalog.price_for("pro", "month").unit_amount == 1700
+    assert catalog.price_for("pro", "year").id == "price_proY2"
     assert gateway.calls["list_prices"] == 2

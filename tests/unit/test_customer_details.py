@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,42 +10,18 @@ from billingkit.adapters.memory import InMemoryRepository
 from billingkit.config import AccessPolicy, BillingConfig
 from billingkit.domain import (
     CustomerLink,
-    Interval,
     PlanDefinition,
-    Price,
     PriceRef,
     Subscription,
     SubscriptionStatus,
 )
 from billingkit.errors import InvalidInputError
-from billingkit.ports import StripeGateway
 from billingkit.services.catalog import PlanCatalog
 from billingkit.services.customers import BillingDetails, CustomerDetails, grants_access
+from billingkit.testing import FakeStripeGateway
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 S = SubscriptionStatus
-
-
-class LocalGateway(StripeGateway):
-    """TEMPORARY stand-in until billingkit.testing.FakeStripeGateway lands."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.prices: list[Price] = []
-
-    def list_prices(
-        self, *, price_ids: Sequence[str] = (), lookup_keys: Sequence[str] = ()
-    ) -> list[Price]:
-        self.calls["list_prices"] += 1
-        return list(self.prices)
-
-    def _count(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls["other"] += 1
-        raise AssertionError("unexpected Stripe call")
-
-    create_customer = retrieve_customer = create_checkout_session = _count  # type: ignore[assignment]
-    retrieve_checkout_session = retrieve_subscription = _count  # type: ignore[assignment]
-    create_billing_portal_session = _count  # type: ignore[assignment]
 
 
 FREE = PlanDefinition(key="free", name="Free", features=("basic",), limits={"projects": 1})
@@ -66,11 +40,10 @@ class World:
         self.config = BillingConfig(
             plans=(FREE, PRO), free_plan=free_plan, access=access or AccessPolicy()
         )
-        self.gateway = LocalGateway()
-        self.gateway.prices.append(
-            Price(id="price_proY", product_id="prod_pro", currency="usd", unit_amount=15000,
-                  interval=Interval.YEAR, lookup_key="pro_yearly")
-        )  # fmt: skip
+        self.gateway = FakeStripeGateway(webhook_secret="whsec_details_tests")
+        self.gateway.add_price(
+            price_id="price_proY", amount=15000, interval="year", lookup_key="pro_yearly"
+        )
         self.repository = InMemoryRepository()
         self.catalog = PlanCatalog(self.config, self.gateway, clock=lambda: self.now)
         self.details = CustomerDetails(
@@ -106,7 +79,7 @@ def world() -> World:
 
 
 def assert_no_stripe_call(world: World) -> None:
-    assert sum(world.gateway.calls.values()) == 0
+    assert world.gateway.total_calls == 0
 
 
 # --------------------------------------------------------------------------- status x policy
