@@ -658,6 +658,13 @@ class _SqlUnitOfWork(UnitOfWork):
         row = _event_row(record, status=EventStatus.PROCESSING.value)
         if self._insert_unless_conflict(EVENTS, row):
             return ClaimOutcome.CLAIMED
+        if self._dialect == "mysql":
+            # The failed INSERT left a shared lock on the row; asking for an exclusive one
+            # while other duplicates hold theirs would deadlock. Most duplicates are finished
+            # events: a plain read settles those without any further lock.
+            status = self._execute(select(EVENTS.c.status).where(EVENTS.c.id == record.id))
+            if status.scalar_one_or_none() not in _RECLAIMABLE:
+                return ClaimOutcome.DUPLICATE
         result = self._execute(
             update(EVENTS)
             .where(EVENTS.c.id == record.id, EVENTS.c.status.in_(_RECLAIMABLE))
