@@ -773,44 +773,61 @@ def test_confirm_of_an_expired_session_reports_expired(world: World) -> None:
     assert record is not None and record.status == "expired"
 
 
-def test_confirm_without_a_stored_record_takes_plan_from_the_session(world: World) -> None:
-    # A session billingkit started on another deployment sharing Stripe: the record is absent.
-    customer = world.stripe.create_customer(user_id="u1", email=None, idempotency_key="k")
+def _paid_outside_start_checkout(
+    world: World,
+    *,
+    customer_owner: str,
+    reference: str | None,
+    metadata: dict[str, str],
+    price_id: str = "price_pro_monthly",
+    link: bool = False,
+) -> tuple[str, str]:
+    """A session created on the fake directly (not by start_checkout) and paid.
+
+    Returns the session id and its customer id; ``link`` stores the customer's link first.
+    """
+    customer = world.stripe.create_customer(
+        user_id=customer_owner, email=None, idempotency_key=f"c-{customer_owner}"
+    )
+    if link:
+        with world.repo.unit_of_work() as uow:
+            uow.link_customer(CustomerLink(user_id=customer_owner, customer_id=customer.id))
     session = world.stripe.create_checkout_session(
         CheckoutSessionRequest(
             mode="subscription",
             customer_id=customer.id,
-            price_id="price_team_monthly",
+            price_id=price_id,
             success_url=SUCCESS,
             cancel_url=CANCEL,
-            client_reference_id="u1",
-            metadata={"user_id": "u1", "plan_key": "team", "interval": "month"},
-            idempotency_key="k2",
+            client_reference_id=reference or "",
+            metadata=metadata,
+            idempotency_key=f"s-{reference}-{sorted(metadata.items())}-{customer_owner}",
         )
     )
     world.stripe.complete_checkout(session.id)
-    confirmation = world.service.confirm_checkout(session.id, "u1")
+    return session.id, customer.id
+
+
+def test_confirm_without_a_stored_record_takes_plan_from_the_session(world: World) -> None:
+    # A session billingkit started on another deployment sharing Stripe: the record is absent.
+    session_id, customer_id = _paid_outside_start_checkout(
+        world,
+        customer_owner="u1",
+        reference="u1",
+        metadata={"user_id": "u1", "plan_key": "team", "interval": "month"},
+        price_id="price_team_monthly",
+    )
+    confirmation = world.service.confirm_checkout(session_id, "u1")
     assert (confirmation.plan_key, confirmation.interval) == ("team", Interval.MONTH)
     link = world.link("u1")
-    assert link is not None and link.customer_id == customer.id
+    assert link is not None and link.customer_id == customer_id
 
 
 def test_confirm_without_plan_metadata_resolves_the_plan_from_the_price(world: World) -> None:
-    customer = world.stripe.create_customer(user_id="u1", email=None, idempotency_key="k")
-    session = world.stripe.create_checkout_session(
-        CheckoutSessionRequest(
-            mode="subscription",
-            customer_id=customer.id,
-            price_id="price_pro_monthly",
-            success_url=SUCCESS,
-            cancel_url=CANCEL,
-            client_reference_id="u1",
-            metadata={"interval": "monthly-ish"},
-            idempotency_key="k2",
-        )
+    session_id, _ = _paid_outside_start_checkout(
+        world, customer_owner="u1", reference="u1", metadata={"interval": "monthly-ish"}
     )
-    world.stripe.complete_checkout(session.id)
-    confirmation = world.service.confirm_checkout(session.id, "u1")
+    confirmation = world.service.confirm_checkout(session_id, "u1")
     assert (confirmation.plan_key, confirmation.interval) == ("pro", None)
 
 
@@ -845,26 +862,14 @@ def test_another_users_session_is_refused_and_nothing_is_stored(world: World) ->
 def _foreign_session(
     world: World, *, reference: str | None, metadata_user: str | None, customer_owner: str
 ) -> str:
-    customer = world.stripe.create_customer(
-        user_id=customer_owner, email=None, idempotency_key=f"c-{customer_owner}"
+    session_id, _ = _paid_outside_start_checkout(
+        world,
+        customer_owner=customer_owner,
+        reference=reference,
+        metadata={"user_id": metadata_user} if metadata_user else {},
+        link=True,
     )
-    with world.repo.unit_of_work() as uow:
-        uow.link_customer(CustomerLink(user_id=customer_owner, customer_id=customer.id))
-    metadata = {"user_id": metadata_user} if metadata_user else {}
-    session = world.stripe.create_checkout_session(
-        CheckoutSessionRequest(
-            mode="subscription",
-            customer_id=customer.id,
-            price_id="price_pro_monthly",
-            success_url=SUCCESS,
-            cancel_url=CANCEL,
-            client_reference_id=reference or "",
-            metadata=metadata,
-            idempotency_key=f"s-{reference}-{metadata_user}-{customer_owner}",
-        )
-    )
-    world.stripe.complete_checkout(session.id)
-    return session.id
+    return session_id
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypedDict
 from urllib.parse import urlsplit
 
 from billingkit.config import BillingConfig
@@ -125,6 +125,17 @@ class CheckoutConfirmation(Value):
     def is_complete(self) -> bool:
         """Whether the customer finished the checkout (paid, or nothing was due)."""
         return self.status == "complete" and self.payment_status != "unpaid"
+
+
+class _SessionShape(TypedDict):
+    """The inputs that shape a session, passed alike to the fingerprint and the request."""
+
+    price_id: str
+    quantity: int
+    trial_days: int | None
+    allow_promotion_codes: bool
+    success_url: str
+    cancel_url: str
 
 
 # --------------------------------------------------------------------------- keys
@@ -338,17 +349,16 @@ class CheckoutService:
         if mode == "payment" and trial_days is not None:
             raise InvalidInputError("trial_days applies to subscriptions, not one-time prices")
 
-        request_key = checkout_request_key(
-            user_id=user_id,
-            plan_key=plan_key,
-            interval=interval,
+        shape = _SessionShape(
             price_id=price.id,
             quantity=quantity,
             trial_days=trial_days,
             allow_promotion_codes=allow_promotion_codes,
             success_url=success_url,
             cancel_url=cancel_url,
-            metadata=app_metadata,
+        )
+        request_key = checkout_request_key(
+            user_id=user_id, plan_key=plan_key, interval=interval, metadata=app_metadata, **shape
         )
         now = self._clock()
         with self._repository.unit_of_work() as uow:
@@ -367,18 +377,13 @@ class CheckoutService:
             CheckoutSessionRequest(
                 mode=mode,
                 customer_id=customer_id,
-                price_id=price.id,
-                quantity=quantity,
-                success_url=success_url,
-                cancel_url=cancel_url,
                 client_reference_id=user_id,
                 metadata={**app_metadata, **tags},
                 subscription_metadata={**app_metadata, **tags} if mode == "subscription" else {},
-                trial_days=trial_days,
-                allow_promotion_codes=allow_promotion_codes,
                 idempotency_key=checkout_idempotency_key(
                     request_key, customer_id, now, self._config.checkout_dedupe_seconds
                 ),
+                **shape,
             )
         )
         if not session.url:
