@@ -1,0 +1,224 @@
+"""A scripted walkthrough of billingkit, printed to the terminal: ``python -m billingkit.demo``.
+
+Everything runs in process on :class:`~billingkit.testing.FakeStripeGateway` and
+:class:`~billingkit.adapters.memory.InMemoryRepository`: no network, no database, no keys.
+
+The walkthrough is a list of :class:`Step` s sharing one :class:`Demo` (the composition
+root plus the demo's user). Later features extend it by appending steps to :data:`STEPS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from billingkit.adapters.memory import InMemoryRepository
+from billingkit.config import AccessPolicy, BillingConfig
+from billingkit.domain import Interval, PlanDefinition, PriceRef
+from billingkit.services.catalog import PlanCatalog
+from billingkit.services.customers import BillingDetails, CustomerDetails
+from billingkit.testing import FakeStripeGateway
+
+__all__ = ["STEPS", "Demo", "Step", "build_demo", "main", "run"]
+
+#: The demo's endpoint signing secret (the fake Stripe signs its events with it).
+DEMO_WEBHOOK_SECRET = "whsec_billingkit_demo"
+
+
+@dataclass
+class Demo:
+    """What every step works with: the wired services, the fake Stripe and the output."""
+
+    out: TextIO
+    config: BillingConfig
+    gateway: FakeStripeGateway
+    repository: InMemoryRepository
+    catalog: PlanCatalog
+    customers: CustomerDetails
+    user_id: str = "user-42"
+    #: Free-form state steps pass along (e.g. a checkout session id).
+    state: dict[str, object] = field(default_factory=dict)
+
+    def say(self, text: str = "") -> None:
+        """Print one line of the walkthrough."""
+        print(text, file=self.out)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One titled part of the walkthrough."""
+
+    title: str
+    run: Callable[[Demo], None]
+
+
+def demo_config() -> BillingConfig:
+    """Three plans: free; Pro by price id; Team by lookup key, including a JPY price."""
+    return BillingConfig(
+        plans=(
+            PlanDefinition(
+                key="free",
+                name="Free",
+                description="Try it out",
+                order=0,
+                features=("projects",),
+                limits={"projects": 1, "seats": 1},
+            ),
+            PlanDefinition(
+                key="pro",
+                name="Pro",
+                description="For professionals",
+                order=1,
+                prices={
+                    Interval.MONTH: "price_demo_pro_monthly",
+                    Interval.YEAR: "price_demo_pro_yearly",
+                },
+                features=("projects", "exports"),
+                limits={"projects": None, "seats": 3},
+            ),
+            PlanDefinition(
+                key="team",
+                name="Team",
+                description="For teams, billed in yen",
+                order=2,
+                prices={
+                    Interval.MONTH: PriceRef(lookup_key="team_monthly_jpy"),
+                    Interval.YEAR: PriceRef(lookup_key="team_yearly_jpy"),
+                },
+                features=("projects", "exports", "sso"),
+                limits={"projects": None, "seats": None},
+            ),
+        ),
+        free_plan="free",
+        webhook_secrets=(DEMO_WEBHOOK_SECRET,),
+        access=AccessPolicy(past_due_grace_days=7),
+    )
+
+
+def seed_prices(gateway: FakeStripeGateway) -> None:
+    """Create the demo's products and prices in the fake Stripe account."""
+    pro = gateway.add_product("Pro")
+    gateway.add_price(price_id="price_demo_pro_monthly", amount=1900, interval="month", product=pro)
+    gateway.add_price(price_id="price_demo_pro_yearly", amount=19000, interval="year", product=pro)
+    team = gateway.add_product("Team")
+    for interval, amount in (("month", 4900), ("year", 49000)):
+        gateway.add_price(
+            amount=amount,
+            currency="jpy",
+            interval=interval,
+            lookup_key=f"team_{interval}ly_jpy",
+            product=team,
+        )
+
+
+def build_demo(out: TextIO) -> Demo:
+    """The demo's composition root: config, fake Stripe, memory repository, services."""
+    config = demo_config()
+    gateway = FakeStripeGateway(webhook_secret=DEMO_WEBHOOK_SECRET)
+    seed_prices(gateway)
+    repository = InMemoryRepository()
+    catalog = PlanCatalog(config, gateway, clock=gateway.now)
+    customers = CustomerDetails(config, repository, catalog, clock=gateway.now)
+    return Demo(
+        out=out,
+        config=config,
+        gateway=gateway,
+        repository=repository,
+        catalog=catalog,
+        customers=customers,
+    )
+
+
+# ------------------------------------------------------------------------------- steps
+
+
+def show_configuration(demo: Demo) -> None:
+    """Print the plans as the app configured them."""
+    for plan in demo.config.plans:
+        refs = ", ".join(
+            f"{interval.value}: {ref.price_id or 'lookup key ' + str(ref.lookup_key)}"
+            for interval, ref in plan.prices.items()
+        )
+        demo.say(f"  {plan.key:<5} {plan.name:<5} {refs or 'free, no Stripe price'}")
+    grace = demo.config.access.past_due_grace_days
+    demo.say(f"  free plan: {demo.config.free_plan}; past_due grace: {grace} days")
+
+
+def list_plans(demo: Demo) -> None:
+    """List the catalog with live prices, twice, to show the single cached call."""
+    for plan in demo.catalog.plans():
+        prices = ", ".join(
+            f"{price.amount or 'tiered'} / {interval.value}"
+            for interval, price in plan.prices.items()
+        )
+        demo.say(f"  {plan.name:<5} {prices or 'free'}")
+    demo.catalog.plans()
+    demo.catalog.price_for("team", "year")
+    calls = demo.gateway.calls["list_prices"]
+    demo.say(f"  Stripe calls for the whole catalog, listed twice: {calls} (list_prices)")
+
+
+def show_details(demo: Demo) -> None:
+    """Print the demo user's billing details (no Stripe call)."""
+    before = demo.gateway.total_calls
+    details = demo.customers.for_user(demo.user_id)
+    print_details(demo, details)
+    demo.say(f"  Stripe calls to answer: {demo.gateway.total_calls - before}")
+
+
+def print_details(demo: Demo, details: BillingDetails) -> None:
+    """Print :class:`BillingDetails` the way an account page would show them."""
+    plan = details.plan.name if details.plan else "none"
+    status = details.status.value if details.status else "no subscription"
+    demo.say(f"  user {details.user_id}: plan {plan} ({status}), access: {details.has_access}")
+    if details.current_period_end is not None:
+        demo.say(f"  current period ends {details.current_period_end:%Y-%m-%d}")
+    for feature in ("exports", "sso"):
+        demo.say(f"  feature {feature}: {details.has_feature(feature)}")
+    projects = details.limit("projects")
+    demo.say(f"  projects limit: {'unlimited' if projects is None else projects}")
+
+
+#: The walkthrough, in order. Later issues append checkout, webhooks, renewal, failed payment.
+STEPS: list[Step] = [
+    Step("The app's plans", show_configuration),
+    Step("Plans with live prices from Stripe", list_plans),
+    Step("Billing details of a new user", show_details),
+]
+
+
+def run(out: TextIO | None = None, steps: Sequence[Step] | None = None) -> int:
+    """Run ``steps`` (all of :data:`STEPS` by default), printing to ``out``; returns 0."""
+    demo = build_demo(out if out is not None else sys.stdout)
+    chosen = STEPS if steps is None else steps
+    demo.say("billingkit demo: a fake Stripe and an in-memory database, no network")
+    for number, step in enumerate(chosen, start=1):
+        demo.say()
+        demo.say(f"{number}. {step.title}")
+        step.run(demo)
+    demo.say()
+    steps_text = f"{len(chosen)} step{'s' if len(chosen) != 1 else ''}"
+    demo.say(f"Done: {steps_text}, {demo.gateway.total_calls} Stripe calls in all.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point of ``python -m billingkit.demo``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m billingkit.demo",
+        description="A scripted billingkit walkthrough on a fake Stripe.",
+    )
+    parser.add_argument("--list", action="store_true", help="list the steps and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for number, step in enumerate(STEPS, start=1):
+            print(f"{number}. {step.title}")
+        return 0
+    return run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
