@@ -1,0 +1,12 @@
+"""Django app configuration of billing_demo."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class BillingDemoConfig(AppConfig):
+    """The demo's views and templates; its models live in billingstore."""
+
+    name = "billing_demo"
+    verbose_name = "billingkit demo"

@@ -1,0 +1,101 @@
+"""billingkit's tables as Django models.
+
+The database constraints carry the guarantees billingkit relies on, so they hold with any
+number of processes and threads:
+
+* ``StoredEvent.id`` is the primary key: an event id is claimed at most once (a duplicate
+  insert fails with ``IntegrityError``, never a read-then-write);
+* ``StoredCustomer`` has ``customer_id`` as primary key *and* ``user_id`` unique: one Stripe
+  customer per user and one user per Stripe customer;
+* ``StoredSubscription.id`` and ``StoredCheckout.session_id`` are primary keys.
+
+Field sizes follow billingkit's SQLAlchemy schema (Stripe ids fit in 255 characters).
+Datetimes are stored in UTC (``USE_TZ = True`` is required) to the microsecond.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+_ID = 255
+
+
+class StoredCustomer(models.Model):
+    """A user of the app linked to a Stripe customer (``billingkit.domain.CustomerLink``)."""
+
+    customer_id = models.CharField(max_length=_ID, primary_key=True)
+    user_id = models.CharField(max_length=_ID, unique=True)
+    email = models.CharField(max_length=512, null=True)
+    deleted = models.BooleanField(default=False)
+    watermark = models.BigIntegerField(default=0)
+
+
+class StoredSubscription(models.Model):
+    """A Stripe subscription's state (``billingkit.domain.Subscription``)."""
+
+    id = models.CharField(max_length=_ID, primary_key=True)
+    customer_id = models.CharField(max_length=_ID, db_index=True)
+    user_id = models.CharField(max_length=_ID, null=True, db_index=True)
+    status = models.CharField(max_length=32)
+    price_id = models.CharField(max_length=_ID, null=True)
+    plan_key = models.CharField(max_length=_ID, null=True)
+    quantity = models.IntegerField()
+    current_period_start = models.DateTimeField(null=True)
+    current_period_end = models.DateTimeField(null=True)
+    cancel_at_period_end = models.BooleanField()
+    cancel_at = models.DateTimeField(null=True)
+    canceled_at = models.DateTimeField(null=True)
+    ended_at = models.DateTimeField(null=True)
+    trial_start = models.DateTimeField(null=True)
+    trial_end = models.DateTimeField(null=True)
+    created = models.DateTimeField()
+    livemode = models.BooleanField()
+    metadata = models.JSONField(default=dict)
+    watermark = models.BigIntegerField()
+
+
+class StoredCheckout(models.Model):
+    """A Checkout Session billingkit started (``billingkit.domain.CheckoutRecord``)."""
+
+    session_id = models.CharField(max_length=_ID, primary_key=True)
+    user_id = models.CharField(max_length=_ID)
+    customer_id = models.CharField(max_length=_ID, null=True)
+    plan_key = models.CharField(max_length=_ID)
+    interval = models.CharField(max_length=16)
+    mode = models.CharField(max_length=16)
+    status = models.CharField(max_length=16)
+    payment_status = models.CharField(max_length=32)
+    url = models.TextField(null=True)
+    expires_at = models.DateTimeField(null=True)
+    subscription_id = models.CharField(max_length=_ID, null=True)
+    request_key = models.CharField(max_length=_ID)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = (
+            models.Index(
+                fields=["user_id", "request_key", "created_at"],
+                name="billingstore_checkout_request",
+            ),
+        )
+
+
+class StoredEvent(models.Model):
+    """One Stripe event in the ledger, with its raw payload (``billingkit.domain.EventRecord``)."""
+
+    id = models.CharField(max_length=_ID, primary_key=True)
+    type = models.CharField(max_length=_ID)
+    created = models.DateTimeField()
+    livemode = models.BooleanField()
+    status = models.CharField(max_length=16)
+    attempts = models.IntegerField()
+    last_error = models.TextField(null=True)
+    payload = models.BinaryField()
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            models.Index(fields=["status", "received_at"], name="billingstore_event_status"),
+            models.Index(fields=["received_at", "id"], name="billingstore_event_received"),
+        )

@@ -1,0 +1,445 @@
+"""``DjangoRepository``: billingkit's Repository port on the Django ORM.
+
+How the port's guarantees map onto Django:
+
+* **unit of work** = ``transaction.atomic(using=alias)``: everything done through it commits
+  together or rolls back together. Inside an app transaction (``ATOMIC_REQUESTS`` or the
+  app's own ``atomic()`` block) it becomes a savepoint of that transaction, so billing
+  writes commit with the app's writes;
+* **claim an event** = an ``INSERT`` of the event id (the primary key) in a savepoint. A
+  duplicate key is an ``IntegrityError``: the savepoint is rolled back, the unit of work
+  stays usable, and a conditional ``UPDATE ... WHERE status IN (failed, pending)`` decides
+  whether the event is taken up again. No read-then-write;
+* **apply only if newer** = one conditional ``UPDATE`` (``filter(watermark__lt=...)``, and
+  ``status`` not terminal unless the new state is terminal) through ``QuerySet.update``;
+  the database re-checks the condition on the locked row, so two workers racing on one
+  subscription cannot let the older state win. A missing row is inserted in a savepoint; a
+  concurrent insert that won makes us retry the conditional update;
+* **one customer per user** = the primary key on ``customer_id`` plus ``unique=True`` on
+  ``user_id``.
+
+Errors are mapped to billingkit's tree: ``OperationalError`` (locked database, lost
+connection) -> :class:`~billingkit.errors.RepositoryUnavailableError` (retryable), an
+unexpected ``IntegrityError`` -> :class:`~billingkit.errors.ConflictError`, other database
+errors -> :class:`~billingkit.errors.RepositoryError`.
+
+SQLite: give the database ``"transaction_mode": "IMMEDIATE"`` and a ``"timeout"`` in its
+``OPTIONS`` (see ``demo_site/settings.py``). Each unit of work then takes SQLite's write lock
+when it begins and other threads or processes wait for it (up to the timeout) instead of
+failing on a lock upgrade; WAL lets readers outside units of work proceed meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import wraps
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from django.db import DatabaseError, IntegrityError, OperationalError, transaction
+from django.db.models import F, Q
+from django.db.transaction import Atomic
+
+from billingkit.domain import (
+    TERMINAL_STATUSES,
+    CheckoutRecord,
+    CustomerLink,
+    EventRecord,
+    EventStatus,
+    Subscription,
+    SubscriptionStatus,
+)
+from billingkit.errors import ConflictError, RepositoryError, RepositoryUnavailableError
+from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
+from billingstore.models import StoredCheckout, StoredCustomer, StoredEvent, StoredSubscription
+
+__all__ = ["DjangoRepository"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+_TERMINAL = [status.value for status in TERMINAL_STATUSES]
+_RECLAIMABLE = [EventStatus.FAILED.value, EventStatus.PENDING.value]
+_FAILABLE = [*_RECLAIMABLE, EventStatus.PROCESSING.value]
+_INSERT_RACE_RETRIES = 3
+
+_SUBSCRIPTION_FIELDS = [f.name for f in StoredSubscription._meta.concrete_fields]
+_CHECKOUT_FIELDS = [f.name for f in StoredCheckout._meta.concrete_fields]
+_CUSTOMER_FIELDS = [f.name for f in StoredCustomer._meta.concrete_fields]
+_EVENT_FIELDS = [f.name for f in StoredEvent._meta.concrete_fields]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _translate(exc: DatabaseError, doing: str) -> RepositoryError:
+    """Map a Django database error to billingkit's repository error tree."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    message = f"{doing} failed: {type(exc).__name__}: {text}"[:300]
+    if isinstance(exc, OperationalError):
+        return RepositoryUnavailableError(message)
+    if isinstance(exc, IntegrityError):
+        return ConflictError(message)
+    return RepositoryError(message)
+
+
+def _operation(
+    method: Callable[Concatenate[_DjangoUnitOfWork, _P], _R],
+) -> Callable[Concatenate[_DjangoUnitOfWork, _P], _R]:
+    """Check the unit of work is usable, and map database errors."""
+
+    @wraps(method)
+    def wrapper(self: _DjangoUnitOfWork, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        self._check()
+        try:
+            return method(self, *args, **kwargs)
+        except DatabaseError as exc:
+            raise _translate(exc, method.__name__) from exc
+
+    return wrapper
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise RepositoryError(f"{name} must be a timezone-aware datetime")
+    return moment.astimezone(timezone.utc)
+
+
+# --------------------------------------------------------------------------- rows <-> values
+
+
+def _subscription_row(subscription: Subscription) -> dict[str, Any]:
+    row = subscription.model_dump()
+    row["status"] = SubscriptionStatus(subscription.status).value
+    row["metadata"] = dict(subscription.metadata)
+    return row
+
+
+def _event_row(record: EventRecord, **changes: Any) -> dict[str, Any]:
+    row = record.model_dump()
+    row["status"] = EventStatus(record.status).value
+    row.update(changes)
+    return row
+
+
+def _event(values: dict[str, Any]) -> EventRecord:
+    values["payload"] = bytes(values["payload"])  # memoryview on PostgreSQL
+    return EventRecord.model_validate(values)
+
+
+# --------------------------------------------------------------------------- repository
+
+
+class DjangoRepository(Repository):
+    """A :class:`~billingkit.ports.Repository` on the Django ORM (app ``billingstore``).
+
+    Args:
+        using: the ``DATABASES`` alias holding the billingstore tables (migrate them with
+            ``manage.py migrate billingstore``).
+
+    Rules of use, as for every billingkit repository: a unit of work is entered once, used
+    by the thread that entered it (Django connections are per thread), and does not nest on
+    one thread (that raises :class:`~billingkit.errors.RepositoryError`).
+    """
+
+    def __init__(self, using: str = "default") -> None:
+        self._alias = using
+        self._local = threading.local()
+
+    @property
+    def alias(self) -> str:
+        """The database alias this repository works on."""
+        return self._alias
+
+    def unit_of_work(self) -> _DjangoUnitOfWork:
+        """Open a transaction (a savepoint inside an app transaction) on ``alias``."""
+        return _DjangoUnitOfWork(self)
+
+    def __repr__(self) -> str:
+        return f"DjangoRepository(using={self._alias!r})"
+
+
+_NEW, _OPEN, _CLOSED = 0, 1, 2
+
+
+class _DjangoUnitOfWork(UnitOfWork):
+    """One ``transaction.atomic`` block of :class:`DjangoRepository`."""
+
+    def __init__(self, repository: DjangoRepository) -> None:
+        self._repo = repository
+        self._alias = repository.alias
+        self._atomic: Atomic | None = None
+        self._state = _NEW
+        self._owner: int | None = None
+
+    # -------------------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> _DjangoUnitOfWork:
+        if self._state != _NEW:
+            raise RepositoryError("a unit of work can be entered only once")
+        local = self._repo._local
+        if getattr(local, "open", False):
+            raise RepositoryError(
+                "nested unit of work: this thread already holds a unit of work of this "
+                "repository; finish it before opening another one"
+            )
+        atomic = transaction.atomic(using=self._alias)
+        try:
+            atomic.__enter__()
+        except DatabaseError as exc:
+            raise _translate(exc, "begin") from exc
+        self._atomic = atomic
+        local.open = True
+        self._state = _OPEN
+        self._owner = threading.get_ident()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._state != _OPEN:
+            return
+        atomic, self._atomic = self._atomic, None
+        self._state = _CLOSED
+        self._owner = None
+        self._repo._local.open = False
+        assert atomic is not None
+        try:
+            atomic.__exit__(exc_type, exc, traceback)  # commit, or roll back on an exception
+        except DatabaseError as error:
+            if exc_type is None:
+                raise _translate(error, "commit") from error
+            raise
+
+    def _check(self) -> None:
+        if self._owner != threading.get_ident():
+            if self._state == _NEW:
+                raise RepositoryError("unit of work used before its with block was entered")
+            if self._state == _CLOSED:
+                raise RepositoryError("unit of work used after its with block exited")
+            raise RepositoryError("unit of work used from another thread than its owner")
+
+    # ------------------------------------------------------------------------ ORM helpers
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """A nested ``atomic``: a failed statement inside rolls back to here only."""
+        with transaction.atomic(using=self._alias):
+            yield
+
+    def _inserted(self, model: type[Any], row: dict[str, Any]) -> bool:
+        """INSERT ``row``; ``False`` (nothing written) when a unique key already holds it."""
+        try:
+            with self._savepoint():
+                model.objects.using(self._alias).create(**row)
+        except IntegrityError:
+            return False
+        return True
+
+    def _customers(self) -> Any:
+        return StoredCustomer.objects.using(self._alias)
+
+    def _subscriptions(self) -> Any:
+        return StoredSubscription.objects.using(self._alias)
+
+    def _checkouts(self) -> Any:
+        return StoredCheckout.objects.using(self._alias)
+
+    def _events(self) -> Any:
+        return StoredEvent.objects.using(self._alias)
+
+    # -------------------------------------------------------------------------- customers
+
+    @_operation
+    def customer_for_user(self, user_id: str) -> CustomerLink | None:
+        row = self._customers().filter(user_id=user_id).values(*_CUSTOMER_FIELDS).first()
+        return None if row is None else CustomerLink.model_validate(row)
+
+    @_operation
+    def customer_by_id(self, customer_id: str) -> CustomerLink | None:
+        row = self._customers().filter(customer_id=customer_id).values(*_CUSTOMER_FIELDS).first()
+        return None if row is None else CustomerLink.model_validate(row)
+
+    @_operation
+    def link_customer(self, link: CustomerLink) -> CustomerLink:
+        if self._inserted(StoredCustomer, link.model_dump()):
+            return link
+        rows = (
+            self._customers()
+            .filter(Q(user_id=link.user_id) | Q(customer_id=link.customer_id))
+            .values(*_CUSTOMER_FIELDS)
+        )
+        for row in rows:
+            if row["user_id"] == link.user_id:
+                if row["customer_id"] == link.customer_id:
+                    return CustomerLink.model_validate(row)
+                raise ConflictError(
+                    f"user {link.user_id!r} is already linked to another Stripe customer"
+                )
+        raise ConflictError(
+            f"Stripe customer {link.customer_id!r} is already linked to another user"
+        )
+
+    @_operation
+    def update_customer(self, link: CustomerLink) -> SaveOutcome:
+        written = (
+            self._customers()
+            .filter(customer_id=link.customer_id, watermark__lte=link.watermark)
+            .update(email=link.email, deleted=link.deleted, watermark=link.watermark)
+        )
+        return SaveOutcome.WRITTEN if written == 1 else SaveOutcome.STALE
+
+    # ---------------------------------------------------------------------- subscriptions
+
+    @_operation
+    def get_subscription(self, subscription_id: str) -> Subscription | None:
+        row = self._subscriptions().filter(id=subscription_id).values(*_SUBSCRIPTION_FIELDS)
+        found = row.first()
+        return None if found is None else Subscription.model_validate(found)
+
+    @_operation
+    def subscriptions_for_user(self, user_id: str) -> list[Subscription]:
+        linked = self._customers().filter(user_id=user_id).values("customer_id")
+        rows = (
+            self._subscriptions()
+            .filter(Q(user_id=user_id) | Q(customer_id__in=linked))
+            .order_by("-created", "-id")
+            .values(*_SUBSCRIPTION_FIELDS)
+        )
+        return [Subscription.model_validate(row) for row in rows]
+
+    @_operation
+    def save_subscription(
+        self, subscription: Subscription, *, allow_tie: bool = False
+    ) -> SaveOutcome:
+        row = _subscription_row(subscription)
+        values = {name: value for name, value in row.items() if name != "id"}
+        for kept in ("user_id", "plan_key"):  # a None never erases a known value
+            if values[kept] is None:
+                del values[kept]
+        newer = (
+            Q(watermark__lte=subscription.watermark)
+            if allow_tie
+            else Q(watermark__lt=subscription.watermark)
+        )
+        if subscription.status not in TERMINAL_STATUSES:
+            newer &= ~Q(status__in=_TERMINAL)
+        for _ in range(_INSERT_RACE_RETRIES):
+            if self._subscriptions().filter(newer, id=subscription.id).update(**values) == 1:
+                return SaveOutcome.WRITTEN
+            current = (
+                self._subscriptions()
+                .filter(id=subscription.id)
+                .values_list("status", "watermark")
+                .first()
+            )
+            if current is None:
+                if self._inserted(StoredSubscription, row):
+                    return SaveOutcome.WRITTEN
+                continue  # a concurrent insert won: decide against its row
+            return _declined(current[0], current[1], subscription, allow_tie)
+        raise RepositoryUnavailableError(
+            f"could not save subscription {subscription.id!r}: it kept changing; retry"
+        )
+
+    # ------------------------------------------------------------------ checkout sessions
+
+    @_operation
+    def save_checkout(self, record: CheckoutRecord) -> None:
+        row = record.model_dump()
+        # INSERT ... ON CONFLICT (session_id) DO UPDATE: one statement, no read first.
+        self._checkouts().bulk_create(
+            [StoredCheckout(**row)],
+            update_conflicts=True,
+            unique_fields=["session_id"],
+            update_fields=[name for name in _CHECKOUT_FIELDS if name != "session_id"],
+        )
+
+    @_operation
+    def get_checkout(self, session_id: str) -> CheckoutRecord | None:
+        row = self._checkouts().filter(session_id=session_id).values(*_CHECKOUT_FIELDS).first()
+        return None if row is None else CheckoutRecord.model_validate(row)
+
+    @_operation
+    def find_open_checkout(
+        self, *, user_id: str, request_key: str, created_after: datetime
+    ) -> CheckoutRecord | None:
+        after = _aware(created_after, "created_after")
+        row = (
+            self._checkouts()
+            .filter(user_id=user_id, request_key=request_key, status="open", created_at__gt=after)
+            .order_by("-created_at", "-session_id")
+            .values(*_CHECKOUT_FIELDS)
+            .first()
+        )
+        return None if row is None else CheckoutRecord.model_validate(row)
+
+    # ----------------------------------------------------------------------- event ledger
+
+    @_operation
+    def claim_event(self, record: EventRecord) -> ClaimOutcome:
+        if self._inserted(StoredEvent, _event_row(record, status=EventStatus.PROCESSING.value)):
+            return ClaimOutcome.CLAIMED
+        taken = (
+            self._events()
+            .filter(id=record.id, status__in=_RECLAIMABLE)
+            .update(status=EventStatus.PROCESSING.value, attempts=F("attempts") + 1)
+        )
+        return ClaimOutcome.CLAIMED if taken == 1 else ClaimOutcome.DUPLICATE
+
+    @_operation
+    def finish_event(self, event_id: str, status: EventStatus, *, processed_at: datetime) -> None:
+        when = _aware(processed_at, "processed_at")
+        try:
+            status = EventStatus(status)
+        except ValueError:
+            raise RepositoryError(f"unknown event status {status!r}") from None
+        written = self._events().filter(id=event_id).update(status=status.value, processed_at=when)
+        if written != 1:
+            raise RepositoryError(f"event {event_id!r} is not in the ledger")
+
+    @_operation
+    def mark_event_failed(self, record: EventRecord, error: str) -> EventRecord:
+        failed = EventStatus.FAILED.value
+        row = _event_row(record, status=failed, attempts=1, last_error=error)
+        if not self._inserted(StoredEvent, row):
+            self._events().filter(id=record.id, status__in=_FAILABLE).update(
+                status=failed, attempts=F("attempts") + 1, last_error=error
+            )
+        return _event(self._events().filter(id=record.id).values(*_EVENT_FIELDS).get())
+
+    @_operation
+    def get_event(self, event_id: str) -> EventRecord | None:
+        row = self._events().filter(id=event_id).values(*_EVENT_FIELDS).first()
+        return None if row is None else _event(row)
+
+    @_operation
+    def list_events(
+        self, *, status: EventStatus | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        query = self._events().order_by("received_at", "id")
+        if status is not None:
+            query = query.filter(status=EventStatus(status).value)
+        return [_event(row) for row in query.values(*_EVENT_FIELDS)[:limit]]
+
+
+def _declined(
+    stored_status: str, stored_watermark: int, new: Subscription, allow_tie: bool
+) -> SaveOutcome:
+    """Why the conditional write of ``new`` over a stored row wrote nothing."""
+    if SubscriptionStatus(stored_status) in TERMINAL_STATUSES and (
+        new.status not in TERMINAL_STATUSES
+    ):
+        return SaveOutcome.STALE
+    if new.watermark == stored_watermark and not allow_tie:
+        return SaveOutcome.TIE
+    # The row changed between the declined update and this read: it can only be newer.
+    return SaveOutcome.STALE

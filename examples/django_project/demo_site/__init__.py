@@ -1,0 +1,1 @@
+"""The Django project of the billingkit demo: settings, URLs, WSGI entry point."""

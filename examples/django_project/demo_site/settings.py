@@ -1,0 +1,121 @@
+"""Settings of the billingkit Django demo.
+
+Environment variables (all optional):
+
+* ``STRIPE_API_KEY`` and ``STRIPE_WEBHOOK_SECRET``: set both to run against Stripe (test
+  mode); without them the demo runs on billingkit's ``FakeStripeGateway``.
+* ``BILLING_DEMO_DB``: path of the SQLite database (default ``db.sqlite3`` next to
+  ``manage.py``).
+* ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (``1``/``0``), ``DJANGO_ALLOWED_HOSTS`` (comma
+  separated).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-billingkit-demo-only")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+
+INSTALLED_APPS = [
+    "billingstore",  # billingkit's tables and the Django ORM repository
+    "billing_demo",  # the pages: pricing, checkout, account, webhook
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "demo_site.urls"
+WSGI_APPLICATION = "demo_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+# The demo user lives in a signed-cookie session: no auth tables needed.
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("BILLING_DEMO_DB", str(BASE_DIR / "db.sqlite3")),
+        "OPTIONS": {
+            # Every transaction takes the write lock when it begins; others wait up to
+            # `timeout` seconds instead of failing on a lock upgrade (webhooks and pages
+            # run on several threads under runserver). WAL keeps readers unblocked.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        },
+    }
+}
+
+USE_TZ = True  # required by billingstore: billingkit stores aware UTC datetimes
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"billingkit": {"handlers": ["console"], "level": "INFO"}},
+}
+
+# ----------------------------------------------------------------------------- billing
+
+STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+
+#: The plans for sale. Prices are Stripe lookup keys: create prices with these lookup keys in
+#: your Stripe test account (see README.md); the fake gateway seeds them itself.
+BILLING_PLANS: list[dict[str, Any]] = [
+    {
+        "key": "free",
+        "name": "Free",
+        "description": "Try it out.",
+        "order": 0,
+        "features": ["projects"],
+        "limits": {"projects": 1},
+    },
+    {
+        "key": "pro",
+        "name": "Pro",
+        "description": "For professionals.",
+        "order": 1,
+        "prices": {"month": "demo_pro_monthly", "year": "demo_pro_yearly"},
+        "features": ["projects", "exports", "priority_support"],
+        "limits": {"projects": 20},
+    },
+    {
+        "key": "team",
+        "name": "Team",
+        "description": "For teams.",
+        "order": 2,
+        "prices": {"month": "demo_team_monthly"},
+        "features": ["projects", "exports", "priority_support", "sso"],
+        "limits": {"projects": None},
+    },
+]
+BILLING_FREE_PLAN = "free"
+#: A past_due subscription keeps access this many days after the failed renewal.
+BILLING_PAST_DUE_GRACE_DAYS = 3
+#: Fake mode only: how "pay" on the fake checkout page delivers the fake's signed events.
+#: "http" POSTs them to this app's own /webhooks/stripe (needs a threaded server such as
+#: runserver); "queue" leaves them at the fake for the caller to deliver (the tests do).
+BILLING_DEMO_FAKE_DELIVERY = os.environ.get("BILLING_DEMO_FAKE_DELIVERY", "http")

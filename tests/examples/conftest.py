@@ -1,0 +1,101 @@
+"""Fixtures for the example apps' tests (examples/).
+
+Django (examples/django_project): settings can be configured only once per process, so the
+``django_project`` fixture configures them once, lazily (only when a Django test runs), from
+the demo's own settings module with three changes: the SQLite database is a file in a
+temporary directory, Stripe is the fake (API key and webhook secret blanked), and the fake's
+events are queued for the test to deliver through the test client. It also declares a
+``postgres`` database alias whose database is created only by ``django_postgres``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+DJANGO_PROJECT = Path(__file__).resolve().parents[2] / "examples" / "django_project"
+
+
+# --------------------------------------------------------------------------- Django
+
+
+@pytest.fixture(scope="session")
+def django_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Configure Django for this process (once) and migrate the SQLite test database.
+
+    Returns the project directory (on ``sys.path`` from then on).
+    """
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+    from tests.integration.databases import admin_url
+
+    if settings.configured:
+        if "postgres" not in settings.DATABASES:  # configured by something else
+            pytest.fail("Django was configured before the django_project fixture ran")
+        return DJANGO_PROJECT
+    if str(DJANGO_PROJECT) not in sys.path:
+        sys.path.insert(0, str(DJANGO_PROJECT))
+    from demo_site import settings as demo
+
+    values = {name: getattr(demo, name) for name in dir(demo) if name.isupper()}
+    sqlite_file = tmp_path_factory.mktemp("django") / "billing_demo.sqlite3"
+    server = admin_url("postgres")
+    values["DATABASES"] = {
+        "default": {**demo.DATABASES["default"], "NAME": str(sqlite_file)},
+        # Its database is created (and NAME pointed at it) by django_postgres only.
+        "postgres": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": server.database or "postgres",
+            "HOST": server.host or "127.0.0.1",
+            "PORT": str(server.port or 5432),
+            "USER": server.username or "postgres",
+            "PASSWORD": server.password or "",
+            "OPTIONS": {"connect_timeout": 5},
+        },
+    }
+    values["STRIPE_API_KEY"] = ""
+    values["STRIPE_WEBHOOK_SECRET"] = ""
+    values["BILLING_DEMO_FAKE_DELIVERY"] = "queue"
+    settings.configure(**values)
+    django.setup()
+    call_command("migrate", verbosity=0)
+    return DJANGO_PROJECT
+
+
+@pytest.fixture(scope="session")
+def django_postgres(django_project: Path) -> Iterator[str]:
+    """The ``postgres`` alias on a scratch PostgreSQL database, migrated; dropped after.
+
+    Skipped when the server is unreachable (a failure with BILLINGKIT_REQUIRE_SERVICES=1).
+    """
+    from django.core.management import call_command
+    from django.db import connections
+    from tests.integration.databases import scratch_database
+
+    with scratch_database("postgres") as url:
+        connection = connections["postgres"]
+        previous = connection.settings_dict["NAME"]
+        # The settings dict is shared by this alias's connections on every thread.
+        connection.settings_dict["NAME"] = url.database
+        try:
+            call_command("migrate", database="postgres", verbosity=0)
+            yield "postgres"
+        finally:
+            connections.close_all()
+            connection.settings_dict["NAME"] = previous
+
+
+@pytest.fixture
+def clear_billing_tables(django_project: Path) -> Callable[[str], None]:
+    """A function deleting every row of billingstore's tables on a database alias."""
+    from django.apps import apps
+
+    def clear(alias: str) -> None:
+        for model in apps.get_app_config("billingstore").get_models():
+            model.objects.using(alias).all().delete()
+
+    return clear
