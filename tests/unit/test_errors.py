@@ -1,57 +1,36 @@
 from __future__ import annotations
 
+import builtins
 import inspect
+import re
 
 import pytest
 
-import billingkit.errors as errors_module
-from billingkit.errors import (
-    AlreadySubscribedError,
-    BillingError,
-    CheckoutOwnershipError,
-    ConfigurationError,
-    ConflictError,
-    DomainError,
-    GatewayAuthenticationError,
-    GatewayCardError,
-    GatewayConnectionError,
-    GatewayError,
-    GatewayInvalidRequestError,
-    GatewayNotFoundError,
-    GatewayRateLimitError,
-    GatewayServerError,
-    NoCustomerError,
-    PricesUnavailableError,
-    RepositoryError,
-    RepositoryUnavailableError,
-    UnknownPlanError,
-    WebhookError,
-    WebhookPayloadError,
-    WebhookVerificationError,
-)
+from billingkit import errors as E
 
 PARENTS: list[tuple[type[Exception], tuple[type[BaseException], ...]]] = [
-    (ConfigurationError, (BillingError, ValueError)),
-    (DomainError, (BillingError,)),
-    (UnknownPlanError, (DomainError, LookupError)),
-    (AlreadySubscribedError, (DomainError,)),
-    (CheckoutOwnershipError, (DomainError,)),
-    (NoCustomerError, (DomainError, LookupError)),
-    (PricesUnavailableError, (DomainError,)),
-    (WebhookError, (BillingError,)),
-    (WebhookVerificationError, (WebhookError,)),
-    (WebhookPayloadError, (WebhookError, ValueError)),
-    (GatewayError, (BillingError,)),
-    (GatewayAuthenticationError, (GatewayError,)),
-    (GatewayCardError, (GatewayError,)),
-    (GatewayInvalidRequestError, (GatewayError,)),
-    (GatewayNotFoundError, (GatewayInvalidRequestError, LookupError)),
-    (GatewayRateLimitError, (GatewayError,)),
-    (GatewayServerError, (GatewayError,)),
-    (GatewayConnectionError, (GatewayError,)),
-    (RepositoryError, (BillingError,)),
-    (ConflictError, (RepositoryError,)),
-    (RepositoryUnavailableError, (RepositoryError,)),
+    (E.ConfigurationError, (E.BillingError, ValueError)),
+    (E.InvalidInputError, (E.BillingError, ValueError)),
+    (E.DomainError, (E.BillingError,)),
+    (E.UnknownPlanError, (E.DomainError, LookupError)),
+    (E.AlreadySubscribedError, (E.DomainError,)),
+    (E.CheckoutOwnershipError, (E.DomainError,)),
+    (E.NoCustomerError, (E.DomainError, LookupError)),
+    (E.PricesUnavailableError, (E.DomainError,)),
+    (E.WebhookError, (E.BillingError,)),
+    (E.WebhookVerificationError, (E.WebhookError,)),
+    (E.WebhookPayloadError, (E.WebhookError, ValueError)),
+    (E.GatewayError, (E.BillingError,)),
+    (E.GatewayAuthenticationError, (E.GatewayError,)),
+    (E.GatewayCardError, (E.GatewayError,)),
+    (E.GatewayInvalidRequestError, (E.GatewayError,)),
+    (E.GatewayNotFoundError, (E.GatewayInvalidRequestError, LookupError)),
+    (E.GatewayRateLimitError, (E.GatewayError,)),
+    (E.GatewayServerError, (E.GatewayError,)),
+    (E.GatewayConnectionError, (E.GatewayError,)),
+    (E.RepositoryError, (E.BillingError,)),
+    (E.ConflictError, (E.RepositoryError,)),
+    (E.RepositoryUnavailableError, (E.RepositoryError,)),
 ]
 
 
@@ -63,27 +42,49 @@ def test_tree(error: type[Exception], parents: tuple[type[BaseException], ...]) 
 
 
 def test_every_exported_error_is_a_billing_error_drawn_in_the_docstring() -> None:
-    exported = [getattr(errors_module, name) for name in errors_module.__all__]
-    assert all(inspect.isclass(e) and issubclass(e, BillingError) for e in exported)
-    doc = errors_module.__doc__ or ""
+    exported = [getattr(E, name) for name in E.__all__]
+    assert all(inspect.isclass(e) and issubclass(e, E.BillingError) for e in exported)
+    doc = E.__doc__ or ""
     for error in exported:
         assert error.__name__ in doc, error.__name__
 
 
+def test_the_drawn_tree_matches_the_classes() -> None:
+    """Every line of the docstring's drawing names a class, its parent and builtin bases."""
+    parents: list[str] = []
+    drawn = 0
+    for line in (E.__doc__ or "").splitlines():
+        found = re.search(r"[├└]── (\w+)(?: \((\w+)\))?", line)
+        if line.strip() == "BillingError":
+            parents = ["BillingError"]
+            continue
+        if not found:
+            continue
+        depth = line.index("──") // 4
+        name, builtin = found.group(1), found.group(2)
+        parents = [*parents[:depth], name]
+        error = getattr(E, name)
+        assert error.__bases__[0] is getattr(E, parents[-2]), name
+        if builtin is not None:
+            assert issubclass(error, getattr(builtins, builtin)), name
+        drawn += 1
+    assert drawn == len(E.__all__) - 1  # every class but the root
+
+
 def test_unknown_plan_is_caught_as_lookup_error() -> None:
     with pytest.raises(LookupError):
-        raise UnknownPlanError("unknown plan 'gold'")
+        raise E.UnknownPlanError("unknown plan 'gold'")
 
 
 def test_retryable_flags() -> None:
-    assert PricesUnavailableError("x").retryable
-    assert RepositoryUnavailableError("x").retryable
-    assert not ConflictError("x").retryable
-    assert not BillingError("x").retryable
+    assert E.PricesUnavailableError("x").retryable
+    assert E.RepositoryUnavailableError("x").retryable
+    assert not E.ConflictError("x").retryable
+    assert not E.BillingError("x").retryable
 
 
 def test_gateway_error_attributes_and_repr() -> None:
-    error = GatewayServerError(
+    error = E.GatewayServerError(
         "Stripe answered 503",
         retryable=True,
         http_status=503,
@@ -105,20 +106,20 @@ def test_gateway_error_attributes_and_repr() -> None:
 
 
 def test_gateway_error_defaults() -> None:
-    error = GatewayConnectionError("network down")
+    error = E.GatewayConnectionError("network down")
     assert (error.retryable, error.http_status, error.code, error.request_id) == (
         False,
         None,
         None,
         None,
     )
-    card = GatewayCardError("declined", http_status=402, user_message="Your card was declined.")
+    card = E.GatewayCardError("declined", http_status=402, user_message="Your card was declined.")
     assert card.user_message == "Your card was declined."
     assert "Your card was declined." not in repr(card)
 
 
 def test_gateway_error_repr_does_not_carry_the_user_message_or_secrets() -> None:
-    error = GatewayAuthenticationError("Invalid API key provided", http_status=401)
+    error = E.GatewayAuthenticationError("Invalid API key provided", http_status=401)
     text = repr(error)
     assert "sk_" not in text
     assert "user_message" not in text
