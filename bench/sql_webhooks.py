@@ -1,0 +1,218 @@
+"""Webhook throughput on SQL databases: the full pipeline against the database's own floor.
+
+Run from the repository root::
+
+    PYTHONPATH=src python bench/sql_webhooks.py                 # 2000 events per database
+    PYTHONPATH=src python bench/sql_webhooks.py -n 500 --databases sqlite
+
+Both contenders get the same signed ``customer.subscription.updated`` deliveries as
+``bench/webhooks.py`` (~4.6 KB each, distinct ids, every event newer than the last):
+
+* ``pipeline`` — ``WebhookProcessor.handle`` on ``SqlAlchemyRepository``, one event per
+  transaction: size check + signature + parse + ledger claim + apply (ordering guard,
+  subscription stored) + ledger finish + COMMIT;
+* ``floor`` — the same (already verified) payloads inserted as raw rows ``(id, payload)``,
+  one ``INSERT`` + ``COMMIT`` per event, through the same driver connection (DB-API, no
+  SQLAlchemy), with the same connection settings (SQLite: WAL, ``synchronous=FULL``).
+
+Databases: a SQLite file in a temporary directory and a scratch PostgreSQL database
+(``BILLINGKIT_POSTGRES_URL``, default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``
+as the admin connection; ``billingkit_bench_<random>`` is created and dropped). The two
+contenders run in alternating batches of 50 events, so both see the same machine load.
+Rates are events per second. Target: pipeline >= 0.5x floor on both. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import URL, make_url, text
+
+from billingkit.adapters.sqlalchemy import SqlAlchemyRepository, create_engine, upgrade
+from billingkit.config import BillingConfig
+from billingkit.domain import Interval, PlanDefinition
+from billingkit.services.catalog import PlanCatalog
+from billingkit.services.webhooks import WebhookOutcome, WebhookProcessor
+from billingkit.signature import verify_signature
+from billingkit.testing import FakeStripeGateway
+
+# Same deliveries as bench/webhooks.py (bench/ is not a package: load it by path).
+_spec = importlib.util.spec_from_file_location(
+    "bench_webhooks", Path(__file__).with_name("webhooks.py")
+)
+assert _spec is not None and _spec.loader is not None
+bench_webhooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_webhooks)
+
+SECRET: str = bench_webhooks.SECRET
+POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+Deliveries = Sequence[tuple[bytes, str]]
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@contextmanager
+def sqlite_database() -> Iterator[URL]:
+    """A fresh SQLite file."""
+    with tempfile.TemporaryDirectory() as directory:
+        yield make_url(f"sqlite:///{Path(directory) / 'bench.db'}")
+
+
+@contextmanager
+def postgres_database() -> Iterator[URL]:
+    """A scratch PostgreSQL database, dropped afterwards."""
+    admin_url = make_url(os.environ.get("BILLINGKIT_POSTGRES_URL", POSTGRES_ADMIN))
+    name = f"billingkit_bench_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+        yield admin_url.set(database=name)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+DATABASES: dict[str, Callable[[], Any]] = {"sqlite": sqlite_database, "postgres": postgres_database}
+
+
+# --------------------------------------------------------------------------- contenders
+
+
+class Pipeline:
+    """``WebhookProcessor.handle`` on ``SqlAlchemyRepository`` over a migrated schema."""
+
+    def __init__(self, url: URL, now: int) -> None:
+        upgrade(url)
+        self.repository = SqlAlchemyRepository(url)
+        config = BillingConfig(
+            plans=(
+                PlanDefinition(
+                    key="basic", name="Basic", prices={Interval.MONTH: "price_bench_month"}
+                ),
+            ),
+            webhook_secrets=(SECRET,),
+        )
+        gateway = FakeStripeGateway(webhook_secret=SECRET)
+        moment = datetime.fromtimestamp(now, tz=timezone.utc)
+        self.processor = WebhookProcessor(
+            config, self.repository, gateway, PlanCatalog(config, gateway), clock=lambda: moment
+        )
+
+    def run(self, batch: Deliveries) -> float:
+        """Handle ``batch``; return the seconds it took."""
+        started = time.perf_counter()
+        for payload, signature in batch:
+            result = self.processor.handle(payload, signature)
+            if result.outcome is not WebhookOutcome.PROCESSED:
+                raise AssertionError(f"unexpected outcome {result.outcome}")
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.repository.close()
+
+
+class Floor:
+    """One raw INSERT + COMMIT per verified payload through the same DB-API driver."""
+
+    def __init__(self, url: URL, now: int) -> None:
+        self.now = now
+        self.engine = create_engine(url)  # the same connection settings as the repository's
+        blob = "BYTEA" if self.engine.dialect.name == "postgresql" else "BLOB"
+        marker = "%s" if self.engine.dialect.paramstyle in ("format", "pyformat") else "?"
+        self.insert = f"INSERT INTO bench_raw (id, payload) VALUES ({marker}, {marker})"
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql(
+                f"CREATE TABLE bench_raw (id VARCHAR(255) PRIMARY KEY, payload {blob} NOT NULL)"
+            )
+        # SQLite connections from create_engine leave BEGIN/COMMIT to the caller (the
+        # driver's implicit transactions are off); psycopg begins one implicitly.
+        self.explicit = self.engine.dialect.name == "sqlite"
+        self.raw = self.engine.raw_connection()
+        self.serial = 0
+
+    def run(self, batch: Deliveries) -> float:
+        """Insert ``batch`` (verified first, untimed, like the pipeline's input)."""
+        payloads = []
+        for payload, signature in batch:
+            verify_signature(payload, signature, [SECRET], now=self.now, tolerance=300)
+            payloads.append(payload)
+        cursor = self.raw.cursor()
+        started = time.perf_counter()
+        for payload in payloads:
+            self.serial += 1
+            if self.explicit:
+                cursor.execute("BEGIN")
+            cursor.execute(self.insert, (f"evt_floor_{self.serial:08d}", payload))
+            if self.explicit:
+                cursor.execute("COMMIT")
+            else:
+                self.raw.commit()
+        elapsed = time.perf_counter() - started
+        cursor.close()
+        return elapsed
+
+    def close(self) -> None:
+        self.raw.close()
+        self.engine.dispose()
+
+
+def measure(database: str, events: int, batch: int = 50) -> tuple[float, float]:
+    """Rates (pipeline, floor) on ``database``, measured in alternating batches.
+
+    The machine may be busy with other work; alternating batches of ``batch`` events
+    between the two contenders exposes both to the same conditions, so the ratio is fair
+    even when the absolute rates drift.
+    """
+    now = int(time.time())
+    deliveries = bench_webhooks.make_deliveries(events, now)
+    with DATABASES[database]() as floor_url, DATABASES[database]() as pipeline_url:
+        floor, pipeline = Floor(floor_url, now), Pipeline(pipeline_url, now)
+        floor_seconds = pipeline_seconds = 0.0
+        try:
+            for start in range(0, events, batch):
+                chunk = deliveries[start : start + batch]
+                floor_seconds += floor.run(chunk)
+                pipeline_seconds += pipeline.run(chunk)
+        finally:
+            floor.close()
+            pipeline.close()
+    return events / pipeline_seconds, events / floor_seconds
+
+
+def main(argv: Sequence[str] | None = None) -> list[tuple[str, float, float]]:
+    """Run the benchmark and print one line per database; returns the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--events", type=int, default=2000)
+    parser.add_argument("--databases", default="sqlite,postgres")
+    args = parser.parse_args(argv)
+    figures = []
+    print(f"{args.events} events, alternating batches of 50, one event per transaction")
+    for database in args.databases.split(","):
+        pipeline, floor = measure(database, args.events)
+        figures.append((database, pipeline, floor))
+        print(
+            f"{database:9s} pipeline {pipeline:8.0f} ev/s   floor {floor:8.0f} ev/s   "
+            f"ratio {pipeline / floor:.2f}x (target >= 0.50x)"
+        )
+        sys.stdout.flush()
+    return figures
+
+
+if __name__ == "__main__":
+    main()
