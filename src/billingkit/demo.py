@@ -13,13 +13,17 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TextIO
 
 from billingkit.adapters.memory import InMemoryRepository
 from billingkit.config import AccessPolicy, BillingConfig
 from billingkit.domain import Interval, PlanDefinition, PriceRef
 from billingkit.services.catalog import PlanCatalog
+from billingkit.services.checkout import CheckoutService
 from billingkit.services.customers import BillingDetails, CustomerDetails
+from billingkit.services.hooks import HookEvent, HookKind
+from billingkit.services.webhooks import WebhookProcessor
 from billingkit.testing import FakeStripeGateway
 
 __all__ = ["STEPS", "Demo", "Step", "build_demo", "main", "run"]
@@ -38,6 +42,8 @@ class Demo:
     repository: InMemoryRepository
     catalog: PlanCatalog
     customers: CustomerDetails
+    checkout: CheckoutService
+    webhooks: WebhookProcessor
     user_id: str = "user-42"
     #: Free-form state steps pass along (e.g. a checkout session id).
     state: dict[str, object] = field(default_factory=dict)
@@ -122,14 +128,27 @@ def build_demo(out: TextIO) -> Demo:
     repository = InMemoryRepository()
     catalog = PlanCatalog(config, gateway, clock=gateway.now)
     customers = CustomerDetails(config, repository, catalog, clock=gateway.now)
-    return Demo(
+    checkout = CheckoutService(config, gateway, repository, catalog, clock=gateway.now)
+    webhooks = WebhookProcessor(config, repository, gateway, catalog, clock=gateway.now)
+    demo = Demo(
         out=out,
         config=config,
         gateway=gateway,
         repository=repository,
         catalog=catalog,
         customers=customers,
+        checkout=checkout,
+        webhooks=webhooks,
     )
+
+    def tell(event: HookEvent) -> None:
+        told = demo.state.setdefault("hooks", [])
+        assert isinstance(told, list)
+        told.append(f"{type(event).__name__} (event {event.event_id})")
+
+    for kind in HookKind:
+        webhooks.on(kind, tell)
+    return demo
 
 
 # ------------------------------------------------------------------------------- steps
@@ -175,18 +194,143 @@ def print_details(demo: Demo, details: BillingDetails) -> None:
     status = details.status.value if details.status else "no subscription"
     demo.say(f"  user {details.user_id}: plan {plan} ({status}), access: {details.has_access}")
     if details.current_period_end is not None:
-        demo.say(f"  current period ends {details.current_period_end:%Y-%m-%d}")
+        ending = "ends for good" if details.cancel_at_period_end else "renews"
+        demo.say(f"  current period {ending} {details.current_period_end:%Y-%m-%d}")
     for feature in ("exports", "sso"):
         demo.say(f"  feature {feature}: {details.has_feature(feature)}")
     projects = details.limit("projects")
     demo.say(f"  projects limit: {'unlimited' if projects is None else projects}")
 
 
-#: The walkthrough, in order. Later issues append checkout, webhooks, renewal, failed payment.
+def start_checkout(demo: Demo) -> None:
+    """Start a Checkout Session for the Pro plan, monthly; a double submit reuses it."""
+    started = demo.checkout.start_checkout(
+        user_id=demo.user_id,
+        email="ada@example.com",
+        plan_key="pro",
+        interval=Interval.MONTH,
+        success_url="https://app.example/billing/success?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url="https://app.example/pricing",
+    )
+    again = demo.checkout.start_checkout(
+        user_id=demo.user_id,
+        email="ada@example.com",
+        plan_key="pro",
+        interval=Interval.MONTH,
+        success_url="https://app.example/billing/success?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url="https://app.example/pricing",
+    )
+    demo.state["session_id"] = started.session_id
+    demo.say(f"  session {started.session_id}: redirect the user to {started.url}")
+    demo.say(f"  double submit returned the same session: {again.session_id == started.session_id}")
+    demo.say(f"  Stripe calls so far: {dict(demo.gateway.calls)}")
+
+
+def pay(demo: Demo) -> None:
+    """The customer pays on (fake) Stripe Checkout; the success page confirms it."""
+    session_id = str(demo.state["session_id"])
+    demo.gateway.complete_checkout(session_id)
+    confirmation = demo.checkout.confirm_checkout(session_id, demo.user_id)
+    status = confirmation.subscription_status
+    demo.say(
+        f"  success page: session {confirmation.status}, payment {confirmation.payment_status}, "
+        f"subscription {status.value if status else '-'}"
+    )
+
+
+def deliver_events(demo: Demo) -> None:
+    """Deliver Stripe's signed events to the webhook processor, each one twice."""
+    deliveries = demo.gateway.drain_events()
+    for delivery in deliveries:
+        first = demo.webhooks.handle(delivery.payload, delivery.signature)
+        again = demo.webhooks.handle(delivery.payload, delivery.signature)
+        demo.say(
+            f"  {delivery.type:<34} -> {first.outcome.value}; redelivered -> {again.outcome.value}"
+        )
+        told = demo.state.pop("hooks", [])
+        assert isinstance(told, list)
+        for line in told:
+            demo.say(f"      app hook: {line}")
+    if not deliveries:
+        demo.say("  (no events)")
+
+
+def forged_event(demo: Demo) -> None:
+    """A forged request is refused with 400 and changes nothing."""
+    response = demo.webhooks.handle_http(b'{"id": "evt_forged"}', "t=1,v1=deadbeef")
+    demo.say(f"  forged webhook answered {response.status}: {response.body}")
+
+
+def _advance(demo: Demo, delta: timedelta) -> None:
+    demo.gateway.advance(delta)
+    demo.say(f"  fake Stripe clock: {demo.gateway.now():%Y-%m-%d %H:%M}")
+    deliver_events(demo)
+    show_details(demo)
+
+
+def _subscription_id(demo: Demo) -> str:
+    with demo.repository.unit_of_work() as uow:
+        return uow.subscriptions_for_user(demo.user_id)[0].id
+
+
+def _customer_id(demo: Demo) -> str:
+    with demo.repository.unit_of_work() as uow:
+        link = uow.customer_for_user(demo.user_id)
+    assert link is not None, "the checkout linked a customer"
+    return link.customer_id
+
+
+def _to_period_end(demo: Demo) -> timedelta:
+    details = demo.customers.for_user(demo.user_id)
+    assert details.current_period_end is not None
+    return details.current_period_end - demo.gateway.now() + timedelta(hours=1)
+
+
+def renew(demo: Demo) -> None:
+    """The period ends: Stripe renews the subscription and the invoice is paid."""
+    _advance(demo, _to_period_end(demo))
+
+
+def fail_payment(demo: Demo) -> None:
+    """The card now declines: the renewal fails and the subscription goes past_due."""
+    demo.gateway.set_card_declining(_customer_id(demo))
+    _advance(demo, _to_period_end(demo))
+
+
+def grace_expires(demo: Demo) -> None:
+    """Past the policy's grace days, past_due no longer grants access."""
+    _advance(demo, timedelta(days=demo.config.access.past_due_grace_days + 1))
+
+
+def card_fixed(demo: Demo) -> None:
+    """The customer fixes the card; retrying the invoice makes the subscription active."""
+    demo.gateway.set_card_declining(_customer_id(demo), declining=False)
+    demo.gateway.retry_payment(_subscription_id(demo))
+    _advance(demo, timedelta(0))
+
+
+def cancel_at_period_end(demo: Demo) -> None:
+    """In the billing portal the user cancels at period end; at period end it ends."""
+    demo.gateway.update_subscription(_subscription_id(demo), cancel_at_period_end=True)
+    _advance(demo, timedelta(0))
+    _advance(demo, _to_period_end(demo))
+
+
+#: The walkthrough, in order.
 STEPS: list[Step] = [
     Step("The app's plans", show_configuration),
     Step("Plans with live prices from Stripe", list_plans),
     Step("Billing details of a new user", show_details),
+    Step("Start a checkout for Pro, monthly", start_checkout),
+    Step("Pay on Stripe Checkout and land on the success page", pay),
+    Step("Stripe's signed webhooks, delivered twice each", deliver_events),
+    Step("A forged webhook", forged_event),
+    Step("Billing details after the purchase", show_details),
+    Step("A month later: renewal", renew),
+    Step("Next renewal: the card declines", fail_payment),
+    Step("The grace period runs out", grace_expires),
+    Step("The customer fixes the card", card_fixed),
+    Step("Cancel at period end", cancel_at_period_end),
 ]
 
 

@@ -52,3 +52,29 @@ def test_module_runs_as_a_script_and_exits_zero(
 def test_list_option_prints_the_step_titles(capsys: pytest.CaptureFixture[str]) -> None:
     assert demo.main(["--list"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "1. The app's plans"
+
+
+def test_walkthrough_covers_the_whole_billing_flow() -> None:
+    out = io.StringIO()
+    assert demo.run(out) == 0
+    text = out.getvalue()
+    assert "double submit returned the same session: True" in text
+    assert "success page: session complete, payment paid, subscription active" in text
+    assert "checkout.session.completed         -> processed; redelivered -> duplicate" in text
+    assert "forged webhook answered 400" in text
+    # After paying: Pro and active; a failed renewal: past_due with access during the grace
+    # days, without it after them; fixed card: active again; cancel at period end: Free.
+    details = [line.strip() for line in text.splitlines() if line.startswith("  user user-42")]
+    assert details == [
+        "user user-42: plan Free (no subscription), access: True",
+        "user user-42: plan Pro (active), access: True",
+        "user user-42: plan Pro (active), access: True",
+        "user user-42: plan Pro (past_due), access: True",
+        "user user-42: plan Pro (past_due), access: False",
+        "user user-42: plan Pro (active), access: True",
+        "user user-42: plan Pro (active), access: True",
+        "user user-42: plan Free (no subscription), access: True",
+    ]
+    assert "current period ends for good" in text
+    assert "app hook: PaymentFailed" in text
+    assert "app hook: SubscriptionCanceled" in text
