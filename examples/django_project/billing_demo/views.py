@@ -1,0 +1,345 @@
+"""The demo's pages: thin views over billingkit's services (see ``billing.py``).
+
+The signed-in "user" is a demo id kept in the session: billingkit only needs an opaque
+``user_id`` string, whatever the app's user model is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from functools import wraps
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from billing_demo.billing import billing, deliver_fake_events
+from billingkit.domain import Interval, Plan
+from billingkit.errors import (
+    AlreadySubscribedError,
+    CheckoutOwnershipError,
+    GatewayError,
+    GatewayNotFoundError,
+    InvalidInputError,
+    NoCustomerError,
+    PricesUnavailableError,
+    UnknownPlanError,
+)
+from billingkit.testing import FakeStripeGateway
+
+_SESSION_USER = "billing_demo_user"
+_SESSION_EMAIL = "billing_demo_email"
+_SESSION_NOTICE = "billing_demo_notice"
+_MAX_USER_ID = 64
+
+View = Callable[..., HttpResponse]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _user_id(request: HttpRequest) -> str | None:
+    user: str | None = request.session.get(_SESSION_USER)
+    return user
+
+
+def _notify(request: HttpRequest, text: str) -> None:
+    request.session[_SESSION_NOTICE] = text
+
+
+def _page(request: HttpRequest, template: str, status: int = 200, **context: Any) -> HttpResponse:
+    context.setdefault("user_id", _user_id(request))
+    context.setdefault("fake_mode", billing().fake is not None)
+    context["notice"] = request.session.pop(_SESSION_NOTICE, None)
+    return render(request, f"billing_demo/{template}", context, status=status)
+
+
+def _problem(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    return _page(request, "problem.html", status=status, message=message)
+
+
+def login_required(view: View) -> View:
+    """Send anonymous visitors to the demo login, then back."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if _user_id(request) is None:
+            return redirect(f"{reverse('billing_demo:login')}?next={request.path}")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _fake() -> FakeStripeGateway:
+    fake = billing().fake
+    if fake is None:
+        raise Http404("the fake Stripe pages exist only when no Stripe keys are configured")
+    return fake
+
+
+def _absolute(request: HttpRequest, name: str, **kwargs: Any) -> str:
+    return request.build_absolute_uri(reverse(f"billing_demo:{name}", kwargs=kwargs or None))
+
+
+# --------------------------------------------------------------------------- demo login
+
+
+def login(request: HttpRequest) -> HttpResponse:
+    """A demo sign-in: any name becomes the user id (no password)."""
+    target = request.GET.get("next") or reverse("billing_demo:account")
+    if not target.startswith("/") or target.startswith("//"):
+        target = reverse("billing_demo:account")
+    if request.method == "POST":
+        user_id = request.POST.get("user_id", "").strip()
+        email = request.POST.get("email", "").strip()
+        if not user_id or len(user_id) > _MAX_USER_ID:
+            return _page(request, "login.html", status=400, next=target,
+                         error=f"Choose a name of 1 to {_MAX_USER_ID} characters.")  # fmt: skip
+        request.session.cycle_key()
+        request.session[_SESSION_USER] = user_id
+        request.session[_SESSION_EMAIL] = email or None
+        return redirect(target)
+    return _page(request, "login.html", next=target)
+
+
+@require_POST
+def logout(request: HttpRequest) -> HttpResponse:
+    """Forget the demo user."""
+    request.session.flush()
+    return redirect("billing_demo:pricing")
+
+
+# --------------------------------------------------------------------------- pricing
+
+
+def _plan_rows(plans: list[Plan]) -> list[dict[str, Any]]:
+    rows = []
+    for plan in plans:
+        prices = []
+        for interval, price in sorted(plan.prices.items(), key=lambda item: item[1].id):
+            amount = price.amount
+            prices.append(
+                {
+                    "interval": interval.value,
+                    "label": amount.format() if amount is not None else "custom pricing",
+                    "per": "" if interval is Interval.ONE_TIME else f"/ {interval.value}",
+                }
+            )
+        rows.append({"plan": plan, "prices": prices})
+    return rows
+
+
+@require_GET
+def pricing(request: HttpRequest) -> HttpResponse:
+    """The plans with their live prices, from ``PlanCatalog``."""
+    try:
+        plans = billing().catalog.plans()
+    except PricesUnavailableError:
+        return _problem(request, 503, "Prices are unavailable right now; try again shortly.")
+    stale = any(plan.stale for plan in plans)
+    return _page(request, "pricing.html", rows=_plan_rows(plans), stale=stale)
+
+
+# --------------------------------------------------------------------------- checkout
+
+
+@require_POST
+@login_required
+def start_checkout(request: HttpRequest) -> HttpResponse:
+    """The subscribe button: start a Checkout Session and send the user to it."""
+    user_id = _user_id(request)
+    assert user_id is not None
+    services = billing()
+    success_url = _absolute(request, "checkout_success") + "?session_id={CHECKOUT_SESSION_ID}"
+    try:
+        start = services.checkout.start_checkout(
+            user_id=user_id,
+            email=request.session.get(_SESSION_EMAIL),
+            plan_key=request.POST.get("plan", ""),
+            interval=request.POST.get("interval", ""),
+            success_url=success_url,
+            cancel_url=_absolute(request, "pricing"),
+        )
+    except AlreadySubscribedError:
+        _notify(request, "You already have a subscription: change it in the billing portal.")
+        return redirect("billing_demo:account")
+    except (UnknownPlanError, InvalidInputError) as error:
+        return _problem(request, 400, str(error))
+    except (PricesUnavailableError, GatewayError):
+        return _problem(request, 503, "Stripe could not be reached; try again shortly.")
+    if services.fake is not None:
+        return redirect("billing_demo:fake_checkout", session_id=start.session_id)
+    return HttpResponseRedirect(start.url)
+
+
+@require_GET
+@login_required
+def checkout_success(request: HttpRequest) -> HttpResponse:
+    """Stripe's success redirect: confirm the session for this user (ownership checked)."""
+    user_id = _user_id(request)
+    assert user_id is not None
+    try:
+        confirmation = billing().checkout.confirm_checkout(
+            request.GET.get("session_id", ""), user_id
+        )
+    except InvalidInputError as error:
+        return _problem(request, 400, str(error))
+    except CheckoutOwnershipError:
+        return _problem(request, 403, "This checkout was not started by you.")
+    except GatewayNotFoundError:
+        return _problem(request, 404, "No such checkout session.")
+    except GatewayError:
+        return _problem(request, 503, "Stripe could not be reached; reload to try again.")
+    return _page(request, "success.html", confirmation=confirmation)
+
+
+# --------------------------------------------------------------------------- account
+
+
+@require_GET
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    """Plan, status, access, renewal date and features, from ``CustomerDetails``."""
+    user_id = _user_id(request)
+    assert user_id is not None
+    services = billing()
+    details = services.customers.for_user(user_id)
+    context: dict[str, Any] = {"details": details}
+    fake = services.fake
+    if fake is not None:
+        context["fake_now"] = fake.now()
+        context["fake_pending"] = len(fake.pending_events())
+    return _page(request, "account.html", **context)
+
+
+@require_POST
+@login_required
+def billing_portal(request: HttpRequest) -> HttpResponse:
+    """Open Stripe's billing portal for the user (the fake's local portal in fake mode)."""
+    user_id = _user_id(request)
+    assert user_id is not None
+    services = billing()
+    try:
+        url = services.checkout.open_billing_portal(user_id, _absolute(request, "account"))
+    except NoCustomerError:
+        _notify(request, "Subscribe to a plan first: there is nothing to manage yet.")
+        return redirect("billing_demo:pricing")
+    except GatewayError:
+        return _problem(request, 503, "Stripe could not be reached; try again shortly.")
+    if services.fake is not None:
+        return redirect("billing_demo:fake_portal")
+    return HttpResponseRedirect(url)
+
+
+# --------------------------------------------------------------------------- webhook
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Stripe's webhook endpoint: the raw body and signature go to ``WebhookProcessor``.
+
+    400 for a bad signature or payload (nothing stored), 200 for processed, duplicate,
+    ignored and stale events, 500 for a failure (recorded; Stripe retries).
+    """
+    answer = billing().webhooks.handle_http(request.body, request.headers.get("Stripe-Signature"))
+    return HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
+
+
+# --------------------------------------------------------------------------- fake Stripe
+
+
+def _deliver(request: HttpRequest) -> None:
+    reports = deliver_fake_events(_absolute(request, "stripe_webhook"))
+    if reports:
+        answers = ", ".join(f"{r.event_type} {r.status}" for r in reports)
+        _notify(request, f"Fake Stripe delivered {len(reports)} events: {answers}")
+
+
+def fake_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Plays Stripe Checkout: GET shows the order, POST "pays" and returns to the app."""
+    fake = _fake()
+    try:
+        session = fake.stripe_object(session_id)
+        order = fake.checkout_request(session_id)
+    except GatewayNotFoundError:
+        raise Http404("no such checkout session") from None
+    if request.method == "POST":
+        try:
+            fake.complete_checkout(session_id)
+        except GatewayError as error:
+            return _problem(request, 402, f"Payment failed: {error}")
+        _deliver(request)
+        return redirect(order.success_url.replace("{CHECKOUT_SESSION_ID}", session_id))
+    total = session["amount_total"]
+    return _page(request, "fake_checkout.html", session=session, order=order,
+                 total=f"{total / 100:.2f} {session['currency'].upper()}")  # fmt: skip
+
+
+def _customer_id(user_id: str) -> str | None:
+    with billing().repository.unit_of_work() as uow:
+        link = uow.customer_for_user(user_id)
+    return None if link is None else link.customer_id
+
+
+@login_required
+def fake_portal(request: HttpRequest) -> HttpResponse:
+    """Plays the billing portal: the user's subscriptions at the fake, cancel or resume."""
+    fake = _fake()
+    user_id = _user_id(request)
+    assert user_id is not None
+    customer_id = _customer_id(user_id)
+    owned = fake.subscription_ids(customer_id) if customer_id is not None else []
+    if request.method == "POST":
+        subscription_id = request.POST.get("subscription", "")
+        action = request.POST.get("action")
+        if subscription_id not in owned or action not in ("cancel", "resume"):
+            return _problem(request, 400, "Unknown subscription or action.")
+        try:
+            fake.update_subscription(subscription_id, cancel_at_period_end=action == "cancel")
+        except GatewayError as error:
+            return _problem(request, 400, str(error))
+        _deliver(request)
+        return redirect("billing_demo:fake_portal")
+    subscriptions = [_fake_subscription(fake.stripe_object(sub_id)) for sub_id in owned]
+    return _page(request, "fake_portal.html", subscriptions=subscriptions)
+
+
+def _fake_subscription(json: dict[str, Any]) -> dict[str, Any]:
+    item = json["items"]["data"][0]
+    end = item.get("current_period_end") or json.get("current_period_end")
+    return {
+        "id": json["id"],
+        "status": json["status"],
+        "price": item["price"].get("lookup_key") or item["price"]["id"],
+        "cancel_at_period_end": json["cancel_at_period_end"],
+        "period_end": datetime.fromtimestamp(end, tz=timezone.utc) if end else None,
+        "live": json["status"] in ("active", "trialing", "past_due", "unpaid"),
+    }
+
+
+@require_POST
+@login_required
+def fake_clock(request: HttpRequest) -> HttpResponse:
+    """Demo controls: move the fake's time (renewals happen) or make the next payment fail."""
+    fake = _fake()
+    user_id = _user_id(request)
+    assert user_id is not None
+    action = request.POST.get("action")
+    if action == "advance":
+        days = request.POST.get("days", "")
+        if not days.isdigit() or not 0 < int(days) <= 400:
+            return _problem(request, 400, "days must be a whole number from 1 to 400")
+        fake.advance(timedelta(days=int(days)))
+    elif action == "fail_next_payment":
+        customer_id = _customer_id(user_id)
+        for subscription_id in fake.subscription_ids(customer_id) if customer_id else []:
+            fake.fail_next_payment(subscription_id)
+    elif action != "deliver":
+        return _problem(request, 400, "Unknown action.")
+    _deliver(request)
+    return redirect("billing_demo:account")

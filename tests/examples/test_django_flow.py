@@ -1,0 +1,352 @@
+"""The Django example through Django's test client, over the whole subscription life.
+
+Stripe is billingkit's FakeStripeGateway (the demo's fake mode) with its events queued: the
+tests deliver them to ``POST /webhooks/stripe`` through the test client, signed as Stripe
+signs them, so every state change the account page shows came through the webhook view.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from billingkit.domain import EventStatus, SubscriptionStatus
+
+WEBHOOK = "/webhooks/stripe"
+
+
+@pytest.fixture
+def client(django_project: object, clear_billing_tables: Callable[[str], None]) -> Iterator[Any]:
+    """A test client on an empty database and a fresh fake Stripe."""
+    from billing_demo.billing import reset_billing
+    from django.test import Client
+
+    clear_billing_tables("default")
+    reset_billing()
+    yield Client()
+    reset_billing()
+
+
+def _services() -> Any:
+    from billing_demo.billing import billing
+
+    return billing()
+
+
+def _fake() -> Any:
+    fake = _services().fake
+    assert fake is not None, "the tests run the demo in fake mode"
+    return fake
+
+
+def _deliver(client: Any) -> list[tuple[str, str]]:
+    """POST every pending fake event to the webhook view; return (type, outcome) pairs."""
+    outcomes = []
+    for delivery in _fake().drain_events():
+        response = client.post(
+            WEBHOOK,
+            data=delivery.payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=delivery.signature,
+        )
+        assert response.status_code == 200, (delivery.type, response.content)
+        outcomes.append((delivery.type, json.loads(response.content)["outcome"]))
+    return outcomes
+
+
+def _field(response: Any, element_id: str) -> str | None:
+    """The text of the element with ``element_id`` on the page, or ``None``."""
+    found = re.search(rf'id="{element_id}">(.*?)<', response.content.decode())
+    return None if found is None else html.unescape(found.group(1)).strip()
+
+
+def _account(client: Any) -> dict[str, str | None]:
+    response = client.get("/account/")
+    assert response.status_code == 200
+    names = ("plan", "status", "access", "period-end", "cancellation", "features")
+    return {name: _field(response, name) for name in names}
+
+
+def _day(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _sign_in(client: Any, user_id: str = "alice") -> None:
+    response = client.post("/login/", {"user_id": user_id, "email": f"{user_id}@example.com"})
+    assert response.status_code == 302
+
+
+def _buy(client: Any, plan: str = "pro", interval: str = "month") -> str:
+    """Subscribe and pay on the fake checkout page; returns the session id (events queued)."""
+    response = client.post("/checkout/", {"plan": plan, "interval": interval})
+    assert response.status_code == 302, response.content
+    match = re.fullmatch(r"/fake-stripe/checkout/([^/]+)/", response["Location"])
+    assert match is not None, response["Location"]
+    session_id = match.group(1)
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    assert b"Pay" in page.content
+    paid = client.post(response["Location"])
+    assert paid.status_code == 302
+    assert paid["Location"] == f"http://testserver/checkout/success/?session_id={session_id}"
+    return session_id
+
+
+def _only_subscription(user_id: str = "alice") -> Any:
+    with _services().repository.unit_of_work() as uow:
+        subscriptions = uow.subscriptions_for_user(user_id)
+    assert len(subscriptions) == 1
+    return subscriptions[0]
+
+
+def test_the_whole_subscription_life_through_the_pages(client: Any) -> None:
+    fake = _fake()
+    # pricing, from the catalog
+    pricing = client.get("/")
+    assert pricing.status_code == 200
+    text = pricing.content.decode()
+    assert "12.00 USD" in text and "120.00 USD" in text and "49.00 USD" in text
+    # before subscribing: the free plan
+    _sign_in(client)
+    assert _account(client) | {"period-end": None} == {
+        "plan": "Free",
+        "status": "not subscribed",
+        "access": "granted",
+        "period-end": None,
+        "cancellation": None,
+        "features": "projects",
+    }
+    # checkout, pay on the fake, webhooks
+    session_id = _buy(client)
+    assert _account(client)["status"] == "not subscribed"  # nothing applied before webhooks
+    outcomes = _deliver(client)
+    assert ("customer.subscription.created", "processed") in outcomes
+    assert ("checkout.session.completed", "processed") in outcomes
+    subscription = _only_subscription()
+    account = _account(client)
+    assert account == {
+        "plan": "Pro",
+        "status": "active",
+        "access": "granted",
+        "period-end": f"{_day(subscription.current_period_end)} UTC",
+        "cancellation": None,
+        "features": "projects, exports, priority_support",
+    }
+    # the success page confirms the same session (already applied by the webhooks)
+    success = client.get(f"/checkout/success/?session_id={session_id}")
+    assert success.status_code == 200
+    assert b"Thank you!" in success.content
+    assert _only_subscription() == subscription
+    first_end = subscription.current_period_end
+
+    # renewal: a month passes on the fake, its events arrive
+    assert (
+        client.post("/fake-stripe/clock/", {"action": "advance", "days": "31"}).status_code == 302
+    )
+    assert ("invoice.paid", "processed") in _deliver(client)
+    renewed = _only_subscription()
+    assert renewed.current_period_end > first_end
+    account = _account(client)
+    assert (account["status"], account["access"]) == ("active", "granted")
+    assert account["period-end"] == f"{_day(renewed.current_period_end)} UTC"
+
+    # failed renewal: past_due, still granted within the 3-day grace period
+    client.post("/fake-stripe/clock/", {"action": "fail_next_payment"})
+    client.post("/fake-stripe/clock/", {"action": "advance", "days": "31"})
+    assert ("invoice.payment_failed", "processed") in _deliver(client)
+    account = _account(client)
+    assert (account["status"], account["access"]) == ("past_due", "granted")
+    # the automatic retry 3 days later fails too: the grace period is over
+    fake.set_card_declining(renewed.customer_id)
+    client.post("/fake-stripe/clock/", {"action": "advance", "days": "3"})
+    _deliver(client)
+    account = _account(client)
+    assert (account["status"], account["access"], account["features"]) == (
+        "past_due",
+        "not granted",
+        "none",
+    )
+    # the customer fixes the card and the invoice is paid
+    fake.set_card_declining(renewed.customer_id, False)
+    fake.retry_payment(renewed.id)
+    _deliver(client)
+    assert _account(client)["status"] == "active"
+
+    # cancel at period end in the (fake) billing portal
+    portal = client.post("/account/portal/")
+    assert (portal.status_code, portal["Location"]) == (302, "/fake-stripe/portal/")
+    assert b"Cancel at period end" in client.get("/fake-stripe/portal/").content
+    canceled = client.post("/fake-stripe/portal/", {"subscription": renewed.id, "action": "cancel"})
+    assert canceled.status_code == 302
+    assert ("customer.subscription.updated", "processed") in _deliver(client)
+    ending = _only_subscription()
+    account = _account(client)
+    assert account["status"] == "active"
+    assert account["access"] == "granted"
+    assert account["cancellation"] == "cancels at period end"
+    assert account["period-end"] == f"{_day(ending.current_period_end)} UTC"
+    assert b"Ends on" in client.get("/account/").content
+
+    # the period ends: back on the free plan
+    client.post("/fake-stripe/clock/", {"action": "advance", "days": "40"})
+    assert ("customer.subscription.deleted", "processed") in _deliver(client)
+    assert _only_subscription().status is SubscriptionStatus.CANCELED
+    account = _account(client)
+    assert (account["plan"], account["status"], account["access"]) == (
+        "Free",
+        "not subscribed",
+        "granted",
+    )
+
+
+def test_the_success_page_confirms_only_the_users_own_checkout(client: Any) -> None:
+    _sign_in(client, "alice")
+    session_id = _buy(client)
+    _sign_in(client, "mallory")
+    refused = client.get(f"/checkout/success/?session_id={session_id}")
+    assert refused.status_code == 403
+    assert _account(client)["status"] == "not subscribed"
+    with _services().repository.unit_of_work() as uow:
+        assert uow.subscriptions_for_user("mallory") == []
+        assert uow.subscriptions_for_user("alice") == []  # nothing stored by the refusal
+    # alice's own success page applies the session, before any webhook arrived
+    _sign_in(client, "alice")
+    confirmed = client.get(f"/checkout/success/?session_id={session_id}")
+    assert confirmed.status_code == 200
+    assert b"Thank you!" in confirmed.content
+    assert _account(client)["status"] == "active"
+    # the webhooks arriving afterwards change nothing and are all answered 200
+    assert _deliver(client)
+    assert _account(client)["status"] == "active"
+
+
+def test_a_second_checkout_is_refused_while_subscribed(client: Any) -> None:
+    _sign_in(client)
+    _buy(client)
+    _deliver(client)
+    again = client.post("/checkout/", {"plan": "team", "interval": "month"})
+    assert (again.status_code, again["Location"]) == (302, "/account/")
+    assert b"already have a subscription" in client.get("/account/").content
+    assert _fake().calls["create_checkout_session"] == 1
+
+
+def test_an_unknown_plan_is_a_400_and_starts_nothing(client: Any) -> None:
+    _sign_in(client)
+    response = client.post("/checkout/", {"plan": "gold", "interval": "month"})
+    assert response.status_code == 400
+    assert _fake().calls["create_checkout_session"] == 0
+
+
+def _ledger_and_state(user_id: str = "alice") -> tuple[Any, ...]:
+    with _services().repository.unit_of_work() as uow:
+        return (
+            uow.list_events(limit=1000),
+            uow.subscriptions_for_user(user_id),
+            uow.customer_for_user(user_id),
+        )
+
+
+def test_a_bad_signature_is_a_400_and_stores_nothing(client: Any) -> None:
+    _sign_in(client)
+    _buy(client)
+    deliveries = _fake().drain_events()
+    assert deliveries
+    before = _ledger_and_state()
+    target = deliveries[0]
+    tampered = target.signature.replace("v1=", "v1=0", 1)[: len(target.signature)]
+    for signature in (tampered, None, "t=1,v1=deadbeef"):
+        headers = {} if signature is None else {"HTTP_STRIPE_SIGNATURE": signature}
+        response = client.post(
+            WEBHOOK, data=target.payload, content_type="application/json", **headers
+        )
+        assert response.status_code == 400
+        assert "error" in json.loads(response.content)
+    # a correctly signed header over another body is refused too
+    response = client.post(
+        WEBHOOK,
+        data=target.payload.replace(b'"livemode": false', b'"livemode": true'),
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=target.signature,
+    )
+    assert response.status_code == 400
+    assert _ledger_and_state() == before
+    with _services().repository.unit_of_work() as uow:
+        assert uow.get_event(target.id) is None
+    assert client.get(WEBHOOK).status_code == 405
+
+
+def test_a_duplicate_delivery_is_a_200_and_changes_nothing(client: Any) -> None:
+    _sign_in(client)
+    _buy(client)
+    deliveries = _fake().drain_events()
+    for delivery in deliveries:
+        response = client.post(
+            WEBHOOK,
+            data=delivery.payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=delivery.signature,
+        )
+        assert response.status_code == 200
+    before = _ledger_and_state()
+    assert {event.status for event in before[0]} <= {
+        EventStatus.PROCESSED,
+        EventStatus.IGNORED,
+        EventStatus.STALE,
+    }
+    for delivery in deliveries:
+        again = client.post(
+            WEBHOOK,
+            data=delivery.payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=delivery.signature,
+        )
+        assert again.status_code == 200
+        assert json.loads(again.content) == {
+            "outcome": "duplicate",
+            "event_id": delivery.id,
+            "event_type": delivery.type,
+        }
+    assert _ledger_and_state() == before
+
+
+def test_pages_need_a_signed_in_user_and_portal_needs_a_customer(client: Any) -> None:
+    response = client.get("/account/")
+    assert (response.status_code, response["Location"]) == (302, "/login/?next=/account/")
+    assert client.post("/checkout/", {"plan": "pro", "interval": "month"}).status_code == 302
+    assert _fake().calls["create_checkout_session"] == 0
+    _sign_in(client)
+    portal = client.post("/account/portal/")
+    assert (portal.status_code, portal["Location"]) == (302, "/")
+    assert b"Subscribe to a plan first" in client.get("/").content
+
+
+def test_stripe_keys_switch_to_the_sdk_gateway_and_hide_the_fake_pages(client: Any) -> None:
+    from billing_demo.billing import build_billing, reset_billing
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+
+    from billingkit.adapters.stripe_sdk import StripeSdkGateway
+
+    with (
+        override_settings(STRIPE_API_KEY="sk_test_only_one_of_two"),
+        pytest.raises(ImproperlyConfigured),
+    ):
+        build_billing()
+    with override_settings(STRIPE_API_KEY="sk_test_123", STRIPE_WEBHOOK_SECRET="whsec_live_x"):
+        reset_billing()
+        services = _services()
+        assert isinstance(services.gateway, StripeSdkGateway)
+        assert services.fake is None
+        _sign_in(client)
+        assert client.get("/fake-stripe/portal/").status_code == 404
+        assert client.get("/fake-stripe/checkout/cs_test_1/").status_code == 404
+        # the webhook endpoint now verifies with the configured secret
+        assert client.post(WEBHOOK, data=b"{}", content_type="application/json",
+                           HTTP_STRIPE_SIGNATURE="t=1,v1=00").status_code == 400  # fmt: skip
+        reset_billing()
