@@ -350,3 +350,61 @@ def test_stripe_keys_switch_to_the_sdk_gateway_and_hide_the_fake_pages(client: A
         assert client.post(WEBHOOK, data=b"{}", content_type="application/json",
                            HTTP_STRIPE_SIGNATURE="t=1,v1=00").status_code == 400  # fmt: skip
         reset_billing()
+
+
+def test_a_running_server_delivers_the_fakes_events_to_itself_over_http(client: Any) -> None:
+    """runserver's threaded WSGI server: "pay" POSTs the signed events to /webhooks/stripe."""
+    import http.cookiejar
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+    from django.test import override_settings
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
+    server.set_app(get_wsgi_application())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    cookies = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+
+    def post(path: str, fields: dict[str, str]) -> Any:
+        token = next(c.value for c in cookies if c.name == "csrftoken")
+        body = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token}).encode()
+        request = urllib.request.Request(base + path, data=body, headers={"Referer": base})
+        return browser.open(request, timeout=30)
+
+    with override_settings(BILLING_DEMO_FAKE_DELIVERY="http", ALLOWED_HOSTS=["127.0.0.1"]):
+        thread.start()
+        try:
+            browser.open(base + "/login/", timeout=30).read()  # sets the CSRF cookie
+            post("/login/", {"user_id": "carol"}).read()
+            fake_page = post("/checkout/", {"plan": "team", "interval": "month"})
+            assert "/fake-stripe/checkout/" in fake_page.url
+            success = post(urllib.parse.urlsplit(fake_page.url).path, {})
+            page = success.read().decode()
+            assert success.url.startswith(base + "/checkout/success/?session_id=cs_test_")
+            assert "Thank you!" in page
+            account = browser.open(base + "/account/", timeout=30).read().decode()
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
+    # every event went over HTTP (none left at the fake) and was answered 200
+    assert _fake().pending_events() == []
+    with _services().repository.unit_of_work() as uow:
+        events = uow.list_events(limit=1000)
+    assert {event.type for event in events} >= {
+        "customer.subscription.created",
+        "invoice.paid",
+        "checkout.session.completed",
+    }
+    assert all(event.status is not EventStatus.FAILED for event in events)
+    assert 'id="status">active<' in account
+    assert 'id="plan">Team<' in account
