@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from tests.contract.repository_contract import RepositoryContract
+from tests.contract.repository_contract import RepositoryContract, make_subscription
 
+from billingkit.errors import RepositoryError
 from billingkit.ports import Repository
 
 
@@ -40,3 +41,44 @@ class TestDjangoRepositoryContract(RepositoryContract):
 
         clear_billing_tables(django_alias)
         return DjangoRepository(django_alias)
+
+
+class _AppError(Exception):
+    """The app's own failure, after billing writes in the same transaction."""
+
+
+def test_a_unit_of_work_inside_an_app_transaction_commits_and_rolls_back_with_it(
+    django_project: object, clear_billing_tables: Callable[[str], None]
+) -> None:
+    from billingstore.repository import DjangoRepository
+    from django.db import transaction
+
+    clear_billing_tables("default")
+    repository = DjangoRepository()
+    with pytest.raises(_AppError), transaction.atomic():
+        with repository.unit_of_work() as uow:  # a savepoint of the app's transaction
+            uow.save_subscription(make_subscription())
+        raise _AppError
+    with repository.unit_of_work() as uow:
+        assert uow.get_subscription("sub_1") is None
+    with transaction.atomic(), repository.unit_of_work() as uow:
+        uow.save_subscription(make_subscription())
+    with repository.unit_of_work() as uow:
+        assert uow.get_subscription("sub_1") == make_subscription()
+
+
+def test_units_of_work_do_not_nest_on_one_thread(
+    django_project: object, clear_billing_tables: Callable[[str], None]
+) -> None:
+    from billingstore.repository import DjangoRepository
+
+    clear_billing_tables("default")
+    repository = DjangoRepository()
+    with repository.unit_of_work() as outer:
+        outer.save_subscription(make_subscription("sub_outer"))
+        with pytest.raises(RepositoryError, match="nested"), repository.unit_of_work():
+            pass
+        outer.save_subscription(make_subscription("sub_after"))
+    with repository.unit_of_work() as uow:
+        assert uow.get_subscription("sub_outer") is not None
+        assert uow.get_subscription("sub_after") is not None
