@@ -3,8 +3,17 @@
 The public API is what ``__all__`` lists (pinned by a test). Services depend only on the two
 ports in :mod:`billingkit.ports`; adapters live in :mod:`billingkit.adapters` and the test kit
 in :mod:`billingkit.testing`.
+
+``StripeSdkGateway`` and ``SqlAlchemyRepository`` are imported lazily on first access, so
+``import billingkit`` loads neither the ``stripe`` package nor SQLAlchemy.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from billingkit.adapters.memory import InMemoryRepository
 from billingkit.config import AccessPolicy, BillingConfig
 from billingkit.domain import (
     CheckoutRecord,
@@ -35,6 +44,7 @@ from billingkit.errors import (
     GatewayNotFoundError,
     GatewayRateLimitError,
     GatewayServerError,
+    InvalidInputError,
     NoCustomerError,
     PricesUnavailableError,
     RepositoryError,
@@ -45,18 +55,62 @@ from billingkit.errors import (
     WebhookVerificationError,
 )
 from billingkit.ports import Repository, StripeGateway, UnitOfWork
+from billingkit.services.catalog import PlanCatalog
+from billingkit.services.checkout import CheckoutConfirmation, CheckoutService, CheckoutStart
+from billingkit.services.customers import BillingDetails, CustomerDetails
+from billingkit.services.hooks import (
+    CheckoutCompleted,
+    HookEvent,
+    HookKind,
+    PaymentActionRequired,
+    PaymentFailed,
+    PlanChanged,
+    SubscriptionActivated,
+    SubscriptionCanceled,
+    TrialWillEnd,
+)
+from billingkit.services.webhooks import (
+    WebhookOutcome,
+    WebhookProcessor,
+    WebhookResponse,
+    WebhookResult,
+)
+
+if TYPE_CHECKING:
+    from billingkit.adapters.sqlalchemy import SqlAlchemyRepository
+    from billingkit.adapters.stripe_sdk import StripeSdkGateway
 
 __version__ = "0.1.0.dev0"
+
+_LAZY = {
+    "SqlAlchemyRepository": "billingkit.adapters.sqlalchemy",
+    "StripeSdkGateway": "billingkit.adapters.stripe_sdk",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the adapters with heavy dependencies only when first used."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'billingkit' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "AccessPolicy",
     "AlreadySubscribedError",
     "BillingConfig",
+    "BillingDetails",
     "BillingError",
+    "CheckoutCompleted",
+    "CheckoutConfirmation",
     "CheckoutOwnershipError",
     "CheckoutRecord",
+    "CheckoutService",
+    "CheckoutStart",
     "ConfigurationError",
     "ConflictError",
+    "CustomerDetails",
     "CustomerLink",
     "DomainError",
     "EventRecord",
@@ -69,10 +123,18 @@ __all__ = [
     "GatewayNotFoundError",
     "GatewayRateLimitError",
     "GatewayServerError",
+    "HookEvent",
+    "HookKind",
+    "InMemoryRepository",
     "Interval",
+    "InvalidInputError",
     "Money",
     "NoCustomerError",
+    "PaymentActionRequired",
+    "PaymentFailed",
     "Plan",
+    "PlanCatalog",
+    "PlanChanged",
     "PlanDefinition",
     "Price",
     "PriceRef",
@@ -80,13 +142,22 @@ __all__ = [
     "Repository",
     "RepositoryError",
     "RepositoryUnavailableError",
+    "SqlAlchemyRepository",
     "StripeGateway",
+    "StripeSdkGateway",
     "Subscription",
+    "SubscriptionActivated",
+    "SubscriptionCanceled",
     "SubscriptionStatus",
+    "TrialWillEnd",
     "UnitOfWork",
     "UnknownPlanError",
     "WebhookError",
+    "WebhookOutcome",
     "WebhookPayloadError",
+    "WebhookProcessor",
+    "WebhookResponse",
+    "WebhookResult",
     "WebhookVerificationError",
     "__version__",
 ]
