@@ -45,16 +45,21 @@ def _fake() -> Any:
     return fake
 
 
+def _post(client: Any, delivery: Any) -> Any:
+    """POST one signed delivery to the webhook view, as Stripe does."""
+    return client.post(
+        WEBHOOK,
+        data=delivery.payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=delivery.signature,
+    )
+
+
 def _deliver(client: Any) -> list[tuple[str, str]]:
     """POST every pending fake event to the webhook view; return (type, outcome) pairs."""
     outcomes = []
     for delivery in _fake().drain_events():
-        response = client.post(
-            WEBHOOK,
-            data=delivery.payload,
-            content_type="application/json",
-            HTTP_STRIPE_SIGNATURE=delivery.signature,
-        )
+        response = _post(client, delivery)
         assert response.status_code == 200, (delivery.type, response.content)
         outcomes.append((delivery.type, json.loads(response.content)["outcome"]))
     return outcomes
@@ -286,13 +291,7 @@ def test_a_duplicate_delivery_is_a_200_and_changes_nothing(client: Any) -> None:
     _buy(client)
     deliveries = _fake().drain_events()
     for delivery in deliveries:
-        response = client.post(
-            WEBHOOK,
-            data=delivery.payload,
-            content_type="application/json",
-            HTTP_STRIPE_SIGNATURE=delivery.signature,
-        )
-        assert response.status_code == 200
+        assert _post(client, delivery).status_code == 200
     before = _ledger_and_state()
     assert {event.status for event in before[0]} <= {
         EventStatus.PROCESSED,
@@ -300,12 +299,7 @@ def test_a_duplicate_delivery_is_a_200_and_changes_nothing(client: Any) -> None:
         EventStatus.STALE,
     }
     for delivery in deliveries:
-        again = client.post(
-            WEBHOOK,
-            data=delivery.payload,
-            content_type="application/json",
-            HTTP_STRIPE_SIGNATURE=delivery.signature,
-        )
+        again = _post(client, delivery)
         assert again.status_code == 200
         assert json.loads(again.content) == {
             "outcome": "duplicate",

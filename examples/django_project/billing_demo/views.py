@@ -63,13 +63,14 @@ def _problem(request: HttpRequest, status: int, message: str) -> HttpResponse:
 
 
 def login_required(view: View) -> View:
-    """Send anonymous visitors to the demo login, then back."""
+    """Send anonymous visitors to the demo login; call ``view(request, user_id, ...)``."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if _user_id(request) is None:
+        user_id = _user_id(request)
+        if user_id is None:
             return redirect(f"{reverse('billing_demo:login')}?next={request.path}")
-        return view(request, *args, **kwargs)
+        return view(request, user_id, *args, **kwargs)
 
     return wrapper
 
@@ -149,10 +150,8 @@ def pricing(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def start_checkout(request: HttpRequest) -> HttpResponse:
+def start_checkout(request: HttpRequest, user_id: str) -> HttpResponse:
     """The subscribe button: start a Checkout Session and send the user to it."""
-    user_id = _user_id(request)
-    assert user_id is not None
     services = billing()
     success_url = _absolute(request, "checkout_success") + "?session_id={CHECKOUT_SESSION_ID}"
     try:
@@ -178,10 +177,8 @@ def start_checkout(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def checkout_success(request: HttpRequest) -> HttpResponse:
+def checkout_success(request: HttpRequest, user_id: str) -> HttpResponse:
     """Stripe's success redirect: confirm the session for this user (ownership checked)."""
-    user_id = _user_id(request)
-    assert user_id is not None
     try:
         confirmation = billing().checkout.confirm_checkout(
             request.GET.get("session_id", ""), user_id
@@ -202,10 +199,8 @@ def checkout_success(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def account(request: HttpRequest) -> HttpResponse:
+def account(request: HttpRequest, user_id: str) -> HttpResponse:
     """Plan, status, access, renewal date and features, from ``CustomerDetails``."""
-    user_id = _user_id(request)
-    assert user_id is not None
     services = billing()
     details = services.customers.for_user(user_id)
     context: dict[str, Any] = {"details": details}
@@ -218,10 +213,8 @@ def account(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def billing_portal(request: HttpRequest) -> HttpResponse:
+def billing_portal(request: HttpRequest, user_id: str) -> HttpResponse:
     """Open Stripe's billing portal for the user (the fake's local portal in fake mode)."""
-    user_id = _user_id(request)
-    assert user_id is not None
     services = billing()
     try:
         url = services.checkout.open_billing_portal(user_id, _absolute(request, "account"))
@@ -287,11 +280,9 @@ def _customer_id(user_id: str) -> str | None:
 
 
 @login_required
-def fake_portal(request: HttpRequest) -> HttpResponse:
+def fake_portal(request: HttpRequest, user_id: str) -> HttpResponse:
     """Plays the billing portal: the user's subscriptions at the fake, cancel or resume."""
     fake = _fake()
-    user_id = _user_id(request)
-    assert user_id is not None
     customer_id = _customer_id(user_id)
     owned = fake.subscription_ids(customer_id) if customer_id is not None else []
     if request.method == "POST":
@@ -324,11 +315,9 @@ def _fake_subscription(json: dict[str, Any]) -> dict[str, Any]:
 
 @require_POST
 @login_required
-def fake_clock(request: HttpRequest) -> HttpResponse:
+def fake_clock(request: HttpRequest, user_id: str) -> HttpResponse:
     """Demo controls: move the fake's time (renewals happen) or make the next payment fail."""
     fake = _fake()
-    user_id = _user_id(request)
-    assert user_id is not None
     action = request.POST.get("action")
     if action == "advance":
         days = request.POST.get("days", "")
