@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Model, Q, QuerySet
 from django.db.transaction import Atomic
 
 from billingkit.domain import (
@@ -233,25 +233,25 @@ class _DjangoUnitOfWork(UnitOfWork):
         with transaction.atomic(using=self._alias):
             yield
 
-    def _inserted(self, model: type[Any], row: dict[str, Any]) -> bool:
+    def _inserted(self, model: type[Model], row: dict[str, Any]) -> bool:
         """INSERT ``row``; ``False`` (nothing written) when a unique key already holds it."""
         try:
             with self._savepoint():
-                model.objects.using(self._alias).create(**row)
+                model._default_manager.using(self._alias).create(**row)
         except IntegrityError:
             return False
         return True
 
-    def _customers(self) -> Any:
+    def _customers(self) -> QuerySet[StoredCustomer]:
         return StoredCustomer.objects.using(self._alias)
 
-    def _subscriptions(self) -> Any:
+    def _subscriptions(self) -> QuerySet[StoredSubscription]:
         return StoredSubscription.objects.using(self._alias)
 
-    def _checkouts(self) -> Any:
+    def _checkouts(self) -> QuerySet[StoredCheckout]:
         return StoredCheckout.objects.using(self._alias)
 
-    def _events(self) -> Any:
+    def _events(self) -> QuerySet[StoredEvent]:
         return StoredEvent.objects.using(self._alias)
 
     # -------------------------------------------------------------------------- customers
