@@ -82,3 +82,10 @@ def test_units_of_work_do_not_nest_on_one_thread(
     with repository.unit_of_work() as uow:
         assert uow.get_subscription("sub_outer") is not None
         assert uow.get_subscription("sub_after") is not None
+
+
+def test_the_committed_migrations_match_the_models(django_project: object) -> None:
+    from django.core.management import call_command
+
+    # exits with status 1 when a model change has no migration
+    call_command("makemigrations", "billingstore", check=True, dry_run=True, verbosity=0)
