@@ -19,6 +19,11 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from examples.flask_app.billing import (
+    DEFAULT_PLANS_FILE,
+    build_billing,
+    current_billing,
+)
 from flask import (
     Blueprint,
     Flask,
@@ -44,12 +49,6 @@ from billingkit.errors import (
     InvalidInputError,
     NoCustomerError,
     PricesUnavailableError,
-)
-
-from examples.flask_app.billing import (
-    DEFAULT_PLANS_FILE,
-    build_billing,
-    current_billing,
 )
 
 __all__ = ["create_app", "settings_from_env", "shop"]

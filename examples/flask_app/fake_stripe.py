@@ -19,10 +19,13 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from examples.flask_app.app import login_required
+from examples.flask_app.billing import current_billing
 from flask import (
     Blueprint,
     abort,
@@ -39,9 +42,6 @@ from werkzeug.wrappers import Response as BaseResponse
 from billingkit.domain import from_timestamp
 from billingkit.errors import GatewayCardError, GatewayError
 from billingkit.testing import Delivery, FakeStripeGateway
-
-from examples.flask_app.app import login_required
-from examples.flask_app.billing import current_billing
 
 __all__ = ["DeliveryReport", "deliver_pending", "fake_stripe"]
 
@@ -75,10 +75,11 @@ def deliver_pending() -> list[DeliveryReport]:
     kept.extend(reports)
     del kept[:-50]
     if reports:
-        answers = sorted({f"{r.status} {r.outcome}" for r in reports})
+        answers = Counter(f"{r.status} {r.outcome}".strip() for r in reports)
+        plural = "s" if len(reports) > 1 else ""
         flash(
-            f"Stripe delivered {len(reports)} signed events to /webhooks/stripe "
-            f"({', '.join(answers)})."
+            f"Stripe delivered {len(reports)} signed event{plural} to /webhooks/stripe: "
+            + ", ".join(f"{answer} ({count})" for answer, count in sorted(answers.items()))
         )
     return reports
 

@@ -6,6 +6,9 @@ the demo's own settings module with three changes: the SQLite database is a file
 temporary directory, Stripe is the fake (API key and webhook secret blanked), and the fake's
 events are queued for the test to deliver through the test client. It also declares a
 ``postgres`` database alias whose database is created only by ``django_postgres``.
+
+Flask (examples/flask_app): ``make_flask_app`` builds apps from ``create_app`` on the fake
+Stripe with SQLite in the test's temporary directory, and closes them afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +103,30 @@ def clear_billing_tables(django_project: Path) -> Callable[[str], None]:
             model.objects.using(alias).all().delete()
 
     return clear
+
+
+# --------------------------------------------------------------------------- Flask
+
+
+@pytest.fixture
+def make_flask_app(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build examples/flask_app apps on the fake Stripe, SQLite under ``tmp_path``.
+
+    Call it with setting overrides (e.g. ``FAKE_DELIVERY="http"``); every app built is
+    closed after the test.
+    """
+    from examples.flask_app import create_app
+    from examples.flask_app.walkthrough import fake_mode_settings
+
+    built: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        folder = tmp_path / f"flask{len(built)}"
+        folder.mkdir()
+        app = create_app(fake_mode_settings(folder, **overrides))
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        app.extensions["billing"].close()

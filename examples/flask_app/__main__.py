@@ -1,0 +1,7 @@
+"""``python -m examples.flask_app [--port N] [--walkthrough]``: see ``run.py``."""
+
+import sys
+
+from examples.flask_app.run import main
+
+sys.exit(main())

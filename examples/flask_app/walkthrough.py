@@ -1,0 +1,297 @@
+"""The whole subscription flow, headless: ``python -m examples.flask_app --walkthrough``.
+
+A :class:`Browser` drives the app through Flask's test client the way a person would (forms,
+redirects, the fake Stripe's pages) and reads only what the pages show. Every step prints
+what it saw and checks it; a failed check stops the run with exit status 1.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from examples.flask_app.app import create_app
+from examples.flask_app.billing import current_billing
+from flask import Flask
+from werkzeug.test import TestResponse
+
+__all__ = ["STEPS", "Browser", "WalkthroughFailed", "fake_mode_settings", "run"]
+
+#: The fake Stripe's start time in the walkthrough, so its output is the same on every run.
+WALKTHROUGH_START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+_FACT = re.compile(r'<dd id="([^"]+)">(.*?)</dd>', re.DOTALL)
+_FLASH = re.compile(r'<p class="flash">(.*?)</p>', re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+class WalkthroughFailed(AssertionError):
+    """A page did not show what the walkthrough expected."""
+
+
+def expect(condition: bool, message: str) -> None:
+    """Raise :class:`WalkthroughFailed` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise WalkthroughFailed(message)
+
+
+def _text(fragment: str) -> str:
+    return " ".join(html.unescape(_TAG.sub("", fragment)).split())
+
+
+def fake_mode_settings(database_dir: str | Path, **overrides: Any) -> dict[str, Any]:
+    """Settings for a headless run: the fake Stripe, SQLite in ``database_dir``."""
+    return {
+        "TESTING": True,
+        "STRIPE_API_KEY": "",
+        "STRIPE_WEBHOOK_SECRET": "",
+        "BILLING_DATABASE_URL": f"sqlite:///{Path(database_dir) / 'billing.sqlite3'}",
+        "FAKE_DELIVERY": "test_client",
+        "FAKE_START": WALKTHROUGH_START,
+        **overrides,
+    }
+
+
+class Browser:
+    """A person using the app, through Flask's test client (cookies kept, redirects followed)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.client = app.test_client()
+        self.page: TestResponse | None = None
+
+    def get(self, path: str, *, status: int = 200) -> TestResponse:
+        """Open ``path`` (following redirects) and expect ``status``."""
+        return self._check(self.client.get(path, follow_redirects=True), status, f"GET {path}")
+
+    def submit(self, path: str, *, status: int = 200, **form: str) -> TestResponse:
+        """Submit a form to ``path`` with the session's form token, following redirects."""
+        with self.client.session_transaction() as session:
+            token = session.get("csrf_token")
+        if token is None:
+            self.client.get("/login")  # renders a form: the session gets its token
+            with self.client.session_transaction() as session:
+                token = session["csrf_token"]
+        answer = self.client.post(
+            path, data={**form, "csrf_token": token}, follow_redirects=True
+        )
+        return self._check(answer, status, f"POST {path}")
+
+    def _check(self, answer: TestResponse, status: int, what: str) -> TestResponse:
+        expect(answer.status_code == status, f"{what} answered {answer.status_code}, not {status}")
+        self.page = answer
+        return answer
+
+    @property
+    def path(self) -> str:
+        """The path of the page the browser is on."""
+        assert self.page is not None
+        return self.page.request.path
+
+    def facts(self) -> dict[str, str]:
+        """The page's ``<dd id=...>`` facts as text, by id."""
+        assert self.page is not None
+        return {key: _text(value) for key, value in _FACT.findall(self.page.text)}
+
+    def flashes(self) -> list[str]:
+        """The page's flash messages."""
+        assert self.page is not None
+        return [_text(message) for message in _FLASH.findall(self.page.text)]
+
+    def account(self) -> dict[str, str]:
+        """Open the account page and return its facts."""
+        self.get("/account")
+        return self.facts()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One titled step: it acts, checks, and returns a line saying what it saw."""
+
+    title: str
+    run: Callable[[Browser], str]
+
+
+def _date(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M UTC").replace(tzinfo=timezone.utc)
+
+
+def _delivered(browser: Browser) -> str:
+    """The page's delivery report; every delivered event must have been answered 200."""
+    reports = [m for m in browser.flashes() if m.startswith("Stripe delivered")]
+    expect(len(reports) == 1, f"expected one delivery report, got {reports}")
+    answers = reports[0].partition(": ")[2].split(", ")
+    failed = [answer for answer in answers if not re.fullmatch(r"200 \w+ \(\d+\)", answer)]
+    expect(not failed, f"deliveries not answered 200: {failed}")
+    return reports[0]
+
+
+def pricing(browser: Browser) -> str:
+    page = browser.get("/pricing").text
+    plans = re.findall(r'id="plan-([^"]+)"', page)
+    expect(plans == ["free", "pro", "team"], f"plans on the pricing page: {plans}")
+    amounts = [_text(a) for a in re.findall(r'<span class="price">(.*?)</span>', page)]
+    expect(amounts == ["12.00 USD", "120.00 USD", "49.00 USD"], f"prices shown: {amounts}")
+    return f"plans free, pro, team; prices {', '.join(amounts)}"
+
+
+def log_in(browser: Browser) -> str:
+    browser.submit("/login", email="ada@example.com")
+    facts = browser.facts()
+    expect(browser.path == "/account", f"after login the browser is on {browser.path}")
+    expect(facts.get("plan") == "Free" and facts.get("access") == "granted", f"{facts}")
+    return f"ada@example.com is on the {facts['plan']} plan, access {facts['access']}"
+
+
+def subscribe(browser: Browser) -> str:
+    browser.submit("/checkout", plan="pro", interval="month")
+    expect(browser.path.startswith("/fake-stripe/checkout/cs_"), f"on {browser.path}")
+    expect(browser.facts().get("checkout-status") == "open", "the session is not open")
+    return f"start_checkout redirected to the fake Checkout page {browser.path}"
+
+
+def pay(browser: Browser) -> str:
+    browser.submit(browser.path + "/pay")
+    facts = browser.facts()
+    expect(browser.path == "/checkout/success", f"after paying the browser is on {browser.path}")
+    expect(facts.get("checkout-status") == "complete / paid", f"checkout: {facts}")
+    expect(facts.get("subscription-status") == "active", f"subscription: {facts}")
+    status = facts["checkout-status"]
+    return f"{_delivered(browser)}\nconfirm_checkout: {status}, subscription active"
+
+
+def active_account(browser: Browser) -> str:
+    facts = browser.account()
+    expected = {"plan": "Pro", "status": "active", "access": "granted"}
+    expect(all(facts.get(k) == v for k, v in expected.items()), f"account: {facts}")
+    expect(facts.get("features") == "projects, exports", f"features: {facts.get('features')}")
+    expect("renews" in facts, "no renewal date shown")
+    return (
+        f"plan Pro, status active, access granted, renews {facts['renews']}\n"
+        f"features: {facts['features']}"
+    )
+
+
+def _clock(browser: Browser, action: str) -> str:
+    browser.submit("/fake-stripe/clock", action=action)
+    return _delivered(browser) if action in ("renewal", "4d", "1d", "7d") else ""
+
+
+def renewal(browser: Browser) -> str:
+    before = _date(browser.account()["renews"])
+    delivered = _clock(browser, "renewal")
+    facts = browser.account()
+    expect(facts.get("status") == "active", f"after the renewal: {facts}")
+    after = _date(facts["renews"])
+    expect(after > before, f"renewal date did not move ({before} -> {after})")
+    return f"{delivered}\nstill active; renews {facts['renews']}"
+
+
+def failed_payment(browser: Browser) -> str:
+    _clock(browser, "card_declines")
+    delivered = _clock(browser, "renewal")
+    facts = browser.account()
+    expect(facts.get("status") == "past_due", f"after a declined renewal: {facts}")
+    expect(facts.get("access") == "granted", f"past_due within the grace period: {facts}")
+    return f"{delivered}\npast_due; access still granted (grace period)"
+
+
+def grace_over(browser: Browser) -> str:
+    delivered = _clock(browser, "4d")
+    facts = browser.account()
+    expect(facts.get("status") == "past_due", f"after the retry failed: {facts}")
+    expect(facts.get("access") == "not granted", f"past_due after the grace period: {facts}")
+    expect(facts.get("features") == "none", f"features without access: {facts}")
+    return f"{delivered}\npast_due; access not granted; features none"
+
+
+def fix_card(browser: Browser) -> str:
+    browser.submit("/billing/portal")
+    expect(browser.path == "/fake-stripe/portal", f"the portal button led to {browser.path}")
+    browser.submit("/fake-stripe/portal", action="update_card")
+    delivered = _delivered(browser)
+    facts = browser.account()
+    expect(facts.get("status") == "active" and facts.get("access") == "granted", f"{facts}")
+    return f"{delivered}\nactive again; access granted"
+
+
+def cancel_at_period_end(browser: Browser) -> str:
+    browser.submit("/billing/portal")
+    browser.submit("/fake-stripe/portal", action="cancel_at_period_end")
+    delivered = _delivered(browser)
+    facts = browser.account()
+    expect(facts.get("status") == "active", f"until the period ends: {facts}")
+    expect("ends" in facts and "renews" not in facts, f"no end date shown: {facts}")
+    return f"{delivered}\nstill active; ends {facts['ends']}"
+
+
+def period_end(browser: Browser) -> str:
+    delivered = _clock(browser, "renewal")
+    facts = browser.account()
+    expected = {"plan": "Free", "status": "no subscription", "access": "granted"}
+    expect(all(facts.get(k) == v for k, v in expected.items()), f"after the period: {facts}")
+    return f"{delivered}\nsubscription canceled: back on the Free plan"
+
+
+def bad_signature(browser: Browser) -> str:
+    answer = browser.client.post(
+        "/webhooks/stripe",
+        data=b'{"id": "evt_forged", "object": "event"}',
+        headers={"Stripe-Signature": "t=1,v1=00", "Content-Type": "application/json"},
+    )
+    expect(answer.status_code == 400, f"a forged webhook got {answer.status_code}")
+    with current_billing_of(browser.app).repository.unit_of_work() as uow:
+        expect(uow.get_event("evt_forged") is None, "the forged event was stored")
+    return "a forged webhook is answered 400 and nothing is stored"
+
+
+def current_billing_of(app: Flask) -> Any:
+    """The app's :class:`~examples.flask_app.billing.Billing` (outside a request)."""
+    with app.app_context():
+        return current_billing()
+
+
+STEPS: tuple[Step, ...] = (
+    Step("Open the pricing page", pricing),
+    Step("Log in", log_in),
+    Step("Subscribe to Pro, monthly", subscribe),
+    Step("Pay on the fake Checkout page", pay),
+    Step("The account page shows the plan", active_account),
+    Step("A month later: the renewal is paid", renewal),
+    Step("The card declines at the next renewal", failed_payment),
+    Step("Four days later the retry fails too", grace_over),
+    Step("Update the card in the billing portal", fix_card),
+    Step("Cancel at the end of the period", cancel_at_period_end),
+    Step("The period ends", period_end),
+    Step("A forged webhook", bad_signature),
+)
+
+
+def run(out: TextIO = sys.stdout, overrides: Mapping[str, Any] | None = None) -> int:
+    """Run every step against a fresh app; 0 if all passed, 1 at the first failed check."""
+    with tempfile.TemporaryDirectory(prefix="billingkit-flask-walkthrough-") as folder:
+        app = create_app(fake_mode_settings(folder, **(overrides or {})))
+        billing = current_billing_of(app)
+        try:
+            print("billingkit Flask example, headless (Flask test client, fake Stripe)", file=out)
+            print(f"database: {app.config['BILLING_DATABASE_URL']}", file=out)
+            browser = Browser(app)
+            for number, step in enumerate(STEPS, 1):
+                try:
+                    seen = step.run(browser)
+                except WalkthroughFailed as failure:
+                    print(f"{number:2}. {step.title}: FAILED: {failure}", file=out)
+                    return 1
+                print(f"{number:2}. {step.title}", file=out)
+                for line in seen.splitlines():
+                    print(f"    {line}", file=out)
+            print(f"All {len(STEPS)} steps passed.", file=out)
+            return 0
+        finally:
+            billing.close()
