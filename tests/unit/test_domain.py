@@ -180,3 +180,11 @@ def test_subscription_refuses_naive_datetimes_and_normalises_to_utc() -> None:
 def test_timestamps_round_trip() -> None:
     assert to_timestamp(from_timestamp(1_767_225_600)) == 1_767_225_600
     assert from_timestamp(0) == datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def test_enums_print_as_their_stripe_values() -> None:
+    from billingkit import EventStatus, Interval, SubscriptionStatus
+
+    assert str(SubscriptionStatus.PAST_DUE) == "past_due"
+    assert f"{Interval.MONTH}" == "month"
+    assert str(EventStatus.PROCESSED) == "processed"

@@ -35,6 +35,9 @@ class SubscriptionStatus(str, Enum):
     UNPAID = "unpaid"
     PAUSED = "paused"
 
+    def __str__(self) -> str:
+        return self.value
+
     @property
     def is_terminal(self) -> bool:
         """A terminal subscription never changes status again."""
@@ -121,6 +124,9 @@ class EventStatus(str, Enum):
     IGNORED = "ignored"  # no handler for its type
     STALE = "stale"  # older than the stored state; nothing changed
     FAILED = "failed"  # its effects were rolled back; a redelivery is processed again
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class EventRecord(Value):

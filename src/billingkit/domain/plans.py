@@ -25,6 +25,9 @@ class Interval(str, Enum):
     YEAR = "year"
     ONE_TIME = "one_time"
 
+    def __str__(self) -> str:
+        return self.value
+
 
 class PriceRef(Value):
     """Where a plan's price lives in Stripe: exactly one of a price id or a lookup key.
