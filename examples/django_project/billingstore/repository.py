@@ -64,7 +64,7 @@ _R = TypeVar("_R")
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 _RECLAIMABLE = [EventStatus.FAILED.value, EventStatus.PENDING.value]
 _FAILABLE = [*_RECLAIMABLE, EventStatus.PROCESSING.value]
-_INSERT_RACE_RETRIES = 3
+_RACE_RETRIES = 5
 
 _SUBSCRIPTION_FIELDS = [f.name for f in StoredSubscription._meta.concrete_fields]
 _CHECKOUT_FIELDS = [f.name for f in StoredCheckout._meta.concrete_fields]
@@ -330,7 +330,7 @@ class _DjangoUnitOfWork(UnitOfWork):
         )
         if subscription.status not in TERMINAL_STATUSES:
             newer &= ~Q(status__in=_TERMINAL)
-        for _ in range(_INSERT_RACE_RETRIES):
+        for _ in range(_RACE_RETRIES):
             if self._subscriptions().filter(newer, id=subscription.id).update(**values) == 1:
                 return SaveOutcome.WRITTEN
             current = (
@@ -342,8 +342,12 @@ class _DjangoUnitOfWork(UnitOfWork):
             if current is None:
                 if self._inserted(StoredSubscription, row):
                     return SaveOutcome.WRITTEN
-                continue  # a concurrent insert won: decide against its row
-            return _declined(current[0], current[1], subscription, allow_tie)
+                continue  # a concurrent insert won: try the conditional update on its row
+            outcome = _decide(current[0], current[1], subscription, allow_tie)
+            if outcome is not SaveOutcome.WRITTEN:
+                return outcome
+            # The row was inserted (or replaced) by another transaction after the update
+            # looked and it is older than ours: run the conditional update again.
         raise RepositoryUnavailableError(
             f"could not save subscription {subscription.id!r}: it kept changing; retry"
         )
@@ -431,15 +435,16 @@ class _DjangoUnitOfWork(UnitOfWork):
         return [_event(row) for row in query.values(*_EVENT_FIELDS)[:limit]]
 
 
-def _declined(
+def _decide(
     stored_status: str, stored_watermark: int, new: Subscription, allow_tie: bool
 ) -> SaveOutcome:
-    """Why the conditional write of ``new`` over a stored row wrote nothing."""
+    """The port's rule for writing ``new`` over a stored row (no row: always written)."""
     if SubscriptionStatus(stored_status) in TERMINAL_STATUSES and (
         new.status not in TERMINAL_STATUSES
     ):
         return SaveOutcome.STALE
+    if new.watermark < stored_watermark:
+        return SaveOutcome.STALE
     if new.watermark == stored_watermark and not allow_tie:
         return SaveOutcome.TIE
-    # The row changed between the declined update and this read: it can only be newer.
-    return SaveOutcome.STALE
+    return SaveOutcome.WRITTEN
