@@ -40,9 +40,12 @@ def create_engine(
       by default: a ledger entry acknowledged to Stripe must survive a power cut), and
       :func:`configure_sqlite_engine`'s transaction handling. An in-memory database is one
       connection shared by every thread of the process (units of work take turns).
-    * PostgreSQL / MySQL / MariaDB: ``pool_pre_ping`` so connections that died while idle
-      are replaced instead of failing the next webhook; MySQL/MariaDB run at
-      ``READ COMMITTED`` (billingkit's row locks then take no gap locks).
+    * PostgreSQL / MySQL / MariaDB: MySQL/MariaDB run at ``READ COMMITTED`` (billingkit's
+      row locks then take no gap locks). No ``pool_pre_ping``: it costs a round trip on
+      every checkout, and ``SqlAlchemyRepository`` does not need it (a pooled connection
+      that died while idle is replaced when the unit of work's first statement finds it
+      dead, before anything was done in it). Pass ``pool_pre_ping=True`` if the app also
+      uses this engine for its own work and wants that check there.
 
     Extra keyword arguments go to :func:`sqlalchemy.create_engine`.
     """
@@ -53,7 +56,6 @@ def create_engine(
     if busy_timeout <= 0:
         raise ConfigurationError("busy_timeout must be positive")
     if parsed.get_backend_name() != "sqlite":
-        engine_kwargs.setdefault("pool_pre_ping", True)
         if parsed.get_backend_name() in ("mysql", "mariadb"):
             # No gap locks: concurrent first inserts of one subscription cannot deadlock.
             engine_kwargs.setdefault("isolation_level", "READ COMMITTED")

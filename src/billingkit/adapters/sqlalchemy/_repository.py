@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy
-from sqlalchemy import URL, Connection, Engine, Row, Table, and_, func, or_, select, update
+from sqlalchemy import URL, Connection, Engine, Row, Table, func, or_, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import RootTransaction
 from sqlalchemy.engine.base import NestedTransaction
@@ -30,6 +30,13 @@ from billingkit.adapters.sqlalchemy._schema import (
     EVENTS,
     SUBSCRIPTIONS,
     metadata,
+)
+from billingkit.adapters.sqlalchemy._statements import (
+    EVENT_COLUMNS,
+    RECLAIMABLE,
+    SUBSCRIPTION_COLUMNS,
+    HotStatements,
+    hot_statements,
 )
 from billingkit.domain import (
     TERMINAL_STATUSES,
@@ -53,9 +60,7 @@ __all__ = ["SqlAlchemyRepository"]
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-_TERMINAL = [status.value for status in TERMINAL_STATUSES]
-_RECLAIMABLE = [EventStatus.FAILED.value, EventStatus.PENDING.value]
-_FAILABLE = [*_RECLAIMABLE, EventStatus.PROCESSING.value]
+_FAILABLE = [*RECLAIMABLE, EventStatus.PROCESSING.value]
 _MYSQL_DUPLICATE_KEY = 1062
 _SUPPORTED = ("sqlite", "postgresql", "mysql", "mariadb")
 
@@ -117,7 +122,8 @@ def _aware(moment: datetime, name: str) -> datetime:
 
 
 def _subscription_row(sub: Subscription) -> dict[str, Any]:
-    row = sub.model_dump()
+    # The value's own attributes, one per column (a model_dump() would copy and walk them).
+    row = {name: getattr(sub, name) for name in SUBSCRIPTION_COLUMNS}
     row["status"] = SubscriptionStatus(sub.status).value
     row["metadata"] = dict(sub.metadata)
     return row
@@ -142,7 +148,7 @@ def _event(row: Row[Any]) -> EventRecord:
 
 
 def _event_row(record: EventRecord, **changes: Any) -> dict[str, Any]:
-    row = record.model_dump()
+    row = {name: getattr(record, name) for name in EVENT_COLUMNS}
     row["status"] = EventStatus(record.status).value
     row.update(changes)
     return row
@@ -180,6 +186,11 @@ class SqlAlchemyRepository(Repository):
     ``BEGIN IMMEDIATE``; on MySQL/MariaDB ``READ COMMITTED``), unless the repository is bound
     to a connection of the app (:meth:`for_connection`, :meth:`using`): then it runs inside
     the app's transaction, in a SAVEPOINT, and never commits the app's transaction.
+
+    A pooled server connection that died while idle (server restart, idle timeout) is
+    replaced without a ``pool_pre_ping`` round trip per unit of work: if the unit of work's
+    first statement finds the connection gone, nothing has been done in that transaction
+    yet, so it is re-run once on a fresh connection.
 
     The tables must exist: run the shipped migrations
     (:func:`~billingkit.adapters.sqlalchemy.upgrade`) or, for tests and quick starts,
@@ -222,9 +233,10 @@ class SqlAlchemyRepository(Repository):
             f"billingkit_repository_{id(self)}", default=None
         )
         self._local = threading.local()
-        self._current: ContextVar[Connection | None] = ContextVar(
+        self._current: ContextVar[_SqlUnitOfWork | None] = ContextVar(
             f"billingkit_unit_of_work_{id(self)}", default=None
         )
+        self._sql: HotStatements = hot_statements(self._dialect)
 
     # ------------------------------------------------------------------------ construction
 
@@ -266,10 +278,11 @@ class SqlAlchemyRepository(Repository):
         tables: what they write through this connection commits or rolls back together with
         the event. Raises :class:`~billingkit.errors.RepositoryError` outside a unit of work.
         """
-        connection = self._current.get()
-        if connection is None:
+        uow = self._current.get()
+        if uow is None or uow._conn is None:
             raise RepositoryError("no unit of work of this repository is open here")
-        return connection
+        uow._fresh = False  # the app may now have sent statements of its own
+        return uow._conn
 
     @property
     def engine(self) -> Engine:
@@ -314,13 +327,17 @@ class _SqlUnitOfWork(UnitOfWork):
     def __init__(self, repository: SqlAlchemyRepository, connection: Connection | None) -> None:
         self._repo = repository
         self._dialect = repository._dialect
+        self._sql = repository._sql
         self._given = connection
         self._conn: Connection | None = None
         self._trans: RootTransaction | NestedTransaction | None = None
         self._state = _NEW
         self._owner: int | None = None
         self._locked = False
-        self._token: Token[Connection | None]
+        #: Nothing was sent yet on a pooled server connection of our own: its first
+        #: statement may be re-run on a fresh connection if this one turns out dead.
+        self._fresh = False
+        self._token: Token[_SqlUnitOfWork | None]
 
     # -------------------------------------------------------------------------- lifecycle
 
@@ -344,22 +361,14 @@ class _SqlUnitOfWork(UnitOfWork):
                 raise _translate(exc, "begin") from exc
             raise
         local.open = True
-        self._token = self._repo._current.set(self._conn)
+        self._token = self._repo._current.set(self)
         self._state = _OPEN
         self._owner = threading.get_ident()
         return self
 
     def _begin(self) -> None:
         if self._given is None:
-            conn = self._repo._engine.connect()
-            self._conn = conn
-            if self._dialect == "mysql" and not self._repo._owns_engine:
-                # Our own MySQL engines are READ COMMITTED already (see create_engine).
-                conn = conn.execution_options(isolation_level="READ COMMITTED")
-            elif self._dialect == "sqlite":
-                conn = conn.execution_options(**{IMMEDIATE_OPTION: True})
-            self._trans = conn.begin()
-            self._sqlite_write_lock(conn)
+            self._begin_own()
             return
         conn = self._given
         self._conn = conn
@@ -369,6 +378,21 @@ class _SqlUnitOfWork(UnitOfWork):
         else:
             self._trans = conn.begin()
             self._sqlite_write_lock(conn)
+
+    def _begin_own(self) -> None:
+        """Begin a transaction on a connection of the repository's pool."""
+        conn = self._repo._engine.connect()
+        self._conn = conn
+        if self._dialect == "mysql" and not self._repo._owns_engine:
+            # Our own MySQL engines are READ COMMITTED already (see create_engine).
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
+        elif self._dialect == "sqlite":
+            conn = conn.execution_options(**{IMMEDIATE_OPTION: True})
+        self._trans = conn.begin()
+        self._sqlite_write_lock(conn)
+        # PostgreSQL and MySQL send BEGIN with the first statement: until then the
+        # transaction is empty and a dead connection can be swapped for a live one.
+        self._fresh = self._dialect != "sqlite"
 
     def _sqlite_write_lock(self, conn: Connection) -> None:
         """On an engine left in pysqlite's default mode, take the write lock ourselves."""
@@ -426,19 +450,40 @@ class _SqlUnitOfWork(UnitOfWork):
         """The connection this unit of work runs on (to write app tables atomically)."""
         self._check()
         assert self._conn is not None
+        self._fresh = False  # the app may now have sent statements of its own
         return self._conn
 
     # ------------------------------------------------------------------------ SQL helpers
 
     def _execute(self, statement: Any, parameters: Any = None) -> Any:
+        conn = self._conn
+        assert conn is not None
+        if not self._fresh:
+            return conn.execute(statement, parameters)
+        self._fresh = False
+        try:
+            return conn.execute(statement, parameters)
+        except sqlalchemy.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        # The pooled connection was dead before this transaction did anything (SQLAlchemy
+        # has invalidated it and the pool's older connections): run it on a fresh one.
+        self._trans = None
+        with suppress(sqlalchemy.exc.SQLAlchemyError):
+            conn.close()
+        self._conn = None
+        self._begin_own()
+        self._fresh = False
         assert self._conn is not None
         return self._conn.execute(statement, parameters)
 
-    def _count(self, statement: Any) -> int:
-        """Execute a DML statement and return how many rows it wrote."""
-        assert self._conn is not None
-        result = self._conn.execute(statement.execution_options(preserve_rowcount=True))
-        return int(result.rowcount)
+    def _count(self, statement: Any, parameters: Any = None) -> int:
+        """Execute a DML statement and return how many rows it wrote.
+
+        ``statement`` must carry the ``preserve_rowcount`` execution option if it is not an
+        UPDATE or DELETE (the prebuilt statements do).
+        """
+        return int(self._execute(statement, parameters).rowcount)
 
     def _insert_unless_conflict(self, table: Table, row: Mapping[str, Any]) -> bool:
         """INSERT ``row``; ``False`` (nothing written) if a unique key already holds it."""
@@ -452,7 +497,8 @@ class _SqlUnitOfWork(UnitOfWork):
                 raise
             return True
         insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        return self._count(insert(table).values(row).on_conflict_do_nothing()) == 1
+        statement = insert(table).values(row).on_conflict_do_nothing()
+        return self._count(statement.execution_options(preserve_rowcount=True)) == 1
 
     def _upsert_where(
         self,
@@ -469,7 +515,7 @@ class _SqlUnitOfWork(UnitOfWork):
         key = [column.name for column in table.primary_key.columns]
         statement = insert(table).values(row)
         statement = statement.on_conflict_do_update(index_elements=key, set_=set_, where=where)
-        return self._count(statement) == 1
+        return self._count(statement.execution_options(preserve_rowcount=True)) == 1
 
     # -------------------------------------------------------------------------- customers
 
@@ -482,9 +528,7 @@ class _SqlUnitOfWork(UnitOfWork):
     @override
     @_operation
     def customer_by_id(self, customer_id: str) -> CustomerLink | None:
-        row = self._execute(
-            select(CUSTOMERS).where(CUSTOMERS.c.customer_id == customer_id)
-        ).first()
+        row = self._execute(self._sql.customer_by_id, {"b_id": customer_id}).first()
         return None if row is None else _link(row)
 
     @override
@@ -529,9 +573,7 @@ class _SqlUnitOfWork(UnitOfWork):
     @override
     @_operation
     def get_subscription(self, subscription_id: str) -> Subscription | None:
-        row = self._execute(
-            select(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.id == subscription_id)
-        ).first()
+        row = self._execute(self._sql.get_subscription, {"b_id": subscription_id}).first()
         return None if row is None else _subscription(row)
 
     @override
@@ -558,23 +600,12 @@ class _SqlUnitOfWork(UnitOfWork):
         row = _subscription_row(subscription)
         if self._dialect == "mysql":
             return self._save_subscription_locked(subscription, row, allow_tie)
-        table = SUBSCRIPTIONS
-        stored = table.c
-        newer = (
-            stored.watermark <= subscription.watermark
-            if allow_tie
-            else stored.watermark < subscription.watermark
-        )
-        if subscription.status not in TERMINAL_STATUSES:
-            newer = and_(newer, stored.status.not_in(_TERMINAL))
-        set_: dict[str, Any] = {name: value for name, value in row.items() if name != "id"}
-        set_["user_id"] = func.coalesce(row["user_id"], stored.user_id)
-        set_["plan_key"] = func.coalesce(row["plan_key"], stored.plan_key)
-        if self._upsert_where(table, row, set_, newer):
+        # One statement: INSERT, or UPDATE only if the stored row is older (see _statements).
+        terminal = subscription.status in TERMINAL_STATUSES
+        upsert = self._sql.save_subscription[allow_tie, terminal]
+        if self._count(upsert, row) == 1:
             return SaveOutcome.WRITTEN
-        current = self._execute(
-            select(stored.status, stored.watermark).where(stored.id == subscription.id)
-        ).one()
+        current = self._execute(self._sql.subscription_state, {"b_id": subscription.id}).one()
         outcome = _decide(current.status, current.watermark, subscription, allow_tie)
         # The conditional write declined, so the row it saw was not older; what it holds now
         # can only be newer still.
@@ -656,21 +687,30 @@ class _SqlUnitOfWork(UnitOfWork):
     @_operation
     def claim_event(self, record: EventRecord) -> ClaimOutcome:
         row = _event_row(record, status=EventStatus.PROCESSING.value)
-        if self._insert_unless_conflict(EVENTS, row):
+        if self._claim(row):
             return ClaimOutcome.CLAIMED
         if self._dialect == "mysql":
             # The failed INSERT left a shared lock on the row; asking for an exclusive one
             # while other duplicates hold theirs would deadlock. Most duplicates are finished
             # events: a plain read settles those without any further lock.
             status = self._execute(select(EVENTS.c.status).where(EVENTS.c.id == record.id))
-            if status.scalar_one_or_none() not in _RECLAIMABLE:
+            if status.scalar_one_or_none() not in RECLAIMABLE:
                 return ClaimOutcome.DUPLICATE
-        result = self._execute(
-            update(EVENTS)
-            .where(EVENTS.c.id == record.id, EVENTS.c.status.in_(_RECLAIMABLE))
-            .values(status=EventStatus.PROCESSING.value, attempts=EVENTS.c.attempts + 1)
-        )
-        return ClaimOutcome.CLAIMED if result.rowcount == 1 else ClaimOutcome.DUPLICATE
+        reclaimed = self._count(self._sql.reclaim, {"b_id": record.id})
+        return ClaimOutcome.CLAIMED if reclaimed == 1 else ClaimOutcome.DUPLICATE
+
+    def _claim(self, row: Mapping[str, Any]) -> bool:
+        """INSERT the event row; ``False`` if its id is already in the ledger."""
+        if self._dialect != "mysql":
+            return self._count(self._sql.claim, row) == 1
+        try:
+            self._execute(self._sql.claim, row)
+        except sqlalchemy.exc.IntegrityError as exc:
+            # InnoDB rolls back the failed statement only, not the transaction.
+            if _is_duplicate_key(exc):
+                return False
+            raise
+        return True
 
     @override
     @_operation
@@ -682,12 +722,10 @@ class _SqlUnitOfWork(UnitOfWork):
             status = EventStatus(status)
         except ValueError:
             raise RepositoryError(f"unknown event status {status!r}") from None
-        result = self._execute(
-            update(EVENTS)
-            .where(EVENTS.c.id == event_id)
-            .values(status=status.value, processed_at=when)
+        finished = self._count(
+            self._sql.finish, {"b_id": event_id, "status": status.value, "processed_at": when}
         )
-        if result.rowcount != 1:
+        if finished != 1:
             raise RepositoryError(f"event {event_id!r} is not in the ledger")
 
     @override
