@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from billingkit.adapters.memory import InMemoryRepository
+from billingkit.composition import Billing
 from billingkit.config import AccessPolicy, BillingConfig
 from billingkit.domain import (
     CheckoutRecord,
@@ -99,6 +100,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AccessPolicy",
     "AlreadySubscribedError",
+    "Billing",
     "BillingConfig",
     "BillingDetails",
     "BillingError",

@@ -15,6 +15,7 @@ SRC = Path(billingkit.__file__).parent
 PUBLIC_API = [
     "AccessPolicy",
     "AlreadySubscribedError",
+    "Billing",
     "BillingConfig",
     "BillingDetails",
     "BillingError",

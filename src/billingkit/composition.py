@@ -1,0 +1,101 @@
+"""The optional one-line composition root: :class:`Billing` wires the four services.
+
+An app needs one :class:`~billingkit.services.catalog.PlanCatalog` (one price cache), one
+:class:`~billingkit.services.checkout.CheckoutService`, one
+:class:`~billingkit.services.webhooks.WebhookProcessor` and one
+:class:`~billingkit.services.customers.CustomerDetails`, all over the same config, gateway,
+repository and clock. :meth:`Billing.build` does exactly that::
+
+    billing = Billing.build(config, gateway, repository)
+    billing.webhooks.on(SubscriptionActivated, welcome)
+    billing.checkout.start_checkout(...)
+    billing.close()  # at shutdown: releases the repository
+
+Using it is optional: the services are public and an app may still construct them by hand
+(e.g. to pass ``PlanCatalog(failure_backoff_seconds=...)``); :class:`Billing` only saves
+writing the same wiring in every app, example and test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from billingkit.config import BillingConfig
+from billingkit.ports import Clock, Repository, StripeGateway, system_clock
+from billingkit.services.catalog import PlanCatalog
+from billingkit.services.checkout import CheckoutService
+from billingkit.services.customers import CustomerDetails
+from billingkit.services.webhooks import WebhookProcessor
+
+__all__ = ["Billing"]
+
+
+@dataclass(frozen=True, repr=False)
+class Billing:
+    """billingkit's four services, wired once over one config, gateway, repository and clock.
+
+    Build it with :meth:`build` in the app's composition root (at startup, never at import
+    time) and share it: every service is thread-safe. Register webhook hooks on
+    :attr:`webhooks` before serving requests. Constructing it directly is allowed (e.g. to
+    hold services wired by hand), but :meth:`build` is what guarantees they share one catalog
+    and one clock.
+
+    Attributes:
+        config: the app's :class:`~billingkit.config.BillingConfig`.
+        gateway: the :class:`~billingkit.ports.StripeGateway` every service talks to.
+        repository: the :class:`~billingkit.ports.Repository` every service stores into.
+        catalog: the one :class:`~billingkit.services.catalog.PlanCatalog` (price cache).
+        checkout: :class:`~billingkit.services.checkout.CheckoutService`.
+        webhooks: :class:`~billingkit.services.webhooks.WebhookProcessor`.
+        customers: :class:`~billingkit.services.customers.CustomerDetails`.
+    """
+
+    config: BillingConfig
+    gateway: StripeGateway
+    repository: Repository
+    catalog: PlanCatalog
+    checkout: CheckoutService
+    webhooks: WebhookProcessor
+    customers: CustomerDetails
+
+    @classmethod
+    def build(
+        cls,
+        config: BillingConfig,
+        gateway: StripeGateway,
+        repository: Repository,
+        *,
+        clock: Clock = system_clock,
+    ) -> Billing:
+        """Wire the four services over ``gateway`` and ``repository``, all on ``clock``.
+
+        One :class:`~billingkit.services.catalog.PlanCatalog` is shared by the other three
+        services, so the app has a single price cache that ``price.*``/``product.*`` webhooks
+        invalidate. Pass ``clock=fake.now`` with
+        :class:`~billingkit.testing.FakeStripeGateway` so the events it signs verify and
+        moving its time moves the services' time.
+
+        Raises :class:`~billingkit.errors.ConfigurationError` when ``config`` has no webhook
+        secret (from :class:`~billingkit.services.webhooks.WebhookProcessor`).
+        """
+        catalog = PlanCatalog(config, gateway, clock=clock)
+        return cls(
+            config=config,
+            gateway=gateway,
+            repository=repository,
+            catalog=catalog,
+            checkout=CheckoutService(config, gateway, repository, catalog, clock=clock),
+            webhooks=WebhookProcessor(config, repository, gateway, catalog, clock=clock),
+            customers=CustomerDetails(config, repository, catalog, clock=clock),
+        )
+
+    def close(self) -> None:
+        """Release the repository's resources (e.g. database connections); call at shutdown."""
+        self.repository.close()
+
+    def __repr__(self) -> str:
+        # Names only: the config's plans are long and adapters' state is not ours to print.
+        return (
+            f"Billing(gateway={type(self.gateway).__name__}, "
+            f"repository={type(self.repository).__name__})"
+        )
