@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Select, Update, and_, bindparam, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -38,6 +48,15 @@ TERMINAL: tuple[str, ...] = tuple(sorted(status.value for status in TERMINAL_STA
 RECLAIMABLE: tuple[str, ...] = (EventStatus.FAILED.value, EventStatus.PENDING.value)
 
 _ROWCOUNT = {"preserve_rowcount": True}
+
+
+def _fixed(values: tuple[str, ...]) -> list[ColumnElement[str]]:
+    """Constants for ``IN``: one plain bind each, so the SQL never needs re-rendering.
+
+    (``in_()`` of plain values makes an "expanding" parameter, whose SQL SQLAlchemy
+    re-renders on every execution.)
+    """
+    return [literal(value) for value in values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +105,7 @@ def hot_statements(dialect: str) -> HotStatements:
     return HotStatements(
         claim=claim.execution_options(**_ROWCOUNT),
         reclaim=sql_update(EVENTS)
-        .where(events.id == bindparam("b_id"), events.status.in_(RECLAIMABLE))
+        .where(events.id == bindparam("b_id"), events.status.in_(_fixed(RECLAIMABLE)))
         .values(status=EventStatus.PROCESSING.value, attempts=events.attempts + 1),
         finish=sql_update(EVENTS).where(events.id == bindparam("b_id")),
         get_subscription=select(SUBSCRIPTIONS).where(subs.id == bindparam("b_id")),
@@ -111,7 +130,7 @@ def _upsert_subscription(insert: Any, allow_tie: bool, terminal: bool) -> Insert
         else stored.watermark < incoming.watermark
     )
     if not terminal:
-        newer = and_(newer, stored.status.not_in(TERMINAL))
+        newer = and_(newer, stored.status.not_in(_fixed(TERMINAL)))
     upsert: Insert = statement.on_conflict_do_update(
         index_elements=[stored.id], set_=set_, where=newer
     )
