@@ -23,6 +23,7 @@ from examples.flask_app.billing import (
     DEFAULT_PLANS_FILE,
     build_billing,
     current_billing,
+    fake_gateway,
 )
 from flask import (
     Blueprint,
@@ -115,15 +116,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config["BILLING_DATABASE_URL"] = _default_database_url(app)
 
     billing = build_billing(app.config)
+    fake = fake_gateway(billing)
     app.extensions["billing"] = billing
     app.register_blueprint(shop)
-    if billing.fake is not None:
+    if fake is not None:
         from examples.flask_app.fake_stripe import fake_stripe
 
         app.register_blueprint(fake_stripe)
     app.before_request(_check_csrf)
     app.jinja_env.globals["csrf_token"] = _csrf_token
-    app.context_processor(lambda: {"user_id": session.get("user_id"), "fake": billing.fake})
+    app.context_processor(lambda: {"user_id": session.get("user_id"), "fake": fake})
     app.register_error_handler(BillingError, _billing_error)
     return app
 
@@ -275,7 +277,7 @@ def start_checkout() -> BaseResponse:
     except AlreadySubscribedError:
         flash("You already have a subscription: change or cancel it in the billing portal.")
         return redirect(url_for("shop.account"))
-    if billing.fake is not None:  # the fake's URL points at Stripe: play Checkout locally
+    if fake_gateway(billing) is not None:  # the fake's URL points at Stripe: play Checkout locally
         return redirect(url_for("fake_stripe.checkout", session_id=start.session_id), 303)
     return redirect(start.url, 303)
 
@@ -309,7 +311,7 @@ def billing_portal() -> BaseResponse:
     except NoCustomerError:
         flash("Subscribe to a plan first: the billing portal is for paying customers.")
         return redirect(url_for("shop.pricing"))
-    if billing.fake is not None:  # the fake's portal URL points at Stripe: play it locally
+    if fake_gateway(billing) is not None:  # the fake's portal URL points at Stripe: play it locally
         return redirect(url_for("fake_stripe.portal"), 303)
     return redirect(url, 303)
 

@@ -1,8 +1,10 @@
 """The composition root of the Flask example: settings in, billingkit's services out.
 
-:func:`build_billing` is the only place that builds a gateway, a repository or a service.
-:func:`~examples.flask_app.app.create_app` calls it once and keeps the result in
-``app.extensions["billing"]``; views read it with :func:`current_billing`.
+:func:`build_billing` is the only place that builds a gateway, a repository or a service:
+it chooses them from the settings and hands them to :meth:`billingkit.Billing.build`, which
+wires the four services. :func:`~examples.flask_app.app.create_app` calls it once and keeps
+the :class:`~billingkit.Billing` in ``app.extensions["billing"]``; views read it with
+:func:`current_billing`, and :func:`fake_gateway` tells whether it runs on the fake Stripe.
 
 Two modes, chosen by the settings:
 
@@ -27,26 +29,23 @@ from typing import Any
 
 from flask import current_app
 
+from billingkit import Billing
 from billingkit.adapters.sqlalchemy import SqlAlchemyRepository, upgrade
 from billingkit.config import AccessPolicy, BillingConfig
 from billingkit.domain import Interval, PlanDefinition
 from billingkit.errors import ConfigurationError
 from billingkit.ports import Clock, StripeGateway, system_clock
-from billingkit.services.catalog import PlanCatalog
-from billingkit.services.checkout import CheckoutService
-from billingkit.services.customers import CustomerDetails
 from billingkit.services.hooks import PaymentFailed, SubscriptionActivated, SubscriptionCanceled
-from billingkit.services.webhooks import WebhookProcessor
 from billingkit.testing import FakeStripeGateway
 
 __all__ = [
     "DEFAULT_PLANS_FILE",
     "FAKE_WEBHOOK_SECRET",
-    "Billing",
     "FakePrice",
     "PlansFile",
     "build_billing",
     "current_billing",
+    "fake_gateway",
     "load_plans",
     "price_env_var",
 ]
@@ -118,26 +117,8 @@ def load_plans(path: str | Path, environ: Mapping[str, str]) -> PlansFile:
     )
 
 
-@dataclass(frozen=True)
-class Billing:
-    """billingkit's services, wired once; ``fake`` is the fake Stripe in fake mode only."""
-
-    config: BillingConfig
-    gateway: StripeGateway
-    repository: SqlAlchemyRepository
-    catalog: PlanCatalog
-    checkout: CheckoutService
-    webhooks: WebhookProcessor
-    customers: CustomerDetails
-    fake: FakeStripeGateway | None = None
-
-    def close(self) -> None:
-        """Release the database connections."""
-        self.repository.close()
-
-
 def build_billing(settings: Mapping[str, Any]) -> Billing:
-    """Build every service from the app's settings (see the module docstring).
+    """Build billingkit's services from the app's settings (see the module docstring).
 
     Keys read: ``STRIPE_API_KEY``, ``STRIPE_WEBHOOK_SECRET``, ``BILLING_DATABASE_URL``,
     ``BILLING_PLANS_FILE``, ``BILLING_PAST_DUE_GRACE_DAYS`` (``None``: the plans file's),
@@ -163,7 +144,6 @@ def build_billing(settings: Mapping[str, Any]) -> Billing:
     )
 
     gateway: StripeGateway
-    fake: FakeStripeGateway | None = None
     clock: Clock = system_clock
     if api_key:
         from billingkit.adapters.stripe_sdk import StripeSdkGateway
@@ -177,21 +157,11 @@ def build_billing(settings: Mapping[str, Any]) -> Billing:
 
     repository = SqlAlchemyRepository(settings["BILLING_DATABASE_URL"])
     upgrade(repository.engine)  # the shipped migrations; safe on every start
-    catalog = PlanCatalog(config, gateway, clock=clock)
-    webhooks = WebhookProcessor(config, repository, gateway, catalog, clock=clock)
-    webhooks.on(SubscriptionActivated, _tell_activated)
-    webhooks.on(PaymentFailed, _tell_payment_failed)
-    webhooks.on(SubscriptionCanceled, _tell_canceled)
-    return Billing(
-        config=config,
-        gateway=gateway,
-        repository=repository,
-        catalog=catalog,
-        checkout=CheckoutService(config, gateway, repository, catalog, clock=clock),
-        webhooks=webhooks,
-        customers=CustomerDetails(config, repository, catalog, clock=clock),
-        fake=fake,
-    )
+    billing = Billing.build(config, gateway, repository, clock=clock)
+    billing.webhooks.on(SubscriptionActivated, _tell_activated)
+    billing.webhooks.on(PaymentFailed, _tell_payment_failed)
+    billing.webhooks.on(SubscriptionCanceled, _tell_canceled)
+    return billing
 
 
 def seed_fake_prices(fake: FakeStripeGateway, plans: PlansFile) -> None:
@@ -216,6 +186,11 @@ def current_billing() -> Billing:
     """The services of the app handling the current request."""
     billing: Billing = current_app.extensions["billing"]
     return billing
+
+
+def fake_gateway(billing: Billing) -> FakeStripeGateway | None:
+    """The fake Stripe the services run on in fake mode; ``None`` on Stripe itself."""
+    return billing.gateway if isinstance(billing.gateway, FakeStripeGateway) else None
 
 
 # Hooks run inside the event's transaction and again on a redelivery of a failed event:

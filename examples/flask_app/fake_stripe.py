@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from examples.flask_app.app import login_required
-from examples.flask_app.billing import current_billing
+from examples.flask_app.billing import current_billing, fake_gateway
 from flask import (
     Blueprint,
     abort,
@@ -111,7 +111,7 @@ def _deliver(delivery: Delivery) -> DeliveryReport:
 
 
 def _fake() -> FakeStripeGateway:
-    fake = current_billing().fake
+    fake = fake_gateway(current_billing())
     if fake is None:  # pragma: no cover - the blueprint is registered in fake mode only
         abort(404)
     return fake

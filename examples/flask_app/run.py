@@ -25,7 +25,7 @@ DEFAULT_PORT = 8000
 def serve(port: int, *, host: str = "127.0.0.1") -> None:
     """Serve the app until Ctrl+C, on ``port`` or a free one if it is taken."""
     from examples.flask_app.app import create_app
-    from examples.flask_app.billing import current_billing
+    from examples.flask_app.billing import current_billing, fake_gateway
     from werkzeug.serving import make_server
 
     app = create_app()
@@ -37,7 +37,7 @@ def serve(port: int, *, host: str = "127.0.0.1") -> None:
     except OSError as error:
         print(f"port {port} is not available ({error.strerror}); using a free port instead")
         server = make_server(host, 0, app, threaded=True)
-    mode = "the fake Stripe" if billing.fake is not None else "Stripe test mode"
+    mode = "the fake Stripe" if fake_gateway(billing) is not None else "Stripe test mode"
     print(f"billingkit Flask example on {mode}, database {app.config['BILLING_DATABASE_URL']}")
     print(f"Open http://{host}:{server.server_port}/  (Ctrl+C to stop)", flush=True)
     try:

@@ -22,6 +22,8 @@ from examples.flask_app.billing import current_billing
 from flask import Flask
 from werkzeug.test import TestResponse
 
+from billingkit import Billing
+
 __all__ = ["STEPS", "Browser", "WalkthroughFailed", "fake_mode_settings", "run"]
 
 #: The fake Stripe's start time in the walkthrough, so its output is the same on every run.
@@ -251,8 +253,8 @@ def bad_signature(browser: Browser) -> str:
     return "a forged webhook is answered 400 and nothing is stored"
 
 
-def current_billing_of(app: Flask) -> Any:
-    """The app's :class:`~examples.flask_app.billing.Billing` (outside a request)."""
+def current_billing_of(app: Flask) -> Billing:
+    """The app's :class:`~billingkit.Billing` (outside a request)."""
     with app.app_context():
         return current_billing()
 

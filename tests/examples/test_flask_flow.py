@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from examples.flask_app import create_app
-from examples.flask_app.billing import DEFAULT_PLANS_FILE, Billing, load_plans, price_env_var
+from examples.flask_app.billing import DEFAULT_PLANS_FILE, fake_gateway, load_plans, price_env_var
 from examples.flask_app.walkthrough import Browser, run
 from flask import Flask
 
+from billingkit import Billing
 from billingkit.adapters.stripe_sdk import StripeSdkGateway
 from billingkit.domain import EventStatus, Interval, PriceRef, Subscription, SubscriptionStatus
 from billingkit.errors import ConfigurationError
@@ -46,7 +47,7 @@ def delivery_report(browser: Browser) -> list[str]:
 def test_full_flow_pricing_to_cancel_at_period_end(make_flask_app: Any) -> None:
     app = make_flask_app()
     billing = billing_of(app)
-    fake = billing.fake
+    fake = fake_gateway(billing)
     assert fake is not None
     browser = Browser(app)
 
@@ -136,7 +137,7 @@ def test_webhook_duplicates_and_forgeries_through_the_test_client(make_flask_app
     browser.submit("/login", email="bo@example.com")
     browser.submit("/checkout", plan="team", interval="month")
     browser.submit(browser.path + "/pay")
-    fake = billing_of(app).fake
+    fake = fake_gateway(billing_of(app))
     assert fake is not None
     before = stored_subscription(app, "bo@example.com")
     event = fake.emitted_events()[-1]
@@ -218,7 +219,7 @@ def test_stripe_mode_from_the_two_environment_variables(
     app = create_app()
     try:
         billing = billing_of(app)
-        assert isinstance(billing.gateway, StripeSdkGateway) and billing.fake is None
+        assert isinstance(billing.gateway, StripeSdkGateway) and fake_gateway(billing) is None
         assert "sk_test_not_a_real_key" not in repr(billing.gateway)
         client = app.test_client()
         assert client.get("/fake-stripe/clock").status_code == 404

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from examples.flask_app.billing import FAKE_WEBHOOK_SECRET, Billing
+from examples.flask_app.billing import FAKE_WEBHOOK_SECRET, fake_gateway
 from flask import Flask
 from werkzeug.serving import make_server
 
+from billingkit import Billing
 from billingkit.domain import EventStatus, Subscription, SubscriptionStatus
 from billingkit.testing import Delivery, FakeStripeGateway, signed_delivery
 
@@ -44,8 +45,9 @@ class Server:
 
     @property
     def fake(self) -> FakeStripeGateway:
-        assert self.billing.fake is not None
-        return self.billing.fake
+        fake = fake_gateway(self.billing)
+        assert fake is not None
+        return fake
 
     def open(self, path: str, form: dict[str, str] | None = None) -> tuple[str, str]:
         """Browse to ``path`` (a form POST with the page's token when ``form``)."""
