@@ -40,7 +40,9 @@ def _services() -> Any:
 
 
 def _fake() -> Any:
-    fake = _services().fake
+    from billing_demo.billing import fake_gateway
+
+    fake = fake_gateway()
     assert fake is not None, "the tests run the demo in fake mode"
     return fake
 
@@ -321,7 +323,7 @@ def test_pages_need_a_signed_in_user_and_portal_needs_a_customer(client: Any) ->
 
 
 def test_stripe_keys_switch_to_the_sdk_gateway_and_hide_the_fake_pages(client: Any) -> None:
-    from billing_demo.billing import build_billing, reset_billing
+    from billing_demo.billing import build_billing, fake_gateway, reset_billing
     from django.core.exceptions import ImproperlyConfigured
     from django.test import override_settings
 
@@ -336,7 +338,7 @@ def test_stripe_keys_switch_to_the_sdk_gateway_and_hide_the_fake_pages(client: A
         reset_billing()
         services = _services()
         assert isinstance(services.gateway, StripeSdkGateway)
-        assert services.fake is None
+        assert fake_gateway() is None
         _sign_in(client)
         assert client.get("/fake-stripe/portal/").status_code == 404
         assert client.get("/fake-stripe/checkout/cs_test_1/").status_code == 404

@@ -1,15 +1,18 @@
 """The composition root: billingkit's services, built once from Django settings.
 
-Views call :func:`billing` and use its services; nothing else in the project builds a
-gateway, a repository or a service. The services are built on the first call (never at
-import time) and shared by every thread afterwards (they are thread-safe).
+Views call :func:`billing` and use the services of the :class:`billingkit.Billing` it
+returns; nothing else in the project builds a gateway, a repository or a service.
+:func:`build_billing` chooses the gateway and repository from settings and lets
+:meth:`billingkit.Billing.build` wire the services. They are built on the first call (never
+at import time) and shared by every thread afterwards (they are thread-safe).
 
 * ``STRIPE_API_KEY`` and ``STRIPE_WEBHOOK_SECRET`` both set: Stripe itself, through
   ``StripeSdkGateway`` (use test-mode keys).
 * Neither set: billingkit's ``FakeStripeGateway``, seeded with the configured plans' prices,
-  whose clock the services use. The demo then serves a local page playing Stripe Checkout
-  and one playing the billing portal (``views.fake_*``), and delivers the fake's signed
-  events to this app's own webhook endpoint (see :func:`deliver_fake_events`).
+  whose clock the services use (:func:`fake_gateway` returns it). The demo then serves a
+  local page playing Stripe Checkout and one playing the billing portal (``views.fake_*``),
+  and delivers the fake's signed events to this app's own webhook endpoint (see
+  :func:`deliver_fake_events`).
 """
 
 from __future__ import annotations
@@ -24,24 +27,21 @@ from billingstore.repository import DjangoRepository
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from billingkit import Billing
 from billingkit.config import AccessPolicy, BillingConfig
 from billingkit.domain import PlanDefinition
 from billingkit.ports import Clock, StripeGateway, system_clock
-from billingkit.services.catalog import PlanCatalog
-from billingkit.services.checkout import CheckoutService
-from billingkit.services.customers import CustomerDetails
 from billingkit.services.hooks import PaymentFailed, SubscriptionActivated, SubscriptionCanceled
-from billingkit.services.webhooks import WebhookProcessor
 from billingkit.testing import FakeStripeGateway
 
 __all__ = [
     "FAKE_PRICES",
     "FAKE_WEBHOOK_SECRET",
-    "Billing",
     "DeliveryReport",
     "billing",
     "build_billing",
     "deliver_fake_events",
+    "fake_gateway",
     "reset_billing",
 ]
 
@@ -53,20 +53,6 @@ FAKE_WEBHOOK_SECRET = "whsec_billing_demo_fake_stripe"
 #: Amounts (USD cents) the fake gives the configured lookup keys.
 FAKE_PRICES = {"demo_pro_monthly": 1200, "demo_pro_yearly": 12000, "demo_team_monthly": 4900}
 _FAKE_DEFAULT_AMOUNT = 1000
-
-
-@dataclass(frozen=True)
-class Billing:
-    """billingkit's services, wired together; ``fake`` is set in fake mode only."""
-
-    config: BillingConfig
-    gateway: StripeGateway
-    repository: DjangoRepository
-    catalog: PlanCatalog
-    checkout: CheckoutService
-    webhooks: WebhookProcessor
-    customers: CustomerDetails
-    fake: FakeStripeGateway | None = None
 
 
 _lock = threading.Lock()
@@ -85,6 +71,12 @@ def billing() -> Billing:
     return built
 
 
+def fake_gateway() -> FakeStripeGateway | None:
+    """The fake Stripe the services run on in fake mode; ``None`` on Stripe itself."""
+    gateway = billing().gateway
+    return gateway if isinstance(gateway, FakeStripeGateway) else None
+
+
 def reset_billing() -> None:
     """Forget the built services: the next :func:`billing` builds new ones (tests use it)."""
     global _billing
@@ -93,7 +85,7 @@ def reset_billing() -> None:
 
 
 def build_billing() -> Billing:
-    """Build every service from Django settings (see the module docstring)."""
+    """Build billingkit's services from Django settings (see the module docstring)."""
     api_key: str = settings.STRIPE_API_KEY
     webhook_secret: str = settings.STRIPE_WEBHOOK_SECRET
     if bool(api_key) != bool(webhook_secret):
@@ -102,7 +94,6 @@ def build_billing() -> Billing:
             "or neither (the fake Stripe)"
         )
     plans = tuple(PlanDefinition.model_validate(plan) for plan in settings.BILLING_PLANS)
-    fake: FakeStripeGateway | None = None
     gateway: StripeGateway
     clock: Clock = system_clock
     if api_key:
@@ -121,22 +112,11 @@ def build_billing() -> Billing:
         webhook_secrets=(webhook_secret,),
         access=AccessPolicy(past_due_grace_days=settings.BILLING_PAST_DUE_GRACE_DAYS),
     )
-    repository = DjangoRepository()
-    catalog = PlanCatalog(config, gateway, clock=clock)
-    webhooks = WebhookProcessor(config, repository, gateway, catalog, clock=clock)
-    webhooks.on(SubscriptionActivated, _log_activated)
-    webhooks.on(PaymentFailed, _log_payment_failed)
-    webhooks.on(SubscriptionCanceled, _log_canceled)
-    return Billing(
-        config=config,
-        gateway=gateway,
-        repository=repository,
-        catalog=catalog,
-        checkout=CheckoutService(config, gateway, repository, catalog, clock=clock),
-        webhooks=webhooks,
-        customers=CustomerDetails(config, repository, catalog, clock=clock),
-        fake=fake,
-    )
+    services = Billing.build(config, gateway, DjangoRepository(), clock=clock)
+    services.webhooks.on(SubscriptionActivated, _log_activated)
+    services.webhooks.on(PaymentFailed, _log_payment_failed)
+    services.webhooks.on(SubscriptionCanceled, _log_canceled)
+    return services
 
 
 def _seed(fake: FakeStripeGateway, plans: tuple[PlanDefinition, ...]) -> None:
@@ -192,7 +172,7 @@ def deliver_fake_events(webhook_url: str) -> list[DeliveryReport]:
     events stay at the fake for the caller (the tests deliver them with Django's test
     client). Returns one report per delivered event.
     """
-    fake = billing().fake
+    fake = fake_gateway()
     if fake is None or settings.BILLING_DEMO_FAKE_DELIVERY != "http":
         return []
     reports = []

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from billing_demo.billing import billing, deliver_fake_events
+from billing_demo.billing import billing, deliver_fake_events, fake_gateway
 from billingkit.domain import Interval, Plan
 from billingkit.errors import (
     AlreadySubscribedError,
@@ -53,7 +53,7 @@ def _notify(request: HttpRequest, text: str) -> None:
 
 def _page(request: HttpRequest, template: str, status: int = 200, **context: Any) -> HttpResponse:
     context.setdefault("user_id", _user_id(request))
-    context.setdefault("fake_mode", billing().fake is not None)
+    context.setdefault("fake_mode", fake_gateway() is not None)
     context["notice"] = request.session.pop(_SESSION_NOTICE, None)
     return render(request, f"billing_demo/{template}", context, status=status)
 
@@ -76,7 +76,7 @@ def login_required(view: View) -> View:
 
 
 def _fake() -> FakeStripeGateway:
-    fake = billing().fake
+    fake = fake_gateway()
     if fake is None:
         raise Http404("the fake Stripe pages exist only when no Stripe keys are configured")
     return fake
@@ -170,7 +170,7 @@ def start_checkout(request: HttpRequest, user_id: str) -> HttpResponse:
         return _problem(request, 400, str(error))
     except (PricesUnavailableError, GatewayError):
         return _problem(request, 503, "Stripe could not be reached; try again shortly.")
-    if services.fake is not None:
+    if fake_gateway() is not None:
         return redirect("billing_demo:fake_checkout", session_id=start.session_id)
     return HttpResponseRedirect(start.url)
 
@@ -204,7 +204,7 @@ def account(request: HttpRequest, user_id: str) -> HttpResponse:
     services = billing()
     details = services.customers.for_user(user_id)
     context: dict[str, Any] = {"details": details}
-    fake = services.fake
+    fake = fake_gateway()
     if fake is not None:
         context["fake_now"] = fake.now()
         context["fake_pending"] = len(fake.pending_events())
@@ -223,7 +223,7 @@ def billing_portal(request: HttpRequest, user_id: str) -> HttpResponse:
         return redirect("billing_demo:pricing")
     except GatewayError:
         return _problem(request, 503, "Stripe could not be reached; try again shortly.")
-    if services.fake is not None:
+    if fake_gateway() is not None:
         return redirect("billing_demo:fake_portal")
     return HttpResponseRedirect(url)
 
