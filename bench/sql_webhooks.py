@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    PYTHONPATH=src python bench/sql_webhooks.py                 # 2000 events per database
-    PYTHONPATH=src python bench/sql_webhooks.py -n 500 --databases sqlite
+    PYTHONPATH=src python bench/sql_webhooks.py            # 5 rounds of 1000 events per database
+    PYTHONPATH=src python bench/sql_webhooks.py -n 500 -r 3 --databases sqlite
 
 Both contenders get the same signed ``customer.subscription.updated`` deliveries as
 ``bench/webhooks.py`` (~4.6 KB each, distinct ids, every event newer than the last):
@@ -17,9 +17,12 @@ Both contenders get the same signed ``customer.subscription.updated`` deliveries
 
 Databases: a SQLite file in a temporary directory and a scratch PostgreSQL database
 (``BILLINGKIT_POSTGRES_URL``, default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``
-as the admin connection; ``billingkit_bench_<random>`` is created and dropped). The two
-contenders run in alternating batches of 50 events, so both see the same machine load.
-Rates are events per second. Target: pipeline >= 0.5x floor on both. Not a test.
+as the admin connection; ``billingkit_bench_<random>`` is created and dropped), one of each
+per contender. Each round feeds both contenders the same ``-n`` new deliveries in alternating
+batches of 50 events, so both see the same machine load; a warm-up batch is not counted.
+Printed: the median over rounds of each rate (events per second) and of the per-round ratio,
+and the range of the ratio; then how many statements the pipeline sends per event (counted
+on extra, untimed events). Target: pipeline >= 0.5x floor on both. Not a test.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -35,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy
 from sqlalchemy import URL, make_url, text
@@ -172,43 +176,105 @@ class Floor:
         self.engine.dispose()
 
 
-def measure(database: str, events: int, batch: int = 50) -> tuple[float, float]:
-    """Rates (pipeline, floor) on ``database``, measured in alternating batches.
+BATCH = 50
 
-    The machine may be busy with other work; alternating batches of ``batch`` events
-    between the two contenders exposes both to the same conditions, so the ratio is fair
-    even when the absolute rates drift.
+
+class Figures(NamedTuple):
+    """One database's result: median rates (events/s), median and range of the ratio."""
+
+    database: str
+    pipeline: float
+    floor: float
+    ratio: float
+    ratio_low: float
+    ratio_high: float
+    statements: float
+
+
+def _statements_per_event(pipeline: Pipeline, batch: Deliveries) -> float:
+    """Statements the pipeline sends per event (BEGIN/COMMIT excluded), untimed."""
+    count = 0
+
+    def counter(*_: Any) -> None:
+        nonlocal count
+        count += 1
+
+    engine = pipeline.repository.engine
+    sqlalchemy.event.listen(engine, "before_cursor_execute", counter)
+    try:
+        pipeline.run(batch)
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", counter)
+    return count / len(batch)
+
+
+def measure(database: str, events: int, rounds: int) -> Figures:
+    """Median rates of (pipeline, floor) on ``database`` over ``rounds`` rounds.
+
+    The machine may be busy with other work; alternating batches of ``BATCH`` events
+    between the two contenders exposes both to the same conditions, so each round's ratio
+    is fair even when the absolute rates drift; the median discards outlier rounds.
     """
     now = int(time.time())
-    deliveries = bench_webhooks.make_deliveries(events, now)
+    deliveries = bench_webhooks.make_deliveries(BATCH + events * rounds + BATCH, now)
+    warm_up, timed, counted = (
+        deliveries[:BATCH],
+        deliveries[BATCH:-BATCH],
+        deliveries[-BATCH:],
+    )
+    pipeline_rates, floor_rates, ratios = [], [], []
     with DATABASES[database]() as floor_url, DATABASES[database]() as pipeline_url:
         floor, pipeline = Floor(floor_url, now), Pipeline(pipeline_url, now)
-        floor_seconds = pipeline_seconds = 0.0
         try:
-            for start in range(0, events, batch):
-                chunk = deliveries[start : start + batch]
-                floor_seconds += floor.run(chunk)
-                pipeline_seconds += pipeline.run(chunk)
+            floor.run(warm_up)
+            pipeline.run(warm_up)
+            for number in range(rounds):
+                chunk = timed[number * events : (number + 1) * events]
+                floor_seconds = pipeline_seconds = 0.0
+                for start in range(0, events, BATCH):
+                    batch = chunk[start : start + BATCH]
+                    floor_seconds += floor.run(batch)
+                    pipeline_seconds += pipeline.run(batch)
+                pipeline_rates.append(events / pipeline_seconds)
+                floor_rates.append(events / floor_seconds)
+                ratios.append(floor_seconds / pipeline_seconds)
+            statements = _statements_per_event(pipeline, counted)
         finally:
             floor.close()
             pipeline.close()
-    return events / pipeline_seconds, events / floor_seconds
+    return Figures(
+        database,
+        statistics.median(pipeline_rates),
+        statistics.median(floor_rates),
+        statistics.median(ratios),
+        min(ratios),
+        max(ratios),
+        statements,
+    )
 
 
-def main(argv: Sequence[str] | None = None) -> list[tuple[str, float, float]]:
+def main(argv: Sequence[str] | None = None) -> list[Figures]:
     """Run the benchmark and print one line per database; returns the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--events", type=int, default=2000)
+    parser.add_argument("-n", "--events", type=int, default=1000, help="events per round")
+    parser.add_argument("-r", "--rounds", type=int, default=5)
     parser.add_argument("--databases", default="sqlite,postgres")
     args = parser.parse_args(argv)
+    if args.events < 1 or args.rounds < 1:
+        parser.error("--events and --rounds must be positive")
     figures = []
-    print(f"{args.events} events, alternating batches of 50, one event per transaction")
+    print(
+        f"{args.rounds} rounds of {args.events} events, alternating batches of {BATCH}, "
+        "one event per transaction; medians over rounds"
+    )
     for database in args.databases.split(","):
-        pipeline, floor = measure(database, args.events)
-        figures.append((database, pipeline, floor))
+        result = measure(database, args.events, args.rounds)
+        figures.append(result)
         print(
-            f"{database:9s} pipeline {pipeline:8.0f} ev/s   floor {floor:8.0f} ev/s   "
-            f"ratio {pipeline / floor:.2f}x (target >= 0.50x)"
+            f"{database:9s} pipeline {result.pipeline:8.0f} ev/s   "
+            f"floor {result.floor:8.0f} ev/s   ratio {result.ratio:.2f}x "
+            f"(rounds {result.ratio_low:.2f}-{result.ratio_high:.2f}; target >= 0.50x)   "
+            f"pipeline statements/event {result.statements:.1f} (floor 1)"
         )
         sys.stdout.flush()
     return figures

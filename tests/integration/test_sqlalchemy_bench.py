@@ -26,7 +26,11 @@ def _load() -> ModuleType:
 def test_the_benchmark_runs(database: str, capsys: pytest.CaptureFixture[str]) -> None:
     if database == "postgres":
         require_server("postgres")
-    figures = _load().main(["-n", "60", "--databases", database])
-    assert [name for name, _, _ in figures] == [database]
-    assert all(pipeline > 0 and floor > 0 for _, pipeline, floor in figures)
-    assert f"{database}" in capsys.readouterr().out
+    figures = _load().main(["-n", "60", "-r", "2", "--databases", database])
+    assert [result.database for result in figures] == [database]
+    (result,) = figures
+    assert result.pipeline > 0 and result.floor > 0
+    assert result.ratio_low <= result.ratio <= result.ratio_high
+    # claim, subscription read, customer lookup, conditional write, finish (+ BEGIN on SQLite)
+    assert result.statements == (6 if database == "sqlite" else 5)
+    assert database in capsys.readouterr().out
