@@ -17,13 +17,11 @@ from datetime import timedelta
 from typing import TextIO
 
 from billingkit.adapters.memory import InMemoryRepository
+from billingkit.composition import Billing
 from billingkit.config import AccessPolicy, BillingConfig
 from billingkit.domain import Interval, PlanDefinition, PriceRef
-from billingkit.services.catalog import PlanCatalog
-from billingkit.services.checkout import CheckoutService
-from billingkit.services.customers import BillingDetails, CustomerDetails
+from billingkit.services.customers import BillingDetails
 from billingkit.services.hooks import HookEvent, HookKind
-from billingkit.services.webhooks import WebhookProcessor
 from billingkit.testing import FakeStripeGateway
 
 __all__ = ["STEPS", "Demo", "Step", "build_demo", "main", "run"]
@@ -34,16 +32,15 @@ DEMO_WEBHOOK_SECRET = "whsec_billingkit_demo"
 
 @dataclass
 class Demo:
-    """What every step works with: the wired services, the fake Stripe and the output."""
+    """What every step works with: the wired services, the fake Stripe and the output.
+
+    ``billing`` holds the app's services (``billing.catalog``, ``.checkout``, ``.webhooks``,
+    ``.customers``, ``.config``, ``.repository``); ``gateway`` is the fake Stripe under them.
+    """
 
     out: TextIO
-    config: BillingConfig
+    billing: Billing
     gateway: FakeStripeGateway
-    repository: InMemoryRepository
-    catalog: PlanCatalog
-    customers: CustomerDetails
-    checkout: CheckoutService
-    webhooks: WebhookProcessor
     user_id: str = "user-42"
     #: Free-form state steps pass along (e.g. a checkout session id).
     state: dict[str, object] = field(default_factory=dict)
@@ -122,24 +119,10 @@ def seed_prices(gateway: FakeStripeGateway) -> None:
 
 def build_demo(out: TextIO) -> Demo:
     """The demo's composition root: config, fake Stripe, memory repository, services."""
-    config = demo_config()
     gateway = FakeStripeGateway(webhook_secret=DEMO_WEBHOOK_SECRET)
     seed_prices(gateway)
-    repository = InMemoryRepository()
-    catalog = PlanCatalog(config, gateway, clock=gateway.now)
-    customers = CustomerDetails(config, repository, catalog, clock=gateway.now)
-    checkout = CheckoutService(config, gateway, repository, catalog, clock=gateway.now)
-    webhooks = WebhookProcessor(config, repository, gateway, catalog, clock=gateway.now)
-    demo = Demo(
-        out=out,
-        config=config,
-        gateway=gateway,
-        repository=repository,
-        catalog=catalog,
-        customers=customers,
-        checkout=checkout,
-        webhooks=webhooks,
-    )
+    billing = Billing.build(demo_config(), gateway, InMemoryRepository(), clock=gateway.now)
+    demo = Demo(out=out, billing=billing, gateway=gateway)
 
     def tell(event: HookEvent) -> None:
         told = demo.state.setdefault("hooks", [])
@@ -147,7 +130,7 @@ def build_demo(out: TextIO) -> Demo:
         told.append(f"{type(event).__name__} (event {event.event_id})")
 
     for kind in HookKind:
-        webhooks.on(kind, tell)
+        billing.webhooks.on(kind, tell)
     return demo
 
 
@@ -156,26 +139,26 @@ def build_demo(out: TextIO) -> Demo:
 
 def show_configuration(demo: Demo) -> None:
     """Print the plans as the app configured them."""
-    for plan in demo.config.plans:
+    for plan in demo.billing.config.plans:
         refs = ", ".join(
             f"{interval.value}: {ref.price_id or 'lookup key ' + str(ref.lookup_key)}"
             for interval, ref in plan.prices.items()
         )
         demo.say(f"  {plan.key:<5} {plan.name:<5} {refs or 'free, no Stripe price'}")
-    grace = demo.config.access.past_due_grace_days
-    demo.say(f"  free plan: {demo.config.free_plan}; past_due grace: {grace} days")
+    grace = demo.billing.config.access.past_due_grace_days
+    demo.say(f"  free plan: {demo.billing.config.free_plan}; past_due grace: {grace} days")
 
 
 def list_plans(demo: Demo) -> None:
     """List the catalog with live prices, twice, to show the single cached call."""
-    for plan in demo.catalog.plans():
+    for plan in demo.billing.catalog.plans():
         prices = ", ".join(
             f"{price.amount or 'tiered'} / {interval.value}"
             for interval, price in plan.prices.items()
         )
         demo.say(f"  {plan.name:<5} {prices or 'free'}")
-    demo.catalog.plans()
-    demo.catalog.price_for("team", "year")
+    demo.billing.catalog.plans()
+    demo.billing.catalog.price_for("team", "year")
     calls = demo.gateway.calls["list_prices"]
     demo.say(f"  Stripe calls for the whole catalog, listed twice: {calls} (list_prices)")
 
@@ -183,7 +166,7 @@ def list_plans(demo: Demo) -> None:
 def show_details(demo: Demo) -> None:
     """Print the demo user's billing details (no Stripe call)."""
     before = demo.gateway.total_calls
-    details = demo.customers.for_user(demo.user_id)
+    details = demo.billing.customers.for_user(demo.user_id)
     print_details(demo, details)
     demo.say(f"  Stripe calls to answer: {demo.gateway.total_calls - before}")
 
@@ -204,7 +187,7 @@ def print_details(demo: Demo, details: BillingDetails) -> None:
 
 def start_checkout(demo: Demo) -> None:
     """Start a Checkout Session for the Pro plan, monthly; a double submit reuses it."""
-    started = demo.checkout.start_checkout(
+    started = demo.billing.checkout.start_checkout(
         user_id=demo.user_id,
         email="ada@example.com",
         plan_key="pro",
@@ -212,7 +195,7 @@ def start_checkout(demo: Demo) -> None:
         success_url="https://app.example/billing/success?session_id={CHECKOUT_SESSION_ID}",
         cancel_url="https://app.example/pricing",
     )
-    again = demo.checkout.start_checkout(
+    again = demo.billing.checkout.start_checkout(
         user_id=demo.user_id,
         email="ada@example.com",
         plan_key="pro",
@@ -230,7 +213,7 @@ def pay(demo: Demo) -> None:
     """The customer pays on (fake) Stripe Checkout; the success page confirms it."""
     session_id = str(demo.state["session_id"])
     demo.gateway.complete_checkout(session_id)
-    confirmation = demo.checkout.confirm_checkout(session_id, demo.user_id)
+    confirmation = demo.billing.checkout.confirm_checkout(session_id, demo.user_id)
     status = confirmation.subscription_status
     demo.say(
         f"  success page: session {confirmation.status}, payment {confirmation.payment_status}, "
@@ -242,8 +225,8 @@ def deliver_events(demo: Demo) -> None:
     """Deliver Stripe's signed events to the webhook processor, each one twice."""
     deliveries = demo.gateway.drain_events()
     for delivery in deliveries:
-        first = demo.webhooks.handle(delivery.payload, delivery.signature)
-        again = demo.webhooks.handle(delivery.payload, delivery.signature)
+        first = demo.billing.webhooks.handle(delivery.payload, delivery.signature)
+        again = demo.billing.webhooks.handle(delivery.payload, delivery.signature)
         demo.say(
             f"  {delivery.type:<34} -> {first.outcome.value}; redelivered -> {again.outcome.value}"
         )
@@ -257,7 +240,7 @@ def deliver_events(demo: Demo) -> None:
 
 def forged_event(demo: Demo) -> None:
     """A forged request is refused with 400 and changes nothing."""
-    response = demo.webhooks.handle_http(b'{"id": "evt_forged"}', "t=1,v1=deadbeef")
+    response = demo.billing.webhooks.handle_http(b'{"id": "evt_forged"}', "t=1,v1=deadbeef")
     demo.say(f"  forged webhook answered {response.status}: {response.body}")
 
 
@@ -269,19 +252,19 @@ def _advance(demo: Demo, delta: timedelta) -> None:
 
 
 def _subscription_id(demo: Demo) -> str:
-    with demo.repository.unit_of_work() as uow:
+    with demo.billing.repository.unit_of_work() as uow:
         return uow.subscriptions_for_user(demo.user_id)[0].id
 
 
 def _customer_id(demo: Demo) -> str:
-    with demo.repository.unit_of_work() as uow:
+    with demo.billing.repository.unit_of_work() as uow:
         link = uow.customer_for_user(demo.user_id)
     assert link is not None, "the checkout linked a customer"
     return link.customer_id
 
 
 def _to_period_end(demo: Demo) -> timedelta:
-    details = demo.customers.for_user(demo.user_id)
+    details = demo.billing.customers.for_user(demo.user_id)
     assert details.current_period_end is not None
     return details.current_period_end - demo.gateway.now() + timedelta(hours=1)
 
@@ -299,7 +282,7 @@ def fail_payment(demo: Demo) -> None:
 
 def grace_expires(demo: Demo) -> None:
     """Past the policy's grace days, past_due no longer grants access."""
-    _advance(demo, timedelta(days=demo.config.access.past_due_grace_days + 1))
+    _advance(demo, timedelta(days=demo.billing.config.access.past_due_grace_days + 1))
 
 
 def card_fixed(demo: Demo) -> None:

@@ -29,7 +29,7 @@ def test_steps_are_extensible() -> None:
 
     def extra(d: demo.Demo) -> None:
         seen.append(d.user_id)
-        d.say(f"  plans: {len(d.catalog.plans())}")
+        d.say(f"  plans: {len(d.billing.catalog.plans())}")
 
     out = io.StringIO()
     demo.run(out, steps=[demo.Step("Extra", extra)])
