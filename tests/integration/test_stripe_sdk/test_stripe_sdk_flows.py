@@ -14,13 +14,12 @@ from typing import Any
 
 from stripe_cassettes import CassetteKit
 
+from billingkit import Billing
 from billingkit.adapters.memory import InMemoryRepository
 from billingkit.adapters.stripe_sdk import StripeSdkGateway
 from billingkit.config import BillingConfig
 from billingkit.domain import CustomerLink, PlanDefinition, SubscriptionStatus
-from billingkit.services.catalog import PlanCatalog
-from billingkit.services.checkout import CheckoutService
-from billingkit.services.webhooks import WebhookOutcome, WebhookProcessor
+from billingkit.services.webhooks import WebhookOutcome
 from billingkit.testing import build_event, signed_delivery
 
 NOW = datetime(2026, 7, 29, 8, 0, tzinfo=timezone.utc)  # the cassettes' frozen time
@@ -64,13 +63,16 @@ def _clock() -> datetime:
     return NOW
 
 
+def _billing(gateway: StripeSdkGateway) -> Billing:
+    """The services over the SDK gateway, an empty memory repository and the frozen time."""
+    return Billing.build(_config(), gateway, InMemoryRepository(), clock=_clock)
+
+
 def test_start_checkout_and_billing_portal_over_the_sdk_gateway(
     gateway: StripeSdkGateway, cassettes: CassetteKit, world: dict[str, Any]
 ) -> None:
-    config = _config()
-    repository = InMemoryRepository()
-    catalog = PlanCatalog(config, gateway, clock=_clock)
-    checkout = CheckoutService(config, gateway, repository, catalog, clock=_clock)
+    billing = _billing(gateway)
+    checkout, repository = billing.checkout, billing.repository
     with cassettes.use("flow_start_checkout") as cassette:
         start = checkout.start_checkout(**START)
         again = checkout.start_checkout(**START)  # a double submit: answered from the repository
@@ -93,10 +95,8 @@ def test_start_then_confirm_checkout_over_the_sdk_gateway(
     gateway: StripeSdkGateway, cassettes: CassetteKit
 ) -> None:
     # Synthetic: a Checkout is completed in a browser, which a recording cannot do.
-    config = _config()
-    repository = InMemoryRepository()
-    catalog = PlanCatalog(config, gateway, clock=_clock)
-    checkout = CheckoutService(config, gateway, repository, catalog, clock=_clock)
+    billing = _billing(gateway)
+    checkout, repository = billing.checkout, billing.repository
     with cassettes.use("flow_confirm_checkout", synthetic=True) as cassette:
         start = checkout.start_checkout(**START)
         confirmation = checkout.confirm_checkout(start.session_id, "user-flow")
@@ -134,15 +134,13 @@ def _subscription_event(world: dict[str, Any], status: str, created: int) -> dic
 def test_same_second_webhook_tie_refetches_the_subscription_through_the_sdk(
     gateway: StripeSdkGateway, cassettes: CassetteKit, world: dict[str, Any]
 ) -> None:
-    config = _config()
-    repository = InMemoryRepository()
+    billing = _billing(gateway)
+    repository, processor = billing.repository, billing.webhooks
     recorded = world["recorded"]
     with repository.unit_of_work() as uow:
         uow.link_customer(
             CustomerLink(user_id="billingkit-world", customer_id=recorded["customer_id"])
         )
-    catalog = PlanCatalog(config, gateway, clock=_clock)
-    processor = WebhookProcessor(config, repository, gateway, catalog, clock=_clock)
     second = int(NOW.timestamp()) - 10
     signed_at = int(NOW.timestamp())
     active = signed_delivery(
