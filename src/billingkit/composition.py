@@ -30,7 +30,7 @@ from billingkit.services.webhooks import WebhookProcessor
 __all__ = ["Billing"]
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class Billing:
     """billingkit's four services, wired once over one config, gateway, repository and clock.
 
@@ -38,7 +38,7 @@ class Billing:
     time) and share it: every service is thread-safe. Register webhook hooks on
     :attr:`webhooks` before serving requests. Constructing it directly is allowed (e.g. to
     hold services wired by hand), but :meth:`build` is what guarantees they share one catalog
-    and one clock.
+    and one clock. It compares and hashes by identity, like the services it holds.
 
     Attributes:
         config: the app's :class:`~billingkit.config.BillingConfig`.

@@ -171,3 +171,11 @@ def test_billing_is_frozen() -> None:
     billing = Billing.build(config(), fake(), InMemoryRepository())
     with pytest.raises(AttributeError):
         billing.catalog = billing.catalog  # type: ignore[misc]
+
+
+def test_equality_and_hash_are_by_identity() -> None:
+    cfg, stripe, repository = config(), fake(), InMemoryRepository()
+    billing = Billing.build(cfg, stripe, repository)
+    again = Billing.build(cfg, stripe, repository)
+    assert billing == billing and billing != again
+    assert {billing: 1, again: 2}[billing] == 1
