@@ -20,6 +20,7 @@ from billingkit.adapters.memory import InMemoryRepository
 from billingkit.composition import Billing
 from billingkit.config import AccessPolicy, BillingConfig
 from billingkit.domain import Interval, PlanDefinition, PriceRef
+from billingkit.services.checkout import CheckoutStart
 from billingkit.services.customers import BillingDetails
 from billingkit.services.hooks import HookEvent, HookKind
 from billingkit.testing import FakeStripeGateway
@@ -187,22 +188,18 @@ def print_details(demo: Demo, details: BillingDetails) -> None:
 
 def start_checkout(demo: Demo) -> None:
     """Start a Checkout Session for the Pro plan, monthly; a double submit reuses it."""
-    started = demo.billing.checkout.start_checkout(
-        user_id=demo.user_id,
-        email="ada@example.com",
-        plan_key="pro",
-        interval=Interval.MONTH,
-        success_url="https://app.example/billing/success?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url="https://app.example/pricing",
-    )
-    again = demo.billing.checkout.start_checkout(
-        user_id=demo.user_id,
-        email="ada@example.com",
-        plan_key="pro",
-        interval=Interval.MONTH,
-        success_url="https://app.example/billing/success?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url="https://app.example/pricing",
-    )
+
+    def submit() -> CheckoutStart:
+        return demo.billing.checkout.start_checkout(
+            user_id=demo.user_id,
+            email="ada@example.com",
+            plan_key="pro",
+            interval=Interval.MONTH,
+            success_url="https://app.example/billing/success?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url="https://app.example/pricing",
+        )
+
+    started, again = submit(), submit()
     demo.state["session_id"] = started.session_id
     demo.say(f"  session {started.session_id}: redirect the user to {started.url}")
     demo.say(f"  double submit returned the same session: {again.session_id == started.session_id}")
