@@ -192,7 +192,7 @@ class SaveOutcome(str, Enum):
 
     WRITTEN = "written"  # inserted or replaced
     STALE = "stale"  # the stored state is newer (or terminal): nothing written
-    TIE = "tie"  # same watermark and ties not allowed: nothing written
+    TIE = "tie"  # same watermark (or stored order unknown) and ties not allowed: nothing written
 
 
 class UnitOfWork(abc.ABC):
@@ -247,9 +247,10 @@ class UnitOfWork(abc.ABC):
         """Store ``subscription`` only if it is newer than the stored state, atomically.
 
         Rules, in order: no stored row -> insert (``WRITTEN``); stored status terminal and
-        the new one not -> ``STALE``; new watermark higher -> ``WRITTEN``; equal -> ``WRITTEN``
-        if ``allow_tie`` else ``TIE``; lower -> ``STALE``. A write never erases a known
-        ``user_id`` or ``plan_key`` (a ``None`` keeps the stored value).
+        the new one not -> ``STALE``; new watermark lower -> ``STALE``; equal, or the stored
+        watermark is 0 (a state fetched outside any event, whose order is unknown) ->
+        ``WRITTEN`` if ``allow_tie`` else ``TIE``; higher -> ``WRITTEN``. A write never
+        erases a known ``user_id`` or ``plan_key`` (a ``None`` keeps the stored value).
         """
 
     # checkout sessions ----------------------------------------------------------------------

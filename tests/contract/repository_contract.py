@@ -228,14 +228,15 @@ def _fold_saves(saves: Sequence[tuple[Subscription, bool]]) -> list[SaveOutcome]
     for candidate, allow_tie in saves:
         if stored is None:
             outcome = SaveOutcome.WRITTEN
-        elif stored.status in TERMINAL_STATUSES and candidate.status not in TERMINAL_STATUSES:
+        elif (
+            stored.status in TERMINAL_STATUSES and candidate.status not in TERMINAL_STATUSES
+        ) or candidate.watermark < stored.watermark:
             outcome = SaveOutcome.STALE
-        elif candidate.watermark > stored.watermark:
-            outcome = SaveOutcome.WRITTEN
-        elif candidate.watermark == stored.watermark:
+        elif candidate.watermark == stored.watermark or stored.watermark == 0:
+            # watermark 0: a state fetched outside any event, order unknown -> a tie
             outcome = SaveOutcome.WRITTEN if allow_tie else SaveOutcome.TIE
         else:
-            outcome = SaveOutcome.STALE
+            outcome = SaveOutcome.WRITTEN
         if outcome is SaveOutcome.WRITTEN:
             stored = candidate
         outcomes.append(outcome)
@@ -723,6 +724,41 @@ class RepositoryContract:
         stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
         assert stored == (second if outcome is SaveOutcome.WRITTEN else first)
 
+    @pytest.mark.parametrize(
+        ("stored_status", "new_status", "watermark", "allow_tie", "expected"),
+        [
+            ("active", "past_due", 100, False, "tie"),
+            ("active", "past_due", 100, True, "written"),
+            ("active", "past_due", 0, False, "tie"),
+            ("active", "past_due", 0, True, "written"),
+            ("active", "canceled", 100, False, "tie"),
+            ("canceled", "active", 100, True, "stale"),  # the terminal rule still comes first
+        ],
+    )
+    def test_a_stored_watermark_of_zero_ties_with_any_watermark(
+        self,
+        repository: Repository,
+        stored_status: str,
+        new_status: str,
+        watermark: int,
+        allow_tie: bool,
+        expected: str,
+    ) -> None:
+        # watermark 0 = fetched outside any event: its order against an event is unknown
+        fetched = make_subscription(
+            watermark=0, quantity=1, status=SubscriptionStatus(stored_status)
+        )
+        event_state = make_subscription(
+            watermark=watermark, quantity=2, status=SubscriptionStatus(new_status)
+        )
+        _write(repository, lambda uow: uow.save_subscription(fetched))
+        outcome = _write(
+            repository, lambda uow: uow.save_subscription(event_state, allow_tie=allow_tie)
+        )
+        assert outcome is SaveOutcome(expected)
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored == (event_state if outcome is SaveOutcome.WRITTEN else fetched)
+
     def test_a_write_never_erases_user_id_or_plan_key(self, repository: Repository) -> None:
         first = make_subscription(watermark=100, user_id="user_1", plan_key="pro")
         _write(repository, lambda uow: uow.save_subscription(first))
@@ -898,7 +934,8 @@ class RepositoryContract:
         written = [i for i, outcome in enumerate(expected) if outcome is SaveOutcome.WRITTEN]
         stored = _read(repository, lambda uow: uow.get_subscription(sub_id))
         assert stored == saves[written[-1]][0]
-        if not any(status in TERMINAL_STATUSES for _, status, _ in steps):
+        # (a first state with watermark 0 keeps its place until a save allows the tie)
+        if steps[0][0] != 0 and not any(status in TERMINAL_STATUSES for _, status, _ in steps):
             assert stored is not None
             assert stored.watermark == max(watermark for watermark, _, _ in steps)
 

@@ -110,7 +110,7 @@ def test_units_of_work_are_serializable_for_read_modify_write() -> None:
     """Each thread reads, yields the GIL, then writes: no update may be lost."""
     repo = InMemoryRepository()
     with repo.unit_of_work() as uow:
-        uow.save_subscription(make_subscription(watermark=0, quantity=1))
+        uow.save_subscription(make_subscription(watermark=1, quantity=1))
     threads = 8
     barrier = threading.Barrier(threads)
 
@@ -134,4 +134,4 @@ def test_units_of_work_are_serializable_for_read_modify_write() -> None:
     with repo.unit_of_work() as uow:
         final = uow.get_subscription("sub_1")
     assert final is not None
-    assert (final.quantity, final.watermark) == (1 + threads, threads)
+    assert (final.quantity, final.watermark) == (1 + threads, 1 + threads)

@@ -46,6 +46,8 @@ from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
 __all__ = ["InMemoryRepository"]
 
 _MISSING: Any = object()
+#: A stored subscription watermark meaning "fetched outside any event, order unknown".
+_ORDER_UNKNOWN = 0
 _RECLAIMABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING})
 _FAILABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING, EventStatus.PROCESSING})
 
@@ -275,7 +277,7 @@ class _InMemoryUnitOfWork(UnitOfWork):
                 return SaveOutcome.STALE
             if subscription.watermark < stored.watermark:
                 return SaveOutcome.STALE
-            if subscription.watermark == stored.watermark and not allow_tie:
+            if not allow_tie and stored.watermark in (subscription.watermark, _ORDER_UNKNOWN):
                 return SaveOutcome.TIE
             kept: dict[str, str] = {}
             if subscription.user_id is None and stored.user_id is not None:

@@ -33,6 +33,7 @@ from billingkit.adapters.sqlalchemy._schema import (
 )
 from billingkit.adapters.sqlalchemy._statements import (
     EVENT_COLUMNS,
+    ORDER_UNKNOWN,
     RECLAIMABLE,
     SUBSCRIPTION_COLUMNS,
     HotStatements,
@@ -164,7 +165,7 @@ def _decide(stored_status: str, stored_watermark: int, new: Subscription, allow_
         return SaveOutcome.STALE
     if new.watermark < stored_watermark:
         return SaveOutcome.STALE
-    if new.watermark == stored_watermark and not allow_tie:
+    if not allow_tie and stored_watermark in (new.watermark, ORDER_UNKNOWN):
         return SaveOutcome.TIE
     return SaveOutcome.WRITTEN
 

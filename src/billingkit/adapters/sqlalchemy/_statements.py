@@ -32,6 +32,7 @@ from billingkit.domain import TERMINAL_STATUSES, EventStatus
 
 __all__ = [
     "EVENT_COLUMNS",
+    "ORDER_UNKNOWN",
     "RECLAIMABLE",
     "SUBSCRIPTION_COLUMNS",
     "TERMINAL",
@@ -44,6 +45,9 @@ SUBSCRIPTION_COLUMNS: tuple[str, ...] = tuple(column.name for column in SUBSCRIP
 EVENT_COLUMNS: tuple[str, ...] = tuple(column.name for column in EVENTS.c)
 #: Stored status values of the terminal subscription states.
 TERMINAL: tuple[str, ...] = tuple(sorted(status.value for status in TERMINAL_STATUSES))
+#: A stored subscription watermark meaning "fetched outside any event, order unknown": it
+#: ties with any incoming watermark.
+ORDER_UNKNOWN = 0
 #: Ledger statuses a delivery may claim again.
 RECLAIMABLE: tuple[str, ...] = (EventStatus.FAILED.value, EventStatus.PENDING.value)
 
@@ -74,9 +78,10 @@ class HotStatements:
         customer_by_id: the customer row ``b_id``.
         save_subscription: keyed ``(allow_tie, incoming_is_terminal)``: INSERT a subscription
             row or, on its id, UPDATE it from the incoming values only if the stored
-            watermark is older (or equal, with ``allow_tie``) and, for a live incoming state,
-            the stored state is not terminal; ``user_id``/``plan_key`` keep the stored value
-            when the incoming one is NULL. PostgreSQL/SQLite only (empty on MySQL).
+            watermark is older and not :data:`ORDER_UNKNOWN` (with ``allow_tie``: not newer)
+            and, for a live incoming state, the stored state is not terminal;
+            ``user_id``/``plan_key`` keep the stored value when the incoming one is NULL.
+            PostgreSQL/SQLite only (empty on MySQL).
     """
 
     claim: Insert
@@ -127,7 +132,7 @@ def _upsert_subscription(insert: Any, allow_tie: bool, terminal: bool) -> Insert
     newer: ColumnElement[bool] = (
         stored.watermark <= incoming.watermark
         if allow_tie
-        else stored.watermark < incoming.watermark
+        else and_(stored.watermark < incoming.watermark, stored.watermark != ORDER_UNKNOWN)
     )
     if not terminal:
         newer = and_(newer, stored.status.not_in(_fixed(TERMINAL)))
