@@ -6,6 +6,8 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from webhook_support import NOW, Harness, SubscriptionGateway, load
 
 from billingkit.domain import CheckoutRecord, CustomerLink, Interval, Subscription
@@ -139,7 +141,7 @@ def test_fetched_state_never_replaces_an_event_ordered_state() -> None:
     assert change.current is not None and change.current.status.value == "past_due"
 
 
-def test_apply_subscription_reports_previous_and_current() -> None:
+def test_apply_subscription_reports_the_stored_state() -> None:
     h = Harness()
     incoming = subscription_from_stripe(sub_obj("active"))
     with h.repository.unit_of_work() as uow:
@@ -147,7 +149,7 @@ def test_apply_subscription_reports_previous_and_current() -> None:
         deps: dict[str, Any] = {"gateway": h.gateway, "catalog": h.catalog}
         first = apply_subscription(uow, incoming, watermark=10, **deps)
         older = apply_subscription(uow, incoming, watermark=9, **deps)
-    assert first.written and first.previous is None
+    assert first.written
     assert first.current is not None
     assert (first.current.user_id, first.current.plan_key, first.current.watermark) == (
         "user_1",
@@ -189,3 +191,100 @@ def test_fetched_subscription_keeps_its_metadata_user() -> None:
     assert isinstance(change.current, Subscription)
     assert change.current.user_id == "user_meta"
     assert change.current.watermark == FETCHED_WATERMARK
+
+
+# --------------------------------------------------------------------------- write-first path
+
+
+class CountingUnitOfWork:
+    """Delegates to a real unit of work and counts the calls made by name."""
+
+    def __init__(self, uow: Any) -> None:
+        self._uow = uow
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        return getattr(self._uow, name)
+
+
+def with_user(obj: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "metadata": {**obj.get("metadata", {}), "user_id": "user_1"}}
+
+
+def test_a_newer_fully_known_state_is_written_without_any_read() -> None:
+    h = Harness()
+    first = subscription_from_stripe(with_user(sub_obj("active")))
+    newer = subscription_from_stripe(with_user(sub_obj("past_due")))
+    deps: dict[str, Any] = {"gateway": h.gateway, "catalog": h.catalog}
+    with h.repository.unit_of_work() as real:
+        uow = CountingUnitOfWork(real)
+        assert apply_subscription(uow, first, watermark=10, **deps).written  # type: ignore[arg-type]
+        change = apply_subscription(uow, newer, watermark=11, **deps)  # type: ignore[arg-type]
+    assert uow.calls == ["save_subscription", "save_subscription"]
+    assert change.written and change.current == h.stored_subscription(newer.id)
+    assert change.current is not None
+    assert (change.current.user_id, change.current.plan_key, change.current.watermark) == (
+        "user_1",
+        "basic",
+        11,
+    )
+
+
+def test_without_metadata_user_the_state_is_read_first() -> None:
+    h = Harness()
+    incoming = subscription_from_stripe(sub_obj("active"))
+    with h.repository.unit_of_work() as real:
+        uow = CountingUnitOfWork(real)
+        apply_subscription(uow, incoming, watermark=10, gateway=h.gateway, catalog=h.catalog)  # type: ignore[arg-type]
+    assert uow.calls[0] == "get_subscription"
+
+
+_STATUSES = ["incomplete", "trialing", "active", "past_due", "canceled", "unpaid"]
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["event", "fetched"]),
+        st.integers(min_value=1, max_value=4),  # event watermark: small so ties happen
+        st.sampled_from(_STATUSES),
+    ),
+    min_size=1,
+    max_size=7,
+)
+
+
+def _run(steps: list[tuple[str, int, str]], truth_status: str, *, metadata_user: bool) -> Any:
+    """Apply ``steps``; the user comes from metadata (write-first) or from the link."""
+
+    def obj(status: str) -> dict[str, Any]:
+        return with_user(sub_obj(status)) if metadata_user else sub_obj(status)
+
+    truth = subscription_from_stripe(obj(truth_status))
+    gateway = SubscriptionGateway(lambda _id: truth)
+    h = Harness(gateway=gateway)
+    with h.repository.unit_of_work() as uow:
+        uow.link_customer(CustomerLink(user_id="user_1", customer_id=SESSION["customer"]))
+    results = []
+    for kind, watermark, status in steps:
+        state = subscription_from_stripe(obj(status))
+        with h.repository.unit_of_work() as uow:
+            if kind == "event":
+                change = apply_subscription(
+                    uow, state, watermark=watermark, gateway=gateway, catalog=h.catalog
+                )
+            else:
+                change = apply_fetched_subscription(uow, state, catalog=h.catalog)
+        current = change.current and change.current.model_dump(exclude={"metadata"})
+        results.append((change.outcome, change.refetched, current, len(gateway.retrieved)))
+    stored = h.stored_subscription(SESSION["subscription"])
+    assert stored is not None and stored.user_id == "user_1"
+    return results, stored.model_dump(exclude={"metadata"})
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=_steps, truth_status=st.sampled_from(_STATUSES))
+def test_write_first_gives_the_same_results_as_read_and_decide(
+    steps: list[tuple[str, int, str]], truth_status: str
+) -> None:
+    fast = _run(steps, truth_status, metadata_user=True)
+    slow = _run(steps, truth_status, metadata_user=False)
+    assert fast == slow

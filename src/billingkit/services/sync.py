@@ -28,7 +28,12 @@ skewed server can never make a real update look old and drop it.
 
 * **Event state** (``apply_subscription``): the event's ``created`` second. The write is
   conditional (``UnitOfWork.save_subscription``): higher watermark replaces, lower is stale,
-  a terminal state (canceled, incomplete_expired) is never replaced by a live one.
+  a terminal state (canceled, incomplete_expired) is never replaced by a live one. When
+  the state is fully known without the stored one (``user_id`` in its metadata, plan
+  resolved by the catalog), the conditional write is tried first, with no tie allowed and
+  no read: it succeeds only where the rules below would write it anyway (newer than an
+  event-ordered stored state, or nothing stored); any other answer falls through to the
+  read-and-decide path below, unchanged.
 * **Same-second tie** (incoming watermark == stored watermark): Stripe's one-second
   resolution cannot order the two states, so, in this order:
 
@@ -122,13 +127,13 @@ class SubscriptionChange:
     Attributes:
         outcome: ``WRITTEN`` (stored, possibly after a re-fetch) or ``STALE`` (the stored
             state is newer or terminal; nothing changed). Never ``TIE``: ties are resolved.
-        previous: the stored state before, or ``None``.
-        current: the stored state after (the new state when written, else ``previous``).
+        current: the stored state after: the new state when written, else the stored one
+            (``None`` if nothing is stored). The state before is not reported: a newer
+            state is written without reading the old one.
         refetched: whether the gateway was called to resolve a tie.
     """
 
     outcome: SaveOutcome
-    previous: Subscription | None
     current: Subscription | None
     refetched: bool = False
 
@@ -192,6 +197,27 @@ def _prepare(
     )
 
 
+def _fully_known(
+    subscription: Subscription, watermark: int, catalog: PlanResolver
+) -> Subscription | None:
+    """The state to store when it needs nothing from the stored one, else ``None``.
+
+    That is when ``user_id`` (the subscription's metadata, set by billingkit's checkout)
+    and ``plan_key`` (resolved by the catalog) are known: :func:`_prepare` would then take
+    neither from the stored state nor from the customer link.
+    """
+    if subscription.user_id is None:
+        return None
+    plan_key = subscription.plan_key
+    if plan_key is None and subscription.price_id is not None:
+        plan_key = catalog.plan_key_for_price(subscription.price_id)
+    if plan_key is None:
+        return None
+    if plan_key == subscription.plan_key and watermark == subscription.watermark:
+        return subscription
+    return subscription.model_copy(update={"plan_key": plan_key, "watermark": watermark})
+
+
 def _needs_refetch(stored: Subscription, incoming: Subscription) -> bool:
     """Whether the order of ``incoming`` against ``stored`` is unknown and matters."""
     if stored.watermark != incoming.watermark and stored.watermark != FETCHED_WATERMARK:
@@ -220,10 +246,18 @@ def apply_subscription(
     only gateway call, and only for a tie). ``plan_key`` is resolved through ``catalog``;
     ``user_id`` comes from the metadata or the customer link.
     """
+    known = _fully_known(subscription, watermark, catalog)
+    if known is not None:
+        # Write first: a state newer than the stored one (or the first) is stored by one
+        # conditional write, with no read. Anything else (stale, tie, fetched state stored)
+        # declines and is decided below against the stored state, exactly as without it.
+        if uow.save_subscription(known) is SaveOutcome.WRITTEN:
+            return SubscriptionChange(SaveOutcome.WRITTEN, known)
+        subscription = known
     stored = uow.get_subscription(subscription.id)
     incoming = _prepare(uow, subscription, stored, watermark, catalog)
     if stored is None:
-        return SubscriptionChange(uow.save_subscription(incoming), None, incoming)
+        return SubscriptionChange(uow.save_subscription(incoming), incoming)
     if _needs_refetch(stored, incoming):
         return _refetch(uow, stored, watermark, gateway, catalog)
     tie = incoming.watermark == stored.watermark or stored.watermark == FETCHED_WATERMARK
@@ -259,7 +293,7 @@ def apply_fetched_subscription(
     """
     stored = uow.get_subscription(subscription.id)
     if stored is not None and stored.watermark != FETCHED_WATERMARK:
-        return SubscriptionChange(SaveOutcome.STALE, stored, stored)
+        return SubscriptionChange(SaveOutcome.STALE, stored)
     incoming = _prepare(uow, subscription, stored, FETCHED_WATERMARK, catalog)
     outcome = uow.save_subscription(incoming, allow_tie=True)
     return _change(outcome, stored, incoming)
@@ -273,8 +307,8 @@ def _change(
     refetched: bool = False,
 ) -> SubscriptionChange:
     if outcome is SaveOutcome.WRITTEN:
-        return SubscriptionChange(outcome, stored, written, refetched)
-    return SubscriptionChange(SaveOutcome.STALE, stored, stored, refetched)
+        return SubscriptionChange(outcome, written, refetched)
+    return SubscriptionChange(SaveOutcome.STALE, stored, refetched)
 
 
 # --------------------------------------------------------------------------- customers
