@@ -6,7 +6,9 @@ Run from the repository root::
     PYTHONPATH=src python bench/sql_webhooks.py -n 500 -r 3 --databases sqlite
 
 Both contenders get the same signed ``customer.subscription.updated`` deliveries as
-``bench/webhooks.py`` (~4.6 KB each, distinct ids, every event newer than the last):
+``bench/webhooks.py`` (~4.7 KB each, distinct ids, every event newer than the last; each
+subscription's ``metadata`` holds the ``user_id``, ``plan_key`` and ``interval`` that
+billingkit's checkout sets through ``subscription_data.metadata``):
 
 * ``pipeline`` — ``WebhookProcessor.handle`` on ``SqlAlchemyRepository``, one event per
   transaction: size check + signature + parse + ledger claim + apply (ordering guard,

@@ -6,8 +6,10 @@ Run from the repository root::
     PYTHONPATH=src python bench/webhooks.py -n 2000 -r 3
 
 All three contenders get the same realistic payloads: ``customer.subscription.updated``
-events (~4.6 KB, the 2026-07-29.dahlia subscription fixture) with distinct event ids,
-signed with one secret:
+events (~4.7 KB, the 2026-07-29.dahlia subscription fixture) with distinct event ids,
+signed with one secret. Each subscription carries the ``metadata`` billingkit's own
+checkout puts on it (``subscription_data.metadata``: ``user_id``, ``plan_key``,
+``interval``), as every subscription started through ``CheckoutService`` does:
 
 * ``pipeline``  — ``WebhookProcessor.handle``: size check + signature + parse + ledger claim +
   apply (ordering guard, subscription stored) on ``InMemoryRepository``;
@@ -56,6 +58,12 @@ def make_deliveries(n: int, now: int) -> list[tuple[bytes, str]]:
         obj["id"] = f"sub_bench_{i % SUBSCRIPTIONS:05d}"
         obj["customer"] = f"cus_bench_{i % SUBSCRIPTIONS:05d}"
         obj["items"]["data"][0]["price"]["id"] = "price_bench_month"
+        # What CheckoutService.start_checkout sets as subscription_data.metadata.
+        obj["metadata"] = {
+            "user_id": f"user_bench_{i % SUBSCRIPTIONS:05d}",
+            "plan_key": "basic",
+            "interval": "month",
+        }
         # Each subscription's events are one second apart: every event is newer (processed).
         created = now - 10 * n + i
         event = build_event(
