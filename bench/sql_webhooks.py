@@ -23,8 +23,9 @@ as the admin connection; ``billingkit_bench_<random>`` is created and dropped), 
 per contender. Each round feeds both contenders the same ``-n`` new deliveries in alternating
 batches of 50 events, so both see the same machine load; a warm-up batch is not counted.
 Printed: the median over rounds of each rate (events per second) and of the per-round ratio,
-and the range of the ratio; then how many statements the pipeline sends per event (counted
-on extra, untimed events). Target: pipeline >= 0.5x floor on both. Not a test.
+and the range of the ratio; then how many statements the pipeline sends per event and, on
+SQLite, how many WAL pages each contender writes per event (both counted on extra, untimed
+events). Target: pipeline >= 0.5x floor on both. Not a test.
 """
 
 from __future__ import annotations
@@ -129,6 +130,11 @@ class Pipeline:
                 raise AssertionError(f"unexpected outcome {result.outcome}")
         return time.perf_counter() - started
 
+    def checkpoint(self, mode: str) -> Any:
+        """SQLite: run ``PRAGMA wal_checkpoint(mode)``; returns its row."""
+        with self.repository.engine.connect() as connection:
+            return connection.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()
+
     def close(self) -> None:
         self.repository.close()
 
@@ -173,6 +179,15 @@ class Floor:
         cursor.close()
         return elapsed
 
+    def checkpoint(self, mode: str) -> Any:
+        """SQLite: run ``PRAGMA wal_checkpoint(mode)``; returns its row."""
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(f"PRAGMA wal_checkpoint({mode})")
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
     def close(self) -> None:
         self.raw.close()
         self.engine.dispose()
@@ -191,6 +206,8 @@ class Figures(NamedTuple):
     ratio_low: float
     ratio_high: float
     statements: float
+    #: SQLite only: WAL pages written per event by (pipeline, floor).
+    wal_pages: tuple[float, float] | None
 
 
 def _statements_per_event(pipeline: Pipeline, batch: Deliveries) -> float:
@@ -210,6 +227,18 @@ def _statements_per_event(pipeline: Pipeline, batch: Deliveries) -> float:
     return count / len(batch)
 
 
+def _wal_pages(checkpoint: Callable[[str], Any], run: Callable[[], Any], events: int) -> float:
+    """SQLite: WAL frames (page writes) per event of ``run``, untimed.
+
+    The WAL is emptied first (``wal_checkpoint(TRUNCATE)``); ``run`` writes fewer frames
+    than the auto-checkpoint threshold (1000), so the frame count afterwards is all its own.
+    """
+    checkpoint("TRUNCATE")
+    run()
+    _busy, frames, _done = checkpoint("PASSIVE")
+    return int(frames) / events
+
+
 def measure(database: str, events: int, rounds: int) -> Figures:
     """Median rates of (pipeline, floor) on ``database`` over ``rounds`` rounds.
 
@@ -218,11 +247,11 @@ def measure(database: str, events: int, rounds: int) -> Figures:
     is fair even when the absolute rates drift; the median discards outlier rounds.
     """
     now = int(time.time())
-    deliveries = bench_webhooks.make_deliveries(BATCH + events * rounds + BATCH, now)
+    deliveries = bench_webhooks.make_deliveries(BATCH + events * rounds + 2 * BATCH, now)
     warm_up, timed, counted = (
         deliveries[:BATCH],
-        deliveries[BATCH:-BATCH],
-        deliveries[-BATCH:],
+        deliveries[BATCH : -2 * BATCH],
+        deliveries[-2 * BATCH :],
     )
     pipeline_rates, floor_rates, ratios = [], [], []
     with DATABASES[database]() as floor_url, DATABASES[database]() as pipeline_url:
@@ -240,7 +269,14 @@ def measure(database: str, events: int, rounds: int) -> Figures:
                 pipeline_rates.append(events / pipeline_seconds)
                 floor_rates.append(events / floor_seconds)
                 ratios.append(floor_seconds / pipeline_seconds)
-            statements = _statements_per_event(pipeline, counted)
+            statements = _statements_per_event(pipeline, counted[:BATCH])
+            pages = None
+            if database == "sqlite":
+                paged = counted[BATCH:]
+                pages = (
+                    _wal_pages(pipeline.checkpoint, lambda: pipeline.run(paged), BATCH),
+                    _wal_pages(floor.checkpoint, lambda: floor.run(paged), BATCH),
+                )
         finally:
             floor.close()
             pipeline.close()
@@ -252,6 +288,7 @@ def measure(database: str, events: int, rounds: int) -> Figures:
         min(ratios),
         max(ratios),
         statements,
+        pages,
     )
 
 
@@ -278,6 +315,11 @@ def main(argv: Sequence[str] | None = None) -> list[Figures]:
             f"(rounds {result.ratio_low:.2f}-{result.ratio_high:.2f}; target >= 0.50x)   "
             f"pipeline statements/event {result.statements:.1f} (floor 1)"
         )
+        if result.wal_pages is not None:
+            print(
+                f"{'':9s} WAL pages/event: pipeline {result.wal_pages[0]:.1f}, "
+                f"floor {result.wal_pages[1]:.1f}"
+            )
         sys.stdout.flush()
     return figures
 
