@@ -243,6 +243,37 @@ def _fold_saves(saves: Sequence[tuple[Subscription, bool]]) -> list[SaveOutcome]
     return outcomes
 
 
+#: (stored status, new status, new watermark, allow_tie, expected) over a stored watermark of 100.
+_WATERMARK_AND_TERMINAL_RULES: list[tuple[str, str, int, bool, str]] = [
+    # live over live: the watermark rule
+    *[
+        ("active", "past_due", watermark, allow_tie, expected)
+        for watermark, allow_tie, expected in [
+            (101, False, "written"),
+            (101, True, "written"),
+            (100, False, "tie"),
+            (100, True, "written"),
+            (99, False, "stale"),
+            (99, True, "stale"),
+        ]
+    ],
+    # a terminal state is never replaced by a live one, whatever the watermark
+    *[
+        (terminal, "active", watermark, allow_tie, "stale")
+        for terminal in ("canceled", "incomplete_expired")
+        for watermark, allow_tie in [(200, False), (200, True), (100, True), (50, False)]
+    ],
+    # terminal over terminal: the watermark rule again
+    ("canceled", "incomplete_expired", 200, False, "written"),
+    ("canceled", "incomplete_expired", 100, False, "tie"),
+    ("canceled", "incomplete_expired", 100, True, "written"),
+    ("canceled", "incomplete_expired", 50, True, "stale"),
+    # a newer terminal state replaces a live one, an older one does not
+    ("active", "canceled", 110, False, "written"),
+    ("active", "canceled", 90, False, "stale"),
+]
+
+
 _save_sequences = st.lists(
     st.tuples(
         st.integers(min_value=0, max_value=5),  # watermark: small range so ties happen
@@ -671,34 +702,16 @@ class RepositoryContract:
         assert _read(repository, lambda uow: uow.get_subscription("sub_nope")) is None
 
     @pytest.mark.parametrize(
-        ("stored_status", "new_status", "watermark", "allow_tie", "expected"),
+        ("stored_status", "new_status", "watermark", "allow_tie", "expected", "stored_watermark"),
         [
-            # live over live: the watermark rule
-            *[
-                ("active", "past_due", watermark, allow_tie, expected)
-                for watermark, allow_tie, expected in [
-                    (101, False, "written"),
-                    (101, True, "written"),
-                    (100, False, "tie"),
-                    (100, True, "written"),
-                    (99, False, "stale"),
-                    (99, True, "stale"),
-                ]
-            ],
-            # a terminal state is never replaced by a live one, whatever the watermark
-            *[
-                (terminal, "active", watermark, allow_tie, "stale")
-                for terminal in ("canceled", "incomplete_expired")
-                for watermark, allow_tie in [(200, False), (200, True), (100, True), (50, False)]
-            ],
-            # terminal over terminal: the watermark rule again
-            ("canceled", "incomplete_expired", 200, False, "written"),
-            ("canceled", "incomplete_expired", 100, False, "tie"),
-            ("canceled", "incomplete_expired", 100, True, "written"),
-            ("canceled", "incomplete_expired", 50, True, "stale"),
-            # a newer terminal state replaces a live one, an older one does not
-            ("active", "canceled", 110, False, "written"),
-            ("active", "canceled", 90, False, "stale"),
+            *[(*case, 100) for case in _WATERMARK_AND_TERMINAL_RULES],
+            # stored watermark 0: fetched outside any event, its order is unknown: a tie
+            ("active", "past_due", 100, False, "tie", 0),
+            ("active", "past_due", 100, True, "written", 0),
+            ("active", "past_due", 0, False, "tie", 0),
+            ("active", "past_due", 0, True, "written", 0),
+            ("active", "canceled", 100, False, "tie", 0),
+            ("canceled", "active", 100, True, "stale", 0),  # the terminal rule comes first
         ],
     )
     def test_save_applies_the_watermark_and_terminal_rules(
@@ -709,9 +722,10 @@ class RepositoryContract:
         watermark: int,
         allow_tie: bool,
         expected: str,
+        stored_watermark: int,
     ) -> None:
         first = make_subscription(
-            watermark=100, quantity=1, status=SubscriptionStatus(stored_status)
+            watermark=stored_watermark, quantity=1, status=SubscriptionStatus(stored_status)
         )
         second = make_subscription(
             watermark=watermark, quantity=2, status=SubscriptionStatus(new_status)
@@ -723,41 +737,6 @@ class RepositoryContract:
         assert outcome is SaveOutcome(expected)
         stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
         assert stored == (second if outcome is SaveOutcome.WRITTEN else first)
-
-    @pytest.mark.parametrize(
-        ("stored_status", "new_status", "watermark", "allow_tie", "expected"),
-        [
-            ("active", "past_due", 100, False, "tie"),
-            ("active", "past_due", 100, True, "written"),
-            ("active", "past_due", 0, False, "tie"),
-            ("active", "past_due", 0, True, "written"),
-            ("active", "canceled", 100, False, "tie"),
-            ("canceled", "active", 100, True, "stale"),  # the terminal rule still comes first
-        ],
-    )
-    def test_a_stored_watermark_of_zero_ties_with_any_watermark(
-        self,
-        repository: Repository,
-        stored_status: str,
-        new_status: str,
-        watermark: int,
-        allow_tie: bool,
-        expected: str,
-    ) -> None:
-        # watermark 0 = fetched outside any event: its order against an event is unknown
-        fetched = make_subscription(
-            watermark=0, quantity=1, status=SubscriptionStatus(stored_status)
-        )
-        event_state = make_subscription(
-            watermark=watermark, quantity=2, status=SubscriptionStatus(new_status)
-        )
-        _write(repository, lambda uow: uow.save_subscription(fetched))
-        outcome = _write(
-            repository, lambda uow: uow.save_subscription(event_state, allow_tie=allow_tie)
-        )
-        assert outcome is SaveOutcome(expected)
-        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
-        assert stored == (event_state if outcome is SaveOutcome.WRITTEN else fetched)
 
     def test_a_write_never_erases_user_id_or_plan_key(self, repository: Repository) -> None:
         first = make_subscription(watermark=100, user_id="user_1", plan_key="pro")
