@@ -14,7 +14,9 @@ ledger records the failure and Stripe gets a 500 and retries). Callbacks must th
 idempotent — key any side effect on ``event.event_id``, which is the same on every retry.
 
 When each fires (judged by the Stripe event itself, so whether ``confirm_checkout`` ran first
-does not matter; never for an event older than the stored state):
+does not matter). A stale event (older than the stored state) fires none of them, except
+``TRIAL_WILL_END``, which is informational and fires while the stored subscription is still
+trialing:
 
 =============================  ============================================================
 ``SUBSCRIPTION_ACTIVATED``     a subscription becomes active or trialing: created so, or an
@@ -23,7 +25,8 @@ does not matter; never for an event older than the stored state):
 ``SUBSCRIPTION_CANCELED``      ``customer.subscription.deleted``, or an update to canceled
 ``PAYMENT_FAILED``             ``invoice.payment_failed``
 ``PAYMENT_ACTION_REQUIRED``    ``invoice.payment_action_required`` (e.g. 3-D Secure)
-``TRIAL_WILL_END``             ``customer.subscription.trial_will_end`` while still trialing
+``TRIAL_WILL_END``             ``customer.subscription.trial_will_end`` while the stored
+                               subscription is still trialing, even if the event is stale
 ``CHECKOUT_COMPLETED``         ``checkout.session.completed`` and
                                ``checkout.session.async_payment_succeeded`` (check
                                ``payment_status`` before delivering goods)
