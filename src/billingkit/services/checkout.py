@@ -469,6 +469,9 @@ class CheckoutService:
     def confirm_checkout(self, session_id: str, user_id: str) -> CheckoutConfirmation:
         """Check and apply a Checkout Session on the success page (one Stripe call).
 
+        (Plus, with plans configured by lookup key and an expired price cache, the catalog's
+        one ``list_prices`` reload.)
+
         Raises:
             InvalidInputError: an empty ``session_id`` or ``user_id``.
             CheckoutOwnershipError: the session was started for another user (by its

@@ -49,7 +49,9 @@ skewed server can never make a real update look old and drop it.
      later second then still replaces it, and since the newest event always carries the
      newest state, the final state is still the newest.)
 
-  No gateway call is ever made without a tie.
+  ``retrieve_subscription`` is never called without a tie. (Resolving a plan key may load
+  the catalog's prices — one cached ``list_prices`` per TTL for the whole catalog — when
+  plans are configured by lookup key.)
 * **Fetched outside any event** (``apply_fetched_subscription``): we know the fetched state is
   the truth at fetch time, but not at which Stripe second. It is stored with watermark
   :data:`FETCHED_WATERMARK` (0, "order unknown"), and only when nothing event-ordered is
