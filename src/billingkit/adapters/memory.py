@@ -25,15 +25,23 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from threading import Lock, get_ident
 from types import TracebackType
 from typing import Any
 
 from typing_extensions import override
 
+from billingkit.adapters._shared import (
+    CLOSED,
+    NEW,
+    OPEN,
+    aware_utc,
+    decide_save,
+    misuse_error,
+    nested_error,
+)
 from billingkit.domain import (
-    TERMINAL_STATUSES,
     CheckoutRecord,
     CustomerLink,
     EventRecord,
@@ -46,19 +54,11 @@ from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
 __all__ = ["InMemoryRepository"]
 
 _MISSING: Any = object()
-#: A stored subscription watermark meaning "fetched outside any event, order unknown".
-_ORDER_UNKNOWN = 0
 _RECLAIMABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING})
 _FAILABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING, EventStatus.PROCESSING})
 
 #: One undo step: put ``previous`` back under ``key`` in ``table`` (remove it if _MISSING).
 _UndoEntry = tuple[dict[Any, Any], Any, Any]
-
-
-def _aware_utc(moment: datetime, name: str) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise RepositoryError(f"{name} must be a timezone-aware datetime")
-    return moment.astimezone(timezone.utc)
 
 
 class _Tables:
@@ -108,19 +108,13 @@ class InMemoryRepository(Repository):
     def _acquire(self) -> None:
         me = get_ident()
         if self._owner == me:
-            raise RepositoryError(
-                "nested unit of work: this thread already holds a unit of work of this "
-                "repository; finish it before opening another one"
-            )
+            raise nested_error()
         self._lock.acquire()
         self._owner = me
 
     def _release(self) -> None:
         self._owner = None
         self._lock.release()
-
-
-_NEW, _OPEN, _CLOSED = 0, 1, 2
 
 
 class _InMemoryUnitOfWork(UnitOfWork):
@@ -132,16 +126,16 @@ class _InMemoryUnitOfWork(UnitOfWork):
         self._repository = repository
         self._t = repository._tables
         self._journal: list[_UndoEntry] = []
-        self._state = _NEW
+        self._state = NEW
         self._owner: int | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
     def __enter__(self) -> _InMemoryUnitOfWork:
-        if self._state != _NEW:
+        if self._state != NEW:
             raise RepositoryError("a unit of work can be entered only once")
         self._repository._acquire()
-        self._state = _OPEN
+        self._state = OPEN
         self._owner = get_ident()
         return self
 
@@ -151,14 +145,14 @@ class _InMemoryUnitOfWork(UnitOfWork):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._state != _OPEN:
+        if self._state != OPEN:
             return
         try:
             if exc_type is not None:
                 self._rollback()
         finally:
             self._journal = []
-            self._state = _CLOSED
+            self._state = CLOSED
             self._owner = None
             self._repository._release()
 
@@ -171,11 +165,7 @@ class _InMemoryUnitOfWork(UnitOfWork):
 
     def _check(self) -> None:
         if self._owner != get_ident():
-            if self._state == _NEW:
-                raise RepositoryError("unit of work used before its with block was entered")
-            if self._state == _CLOSED:
-                raise RepositoryError("unit of work used after its with block exited")
-            raise RepositoryError("unit of work used from another thread than its owner")
+            raise misuse_error(self._state)
 
     # ------------------------------------------------------------------- journaled writes
 
@@ -273,12 +263,9 @@ class _InMemoryUnitOfWork(UnitOfWork):
         t = self._t
         stored = t.subscriptions.get(subscription.id)
         if stored is not None:
-            if stored.status in TERMINAL_STATUSES and subscription.status not in TERMINAL_STATUSES:
-                return SaveOutcome.STALE
-            if subscription.watermark < stored.watermark:
-                return SaveOutcome.STALE
-            if not allow_tie and stored.watermark in (subscription.watermark, _ORDER_UNKNOWN):
-                return SaveOutcome.TIE
+            outcome = decide_save(stored.status, stored.watermark, subscription, allow_tie)
+            if outcome is not SaveOutcome.WRITTEN:
+                return outcome
             kept: dict[str, str] = {}
             if subscription.user_id is None and stored.user_id is not None:
                 kept["user_id"] = stored.user_id
@@ -321,7 +308,7 @@ class _InMemoryUnitOfWork(UnitOfWork):
         self, *, user_id: str, request_key: str, created_after: datetime
     ) -> CheckoutRecord | None:
         self._check()
-        after = _aware_utc(created_after, "created_after")
+        after = aware_utc(created_after, "created_after")
         t = self._t
         best: CheckoutRecord | None = None
         for session_id in t.checkouts_by_key.get((user_id, request_key), ()):
@@ -367,7 +354,7 @@ class _InMemoryUnitOfWork(UnitOfWork):
         stored = events.get(event_id)
         if stored is None:
             raise RepositoryError(f"event {event_id!r} is not in the ledger")
-        when = _aware_utc(processed_at, "processed_at")
+        when = aware_utc(processed_at, "processed_at")
         try:
             status = EventStatus(status)
         except ValueError:

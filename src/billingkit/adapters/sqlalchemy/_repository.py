@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar, Token
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import wraps
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -19,6 +19,15 @@ from sqlalchemy.engine.base import NestedTransaction
 from sqlalchemy.orm import Session
 from typing_extensions import override
 
+from billingkit.adapters._shared import (
+    CLOSED,
+    NEW,
+    OPEN,
+    aware_utc,
+    decide_save,
+    misuse_error,
+    nested_error,
+)
 from billingkit.adapters.sqlalchemy._engine import (
     IMMEDIATE_OPTION,
     create_engine,
@@ -33,7 +42,6 @@ from billingkit.adapters.sqlalchemy._schema import (
 )
 from billingkit.adapters.sqlalchemy._statements import (
     EVENT_COLUMNS,
-    ORDER_UNKNOWN,
     RECLAIMABLE,
     SUBSCRIPTION_COLUMNS,
     HotStatements,
@@ -116,12 +124,6 @@ def _operation(
 # --------------------------------------------------------------------------- rows <-> values
 
 
-def _aware(moment: datetime, name: str) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise RepositoryError(f"{name} must be a timezone-aware datetime")
-    return moment.astimezone(timezone.utc)
-
-
 def _subscription_row(sub: Subscription) -> dict[str, Any]:
     # The value's own attributes, one per column (a model_dump() would copy and walk them).
     row = {name: getattr(sub, name) for name in SUBSCRIPTION_COLUMNS}
@@ -153,21 +155,6 @@ def _event_row(record: EventRecord, **changes: Any) -> dict[str, Any]:
     row["status"] = EventStatus(record.status).value
     row.update(changes)
     return row
-
-
-def _decide(stored_status: str, stored_watermark: int, new: Subscription, allow_tie: bool) -> (
-    SaveOutcome
-):
-    """The reference rule of ``save_subscription`` for an existing row."""
-    if SubscriptionStatus(stored_status) in TERMINAL_STATUSES and (
-        new.status not in TERMINAL_STATUSES
-    ):
-        return SaveOutcome.STALE
-    if new.watermark < stored_watermark:
-        return SaveOutcome.STALE
-    if not allow_tie and stored_watermark in (new.watermark, ORDER_UNKNOWN):
-        return SaveOutcome.TIE
-    return SaveOutcome.WRITTEN
 
 
 # --------------------------------------------------------------------------- repository
@@ -319,8 +306,6 @@ class SqlAlchemyRepository(Repository):
 
 # --------------------------------------------------------------------------- unit of work
 
-_NEW, _OPEN, _CLOSED = 0, 1, 2
-
 
 class _SqlUnitOfWork(UnitOfWork):
     """One transaction of :class:`SqlAlchemyRepository`; also its own context manager."""
@@ -332,7 +317,7 @@ class _SqlUnitOfWork(UnitOfWork):
         self._given = connection
         self._conn: Connection | None = None
         self._trans: RootTransaction | NestedTransaction | None = None
-        self._state = _NEW
+        self._state = NEW
         self._owner: int | None = None
         self._locked = False
         #: Nothing was sent yet on a pooled server connection of our own: its first
@@ -343,14 +328,11 @@ class _SqlUnitOfWork(UnitOfWork):
     # -------------------------------------------------------------------------- lifecycle
 
     def __enter__(self) -> _SqlUnitOfWork:
-        if self._state != _NEW:
+        if self._state != NEW:
             raise RepositoryError("a unit of work can be entered only once")
         local = self._repo._local
         if getattr(local, "open", False):
-            raise RepositoryError(
-                "nested unit of work: this thread already holds a unit of work of this "
-                "repository; finish it before opening another one"
-            )
+            raise nested_error()
         if self._repo._serial is not None and self._given is None:
             self._repo._serial.acquire()
             self._locked = True
@@ -363,7 +345,7 @@ class _SqlUnitOfWork(UnitOfWork):
             raise
         local.open = True
         self._token = self._repo._current.set(self)
-        self._state = _OPEN
+        self._state = OPEN
         self._owner = threading.get_ident()
         return self
 
@@ -409,7 +391,7 @@ class _SqlUnitOfWork(UnitOfWork):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._state != _OPEN:
+        if self._state != OPEN:
             return
         trans = self._trans
         try:
@@ -425,7 +407,7 @@ class _SqlUnitOfWork(UnitOfWork):
                         trans.rollback()
         finally:
             self._repo._current.reset(self._token)
-            self._state = _CLOSED
+            self._state = CLOSED
             self._owner = None
             self._repo._local.open = False
             self._release()
@@ -440,11 +422,7 @@ class _SqlUnitOfWork(UnitOfWork):
 
     def _check(self) -> None:
         if self._owner != threading.get_ident():
-            if self._state == _NEW:
-                raise RepositoryError("unit of work used before its with block was entered")
-            if self._state == _CLOSED:
-                raise RepositoryError("unit of work used after its with block exited")
-            raise RepositoryError("unit of work used from another thread than its owner")
+            raise misuse_error(self._state)
 
     @property
     def connection(self) -> Connection:
@@ -607,7 +585,9 @@ class _SqlUnitOfWork(UnitOfWork):
         if self._count(upsert, row) == 1:
             return SaveOutcome.WRITTEN
         current = self._execute(self._sql.subscription_state, {"b_id": subscription.id}).one()
-        outcome = _decide(current.status, current.watermark, subscription, allow_tie)
+        outcome = decide_save(
+                SubscriptionStatus(current.status), current.watermark, subscription, allow_tie
+            )
         # The conditional write declined, so the row it saw was not older; what it holds now
         # can only be newer still.
         return SaveOutcome.STALE if outcome is SaveOutcome.WRITTEN else outcome
@@ -628,7 +608,9 @@ class _SqlUnitOfWork(UnitOfWork):
                 if self._insert_unless_conflict(SUBSCRIPTIONS, row):
                     return SaveOutcome.WRITTEN
                 continue  # a concurrent insert won: lock its row and decide against it
-            outcome = _decide(current.status, current.watermark, subscription, allow_tie)
+            outcome = decide_save(
+                SubscriptionStatus(current.status), current.watermark, subscription, allow_tie
+            )
             if outcome is SaveOutcome.WRITTEN:
                 values = {name: value for name, value in row.items() if name != "id"}
                 values["user_id"] = func.coalesce(row["user_id"], stored.user_id)
@@ -667,7 +649,7 @@ class _SqlUnitOfWork(UnitOfWork):
     def find_open_checkout(
         self, *, user_id: str, request_key: str, created_after: datetime
     ) -> CheckoutRecord | None:
-        after = _aware(created_after, "created_after")
+        after = aware_utc(created_after, "created_after")
         c = CHECKOUTS.c
         row = self._execute(
             select(CHECKOUTS)
@@ -718,7 +700,7 @@ class _SqlUnitOfWork(UnitOfWork):
     def finish_event(
         self, event_id: str, status: EventStatus, *, processed_at: datetime
     ) -> None:
-        when = _aware(processed_at, "processed_at")
+        when = aware_utc(processed_at, "processed_at")
         try:
             status = EventStatus(status)
         except ValueError:

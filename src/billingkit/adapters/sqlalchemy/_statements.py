@@ -27,12 +27,12 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from billingkit.adapters._shared import ORDER_UNKNOWN
 from billingkit.adapters.sqlalchemy._schema import CUSTOMERS, EVENTS, SUBSCRIPTIONS
 from billingkit.domain import TERMINAL_STATUSES, EventStatus
 
 __all__ = [
     "EVENT_COLUMNS",
-    "ORDER_UNKNOWN",
     "RECLAIMABLE",
     "SUBSCRIPTION_COLUMNS",
     "TERMINAL",
@@ -45,9 +45,6 @@ SUBSCRIPTION_COLUMNS: tuple[str, ...] = tuple(column.name for column in SUBSCRIP
 EVENT_COLUMNS: tuple[str, ...] = tuple(column.name for column in EVENTS.c)
 #: Stored status values of the terminal subscription states.
 TERMINAL: tuple[str, ...] = tuple(sorted(status.value for status in TERMINAL_STATUSES))
-#: A stored subscription watermark meaning "fetched outside any event, order unknown": it
-#: ties with any incoming watermark.
-ORDER_UNKNOWN = 0
 #: Ledger statuses a delivery may claim again.
 RECLAIMABLE: tuple[str, ...] = (EventStatus.FAILED.value, EventStatus.PENDING.value)
 
