@@ -14,7 +14,7 @@ from enum import Enum
 from functools import partial
 from typing import Any, TypeVar
 
-from billingkit.domain import Interval, Price, Subscription
+from billingkit.domain import Interval, Price, Subscription, from_timestamp, to_timestamp
 from billingkit.errors import (
     ConfigurationError,
     GatewayCardError,
@@ -111,14 +111,6 @@ class _Session:
     json: dict[str, Any]
     request: CheckoutSessionRequest
     seq: int = field(default=0)
-
-
-def _ts(moment: datetime) -> int:
-    return int(moment.timestamp())
-
-
-def _dt(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
 def _add_interval(anchor: datetime, interval: str, count: int, periods: int) -> datetime:
@@ -261,7 +253,7 @@ class FakeStripeGateway(StripeGateway):
     def pending_events(self) -> list[Delivery]:
         """Undelivered events as signed deliveries (signed at the fake's current time)."""
         with self._lock:
-            at = _ts(self._now)
+            at = to_timestamp(self._now)
             return [signed_delivery(e, self._secret, timestamp=at) for e in self._pending]
 
     def drain_events(self) -> list[Delivery]:
@@ -355,7 +347,7 @@ class FakeStripeGateway(StripeGateway):
             if ident in self._products:
                 raise ConfigurationError(f"product {ident!r} already exists")
             self._products[ident] = _shapes.product_json(
-                id=ident, name=name, created=_ts(self._now), livemode=self._livemode
+                id=ident, name=name, created=to_timestamp(self._now), livemode=self._livemode
             )
             return ident
 
@@ -399,7 +391,7 @@ class FakeStripeGateway(StripeGateway):
             price = _shapes.price_json(
                 id=ident,
                 product=product,
-                created=_ts(self._now),
+                created=to_timestamp(self._now),
                 currency=currency.lower(),
                 unit_amount=amount,
                 interval=None if chosen is Interval.ONE_TIME else chosen.value,
@@ -434,7 +426,7 @@ class FakeStripeGateway(StripeGateway):
                 price["lookup_key"] = lookup_key
             changes = _diff(before, price)
             if changes:
-                self._emit("price.updated", price, _ts(self._now), previous=changes)
+                self._emit("price.updated", price, to_timestamp(self._now), previous=changes)
             return price_from_stripe(price, self._products[price["product"]])
 
     # ------------------------------------------------------------------------------ port
@@ -454,13 +446,13 @@ class FakeStripeGateway(StripeGateway):
             ident = self._new_id("cus")
             customer = _shapes.customer_json(
                 id=ident,
-                created=_ts(self._now),
+                created=to_timestamp(self._now),
                 email=email,
                 metadata={**(metadata or {}), "user_id": user_id},
                 livemode=self._livemode,
             )
             self._customers[ident] = customer
-            self._emit("customer.created", customer, _ts(self._now))
+            self._emit("customer.created", customer, to_timestamp(self._now))
             return customer_from_stripe(customer)
 
         return self._call("create_customer", create, idempotency_key, params)
@@ -503,7 +495,7 @@ class FakeStripeGateway(StripeGateway):
             if request.trial_days is not None and request.mode != "subscription":
                 raise _invalid("trial days need subscription mode")
             ident = self._new_id("cs_test")
-            created = _ts(self._now)
+            created = to_timestamp(self._now)
             session = _shapes.checkout_session_json(
                 id=ident,
                 created=created,
@@ -608,7 +600,7 @@ class FakeStripeGateway(StripeGateway):
                     code="card_declined",
                     user_message="Your card was declined.",
                 )
-            start = _ts(self._now)
+            start = to_timestamp(self._now)
             price = self._prices[request.price_id]
             if request.mode == "subscription":
                 invoice_id = self._new_id("in")
@@ -646,7 +638,7 @@ class FakeStripeGateway(StripeGateway):
                 "tax_ids": [],
             }
             self._emit("checkout.session.completed", session, start + 1)
-            self._now = max(self._now, _dt(start + 1))
+            self._now = max(self._now, from_timestamp(start + 1))
             expanded = copy.deepcopy(session)
             if expanded["subscription"] is not None:
                 expanded["subscription"] = copy.deepcopy(self._subs[session["subscription"]].json)
@@ -680,7 +672,7 @@ class FakeStripeGateway(StripeGateway):
             invoice = self._invoices.get(sub.json["latest_invoice"] or "")
             if invoice is None or invoice["status"] != "open":
                 raise _invalid(f"subscription {subscription_id} has no open invoice")
-            self._attempt_payment(sub, invoice, _ts(self._now))
+            self._attempt_payment(sub, invoice, to_timestamp(self._now))
             return subscription_from_stripe(sub.json)
 
     # ------------------------------------------------------------------------------ portal
@@ -727,16 +719,15 @@ class FakeStripeGateway(StripeGateway):
                 self._set_cancel_at_period_end(sub, cancel_at_period_end)
             changes = _diff(before, sub.json)
             if changes:
-                self._emit(
-                    "customer.subscription.updated", sub.json, _ts(self._now), previous=changes
-                )
+                at = to_timestamp(self._now)
+                self._emit("customer.subscription.updated", sub.json, at, previous=changes)
             return subscription_from_stripe(sub.json)
 
     def cancel_subscription(self, subscription_id: str) -> Subscription:
         """Cancel now; emits ``customer.subscription.deleted``."""
         with self._lock:
             sub = self._live_sub(subscription_id, allow_paused=True)
-            self._end(sub, _ts(self._now), reason="cancellation_requested")
+            self._end(sub, to_timestamp(self._now), reason="cancellation_requested")
             return subscription_from_stripe(sub.json)
 
     def pause_subscription(self, subscription_id: str) -> Subscription:
@@ -748,7 +739,7 @@ class FakeStripeGateway(StripeGateway):
             sub = self._live_sub(subscription_id)
             before = copy.deepcopy(sub.json)
             sub.json["status"] = "paused"
-            at = _ts(self._now)
+            at = to_timestamp(self._now)
             self._emit("customer.subscription.paused", sub.json, at)
             changes = _diff(before, sub.json)
             self._emit("customer.subscription.updated", sub.json, at, previous=changes)
@@ -764,10 +755,10 @@ class FakeStripeGateway(StripeGateway):
             sub = self._sub(subscription_id)
             if sub.json["status"] != "paused":
                 raise _invalid(f"subscription {subscription_id} is not paused")
-            at = _ts(self._now)
+            at = to_timestamp(self._now)
             before = copy.deepcopy(sub.json)
             sub.anchor, sub.period_index = self._now, 0
-            self._set_period(sub, at, _ts(self._period_end(sub)))
+            self._set_period(sub, at, to_timestamp(self._period_end(sub)))
             sub.json["status"] = "active"
             sub.json["billing_cycle_anchor"] = at
             self._emit("customer.subscription.resumed", sub.json, at)
@@ -780,7 +771,7 @@ class FakeStripeGateway(StripeGateway):
             customer = self._customer(customer_id)
             if customer.get("deleted"):
                 raise _not_found("customer", customer_id)
-            at = _ts(self._now)
+            at = to_timestamp(self._now)
             for sub in self._subs.values():
                 if sub.json["customer"] == customer_id and sub.json["status"] in _LIVE | {"paused"}:
                     self._end(sub, at, reason="cancellation_requested")
@@ -904,11 +895,11 @@ class FakeStripeGateway(StripeGateway):
         trial_end = None
         if request.trial_days:
             trial_end = at + request.trial_days * 86_400
-            anchor, period_start, period_end = _dt(trial_end), at, trial_end
+            anchor, period_start, period_end = from_timestamp(trial_end), at, trial_end
         else:
-            anchor = _dt(at)
+            anchor = from_timestamp(at)
             period_start = at
-            period_end = _ts(
+            period_end = to_timestamp(
                 _add_interval(anchor, recurring["interval"], recurring["interval_count"], 1)
             )
         item = _shapes.subscription_item_json(
@@ -1022,7 +1013,7 @@ class FakeStripeGateway(StripeGateway):
         period_end = sub.json["items"]["data"][0]["current_period_end"]
         sub.json["cancel_at_period_end"] = cancel
         sub.json["cancel_at"] = period_end if cancel else None
-        sub.json["canceled_at"] = _ts(self._now) if cancel else None
+        sub.json["canceled_at"] = to_timestamp(self._now) if cancel else None
         sub.json["cancellation_details"] = {
             "comment": None,
             "feedback": None,
@@ -1053,7 +1044,7 @@ class FakeStripeGateway(StripeGateway):
         )
         invoice = self._open_invoice(sub, at, reason, invoice_id)
         self._attempt_payment(sub, invoice, at + 1)
-        self._now = max(self._now, _dt(at + 1))
+        self._now = max(self._now, from_timestamp(at + 1))
 
     # ----------------------------------------------------------------------- the schedule
 
@@ -1068,14 +1059,15 @@ class FakeStripeGateway(StripeGateway):
 
         for entry in self._sessions.values():
             if entry.json["status"] == "open":
-                offer(_dt(entry.json["expires_at"]), partial(self._expire, entry))
+                offer(from_timestamp(entry.json["expires_at"]), partial(self._expire, entry))
         for sub in self._subs.values():
             status = sub.json["status"]
-            period_end = _dt(sub.json["items"]["data"][0]["current_period_end"])
+            period_end = from_timestamp(sub.json["items"]["data"][0]["current_period_end"])
             if status == "trialing":
-                trial_end = _dt(sub.json["trial_end"])
+                trial_end = from_timestamp(sub.json["trial_end"])
                 if not sub.trial_will_end_sent:
-                    notice = max(trial_end - _TRIAL_WILL_END_NOTICE, _dt(sub.json["trial_start"]))
+                    trial_start = from_timestamp(sub.json["trial_start"])
+                    notice = max(trial_end - _TRIAL_WILL_END_NOTICE, trial_start)
                     offer(notice, partial(self._trial_will_end, sub))
                 offer(trial_end, partial(self._period_ends, sub))
             elif status in _LIVE:
@@ -1083,7 +1075,7 @@ class FakeStripeGateway(StripeGateway):
         for invoice in self._invoices.values():
             retry = invoice["next_payment_attempt"]
             if invoice["status"] == "open" and retry is not None:
-                offer(_dt(retry), partial(self._retry, invoice))
+                offer(from_timestamp(retry), partial(self._retry, invoice))
         return best
 
     def _expire(self, entry: _Session) -> None:
@@ -1091,14 +1083,14 @@ class FakeStripeGateway(StripeGateway):
             raise _invalid(f"checkout session {entry.json['id']} is {entry.json['status']}")
         entry.json["status"] = "expired"
         entry.json["url"] = None
-        self._emit("checkout.session.expired", entry.json, _ts(self._now))
+        self._emit("checkout.session.expired", entry.json, to_timestamp(self._now))
 
     def _trial_will_end(self, sub: _Sub) -> None:
         sub.trial_will_end_sent = True
-        self._emit("customer.subscription.trial_will_end", sub.json, _ts(self._now))
+        self._emit("customer.subscription.trial_will_end", sub.json, to_timestamp(self._now))
 
     def _period_ends(self, sub: _Sub) -> None:
-        at = _ts(self._now)
+        at = to_timestamp(self._now)
         if sub.json["cancel_at_period_end"]:
             self._end(sub, at, reason="cancellation_requested")
             return
@@ -1107,9 +1099,9 @@ class FakeStripeGateway(StripeGateway):
             sub.json["status"] = "active"
         sub.period_index += 1
         start = _add_interval(sub.anchor, sub.interval, sub.interval_count, sub.period_index)
-        self._set_period(sub, _ts(start), _ts(self._period_end(sub)))
+        self._set_period(sub, to_timestamp(start), to_timestamp(self._period_end(sub)))
         self._bill_new_period(sub, before, at, "subscription_cycle")
 
     def _retry(self, invoice: dict[str, Any]) -> None:
         sub = self._subs[invoice["parent"]["subscription_details"]["subscription"]]
-        self._attempt_payment(sub, invoice, _ts(self._now))
+        self._attempt_payment(sub, invoice, to_timestamp(self._now))
