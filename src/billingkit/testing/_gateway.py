@@ -522,10 +522,7 @@ class FakeStripeGateway(StripeGateway):
         """The session with its subscription expanded (``CheckoutSession.subscription``)."""
 
         def retrieve() -> CheckoutSession:
-            session = copy.deepcopy(self._session(session_id).json)
-            if session["subscription"] is not None:
-                session["subscription"] = copy.deepcopy(self._subs[session["subscription"]].json)
-            return checkout_session_from_stripe(session)
+            return self._expanded(self._session(session_id).json)
 
         return self._call("retrieve_checkout_session", retrieve)
 
@@ -639,10 +636,7 @@ class FakeStripeGateway(StripeGateway):
             }
             self._emit("checkout.session.completed", session, start + 1)
             self._now = max(self._now, from_timestamp(start + 1))
-            expanded = copy.deepcopy(session)
-            if expanded["subscription"] is not None:
-                expanded["subscription"] = copy.deepcopy(self._subs[session["subscription"]].json)
-            return checkout_session_from_stripe(expanded)
+            return self._expanded(session)
 
     def expire_checkout(self, session_id: str) -> None:
         """Expire an open session now; emits ``checkout.session.expired``."""
@@ -858,6 +852,13 @@ class FakeStripeGateway(StripeGateway):
         if entry is None:
             raise _not_found("checkout.session", session_id)
         return entry
+
+    def _expanded(self, session: dict[str, Any]) -> CheckoutSession:
+        """``session`` as ``retrieve_checkout_session`` answers it: subscription expanded."""
+        expanded = copy.deepcopy(session)
+        if expanded["subscription"] is not None:
+            expanded["subscription"] = copy.deepcopy(self._subs[expanded["subscription"]].json)
+        return checkout_session_from_stripe(expanded)
 
     def _sub(self, subscription_id: str) -> _Sub:
         sub = self._subs.get(subscription_id)
