@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from billingkit.config import AccessPolicy, BillingConfig
 from billingkit.domain import PlanDefinition, SubscriptionStatus
@@ -92,8 +92,9 @@ def test_secrets_never_appear_in_configuration_errors() -> None:
 
 def test_config_is_frozen() -> None:
     config = build()
-    with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError
+    with pytest.raises(ValidationError, match="frozen"):
         config.livemode = True  # type: ignore[misc]
+    assert config.livemode is False
 
 
 def test_access_policy_is_configurable() -> None:
