@@ -34,6 +34,7 @@ from billingkit.domain import (
 )
 
 __all__ = [
+    "FETCHED_WATERMARK",
     "CheckoutSession",
     "CheckoutSessionRequest",
     "ClaimOutcome",
@@ -46,6 +47,10 @@ __all__ = [
     "UnitOfWork",
     "system_clock",
 ]
+
+#: Watermark of a subscription state fetched from Stripe outside any event ("order
+#: unknown"): :meth:`UnitOfWork.save_subscription` treats it as a tie with any event's.
+FETCHED_WATERMARK = 0
 
 #: Returns the current time as an aware UTC datetime; injected so tests can move time.
 Clock = Callable[[], datetime]
@@ -248,7 +253,7 @@ class UnitOfWork(abc.ABC):
 
         Rules, in order: no stored row -> insert (``WRITTEN``); stored status terminal and
         the new one not -> ``STALE``; new watermark lower -> ``STALE``; equal, or the stored
-        watermark is 0 (a state fetched outside any event, whose order is unknown) ->
+        watermark is :data:`FETCHED_WATERMARK` (a state fetched outside any event) ->
         ``WRITTEN`` if ``allow_tie`` else ``TIE``; higher -> ``WRITTEN``. A write never
         erases a known ``user_id`` or ``plan_key`` (a ``None`` keeps the stored value).
         """

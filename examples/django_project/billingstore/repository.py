@@ -53,8 +53,7 @@ from billingkit.domain import (
     SubscriptionStatus,
 )
 from billingkit.errors import ConflictError, RepositoryError, RepositoryUnavailableError
-from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
-from billingkit.services.sync import FETCHED_WATERMARK
+from billingkit.ports import FETCHED_WATERMARK, ClaimOutcome, Repository, SaveOutcome, UnitOfWork
 from billingstore.models import StoredCheckout, StoredCustomer, StoredEvent, StoredSubscription
 
 __all__ = ["DjangoRepository"]
@@ -66,8 +65,6 @@ _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 _RECLAIMABLE = [EventStatus.FAILED.value, EventStatus.PENDING.value]
 _FAILABLE = [*_RECLAIMABLE, EventStatus.PROCESSING.value]
 _RACE_RETRIES = 5
-#: A stored watermark of 0 is a state fetched outside any event: it ties with any event.
-_ORDER_UNKNOWN = FETCHED_WATERMARK
 
 _SUBSCRIPTION_FIELDS = [f.name for f in StoredSubscription._meta.concrete_fields]
 _CHECKOUT_FIELDS = [f.name for f in StoredCheckout._meta.concrete_fields]
@@ -329,7 +326,7 @@ class _DjangoUnitOfWork(UnitOfWork):
         newer = (
             Q(watermark__lte=subscription.watermark)
             if allow_tie
-            else Q(watermark__lt=subscription.watermark) & ~Q(watermark=_ORDER_UNKNOWN)
+            else Q(watermark__lt=subscription.watermark) & ~Q(watermark=FETCHED_WATERMARK)
         )
         if subscription.status not in TERMINAL_STATUSES:
             newer &= ~Q(status__in=_TERMINAL)
@@ -448,6 +445,6 @@ def _decide(
         return SaveOutcome.STALE
     if new.watermark < stored_watermark:
         return SaveOutcome.STALE
-    if not allow_tie and stored_watermark in (new.watermark, _ORDER_UNKNOWN):
+    if not allow_tie and stored_watermark in (new.watermark, FETCHED_WATERMARK):
         return SaveOutcome.TIE
     return SaveOutcome.WRITTEN

@@ -11,14 +11,11 @@ from datetime import datetime, timezone
 
 from billingkit.domain import TERMINAL_STATUSES, Subscription, SubscriptionStatus
 from billingkit.errors import RepositoryError
-from billingkit.ports import SaveOutcome
+from billingkit.ports import FETCHED_WATERMARK, SaveOutcome
 
 #: Lifecycle states of a unit of work: created, inside its ``with`` block, exited.
 NEW, OPEN, CLOSED = 0, 1, 2
 
-#: A stored subscription watermark meaning "fetched outside any event, order unknown": it
-#: ties with any incoming watermark.
-ORDER_UNKNOWN = 0
 
 
 def nested_error() -> RepositoryError:
@@ -53,6 +50,6 @@ def decide_save(
         return SaveOutcome.STALE
     if new.watermark < stored_watermark:
         return SaveOutcome.STALE
-    if not allow_tie and stored_watermark in (new.watermark, ORDER_UNKNOWN):
+    if not allow_tie and stored_watermark in (new.watermark, FETCHED_WATERMARK):
         return SaveOutcome.TIE
     return SaveOutcome.WRITTEN

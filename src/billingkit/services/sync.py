@@ -93,7 +93,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from billingkit.domain import CheckoutRecord, CustomerLink, Subscription
-from billingkit.ports import CheckoutSession, SaveOutcome, StripeCustomer, StripeGateway, UnitOfWork
+from billingkit.ports import (
+    FETCHED_WATERMARK,
+    CheckoutSession,
+    SaveOutcome,
+    StripeCustomer,
+    StripeGateway,
+    UnitOfWork,
+)
 
 __all__ = [
     "FETCHED_WATERMARK",
@@ -108,8 +115,6 @@ __all__ = [
     "link_customer",
 ]
 
-#: Watermark of a state fetched from Stripe outside any event: "order unknown".
-FETCHED_WATERMARK = 0
 #: Metadata key (on sessions, subscriptions and customers) carrying the app's user id.
 USER_ID_METADATA_KEY = "user_id"
 

@@ -27,9 +27,9 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from billingkit.adapters._shared import ORDER_UNKNOWN
 from billingkit.adapters.sqlalchemy._schema import CUSTOMERS, EVENTS, SUBSCRIPTIONS
 from billingkit.domain import TERMINAL_STATUSES, EventStatus
+from billingkit.ports import FETCHED_WATERMARK
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -75,7 +75,7 @@ class HotStatements:
         customer_by_id: the customer row ``b_id``.
         save_subscription: keyed ``(allow_tie, incoming_is_terminal)``: INSERT a subscription
             row or, on its id, UPDATE it from the incoming values only if the stored
-            watermark is older and not :data:`ORDER_UNKNOWN` (with ``allow_tie``: not newer)
+            watermark is older and not :data:`FETCHED_WATERMARK` (with ``allow_tie``: not newer)
             and, for a live incoming state, the stored state is not terminal;
             ``user_id``/``plan_key`` keep the stored value when the incoming one is NULL.
             PostgreSQL/SQLite only (empty on MySQL).
@@ -129,7 +129,7 @@ def _upsert_subscription(insert: Any, allow_tie: bool, terminal: bool) -> Insert
     newer: ColumnElement[bool] = (
         stored.watermark <= incoming.watermark
         if allow_tie
-        else and_(stored.watermark < incoming.watermark, stored.watermark != ORDER_UNKNOWN)
+        else and_(stored.watermark < incoming.watermark, stored.watermark != FETCHED_WATERMARK)
     )
     if not terminal:
         newer = and_(newer, stored.status.not_in(_fixed(TERMINAL)))
