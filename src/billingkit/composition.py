@@ -78,15 +78,21 @@ class Billing:
         Raises :class:`~billingkit.errors.ConfigurationError` when ``config`` has no webhook
         secret (from :class:`~billingkit.services.webhooks.WebhookProcessor`).
         """
-        catalog = PlanCatalog(config, gateway, clock=clock)
+        catalog = PlanCatalog(config, gateway=gateway, clock=clock)
         return cls(
             config=config,
             gateway=gateway,
             repository=repository,
             catalog=catalog,
-            checkout=CheckoutService(config, gateway, repository, catalog, clock=clock),
-            webhooks=WebhookProcessor(config, repository, gateway, catalog, clock=clock),
-            customers=CustomerDetails(config, repository, catalog, clock=clock),
+            checkout=CheckoutService(
+                config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
+            ),
+            webhooks=WebhookProcessor(
+                config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
+            ),
+            customers=CustomerDetails(
+                config, repository=repository, catalog=catalog, clock=clock
+            ),
         )
 
     def close(self) -> None:

@@ -19,23 +19,11 @@ from pydantic import (
     model_validator,
 )
 
-from billingkit.domain import PlanDefinition, SubscriptionStatus, Value
+from billingkit.domain import PlanDefinition, Value
+from billingkit.domain.access import AccessPolicy
 from billingkit.errors import ConfigurationError
 
 __all__ = ["AccessPolicy", "BillingConfig"]
-
-
-class AccessPolicy(Value):
-    """Which subscription statuses grant access to a paid plan.
-
-    ``past_due`` grants access only for ``past_due_grace_days`` days counted from the start of
-    the unpaid period (when the renewal invoice failed); 0 means no grace.
-    """
-
-    granting_statuses: frozenset[SubscriptionStatus] = frozenset(
-        {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING}
-    )
-    past_due_grace_days: NonNegativeInt = 0
 
 
 class BillingConfig(Value):

@@ -32,6 +32,7 @@ from billingkit.domain import (
     UTCDateTime,
     Value,
 )
+from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome
 
 __all__ = [
     "FETCHED_WATERMARK",
@@ -47,10 +48,6 @@ __all__ = [
     "UnitOfWork",
     "system_clock",
 ]
-
-#: Watermark of a subscription state fetched from Stripe outside any event ("order
-#: unknown"): :meth:`UnitOfWork.save_subscription` treats it as a tie with any event's.
-FETCHED_WATERMARK = 0
 
 #: Returns the current time as an aware UTC datetime; injected so tests can move time.
 Clock = Callable[[], datetime]
@@ -190,14 +187,6 @@ class ClaimOutcome(str, Enum):
 
     CLAIMED = "claimed"  # new, or a failed/pending event taken up again: apply it now
     DUPLICATE = "duplicate"  # already processed, ignored, stale, or being processed
-
-
-class SaveOutcome(str, Enum):
-    """What a conditional (watermark-guarded) write did."""
-
-    WRITTEN = "written"  # inserted or replaced
-    STALE = "stale"  # the stored state is newer (or terminal): nothing written
-    TIE = "tie"  # same watermark (or stored order unknown) and ties not allowed: nothing written
 
 
 class UnitOfWork(abc.ABC):

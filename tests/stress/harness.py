@@ -252,9 +252,9 @@ def build_processor(
     """A processor on ``repository`` whose hooks count their calls in ``stress_hooks``."""
     processor = webhooks.WebhookProcessor(
         BillingConfig(webhook_secrets=(SECRET,)),
-        repository,
-        StressGateway(final),
-        StressCatalog(),
+        gateway=StressGateway(final),
+        repository=repository,
+        catalog=StressCatalog(),
         clock=lambda: datetime.fromtimestamp(SIGNED_AT, tz=timezone.utc),
     )
 

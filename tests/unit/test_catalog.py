@@ -89,7 +89,7 @@ def make_catalog(
         free_plan="free" if any(p.key == "free" for p in plans) else None,
         price_cache_ttl_seconds=ttl,
     )
-    return PlanCatalog(config, gateway, clock=gateway.now, **options)
+    return PlanCatalog(config, gateway=gateway, clock=gateway.now, **options)
 
 
 @pytest.fixture

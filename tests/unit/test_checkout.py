@@ -134,7 +134,11 @@ class World:
 
     def processor(self) -> WebhookProcessor:
         return WebhookProcessor(
-            self.config, self.repo, self.stripe, self.catalog, clock=self.stripe.clock
+            self.config,
+            gateway=self.stripe,
+            repository=self.repo,
+            catalog=self.catalog,
+            clock=self.stripe.clock,
         )
 
     def deliver_events(self) -> None:
@@ -179,11 +183,13 @@ def make_world(stripe: RecordingStripe | None = None, *, warm: bool = True, **co
     stripe.add_price(amount=9900, interval=Interval.ONE_TIME, price_id="price_lifetime")
     billing = BillingConfig(plans=PLANS, free_plan="free", webhook_secrets=(SECRET,), **config)
     repo = InMemoryRepository()
-    catalog = PlanCatalog(billing, stripe, clock=stripe.clock)
+    catalog = PlanCatalog(billing, gateway=stripe, clock=stripe.clock)
     if warm:
         catalog.plans()
     stripe.reset_calls()
-    service = CheckoutService(billing, stripe, repo, catalog, clock=stripe.clock)
+    service = CheckoutService(
+        billing, gateway=stripe, repository=repo, catalog=catalog, clock=stripe.clock
+    )
     return World(stripe, repo, catalog, billing, service)
 
 

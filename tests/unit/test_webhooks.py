@@ -47,7 +47,9 @@ def test_no_secret_is_a_configuration_error() -> None:
     h = Harness()
     config = h.config.model_copy(update={"webhook_secrets": ()})
     with pytest.raises(ConfigurationError):
-        WebhookProcessor(config, h.repository, h.gateway, h.catalog)
+        WebhookProcessor(
+            config, gateway=h.gateway, repository=h.repository, catalog=h.catalog
+        )
 
 
 def test_repr_hides_secrets() -> None:

@@ -131,9 +131,13 @@ class Harness:
         )
         self.repository = InMemoryRepository()
         self.gateway = gateway or SubscriptionGateway()
-        self.catalog = PlanCatalog(self.config, self.gateway, clock=self.clock)
+        self.catalog = PlanCatalog(self.config, gateway=self.gateway, clock=self.clock)
         self.processor = WebhookProcessor(
-            self.config, self.repository, self.gateway, self.catalog, clock=self.clock
+            self.config,
+            gateway=self.gateway,
+            repository=self.repository,
+            catalog=self.catalog,
+            clock=self.clock,
         )
 
     def sign(self, payload: bytes, secret: str = SECRET) -> str:

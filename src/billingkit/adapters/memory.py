@@ -37,7 +37,6 @@ from billingkit.adapters._shared import (
     NEW,
     OPEN,
     aware_utc,
-    decide_save,
     misuse_error,
     nested_error,
 )
@@ -48,6 +47,7 @@ from billingkit.domain import (
     EventStatus,
     Subscription,
 )
+from billingkit.domain.ordering import decide_save
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
 

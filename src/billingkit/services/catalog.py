@@ -61,8 +61,8 @@ class PlanCatalog:
     def __init__(
         self,
         config: BillingConfig,
-        gateway: StripeGateway,
         *,
+        gateway: StripeGateway,
         clock: Clock = system_clock,
         failure_backoff_seconds: float = 15.0,
     ) -> None:

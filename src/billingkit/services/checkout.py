@@ -13,7 +13,7 @@
   session; the session's idempotency key is derived from a fingerprint of the inputs, so a
   retry after a gateway failure sends the same key;
 * confirming checks ownership before anything is stored, then applies the session through
-  :mod:`billingkit.services.sync`, the code path the ``checkout.session.completed`` webhook
+  :mod:`billingkit.services.apply`, the code path the ``checkout.session.completed`` webhook
   uses, so whichever arrives first wins and the later one changes nothing.
 
 Stripe-call budget (with a warm catalog): ``start_checkout`` costs 1 call for a user who
@@ -60,8 +60,8 @@ from billingkit.ports import (
     UnitOfWork,
     system_clock,
 )
+from billingkit.services.apply import apply_checkout_session
 from billingkit.services.catalog import PlanCatalog
-from billingkit.services.sync import apply_checkout_session
 
 __all__ = [
     "RESERVED_METADATA_KEYS",
@@ -271,7 +271,7 @@ class CheckoutService:
 
     Wire it once in the app's composition root and call it from the views::
 
-        checkout = CheckoutService(config, gateway, repository, catalog)
+        checkout = CheckoutService(config, gateway=gateway, repository=repository, catalog=catalog)
         start = checkout.start_checkout(user_id=..., email=..., plan_key="pro",
                                         interval=Interval.MONTH, success_url=...,
                                         cancel_url=...)
@@ -283,10 +283,10 @@ class CheckoutService:
     def __init__(
         self,
         config: BillingConfig,
+        *,
         gateway: StripeGateway,
         repository: Repository,
         catalog: PlanCatalog,
-        *,
         clock: Clock = system_clock,
     ) -> None:
         self._config = config

@@ -2,16 +2,16 @@
 
 A handler receives a :class:`HandlerContext` (the open unit of work, the parsed event, the
 gateway, the catalog and the hook registry), stores what the event's data says through
-:mod:`billingkit.services.sync`, fires hooks, and returns the ledger status: ``PROCESSED``,
+:mod:`billingkit.services.apply`, fires hooks, and returns the ledger status: ``PROCESSED``,
 ``STALE`` (older than the stored state) or ``IGNORED`` (nothing of ours). Types missing from
 the registry are recorded as ``ignored`` by the processor.
 
 What each family stores:
 
 * ``checkout.session.*`` — links the customer to the user and moves the stored checkout
-  record forward (:func:`~billingkit.services.sync.apply_checkout_session`).
+  record forward (:func:`~billingkit.services.apply.apply_checkout_session`).
 * ``customer.subscription.*`` — the subscription state in ``data.object``, behind the
-  ordering guard (:func:`~billingkit.services.sync.apply_subscription`).
+  ordering guard (:func:`~billingkit.services.apply.apply_subscription`).
 * ``invoice.*`` — **no subscription state**: an invoice does not carry the subscription's
   status or period, and Stripe announces those changes with
   ``customer.subscription.updated``, so nothing is inferred from an invoice and nothing is
@@ -37,6 +37,13 @@ from billingkit.domain import (
 )
 from billingkit.errors import WebhookPayloadError
 from billingkit.ports import SaveOutcome, StripeGateway, UnitOfWork
+from billingkit.services.apply import (
+    PlanResolver,
+    SubscriptionChange,
+    apply_checkout_session,
+    apply_customer,
+    apply_subscription,
+)
 from billingkit.services.hooks import (
     CheckoutCompleted,
     HookKind,
@@ -48,13 +55,6 @@ from billingkit.services.hooks import (
     SubscriptionActivated,
     SubscriptionCanceled,
     TrialWillEnd,
-)
-from billingkit.services.sync import (
-    PlanResolver,
-    SubscriptionChange,
-    apply_checkout_session,
-    apply_customer,
-    apply_subscription,
 )
 from billingkit.stripe_objects import (
     checkout_session_from_stripe,

@@ -12,7 +12,7 @@ Pipeline for one request (see ``docs/webhooks.md``):
    duplicate is an outcome, not an error.
 5. **Apply** the handler registered for the type in
    :data:`billingkit.services.webhook_handlers.HANDLERS` (unknown types: ``ignored``), with
-   the ordering guard of :mod:`billingkit.services.sync`; hooks run here.
+   the ordering guard of :mod:`billingkit.services.apply`; hooks run here.
 6. **Commit** ledger status and state together. Any exception inside 4-5 rolls everything
    back, is recorded on the ledger entry as ``failed`` (error and attempt count) in a unit
    of work of its own, and is re-raised: :meth:`WebhookProcessor.handle_http` answers 500,
@@ -173,8 +173,8 @@ class WebhookProcessor(HookRegistry):
     Args:
         config: secrets (``webhook_secrets``; at least one), tolerance, maximum body size and
             livemode come from here.
-        repository: where the ledger and state live.
         gateway: used only to re-fetch a subscription on a same-second tie.
+        repository: where the ledger and state live.
         catalog: resolves plan keys and is invalidated by ``price.*``/``product.*`` events
             (``PlanCatalog``).
         clock: current time (signature tolerance, ledger times).
@@ -187,10 +187,10 @@ class WebhookProcessor(HookRegistry):
     def __init__(
         self,
         config: BillingConfig,
-        repository: Repository,
-        gateway: StripeGateway,
-        catalog: WebhookCatalog,
         *,
+        gateway: StripeGateway,
+        repository: Repository,
+        catalog: WebhookCatalog,
         clock: Clock = system_clock,
     ) -> None:
         super().__init__()

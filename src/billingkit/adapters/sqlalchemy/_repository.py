@@ -24,7 +24,6 @@ from billingkit.adapters._shared import (
     NEW,
     OPEN,
     aware_utc,
-    decide_save,
     misuse_error,
     nested_error,
 )
@@ -56,6 +55,7 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
+from billingkit.domain.ordering import decide_save
 from billingkit.errors import (
     ConfigurationError,
     ConflictError,

@@ -93,6 +93,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from billingkit.domain import CheckoutRecord, CustomerLink, Subscription
+from billingkit.domain.ordering import advance_checkout
 from billingkit.ports import (
     FETCHED_WATERMARK,
     CheckoutSession,
@@ -360,10 +361,6 @@ def apply_customer(
 # --------------------------------------------------------------------------- checkout
 
 
-_STATUS_RANK = {"open": 0, "complete": 1, "expired": 1}
-_PAYMENT_RANK = {"unpaid": 0, "paid": 1, "no_payment_required": 1}
-
-
 def _session_user_id(session: CheckoutSession, record: CheckoutRecord | None) -> str | None:
     """Who a session belongs to: the stored record's user, else metadata, else reference."""
     if record is not None:
@@ -420,13 +417,10 @@ def _tie_to_user(uow: UnitOfWork, subscription_id: str, user_id: str) -> None:
 
 def _advance(record: CheckoutRecord, session: CheckoutSession) -> CheckoutRecord:
     """The record moved forward to what ``session`` says, never backward."""
-    update: dict[str, object] = {}
-    if session.status is not None and _STATUS_RANK[session.status] > _STATUS_RANK[record.status]:
-        update["status"] = session.status
-    if _PAYMENT_RANK[session.payment_status] > _PAYMENT_RANK[record.payment_status]:
-        update["payment_status"] = session.payment_status
-    if record.customer_id is None and session.customer_id is not None:
-        update["customer_id"] = session.customer_id
-    if record.subscription_id is None and session.subscription_id is not None:
-        update["subscription_id"] = session.subscription_id
-    return record.model_copy(update=update) if update else record
+    return advance_checkout(
+        record,
+        status=session.status,
+        payment_status=session.payment_status,
+        customer_id=session.customer_id,
+        subscription_id=session.subscription_id,
+    )
