@@ -33,6 +33,8 @@ Lower-level helpers build and sign events yourself::
     header = sign_payload(b"{...}", "whsec_test")          # a Stripe-Signature value
 """
 
+from billingkit.testing._catalog import UNSET
+from billingkit.testing._controls import PORT_OPERATIONS
 from billingkit.testing._events import (
     FAKE_API_VERSION,
     Delivery,
@@ -40,13 +42,7 @@ from billingkit.testing._events import (
     sign_payload,
     signed_delivery,
 )
-from billingkit.testing._gateway import (
-    DEFAULT_RETRY_DELAYS,
-    DEFAULT_START,
-    PORT_OPERATIONS,
-    UNSET,
-    FakeStripeGateway,
-)
+from billingkit.testing._gateway import DEFAULT_RETRY_DELAYS, DEFAULT_START, FakeStripeGateway
 
 __all__ = [
     "DEFAULT_RETRY_DELAYS",
