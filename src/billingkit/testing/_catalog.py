@@ -71,7 +71,7 @@ class Catalog:
         *,
         amount: int | None,
         currency: str,
-        interval: Interval,
+        interval: Interval | str,
         interval_count: int,
         lookup_key: str | None,
         product: str | None,
@@ -81,6 +81,13 @@ class Catalog:
         price_id: str | None,
     ) -> dict[str, Any]:
         """Seed a price (and its product unless ``product`` is given); returns its JSON."""
+        chosen = Interval(interval)
+        if amount is None and not tiered:
+            raise ConfigurationError("a per-unit price needs an amount")
+        if isinstance(amount, bool) or (amount is not None and amount < 0):
+            raise ConfigurationError("amount must be a non-negative integer of minor units")
+        if interval_count < 1:
+            raise ConfigurationError("interval_count must be at least 1")
         state = self._state
         if lookup_key is not None and self.by_lookup_key(lookup_key) is not None:
             raise ConfigurationError(f"lookup key {lookup_key!r} is already in use")
@@ -97,7 +104,7 @@ class Catalog:
             created=state.timestamp(),
             currency=currency.lower(),
             unit_amount=amount,
-            interval=None if interval is Interval.ONE_TIME else interval.value,
+            interval=None if chosen is Interval.ONE_TIME else chosen.value,
             interval_count=interval_count,
             lookup_key=lookup_key,
             tiered=tiered,

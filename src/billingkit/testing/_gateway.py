@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 from billingkit.domain import Interval, Price, Subscription
 from billingkit.errors import ConfigurationError, GatewayError
@@ -40,8 +40,6 @@ from billingkit.testing._state import FakeState
 from billingkit.testing._subscriptions import Subscriptions
 
 __all__ = ["DEFAULT_RETRY_DELAYS", "DEFAULT_START", "FakeStripeGateway"]
-
-T = TypeVar("T")
 
 #: Where a fake's clock starts unless told otherwise.
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
@@ -254,18 +252,11 @@ class FakeStripeGateway(StripeGateway):
         ``"day"``/``"week"``/``"month"``/``"year"`` or ``Interval.ONE_TIME`` for a one-time
         price. Returns the price as the gateway's ``list_prices`` would.
         """
-        chosen = Interval(interval)
-        if amount is None and not tiered:
-            raise ConfigurationError("a per-unit price needs an amount")
-        if isinstance(amount, bool) or (amount is not None and amount < 0):
-            raise ConfigurationError("amount must be a non-negative integer of minor units")
-        if interval_count < 1:
-            raise ConfigurationError("interval_count must be at least 1")
         with self._lock:
             price = self._catalog.add_price(
                 amount=amount,
                 currency=currency,
-                interval=chosen,
+                interval=interval,
                 interval_count=interval_count,
                 lookup_key=lookup_key,
                 product=product,
@@ -305,13 +296,17 @@ class FakeStripeGateway(StripeGateway):
             customer = self._customers.create(user_id=user_id, email=email, metadata=metadata)
             return customer_from_stripe(customer)
 
-        return self._call("create_customer", create, idempotency_key, params)
+        with self._lock:
+            return self._controls.call("create_customer", create, idempotency_key, params)
 
     def retrieve_customer(self, customer_id: str) -> StripeCustomer:
         """The customer (``deleted`` set once deleted); unknown ids raise NotFound."""
-        return self._call(
-            "retrieve_customer", lambda: customer_from_stripe(self._state.customer(customer_id))
-        )
+
+        def retrieve() -> StripeCustomer:
+            return customer_from_stripe(self._state.customer(customer_id))
+
+        with self._lock:
+            return self._controls.call("retrieve_customer", retrieve)
 
     def create_checkout_session(self, request: CheckoutSessionRequest) -> CheckoutSession:
         """Create an open session (url, 24 h expiry) and record ``request``.
@@ -325,49 +320,51 @@ class FakeStripeGateway(StripeGateway):
         def create() -> CheckoutSession:
             return checkout_session_from_stripe(self._checkout.create(request))
 
-        return self._call("create_checkout_session", create, request.idempotency_key, params)
+        with self._lock:
+            operation = "create_checkout_session"
+            return self._controls.call(operation, create, request.idempotency_key, params)
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
         """The session with its subscription expanded (``CheckoutSession.subscription``)."""
-        return self._call(
-            "retrieve_checkout_session",
-            lambda: self._checkout.expanded(self._state.session(session_id).json),
-        )
+
+        def retrieve() -> CheckoutSession:
+            return self._checkout.expanded(self._state.session(session_id).json)
+
+        with self._lock:
+            return self._controls.call("retrieve_checkout_session", retrieve)
 
     def list_prices(
         self, *, price_ids: Sequence[str] = (), lookup_keys: Sequence[str] = ()
     ) -> list[Price]:
         """Every known price among ``price_ids`` and ``lookup_keys``, with product names."""
-        return self._call("list_prices", lambda: self._catalog.matching(price_ids, lookup_keys))
+
+        def list_() -> list[Price]:
+            return self._catalog.matching(price_ids, lookup_keys)
+
+        with self._lock:
+            return self._controls.call("list_prices", list_)
 
     def retrieve_subscription(self, subscription_id: str) -> Subscription:
         """The subscription's current state (``watermark`` 0)."""
-        return self._call(
-            "retrieve_subscription",
-            lambda: subscription_from_stripe(self._state.sub(subscription_id).json),
-        )
+
+        def retrieve() -> Subscription:
+            return subscription_from_stripe(self._state.sub(subscription_id).json)
+
+        with self._lock:
+            return self._controls.call("retrieve_subscription", retrieve)
 
     def create_billing_portal_session(
         self, *, customer_id: str, return_url: str, idempotency_key: str | None = None
     ) -> PortalSession:
         """A portal session ``bps_fakeNNNN`` for an existing customer."""
         params = {"customer_id": customer_id, "return_url": return_url}
-        return self._call(
-            "create_billing_portal_session",
-            lambda: self._customers.portal_session(customer_id, return_url),
-            idempotency_key,
-            params,
-        )
 
-    def _call(
-        self,
-        operation: str,
-        action: Callable[[], T],
-        idempotency_key: str | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> T:
+        def create() -> PortalSession:
+            return self._customers.portal_session(customer_id, return_url)
+
         with self._lock:
-            return self._controls.call(operation, action, idempotency_key, params)
+            operation = "create_billing_portal_session"
+            return self._controls.call(operation, create, idempotency_key, params)
 
     # ------------------------------------------------------------------------------ checkout
 
