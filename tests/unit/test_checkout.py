@@ -25,6 +25,7 @@ from billingkit.domain import (
 from billingkit.errors import (
     AlreadySubscribedError,
     CheckoutOwnershipError,
+    ConfigurationError,
     ConflictError,
     GatewayConnectionError,
     GatewayError,
@@ -378,9 +379,7 @@ def test_a_double_submit_returns_the_same_session_without_calling_stripe(world: 
         {"cancel_url": "https://app.example/back"},
     ],
 )
-def test_different_inputs_start_a_different_session(
-    world: World, change: dict[str, Any]
-) -> None:
+def test_different_inputs_start_a_different_session(world: World, change: dict[str, Any]) -> None:
     first = world.start()
     other = world.start(**change)
     assert other.session_id != first.session_id
@@ -1002,4 +1001,20 @@ def test_billing_portal_validates_its_arguments(world: World, user_id: str, url:
     world.stripe.reset_calls()
     with pytest.raises(InvalidInputError):
         world.service.open_billing_portal(user_id, url)
+    assert world.stripe.total_calls == 0
+
+
+# --------------------------------------------------------------------------- clock
+
+
+def test_a_naive_clock_is_refused_when_the_service_is_built() -> None:
+    world = make_world()
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        CheckoutService(
+            world.config,
+            gateway=world.stripe,
+            repository=world.repo,
+            catalog=world.catalog,
+            clock=lambda: datetime(2026, 1, 1, 12, 0),
+        )
     assert world.stripe.total_calls == 0

@@ -58,6 +58,7 @@ from billingkit.ports import (
     Repository,
     StripeGateway,
     UnitOfWork,
+    require_aware_clock,
     system_clock,
 )
 from billingkit.services.apply import apply_checkout_session
@@ -206,9 +207,10 @@ def checkout_idempotency_key(
     the session it may already have created, never a second one.
     """
     bucket = to_timestamp(now) // max(window_seconds, 1)
-    return "billingkit-checkout-" + _digest(
-        "billingkit/checkout/v1", request_key, customer_id, str(bucket)
-    )[:48]
+    return (
+        "billingkit-checkout-"
+        + _digest("billingkit/checkout/v1", request_key, customer_id, str(bucket))[:48]
+    )
 
 
 # --------------------------------------------------------------------------- validation
@@ -293,7 +295,7 @@ class CheckoutService:
         self._gateway = gateway
         self._repository = repository
         self._catalog = catalog
-        self._clock = clock
+        self._clock = require_aware_clock(clock)
 
     # ------------------------------------------------------------------------- start
 
