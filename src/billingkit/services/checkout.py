@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypedDict
 from urllib.parse import urlsplit
@@ -137,6 +138,19 @@ class _SessionShape(TypedDict):
     allow_promotion_codes: bool
     success_url: str
     cancel_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckoutRequest:
+    """A validated ``start_checkout`` request, its price resolved and its fingerprint taken."""
+
+    user_id: str
+    plan_key: str
+    interval: Interval
+    mode: Literal["subscription", "payment"]
+    shape: _SessionShape
+    metadata: dict[str, str]
+    request_key: str
 
 
 # --------------------------------------------------------------------------- keys
@@ -330,6 +344,49 @@ class CheckoutService:
             GatewayError: Stripe failed; ``retryable`` tells whether to try again. Nothing
                 about the session is stored, and a retry sends the same idempotency key.
         """
+        request = self._validate(
+            user_id=user_id,
+            email=email,
+            plan_key=plan_key,
+            interval=interval,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            quantity=quantity,
+            trial_days=trial_days,
+            allow_promotion_codes=allow_promotion_codes,
+            metadata=metadata,
+        )
+        now = self._clock()
+        with self._repository.unit_of_work() as uow:
+            if request.mode == "subscription":
+                self._refuse_if_subscribed(uow, request.user_id)
+            earlier = self._open_duplicate(uow, request.user_id, request.request_key, now)
+            if earlier is not None:
+                return earlier
+            link = uow.customer_for_user(request.user_id)
+        customer_id = (
+            link.customer_id if link is not None else self._create_customer(request.user_id, email)
+        )
+        session = self._create_session(request, customer_id, now)
+        return self._persist(request, customer_id, session, now)
+
+    # The three steps of start_checkout: validate, create the session, persist it.
+
+    def _validate(
+        self,
+        *,
+        user_id: str,
+        email: str | None,
+        plan_key: str,
+        interval: Interval | str,
+        success_url: str,
+        cancel_url: str,
+        quantity: int,
+        trial_days: int | None,
+        allow_promotion_codes: bool,
+        metadata: Mapping[str, str] | None,
+    ) -> _CheckoutRequest:
+        """Check every argument and resolve the price (no Stripe call with a warm catalog)."""
         user_id = _require_text("user_id", user_id, max_length=_MAX_CLIENT_REFERENCE_ID)
         if email is not None:
             _require_text("email", email)
@@ -362,46 +419,64 @@ class CheckoutService:
         request_key = checkout_request_key(
             user_id=user_id, plan_key=plan_key, interval=interval, metadata=app_metadata, **shape
         )
-        now = self._clock()
-        with self._repository.unit_of_work() as uow:
-            if mode == "subscription":
-                self._refuse_if_subscribed(uow, user_id)
-            earlier = self._open_duplicate(uow, user_id, request_key, now)
-            if earlier is not None:
-                return earlier
-            link = uow.customer_for_user(user_id)
-        customer_id = (
-            link.customer_id if link is not None else self._create_customer(user_id, email)
+        return _CheckoutRequest(
+            user_id=user_id,
+            plan_key=plan_key,
+            interval=interval,
+            mode=mode,
+            shape=shape,
+            metadata=app_metadata,
+            request_key=request_key,
         )
 
-        tags = {"user_id": user_id, "plan_key": plan_key, "interval": interval.value}
+    def _create_session(
+        self, request: _CheckoutRequest, customer_id: str, now: datetime
+    ) -> CheckoutSession:
+        """Create the session at Stripe (one call), with the request's idempotency key."""
+        tags = {
+            "user_id": request.user_id,
+            "plan_key": request.plan_key,
+            "interval": request.interval.value,
+        }
+        metadata = {**request.metadata, **tags}
         session = self._gateway.create_checkout_session(
             CheckoutSessionRequest(
-                mode=mode,
+                mode=request.mode,
                 customer_id=customer_id,
-                client_reference_id=user_id,
-                metadata={**app_metadata, **tags},
-                subscription_metadata={**app_metadata, **tags} if mode == "subscription" else {},
+                client_reference_id=request.user_id,
+                metadata=metadata,
+                subscription_metadata=metadata if request.mode == "subscription" else {},
                 idempotency_key=checkout_idempotency_key(
-                    request_key, customer_id, now, self._config.checkout_dedupe_seconds
+                    request.request_key, customer_id, now, self._config.checkout_dedupe_seconds
                 ),
-                **shape,
+                **request.shape,
             )
         )
         if not session.url:
             raise GatewayError(f"Stripe returned checkout session {session.id} without a URL")
+        return session
+
+    def _persist(
+        self,
+        request: _CheckoutRequest,
+        customer_id: str,
+        session: CheckoutSession,
+        now: datetime,
+    ) -> CheckoutStart:
+        """Store the new session's record (unless a concurrent request stored it first)."""
+        assert session.url  # checked by _create_session
         record = CheckoutRecord(
             session_id=session.id,
-            user_id=user_id,
+            user_id=request.user_id,
             customer_id=customer_id,
-            plan_key=plan_key,
-            interval=interval,
-            mode=mode,
+            plan_key=request.plan_key,
+            interval=request.interval,
+            mode=request.mode,
             status=session.status or "open",
             payment_status=session.payment_status,
             url=session.url,
             expires_at=session.expires_at,
-            request_key=request_key,
+            request_key=request.request_key,
             created_at=now,
         )
         with self._repository.unit_of_work() as uow:
