@@ -285,6 +285,17 @@ class UnitOfWork(abc.ABC):
     ) -> CheckoutRecord | None:
         """The newest ``open`` checkout of the user with that request key, created after."""
 
+    @abc.abstractmethod
+    def open_checkouts_for_user(
+        self, *, user_id: str, created_after: datetime
+    ) -> list[CheckoutRecord]:
+        """The user's ``open`` checkouts (any request key) created after, newest first.
+
+        Ordered by ``created_at`` then session id, both descending. ``CheckoutService`` asks
+        for the last day only (Stripe sessions expire within 24 hours), to find a payment
+        that may have gone through before its webhook arrived.
+        """
+
     # event ledger -----------------------------------------------------------------------------
     @abc.abstractmethod
     def claim_event(self, record: EventRecord) -> ClaimOutcome:
