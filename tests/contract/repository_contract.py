@@ -1150,9 +1150,7 @@ class RepositoryContract:
             "cs_c", request_key="rk_3", created_at=T0 + timedelta(minutes=5)
         )
 
-    def test_open_checkouts_for_user_follows_replaced_records(
-        self, repository: Repository
-    ) -> None:
+    def test_open_checkouts_for_user_follows_replaced_records(self, repository: Repository) -> None:
         def find(user_id: str) -> list[str]:
             return [
                 record.session_id
@@ -1172,9 +1170,7 @@ class RepositoryContract:
         _write(repository, lambda uow: uow.save_checkout(make_checkout(user_id="user_2")))
         assert (find("user_1"), find("user_2")) == ([], ["cs_1"])
 
-    def test_open_checkouts_for_user_rejects_a_naive_datetime(
-        self, repository: Repository
-    ) -> None:
+    def test_open_checkouts_for_user_rejects_a_naive_datetime(self, repository: Repository) -> None:
         with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
             uow.open_checkouts_for_user(user_id="user_1", created_after=datetime(2026, 1, 1))
 
