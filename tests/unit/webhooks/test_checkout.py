@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from billingkit.services.hooks import (
-    CheckoutCompleted,
-)
+from billingkit.services.hooks import CheckoutCompleted
 from billingkit.services.webhooks import WebhookOutcome
 
 from .webhook_support import ERAS, Harness, checkout_record, load, recorder
-
-# --------------------------------------------------------------------------- checkout
 
 
 def test_checkout_completed_links_customer_advances_record_and_fires_hook() -> None:

@@ -8,8 +8,6 @@ from billingkit.services.webhooks import WebhookOutcome
 
 from .webhook_support import Harness, link, load
 
-# --------------------------------------------------------------------------- customers, catalog
-
 
 def test_customer_updated_and_deleted_change_a_linked_customer() -> None:
     h = Harness()

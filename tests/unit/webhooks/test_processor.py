@@ -23,9 +23,12 @@ from billingkit.errors import (
 from billingkit.services.hooks import (
     CheckoutCompleted,
     HookKind,
+    HookRegistry,
     SubscriptionActivated,
 )
 from billingkit.services.webhooks import WebhookOutcome, WebhookProcessor
+from billingkit.services.webhooks import processor as processor_module
+from billingkit.services.webhooks.handlers import HandlerContext
 from billingkit.signature import signature_header
 
 from .webhook_support import OTHER_SECRET, SECRET, Harness, load, sign_payload
@@ -382,6 +385,29 @@ def test_hook_registration_by_kind_value_and_class() -> None:
         h.processor.on(HookKind.PLAN_CHANGED, "not callable")  # type: ignore[call-overload]
     h.deliver(h.event("customer.subscription.created", SUB))
     assert calls == ["value", "class", "kind"]
+
+
+def test_the_processor_has_a_hook_registry_and_hands_it_to_handlers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness()
+    assert not isinstance(h.processor, HookRegistry)
+    assert isinstance(h.processor.hooks, HookRegistry)
+    on_activated = h.processor.on(SubscriptionActivated, lambda e: None)
+    assert h.processor.hooks.wants(HookKind.SUBSCRIPTION_ACTIVATED)
+    assert not h.processor.hooks.wants(HookKind.PLAN_CHANGED)
+    assert callable(on_activated)
+    contexts: list[HandlerContext] = []
+
+    def spy(context: HandlerContext) -> EventStatus:
+        contexts.append(context)
+        return EventStatus.PROCESSED
+
+    monkeypatch.setattr(processor_module, "HANDLERS", {"customer.subscription.updated": spy})
+    h.deliver(sub_event(h))
+    assert len(contexts) == 1
+    assert contexts[0].hooks is h.processor.hooks
+    assert contexts[0].access == h.config.access
 
 
 def test_webhook_errors_share_a_root() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from billingkit.domain import (
-    SubscriptionStatus,
-)
+from billingkit.domain import SubscriptionStatus
+from billingkit.domain.access import AccessPolicy, is_activation
+from billingkit.errors import WebhookPayloadError
 from billingkit.services.hooks import (
     PlanChanged,
     SubscriptionActivated,
@@ -14,10 +16,9 @@ from billingkit.services.hooks import (
     TrialWillEnd,
 )
 from billingkit.services.webhooks import WebhookOutcome
+from billingkit.stripe_objects import previous_price_id, previous_status
 
 from .webhook_support import ERAS, Harness, checkout_record, link, load, load_derived, recorder
-
-# --------------------------------------------------------------------------- subscriptions
 
 
 @pytest.mark.parametrize("era", ERAS)
@@ -136,6 +137,82 @@ def test_derived_subscription_events(kind: str, name: str, status: str, activate
     assert any(isinstance(e, SubscriptionActivated) for e in seen) is activated
 
 
+S = SubscriptionStatus
+DEFAULT = AccessPolicy()
+PAUSED_GRANTS = AccessPolicy(
+    granting_statuses=frozenset({S.ACTIVE, S.TRIALING, S.PAUSED}), past_due_grace_days=3
+)
+ACTIVE_ONLY = AccessPolicy(granting_statuses=frozenset({S.ACTIVE}))
+
+
+@pytest.mark.parametrize(
+    ("policy", "previous", "status", "activated"),
+    [
+        (DEFAULT, None, S.ACTIVE, True),
+        (DEFAULT, None, S.TRIALING, True),
+        (DEFAULT, None, S.INCOMPLETE, False),
+        (DEFAULT, S.INCOMPLETE, S.ACTIVE, True),
+        (DEFAULT, S.PAST_DUE, S.ACTIVE, True),
+        (DEFAULT, S.PAUSED, S.ACTIVE, True),
+        (DEFAULT, S.TRIALING, S.ACTIVE, False),
+        (DEFAULT, S.ACTIVE, S.PAUSED, False),
+        (DEFAULT, S.ACTIVE, S.PAST_DUE, False),
+        (PAUSED_GRANTS, S.PAUSED, S.ACTIVE, False),
+        (PAUSED_GRANTS, S.ACTIVE, S.PAUSED, False),
+        (PAUSED_GRANTS, S.INCOMPLETE, S.PAUSED, True),
+        (PAUSED_GRANTS, S.PAST_DUE, S.ACTIVE, True),  # the grace period plays no part
+        (ACTIVE_ONLY, None, S.TRIALING, False),
+        (ACTIVE_ONLY, S.TRIALING, S.ACTIVE, True),
+    ],
+)
+def test_activation_is_entering_a_granting_status_from_one_that_is_not(
+    policy: AccessPolicy, previous: S | None, status: S, activated: bool
+) -> None:
+    assert is_activation(previous, status, policy) is activated
+
+
+@pytest.mark.parametrize(
+    ("granting", "name", "activated"),
+    [
+        # paused -> active: an activation by default, not when paused grants access too.
+        (PAUSED_GRANTS, "subscription.resumed.json", False),
+        (DEFAULT, "subscription.resumed.json", True),
+        # active -> paused: never an activation (paused granting or not).
+        (PAUSED_GRANTS, "subscription.paused.json", False),
+        # created trialing: an activation unless trials do not grant access.
+        (ACTIVE_ONLY, "subscription.trialing.json", False),
+        (DEFAULT, "subscription.trialing.json", True),
+    ],
+)
+def test_activated_hook_follows_the_configured_access_policy(
+    granting: AccessPolicy, name: str, activated: bool
+) -> None:
+    h = Harness(access=granting)
+    seen = recorder(h)
+    body = load_derived(name)
+    previous = body.get("previous_attributes")
+    kind = "customer.subscription.updated" if previous else "customer.subscription.created"
+    h.deliver(h.event(kind, body["object"], previous_attributes=previous))
+    assert any(isinstance(e, SubscriptionActivated) for e in seen) is activated
+
+
+def test_trial_to_active_activates_when_trials_do_not_grant_access() -> None:
+    h = Harness(access=ACTIVE_ONLY)
+    seen = recorder(h)
+    body = load_derived("subscription.trialing.json")
+    h.deliver(h.event("customer.subscription.created", body["object"], created=h.clock.seconds - 9))
+    active = {**body["object"], "status": "active"}
+    event = h.event(
+        "customer.subscription.updated", active, previous_attributes={"status": "trialing"}
+    )
+    h.deliver(event)
+    activated = [e for e in seen if isinstance(e, SubscriptionActivated)]
+    assert len(activated) == 1
+    assert activated[0].event_id == event["id"]
+    assert activated[0].previous_status is S.TRIALING
+    assert activated[0].subscription.status is S.ACTIVE
+
+
 def test_subscription_before_its_link_is_tied_to_the_user_later() -> None:
     h = Harness()
     session = load("pay/checkout.session.completed.json")["object"]
@@ -159,3 +236,33 @@ def test_subscription_metadata_user_id_ties_it_without_a_link() -> None:
     with h.repository.unit_of_work() as uow:
         assert [s.id for s in uow.subscriptions_for_user("user_trial")] == [body["object"]["id"]]
         assert uow.customer_for_user("user_trial") is None  # metadata never creates a link
+
+
+# --------------------------------------------------------------------------- previous attributes
+
+
+@pytest.mark.parametrize(
+    ("previous", "price_id"),
+    [
+        ({"items": {"data": [{"price": {"id": "price_old", "object": "price"}}]}}, "price_old"),
+        ({"items": {"data": [{"price": "price_old"}]}}, "price_old"),
+        ({"items": {"data": [{"plan": {"id": "plan_old"}}]}}, "plan_old"),
+        ({"plan": {"id": "plan_legacy"}}, "plan_legacy"),
+        ({"plan": "plan_legacy"}, "plan_legacy"),
+        ({"status": "trialing"}, None),
+        ({}, None),
+    ],
+)
+def test_previous_price_id_reads_items_then_the_legacy_plan(
+    previous: dict[str, Any], price_id: str | None
+) -> None:
+    assert previous_price_id(previous) == price_id
+
+
+def test_previous_status_reads_a_status_and_names_an_unknown_one() -> None:
+    assert previous_status({"status": "past_due"}) is S.PAST_DUE
+    assert previous_status({"metadata": {}}) is None
+    with pytest.raises(WebhookPayloadError, match=r"previous_attributes\.status: unknown"):
+        previous_status({"status": "frozen"})
+    with pytest.raises(WebhookPayloadError, match=r"previous_attributes\.items\.data\[0\]\.price"):
+        previous_price_id({"items": {"data": [{"price": 42}]}})
