@@ -85,11 +85,7 @@ class PlanCatalog:
                     else (self._configured_keys, ref.lookup_key)
                 )
                 assert value is not None  # PriceRef guarantees one of the two
-                owner = target.setdefault(value, plan.key)
-                if owner != plan.key:
-                    raise ConfigurationError(
-                        f"price {value!r} is used by both plans {owner!r} and {plan.key!r}"
-                    )
+                target[value] = plan.key  # one plan per price: BillingConfig checked it
         self._free_plans = {
             key: Plan(definition=plan) for key, plan in self._definitions.items() if plan.is_free
         }
