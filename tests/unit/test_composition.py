@@ -203,3 +203,18 @@ def test_build_accepts_a_non_utc_aware_clock() -> None:
         config(), fake(), InMemoryRepository(), clock=lambda: START.astimezone(plus_two)
     )
     assert billing.customers.for_user("nobody").plan is not None
+
+
+def test_webhook_processor_refuses_a_naive_clock_when_built() -> None:
+    from billingkit import PlanCatalog, WebhookProcessor
+
+    stripe = fake()
+    catalog = PlanCatalog(config(), gateway=stripe, clock=stripe.now)
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        WebhookProcessor(
+            config(),
+            gateway=stripe,
+            repository=InMemoryRepository(),
+            catalog=catalog,
+            clock=naive_clock,
+        )

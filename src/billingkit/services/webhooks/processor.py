@@ -24,7 +24,14 @@ from billingkit.errors import (
     WebhookError,
     WebhookPayloadError,
 )
-from billingkit.ports import ClaimOutcome, Clock, Repository, StripeGateway, system_clock
+from billingkit.ports import (
+    ClaimOutcome,
+    Clock,
+    Repository,
+    StripeGateway,
+    require_aware_clock,
+    system_clock,
+)
 from billingkit.services.hooks import HookEvent, HookRegistry
 from billingkit.services.webhooks.event import WebhookEvent, parse_event
 from billingkit.services.webhooks.handlers import HandlerContext, WebhookCatalog
@@ -120,7 +127,7 @@ class WebhookProcessor:
         self._repository = repository
         self._gateway = gateway
         self._catalog = catalog
-        self._clock = clock
+        self._clock = require_aware_clock(clock)
         self._hooks = HookRegistry()
 
     @property
