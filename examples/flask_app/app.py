@@ -375,7 +375,9 @@ def start_checkout() -> BaseResponse:
     plan, interval = request.form.get("plan", ""), request.form.get("interval", "")
     if "user_id" not in session:
         session["pending_checkout"] = {"plan": plan, "interval": interval}
-        flash("Log in to continue to checkout; your plan is kept.")
+        chosen = current_billing.config.plan_definition(plan)
+        what = f"{chosen.name} ({interval}ly)" if chosen is not None else "the plan you chose"
+        flash(f"Log in to continue to checkout: your plan is kept, {what}.")
         return redirect(url_for("shop.login"), 303)
     return _start_checkout(plan, interval)
 

@@ -270,7 +270,7 @@ def test_subscribe_while_logged_out_keeps_the_plan_through_the_login(make_flask_
     browser.get("/pricing")
     browser.submit("/checkout", plan="team", interval="month")
     assert browser.path == "/login"
-    assert any("your plan is kept" in message for message in browser.flashes())
+    assert any("your plan is kept, Team (monthly)" in message for message in browser.flashes())
     browser.submit("/login", email="cy@example.com")
     session_id = browser.path.rsplit("/", 1)[1]
     assert browser.path == f"/fake-stripe/checkout/{session_id}"
