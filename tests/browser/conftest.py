@@ -58,9 +58,13 @@ def screenshots() -> Path:
     return SCREENSHOTS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium browser (Playwright ``Browser``), shared by the session."""
+    """A headless Chromium browser (Playwright ``Browser``), shared by the module.
+
+    Not by the session: while Playwright's sync API is open, an asyncio loop counts as
+    running in the main thread, and Django (tests/examples) refuses database calls then.
+    """
     reason = _unavailable()
     if reason is not None:
         if os.environ.get("BILLINGKIT_REQUIRE_SERVICES") == "1":
