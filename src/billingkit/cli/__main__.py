@@ -1,0 +1,3 @@
+from billingkit.cli import main
+
+main()
