@@ -40,6 +40,7 @@ __all__ = ["ExitCode", "cli", "main"]
 
 
 @click.group(
+    name="billingkit",
     cls=BillingGroup,
     epilog=f"""\b
 Example:

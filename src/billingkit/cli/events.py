@@ -138,7 +138,7 @@ def events() -> None:
     """Inspect and replay the webhook event ledger; send signed test events."""
 
 
-@events.command("list")
+@events.command("list", epilog=EXIT_CODES_HELP)
 @click.option(
     "--status",
     "statuses",
@@ -208,7 +208,7 @@ def list_events(
     stdout_console().print(table)
 
 
-@events.command("show")
+@events.command("show", epilog=EXIT_CODES_HELP)
 @click.argument("event_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the entry and payload as JSON.")
 @click.pass_obj
@@ -265,7 +265,7 @@ def _replay_one(billing: Billing, event_id: str) -> _Replayed:
     return _Replayed(result.event_id, result.event_type, result.outcome.value)
 
 
-@events.command("replay")
+@events.command("replay", epilog=EXIT_CODES_HELP)
 @click.argument("event_ids", metavar="[ID]...", nargs=-1)
 @click.option(
     "--status",
@@ -386,7 +386,7 @@ def _check_currency(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value.lower()
 
 
-@events.command("send")
+@events.command("send", epilog=EXIT_CODES_HELP)
 @click.argument("event_type", metavar="TYPE", type=click.Choice(list(SAMPLE_TYPES)))
 @click.option(
     "--to", "url", required=True, callback=_check_url, help="The app's webhook endpoint URL."
