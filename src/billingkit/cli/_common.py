@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -36,6 +37,10 @@ __all__ = [
     "stderr_console",
     "stdout_console",
 ]
+
+
+#: Width of tables written to a pipe or file (no terminal to fit).
+_PIPE_WIDTH = 200
 
 
 class ExitCode(IntEnum):
@@ -85,8 +90,14 @@ def error_from(exc: BillingError) -> CliError:
 
 
 def stdout_console() -> Console:
-    """A console on the current standard output (tables; plain text when not a terminal)."""
-    return Console(highlight=False, soft_wrap=False)
+    """A console on the current standard output (tables; plain text when not a terminal).
+
+    Piped output is not wrapped at 80 columns (rows stay greppable) unless ``COLUMNS`` says.
+    """
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _PIPE_WIDTH
+    return console
 
 
 def stderr_console() -> Console:

@@ -26,7 +26,7 @@ START = datetime(2031, 3, 1, 12, 0, tzinfo=timezone.utc)
 MODULE = "bk_cli_app"
 
 
-def make_config() -> BillingConfig:
+def make_config(secret: str = SECRET) -> BillingConfig:
     return BillingConfig(
         plans=[
             PlanDefinition(key="free", name="Free"),
@@ -38,7 +38,7 @@ def make_config() -> BillingConfig:
             ),
         ],
         free_plan="free",
-        webhook_secrets=[SECRET],
+        webhook_secrets=[secret],
     )
 
 
@@ -74,13 +74,15 @@ class App:
         return failed
 
 
-def build_app(clock: Callable[[FakeStripeGateway], Clock] | None = None) -> App:
+def build_app(
+    clock: Callable[[FakeStripeGateway], Clock] | None = None, *, secret: str = SECRET
+) -> App:
     stripe = FakeStripeGateway(webhook_secret=SECRET, start=START)
     stripe.add_price(amount=1900, interval="month", lookup_key="pro_monthly", product_name="Pro")
     stripe.add_price(amount=19000, interval="year", lookup_key="pro_yearly", product_name="Pro")
     repository = InMemoryRepository()
     chosen = clock(stripe) if clock is not None else stripe.now
-    billing = Billing.build(make_config(), stripe, repository, clock=chosen)
+    billing = Billing.build(make_config(secret), stripe, repository, clock=chosen)
     app = App(billing, stripe, repository)
 
     def on_activated(event: SubscriptionActivated) -> None:
