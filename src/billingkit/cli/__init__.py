@@ -33,6 +33,7 @@ from billingkit.cli._app import APP_ENVVAR, AppLocator
 from billingkit.cli._common import EXIT_CODES_HELP, ExitCode
 from billingkit.cli._group import BillingGroup
 from billingkit.cli.catalog import catalog
+from billingkit.cli.doctor import doctor
 from billingkit.cli.events import events
 from billingkit.cli.migrate import migrate
 
@@ -72,6 +73,7 @@ def cli(ctx: click.Context, app: str | None) -> None:
 cli.add_command(migrate)
 cli.add_command(catalog)
 cli.add_command(events)
+cli.add_command(doctor)
 
 
 def main() -> None:

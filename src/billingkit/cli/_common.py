@@ -49,7 +49,8 @@ class ExitCode(IntEnum):
     #: Done, nothing to report.
     OK = 0
     #: The command ran and found a problem: a pending migration (``migrate --check``), a
-    #: price missing at Stripe, an event that failed again on replay, a non-2xx answer.
+    #: price missing at Stripe, a failed ``doctor`` check, an event that failed again on
+    #: replay, a non-2xx answer.
     PROBLEM = 1
     #: A usage mistake: bad option or argument, app not found (click's own code).
     USAGE = 2

@@ -21,7 +21,7 @@ from billingkit import (
 from billingkit.ports import Clock
 from billingkit.testing import FakeStripeGateway
 
-SECRET = "whsec_cli_test"
+SECRET = "whsec_cli_test_0123456789abcdef"
 START = datetime(2031, 3, 1, 12, 0, tzinfo=timezone.utc)
 MODULE = "bk_cli_app"
 

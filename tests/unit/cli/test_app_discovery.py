@@ -116,6 +116,7 @@ def test_every_command_help_has_an_example_and_the_exit_codes(
     commands = [
         ["migrate"],
         ["catalog"],
+        ["doctor"],
         ["events", "list"],
         ["events", "show"],
         ["events", "replay"],
