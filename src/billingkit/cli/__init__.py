@@ -64,7 +64,7 @@ Example:
 @click.version_option(__version__, prog_name="billingkit")
 @click.pass_context
 def cli(ctx: click.Context, app: str | None) -> None:
-    """Operate billingkit from the shell: migrations, catalog and the webhook event ledger."""
+    """Operate billingkit from the shell: migrations, checks, catalog and the event ledger."""
     locator = AppLocator(app)
     ctx.obj = locator
     ctx.call_on_close(locator.close)
