@@ -5,7 +5,9 @@
 #   make test   the whole test suite (what CI runs): ruff check, ruff format --check, mypy
 #               (--strict, src/ and tests/), the docs build (--strict, with the API reference),
 #               then pytest with a branch-coverage report of src/ that fails under the floor
-#               set in pyproject.toml ([tool.coverage.report] fail_under)
+#               set in pyproject.toml ([tool.coverage.report] fail_under). The floor assumes
+#               the database servers are up (`bash scripts/ci-services.sh`): without them the
+#               SQL tests skip and coverage drops about two points
 #   make unit   the inner loop: unit tests and the in-memory contract suite, no coverage, no
 #               database server, a few seconds; `make unit PYTEST_ARGS="-x -k webhook"` narrows it
 PYTHON ?= python3
