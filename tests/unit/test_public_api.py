@@ -100,7 +100,7 @@ def test_every_public_name_resolves_and_is_documented() -> None:
 
 def test_unknown_attribute_raises_attribute_error() -> None:
     try:
-        billingkit.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+        billingkit.NoSuchThing  # noqa: B018
     except AttributeError as exc:
         assert "NoSuchThing" in str(exc)
     else:
