@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel
@@ -36,18 +37,33 @@ from billingkit.domain import Interval, Price, Subscription, SubscriptionStatus
 from billingkit.domain.invoices import Invoice
 from billingkit.domain.money import Money
 from billingkit.errors import WebhookPayloadError
-from billingkit.ports import CheckoutSession, PortalSession, StripeCustomer
+from billingkit.ports import (
+    CheckoutSession,
+    InvoiceLine,
+    InvoicePreview,
+    PortalSession,
+    PromotionCode,
+    StripeCustomer,
+    SubscriptionSchedule,
+    SubscriptionSchedulePhase,
+    SubscriptionUpdateResult,
+)
 
 __all__ = [
     "checkout_session_from_stripe",
     "customer_from_stripe",
     "invoice_from_stripe",
+    "invoice_preview_from_stripe",
     "invoice_subscription_id",
     "portal_session_from_stripe",
     "previous_price_id",
     "previous_status",
     "price_from_stripe",
+    "promotion_code_from_stripe",
     "subscription_from_stripe",
+    "subscription_item_id",
+    "subscription_schedule_from_stripe",
+    "subscription_update_result_from_stripe",
 ]
 
 _STATUSES: dict[str, SubscriptionStatus] = {s.value: s for s in SubscriptionStatus}
@@ -578,3 +594,247 @@ def previous_price_id(previous: Mapping[str, Any]) -> str | None:
             where = f"{kind}.items.data[0]"
             return _ref(first, "price", where) or _ref(first, "plan", where)
     return _ref(previous, "plan", kind)
+
+
+# ------------------------------------------------------------------ subscription management
+
+_INVOICE_STATUSES = frozenset({"draft", "open", "paid", "uncollectible", "void"})
+_SCHEDULE_STATUSES = frozenset({"not_started", "active", "completed", "released", "canceled"})
+_END_BEHAVIORS = frozenset({"release", "cancel", "none", "renew"})
+_PRORATIONS = frozenset({"create_prorations", "none", "always_invoice"})
+_DURATIONS = frozenset({"once", "repeating", "forever"})
+
+
+def subscription_item_id(obj: Mapping[str, Any]) -> str | None:
+    """The id (``si_...``) of a subscription's first item, or ``None`` without items."""
+    kind = "subscription"
+    items = _list_data(_mapping(obj, kind), "items", kind)
+    if not items:
+        return None
+    return _str(_mapping(items[0], "subscription.items.data[0]"), "id", "subscription.items")
+
+
+def subscription_update_result_from_stripe(obj: Mapping[str, Any]) -> SubscriptionUpdateResult:
+    """A :class:`~billingkit.ports.SubscriptionUpdateResult` from an updated subscription.
+
+    ``latest_invoice`` may be an id or the expanded invoice (then its status and hosted URL
+    are read, and the payment intent's status from a legacy expanded ``payment_intent`` or
+    from the first expanded entry of ``payments``). A non-null ``pending_update`` means the
+    change is not applied yet.
+    """
+    kind = "subscription"
+    sub = _mapping(obj, kind)
+    pending = sub.get("pending_update")
+    pending_expires = None
+    if pending is not None:
+        pending_map = _mapping(pending, "subscription.pending_update")
+        pending_expires = _time(pending_map.get("expires_at"), kind, "pending_update.expires_at")
+    invoice_id = _ref(sub, "latest_invoice", kind)
+    invoice_status: str | None = None
+    hosted_url: str | None = None
+    intent_status: str | None = None
+    invoice = sub.get("latest_invoice")
+    if isinstance(invoice, Mapping):
+        ikind = "subscription.latest_invoice"
+        invoice_status = _opt_str(invoice, "status", ikind)
+        if invoice_status is not None and invoice_status not in _INVOICE_STATUSES:
+            raise _fail(ikind, "status", f"unknown value {invoice_status!r}")
+        hosted_url = _opt_str(invoice, "hosted_invoice_url", ikind)
+        intent = invoice.get("payment_intent")
+        if not isinstance(intent, Mapping):
+            payments = _list_data(invoice, "payments", ikind)
+            first = payments[0] if payments and isinstance(payments[0], Mapping) else {}
+            payment = first.get("payment")
+            intent = payment.get("payment_intent") if isinstance(payment, Mapping) else None
+        if isinstance(intent, Mapping):
+            intent_status = _opt_str(intent, "status", "payment_intent")
+    return SubscriptionUpdateResult(
+        subscription=subscription_from_stripe(sub),
+        item_id=subscription_item_id(sub),
+        applied=pending is None,
+        pending_expires_at=pending_expires,
+        invoice_id=invoice_id,
+        invoice_status=cast("Any", invoice_status),
+        hosted_invoice_url=hosted_url,
+        payment_intent_status=intent_status,
+    )
+
+
+def _money(obj: Mapping[str, Any], field: str, kind: str, currency: str) -> Money:
+    amount = _int(obj, field, kind)
+    return Money(amount=amount or 0, currency=currency)
+
+
+def _invoice_line(raw: object, index: int, currency: str) -> InvoiceLine:
+    kind = f"invoice.lines.data[{index}]"
+    line = _mapping(raw, kind)
+    proration = _bool(line, "proration", kind)
+    price_id = _ref(line, "price", kind)
+    parent = line.get("parent")
+    if isinstance(parent, Mapping):
+        details = parent.get("subscription_item_details") or parent.get("invoice_item_details")
+        if isinstance(details, Mapping):
+            proration = proration or _bool(details, "proration", f"{kind}.parent")
+    pricing = line.get("pricing")
+    if price_id is None and isinstance(pricing, Mapping):
+        price_details = pricing.get("price_details")
+        if isinstance(price_details, Mapping):
+            price_id = _ref(price_details, "price", f"{kind}.pricing.price_details")
+    period = line.get("period")
+    start = end = None
+    if isinstance(period, Mapping):
+        start = _time(period.get("start"), kind, "period.start")
+        end = _time(period.get("end"), kind, "period.end")
+    return InvoiceLine(
+        amount=_money(line, "amount", kind, currency),
+        description=_opt_str(line, "description", kind),
+        price_id=price_id,
+        quantity=_int(line, "quantity", kind),
+        proration=proration,
+        period_start=start,
+        period_end=end,
+    )
+
+
+def invoice_preview_from_stripe(obj: Mapping[str, Any], *, charged_now: bool) -> InvoicePreview:
+    """An :class:`~billingkit.ports.InvoicePreview` from ``invoices.create_preview``'s answer.
+
+    ``charged_now`` says whether the previewed invoice is issued at once (the change used
+    ``always_invoice``): then its ``amount_due`` is ``due_now``; otherwise it is the next
+    invoice (``next_invoice_total``, dated ``next_payment_attempt`` or else
+    ``period_end``/``created``) and nothing is due now. Lines of any API era are read
+    (``proration`` on the line before basil, on ``parent.*_details`` after).
+    """
+    kind = "invoice"
+    inv = _mapping(obj, kind)
+    currency = _str(inv, "currency", kind).lower()
+    lines = tuple(
+        _invoice_line(raw, index, currency)
+        for index, raw in enumerate(_list_data(inv, "lines", kind))
+    )
+    discount = 0
+    for raw in inv.get("total_discount_amounts") or []:
+        discount += _int(_mapping(raw, "invoice.total_discount_amounts"), "amount", kind) or 0
+    proration = sum(line.amount.amount for line in lines if line.proration)
+    amount_due = _money(inv, "amount_due", kind, currency)
+    zero = Money(amount=0, currency=currency)
+    next_at = _time(inv.get("next_payment_attempt"), kind, "next_payment_attempt")
+    if next_at is None:
+        next_at = _time(inv.get("period_end"), kind, "period_end") or _time(
+            inv.get("created"), kind, "created"
+        )
+    return InvoicePreview(
+        currency=currency,
+        amount_due=amount_due,
+        total=_money(inv, "total", kind, currency),
+        discount_total=Money(amount=discount, currency=currency),
+        proration_total=Money(amount=proration, currency=currency),
+        due_now=amount_due if charged_now else zero,
+        next_invoice_total=None if charged_now else amount_due,
+        next_invoice_at=None if charged_now else next_at,
+        lines=lines,
+    )
+
+
+def _phase_item(phase: Mapping[str, Any], kind: str) -> tuple[str, int]:
+    items = _list_data(phase, "items", kind)
+    if not items:
+        raise _fail(kind, "items", "empty")
+    item = _mapping(items[0], f"{kind}.items[0]")
+    price_id = _ref(item, "price", f"{kind}.items[0]") or _ref(item, "plan", f"{kind}.items[0]")
+    if price_id is None:
+        raise _fail(kind, "items[0].price", "missing")
+    return price_id, _int(item, "quantity", f"{kind}.items[0]") or 1
+
+
+def subscription_schedule_from_stripe(obj: Mapping[str, Any]) -> SubscriptionSchedule:
+    """A :class:`~billingkit.ports.SubscriptionSchedule` from a ``subscription_schedule``."""
+    kind = "subscription_schedule"
+    sched = _mapping(obj, kind)
+    status = _str(sched, "status", kind)
+    if status not in _SCHEDULE_STATUSES:
+        raise _fail(kind, "status", f"unknown value {status!r}")
+    end_behavior = _opt_str(sched, "end_behavior", kind) or "release"
+    if end_behavior not in _END_BEHAVIORS:
+        raise _fail(kind, "end_behavior", f"unknown value {end_behavior!r}")
+    customer_id = _ref(sched, "customer", kind)
+    if customer_id is None:
+        raise _fail(kind, "customer", "missing")
+    phases = []
+    for index, raw in enumerate(sched.get("phases") or []):
+        pkind = f"{kind}.phases[{index}]"
+        phase = _mapping(raw, pkind)
+        price_id, quantity = _phase_item(phase, pkind)
+        behavior = _opt_str(phase, "proration_behavior", pkind)
+        if behavior is not None and behavior not in _PRORATIONS:
+            raise _fail(pkind, "proration_behavior", f"unknown value {behavior!r}")
+        phases.append(
+            SubscriptionSchedulePhase(
+                price_id=price_id,
+                quantity=quantity,
+                start=_req_time(phase, "start_date", pkind),
+                end=_time(phase.get("end_date"), pkind, "end_date"),
+                proration_behavior=cast("Any", behavior),
+            )
+        )
+    current = sched.get("current_phase")
+    current_start = current_end = None
+    if isinstance(current, Mapping):
+        current_start = _time(current.get("start_date"), kind, "current_phase.start_date")
+        current_end = _time(current.get("end_date"), kind, "current_phase.end_date")
+    return SubscriptionSchedule(
+        id=_str(sched, "id", kind),
+        subscription_id=_ref(sched, "subscription", kind),
+        customer_id=customer_id,
+        status=cast("Any", status),
+        end_behavior=cast("Any", end_behavior),
+        current_phase_start=current_start,
+        current_phase_end=current_end,
+        phases=tuple(phases),
+        released_subscription_id=_opt_str(sched, "released_subscription", kind),
+        metadata=_metadata(sched, kind),
+    )
+
+
+def promotion_code_from_stripe(obj: Mapping[str, Any]) -> PromotionCode:
+    """A :class:`~billingkit.ports.PromotionCode` from a ``promotion_code`` object.
+
+    The coupon is read from ``coupon`` (before 2025-09-30.clover) or ``promotion.coupon``
+    (clover and later), expanded in either place.
+    """
+    kind = "promotion_code"
+    promo = _mapping(obj, kind)
+    coupon: object = promo.get("coupon")
+    promotion = promo.get("promotion")
+    if coupon is None and isinstance(promotion, Mapping):
+        coupon = promotion.get("coupon")
+    if not isinstance(coupon, Mapping):
+        raise _fail(kind, "coupon", "expected the expanded coupon")
+    ckind = "coupon"
+    percent = coupon.get("percent_off")
+    if percent is not None and (type(percent) not in (int, float) or isinstance(percent, bool)):
+        raise _fail(ckind, "percent_off", "expected a number")
+    amount_off = _int(coupon, "amount_off", ckind)
+    currency = _opt_str(coupon, "currency", ckind)
+    if amount_off is not None and not currency:
+        raise _fail(ckind, "currency", "missing for amount_off")
+    duration = _opt_str(coupon, "duration", ckind) or "once"
+    if duration not in _DURATIONS:
+        raise _fail(ckind, "duration", f"unknown value {duration!r}")
+    return PromotionCode(
+        id=_str(promo, "id", kind),
+        code=_str(promo, "code", kind),
+        active=_bool(promo, "active", kind),
+        coupon_id=_str(coupon, "id", ckind),
+        percent_off=None if percent is None else Decimal(str(percent)),
+        amount_off=None
+        if amount_off is None
+        else Money(amount=amount_off, currency=str(currency).lower()),
+        duration=cast("Any", duration),
+        duration_in_months=_int(coupon, "duration_in_months", ckind),
+        expires_at=_time(promo.get("expires_at"), kind, "expires_at"),
+        max_redemptions=_int(promo, "max_redemptions", kind),
+        times_redeemed=_int(promo, "times_redeemed", kind) or 0,
+        customer_id=_ref(promo, "customer", kind),
+        metadata=_metadata(promo, kind),
+    )
