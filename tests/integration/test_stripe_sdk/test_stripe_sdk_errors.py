@@ -177,3 +177,77 @@ def test_unreachable_server_is_a_retryable_connection_error() -> None:
     assert error.http_status is None
     assert error.request_id is None
     _assert_safe(error, "connectionCheckKey")
+
+
+def test_404_without_resource_missing_is_still_not_found(
+    api_key: str, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    # Stripe answers an unknown URL with a 404 that carries no code.
+    gateway = StripeSdkGateway.from_api_key(api_key, max_network_retries=0)
+    with (
+        cassettes.use("error_not_found_without_code", synthetic=True) as cassette,
+        pytest.raises(GatewayNotFoundError) as caught,
+    ):
+        gateway.retrieve_subscription(world["synthetic"]["subscription_id"])
+    error = caught.value
+    assert isinstance(error, LookupError)
+    assert error.http_status == 404
+    assert error.code is None
+    assert error.retryable is False
+    assert error.request_id == response_header(cassette, 0, "request-id")
+    assert "Unrecognized request URL" in str(error)
+
+
+def test_proxy_html_502_names_the_status_and_an_excerpt(
+    api_key: str, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    gateway = StripeSdkGateway.from_api_key(api_key, max_network_retries=0)
+    with (
+        cassettes.use("error_proxy_html_502", synthetic=True),
+        pytest.raises(GatewayServerError) as caught,
+    ):
+        gateway.retrieve_customer(world["synthetic"]["customer_id"])
+    error = caught.value
+    assert error.http_status == 502
+    assert error.retryable is True
+    assert error.request_id is None and error.code is None
+    message = str(error)
+    assert "HTTP 502" in message
+    assert "not Stripe's JSON" in message
+    assert "502 Bad Gateway" in message  # the excerpt, tags and whitespace removed
+    assert "<html>" not in message and "\r" not in message
+    assert len(message) < 300  # an excerpt, not the whole page
+    _assert_safe(error)
+
+
+def test_proxy_html_404_is_not_found_with_the_status_and_an_excerpt(
+    api_key: str, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    gateway = StripeSdkGateway.from_api_key(api_key, max_network_retries=0)
+    with (
+        cassettes.use("error_proxy_html_404", synthetic=True),
+        pytest.raises(GatewayNotFoundError) as caught,
+    ):
+        gateway.retrieve_customer(world["synthetic"]["customer_id"])
+    error = caught.value
+    assert error.http_status == 404
+    assert error.retryable is False
+    assert "HTTP 404" in str(error) and "not found on this proxy" in str(error)
+    _assert_safe(error)
+
+
+def test_json_that_is_not_a_stripe_error_names_the_status_without_the_key(
+    api_key: str, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    gateway = StripeSdkGateway.from_api_key(api_key, max_network_retries=0)
+    with (
+        cassettes.use("error_proxy_json_403", synthetic=True),
+        pytest.raises(GatewayError) as caught,
+    ):
+        gateway.retrieve_customer(world["synthetic"]["customer_id"])
+    error = caught.value
+    assert type(error) is GatewayError  # a 403 from something that is not Stripe
+    assert error.http_status == 403
+    assert error.retryable is False
+    assert "HTTP 403" in str(error) and "egress denied" in str(error)
+    _assert_safe(error, "4242")
