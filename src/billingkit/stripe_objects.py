@@ -20,8 +20,15 @@ The big shape moves they know about:
 * Any reference (customer, price, product, subscription, payment intent) may be an id string
   or an expanded object with an ``id``.
 
+* A subscription's ``created`` falls back to ``start_date`` and then ``start`` (subscriptions
+  from before 2014 carry only ``start``).
+
 Malformed input raises :class:`~billingkit.errors.WebhookPayloadError` whose message names the
-offending field (e.g. ``subscription.status: unknown value 'frozen'``).
+offending field (e.g. ``subscription.status: unknown value 'frozen'``), and nothing else:
+every field read is type- and range-checked (timestamps are integers from 1970 to 9999,
+amounts non-negative 64-bit integers, quantities fit 32 bits, ids at most 255 characters, no
+NUL in any string, enumerations known values, metadata within Stripe's limits), so a payload
+can never reach the database or a ``datetime`` with a value that raises there.
 """
 
 from __future__ import annotations

@@ -892,3 +892,21 @@ def test_the_touched_fields_include_the_ones_that_matter() -> None:
         ".recurring.interval",
         ".recurring.interval_count",
     } <= price
+
+
+def test_quantity_falls_back_to_the_subscription_then_to_one() -> None:
+    raw = load("openapi/2019-11-07_a2f0a361/subscription.json")
+    raw["items"]["data"][0]["quantity"] = None
+    raw["quantity"] = 3
+    assert subscription_from_stripe(raw).quantity == 3  # the subscription's own (legacy)
+    raw["quantity"] = None
+    assert subscription_from_stripe(raw).quantity == 1
+
+
+def test_session_mode_is_inferred_from_a_setup_intent_and_null_payment_status_is_unpaid() -> None:
+    raw = load("openapi/2019-11-07_a2f0a361/checkout.session.json")
+    raw.pop("mode", None)
+    raw.update(subscription=None, setup_intent="seti_1", payment_status=None)
+    session = checkout_session_from_stripe(raw, created_fallback=EVENT_CREATED)
+    assert session.mode == "setup"
+    assert session.payment_status == "unpaid"  # never trusted as paid
