@@ -118,7 +118,11 @@ class Pipeline:
         gateway = FakeStripeGateway(webhook_secret=SECRET)
         moment = datetime.fromtimestamp(now, tz=timezone.utc)
         self.processor = WebhookProcessor(
-            config, self.repository, gateway, PlanCatalog(config, gateway), clock=lambda: moment
+            config,
+            gateway=gateway,
+            repository=self.repository,
+            catalog=PlanCatalog(config, gateway=gateway),
+            clock=lambda: moment,
         )
 
     def run(self, batch: Deliveries) -> float:

@@ -83,7 +83,12 @@ def make_processor() -> WebhookProcessor:
         webhook_secrets=(SECRET,),
     )
     gateway = FakeStripeGateway(webhook_secret=SECRET)
-    return WebhookProcessor(config, InMemoryRepository(), gateway, PlanCatalog(config, gateway))
+    return WebhookProcessor(
+        config,
+        gateway=gateway,
+        repository=InMemoryRepository(),
+        catalog=PlanCatalog(config, gateway=gateway),
+    )
 
 
 def run_pipeline(deliveries: Sequence[tuple[bytes, str]]) -> None:

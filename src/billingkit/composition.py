@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from billingkit.config import BillingConfig
-from billingkit.ports import Clock, Repository, StripeGateway, system_clock
+from billingkit.ports import Clock, Repository, StripeGateway, require_aware_clock, system_clock
 from billingkit.services.catalog import PlanCatalog
 from billingkit.services.checkout import CheckoutService
 from billingkit.services.customers import CustomerDetails
@@ -75,18 +75,24 @@ class Billing:
         :class:`~billingkit.testing.FakeStripeGateway` so the events it signs verify and
         moving its time moves the services' time.
 
-        Raises :class:`~billingkit.errors.ConfigurationError` when ``config`` has no webhook
+        Raises :class:`~billingkit.errors.ConfigurationError` when ``clock`` does not return
+        a timezone-aware ``datetime`` (it is called once, here) or ``config`` has no webhook
         secret (from :class:`~billingkit.services.webhooks.WebhookProcessor`).
         """
-        catalog = PlanCatalog(config, gateway, clock=clock)
+        require_aware_clock(clock)
+        catalog = PlanCatalog(config, gateway=gateway, clock=clock)
         return cls(
             config=config,
             gateway=gateway,
             repository=repository,
             catalog=catalog,
-            checkout=CheckoutService(config, gateway, repository, catalog, clock=clock),
-            webhooks=WebhookProcessor(config, repository, gateway, catalog, clock=clock),
-            customers=CustomerDetails(config, repository, catalog, clock=clock),
+            checkout=CheckoutService(
+                config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
+            ),
+            webhooks=WebhookProcessor(
+                config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
+            ),
+            customers=CustomerDetails(config, repository=repository, catalog=catalog, clock=clock),
         )
 
     def close(self) -> None:

@@ -19,23 +19,11 @@ from pydantic import (
     model_validator,
 )
 
-from billingkit.domain import PlanDefinition, SubscriptionStatus, Value
+from billingkit.domain import PlanDefinition, Value
+from billingkit.domain.access import AccessPolicy
 from billingkit.errors import ConfigurationError
 
 __all__ = ["AccessPolicy", "BillingConfig"]
-
-
-class AccessPolicy(Value):
-    """Which subscription statuses grant access to a paid plan.
-
-    ``past_due`` grants access only for ``past_due_grace_days`` days counted from the start of
-    the unpaid period (when the renewal invoice failed); 0 means no grace.
-    """
-
-    granting_statuses: frozenset[SubscriptionStatus] = frozenset(
-        {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING}
-    )
-    past_due_grace_days: NonNegativeInt = 0
 
 
 class BillingConfig(Value):
@@ -102,6 +90,7 @@ class BillingConfig(Value):
                 raise ValueError(f"free_plan {self.free_plan!r} is not one of the plans")
             if not free.is_free:
                 raise ValueError(f"free_plan {self.free_plan!r} must not have prices")
+        _prices_have_one_plan(self.plans)
         return self
 
     def plan_definition(self, key: str) -> PlanDefinition | None:
@@ -111,6 +100,20 @@ class BillingConfig(Value):
     def secret_values(self) -> Sequence[str]:
         """The webhook secrets in clear text, for the verifier only."""
         return [secret.get_secret_value() for secret in self.webhook_secrets]
+
+
+def _prices_have_one_plan(plans: Sequence[PlanDefinition]) -> None:
+    """A price id (or lookup key) belongs to one plan: else its events could not be told apart."""
+    owners: dict[tuple[str, str], str] = {}
+    for plan in plans:
+        for ref in plan.prices.values():
+            name = ("id", ref.price_id) if ref.price_id is not None else ("key", ref.lookup_key)
+            assert name[1] is not None  # PriceRef guarantees one of the two
+            owner = owners.setdefault((name[0], name[1]), plan.key)
+            if owner != plan.key:
+                raise ValueError(
+                    f"price {name[1]!r} is used by both plans {owner!r} and {plan.key!r}"
+                )
 
 
 def _describe(exc: ValidationError) -> str:

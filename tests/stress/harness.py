@@ -41,9 +41,10 @@ from billingkit.ports import (
     StripeCustomer,
     StripeGateway,
 )
-from billingkit.services import webhooks
 from billingkit.services.hooks import HookEvent, HookKind
-from billingkit.services.webhook_handlers import HANDLERS, HandlerContext
+from billingkit.services.webhooks import processor as webhooks
+from billingkit.services.webhooks.handlers import HandlerContext
+from billingkit.services.webhooks.registry import HANDLERS
 from billingkit.signature import signature_header
 from billingkit.stripe_objects import subscription_from_stripe
 
@@ -252,9 +253,9 @@ def build_processor(
     """A processor on ``repository`` whose hooks count their calls in ``stress_hooks``."""
     processor = webhooks.WebhookProcessor(
         BillingConfig(webhook_secrets=(SECRET,)),
-        repository,
-        StressGateway(final),
-        StressCatalog(),
+        gateway=StressGateway(final),
+        repository=repository,
+        catalog=StressCatalog(),
         clock=lambda: datetime.fromtimestamp(SIGNED_AT, tz=timezone.utc),
     )
 

@@ -15,9 +15,10 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
-from billingkit.errors import InvalidInputError
+from billingkit.domain.access import grants_access
+from billingkit.errors import ConfigurationError, InvalidInputError
 from billingkit.services.catalog import PlanCatalog
-from billingkit.services.customers import BillingDetails, CustomerDetails, grants_access
+from billingkit.services.customers import BillingDetails, CustomerDetails
 from billingkit.testing import FakeStripeGateway
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
@@ -45,9 +46,9 @@ class World:
             price_id="price_proY", amount=15000, interval="year", lookup_key="pro_yearly"
         )
         self.repository = InMemoryRepository()
-        self.catalog = PlanCatalog(self.config, self.gateway, clock=lambda: self.now)
+        self.catalog = PlanCatalog(self.config, gateway=self.gateway, clock=lambda: self.now)
         self.details = CustomerDetails(
-            self.config, self.repository, self.catalog, clock=lambda: self.now
+            self.config, repository=self.repository, catalog=self.catalog, clock=lambda: self.now
         )
 
     def subscribe(
@@ -291,3 +292,13 @@ def test_billing_details_is_frozen(world: World) -> None:
     details = world.for_user()
     with pytest.raises(ValidationError):
         details.has_access = False  # type: ignore[misc]
+
+
+def test_a_naive_clock_is_refused_when_the_service_is_built(world: World) -> None:
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        CustomerDetails(
+            world.config,
+            repository=world.repository,
+            catalog=world.catalog,
+            clock=lambda: datetime(2026, 3, 10, 12, 0),
+        )

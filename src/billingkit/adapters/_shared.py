@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from billingkit.domain import TERMINAL_STATUSES, Subscription, SubscriptionStatus
 from billingkit.errors import RepositoryError
-from billingkit.ports import FETCHED_WATERMARK, SaveOutcome
 
 #: Lifecycle states of a unit of work: created, inside its ``with`` block, exited.
 NEW, OPEN, CLOSED = 0, 1, 2
@@ -40,16 +38,3 @@ def aware_utc(moment: datetime, name: str) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise RepositoryError(f"{name} must be a timezone-aware datetime")
     return moment.astimezone(timezone.utc)
-
-
-def decide_save(
-    stored_status: SubscriptionStatus, stored_watermark: int, new: Subscription, allow_tie: bool
-) -> SaveOutcome:
-    """The reference rule of ``save_subscription`` against an existing stored state."""
-    if stored_status in TERMINAL_STATUSES and new.status not in TERMINAL_STATUSES:
-        return SaveOutcome.STALE
-    if new.watermark < stored_watermark:
-        return SaveOutcome.STALE
-    if not allow_tie and stored_watermark in (new.watermark, FETCHED_WATERMARK):
-        return SaveOutcome.TIE
-    return SaveOutcome.WRITTEN

@@ -7,9 +7,9 @@ it is cheap enough to call on every request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from billingkit.config import AccessPolicy, BillingConfig
+from billingkit.config import BillingConfig
 from billingkit.domain import (
     PlanDefinition,
     Subscription,
@@ -17,11 +17,12 @@ from billingkit.domain import (
     UTCDateTime,
     Value,
 )
+from billingkit.domain.access import grants_access
 from billingkit.errors import InvalidInputError
-from billingkit.ports import Clock, Repository, system_clock
+from billingkit.ports import Clock, Repository, require_aware_clock, system_clock
 from billingkit.services.catalog import PlanCatalog
 
-__all__ = ["BillingDetails", "CustomerDetails", "grants_access"]
+__all__ = ["BillingDetails", "CustomerDetails"]
 
 
 class BillingDetails(Value):
@@ -37,7 +38,7 @@ class BillingDetails(Value):
         subscription_id: the subscription these details describe, or ``None``.
         status: its Stripe status, or ``None`` without a (live) subscription.
         has_access: whether the app should grant the plan's features (see
-            :func:`grants_access`); true on the free plan.
+            :func:`~billingkit.domain.access.grants_access`); true on the free plan.
         price_id: the subscribed Stripe price, if any.
         current_period_end: when the current billing period ends (renews or stops).
         cancel_at_period_end: the subscription stops at ``current_period_end``.
@@ -77,26 +78,6 @@ class BillingDetails(Value):
         return self.plan.limits[name]
 
 
-def grants_access(subscription: Subscription, policy: AccessPolicy, now: datetime) -> bool:
-    """Whether ``subscription`` grants access under ``policy`` at ``now``.
-
-    A status in ``policy.granting_statuses`` grants access. ``past_due`` (when not listed)
-    grants access for ``policy.past_due_grace_days`` days counted from
-    ``current_period_start`` (the renewal that failed), the end excluded; never without a
-    known period start.
-    """
-    if subscription.status in policy.granting_statuses:
-        return True
-    if (
-        subscription.status is SubscriptionStatus.PAST_DUE
-        and policy.past_due_grace_days > 0
-        and subscription.current_period_start is not None
-    ):
-        grace_end = subscription.current_period_start + timedelta(days=policy.past_due_grace_days)
-        return now < grace_end
-    return False
-
-
 class CustomerDetails:
     """Answers "what plan is this user on and is access granted", without calling Stripe.
 
@@ -111,15 +92,15 @@ class CustomerDetails:
     def __init__(
         self,
         config: BillingConfig,
+        *,
         repository: Repository,
         catalog: PlanCatalog,
-        *,
         clock: Clock = system_clock,
     ) -> None:
         self._config = config
         self._repository = repository
         self._catalog = catalog
-        self._clock = clock
+        self._clock = require_aware_clock(clock)
 
     def for_user(self, user_id: str) -> BillingDetails:
         """The billing details of ``user_id`` now.

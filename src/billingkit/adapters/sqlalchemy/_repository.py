@@ -24,7 +24,6 @@ from billingkit.adapters._shared import (
     NEW,
     OPEN,
     aware_utc,
-    decide_save,
     misuse_error,
     nested_error,
 )
@@ -56,6 +55,7 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
+from billingkit.domain.ordering import decide_save
 from billingkit.errors import (
     ConfigurationError,
     ConflictError,
@@ -663,6 +663,20 @@ class _SqlUnitOfWork(UnitOfWork):
             .limit(1)
         ).first()
         return None if row is None else _checkout(row)
+
+    @override
+    @_operation
+    def open_checkouts_for_user(
+        self, *, user_id: str, created_after: datetime
+    ) -> list[CheckoutRecord]:
+        after = aware_utc(created_after, "created_after")
+        c = CHECKOUTS.c
+        rows = self._execute(
+            select(CHECKOUTS)
+            .where(c.user_id == user_id, c.status == "open", c.created_at > after)
+            .order_by(c.created_at.desc(), c.session_id.desc())
+        ).all()
+        return [_checkout(row) for row in rows]
 
     # ----------------------------------------------------------------------- event ledger
 

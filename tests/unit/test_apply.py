@@ -1,4 +1,4 @@
-"""services/sync: the shared path for confirm_checkout and webhooks, and its watermarks."""
+"""services/apply: the shared path for confirm_checkout and webhooks, and its watermarks."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from webhook_support import NOW, Harness, SubscriptionGateway, load
+from webhooks.webhook_support import NOW, Harness, SubscriptionGateway, load
 
 from billingkit.domain import CheckoutRecord, CustomerLink, Interval, Subscription
 from billingkit.errors import ConflictError
 from billingkit.ports import SaveOutcome
-from billingkit.services.sync import (
+from billingkit.services.apply import (
     FETCHED_WATERMARK,
     apply_checkout_session,
     apply_fetched_subscription,
