@@ -133,10 +133,10 @@ def _str(obj: Mapping[str, Any], field: str, kind: str) -> str:
     value = obj.get(field)
     if type(value) is str and value and "\x00" not in value:
         return value
-    if value is None:
+    if value is None or value == "":
         raise _fail(kind, field, "missing")
     if type(value) is str:
-        raise _fail(kind, field, "expected a non-empty string without NUL characters")
+        raise _fail(kind, field, "contains a NUL character")
     raise _fail(kind, field, f"expected a non-empty string, got {type(value).__name__}")
 
 
@@ -244,7 +244,7 @@ def _currency(obj: Mapping[str, Any], field: str, kind: str) -> str | None:
         return None
     if type(value) is str and len(value) == 3 and value.isascii() and value.isalpha():
         return value.lower()
-    raise _fail(kind, field, f"expected an ISO currency code, got {_shown(value)}")
+    raise _fail(kind, field, f"bad value {_shown(value)} (expected an ISO currency code)")
 
 
 def _metadata(obj: Mapping[str, Any], kind: str) -> dict[str, str]:
@@ -650,24 +650,22 @@ def invoice_from_stripe(obj: Mapping[str, Any]) -> Invoice:
     kind = "invoice"
     inv = _mapping(obj, kind)
     subscription_id = invoice_subscription_id(inv)
-    invoice_id = inv.get("id")
-    if type(invoice_id) is not str or not invoice_id:
-        raise _fail(kind, "id", "missing")
-    amount = _int(inv, "amount_due", kind)
-    currency = inv.get("currency")
+    invoice_id = _ident(inv, "id", kind)
+    amount = _amount(inv, "amount_due", kind)
+    currency = _currency(inv, "currency", kind)
     amount_due: Money | None = None
-    if amount is not None and type(currency) is str:
+    if amount is not None and currency is not None:
         try:
             amount_due = Money(amount=amount, currency=currency)
         except ValueError:
-            raise _fail(kind, "currency", f"bad value {currency!r}") from None
+            raise _fail(kind, "currency", f"bad value {_shown(currency)}") from None
     return _build(
         Invoice,
         id=invoice_id,
         customer_id=_ref(inv, "customer", kind),
         subscription_id=subscription_id,
         amount_due=amount_due,
-        attempt_count=_int(inv, "attempt_count", kind),
+        attempt_count=_bounded(inv, "attempt_count", kind, 0, _QUANTITY_MAX),
         next_payment_attempt=_time(inv.get("next_payment_attempt"), kind, "next_payment_attempt"),
         hosted_invoice_url=_opt_str(inv, "hosted_invoice_url", kind),
     )
@@ -683,7 +681,7 @@ def previous_status(previous: Mapping[str, Any]) -> SubscriptionStatus | None:
         return None
     status = _STATUSES.get(raw) if type(raw) is str else None
     if status is None:
-        raise _fail("data.previous_attributes", "status", f"unknown value {raw!r}")
+        raise _fail("data.previous_attributes", "status", f"unknown value {_shown(raw)}")
     return status
 
 

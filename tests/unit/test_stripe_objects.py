@@ -21,6 +21,7 @@ from billingkit.ports import CheckoutSession, PortalSession, StripeCustomer
 from billingkit.stripe_objects import (
     checkout_session_from_stripe,
     customer_from_stripe,
+    invoice_from_stripe,
     invoice_subscription_id,
     portal_session_from_stripe,
     price_from_stripe,
@@ -826,6 +827,12 @@ READERS: list[tuple[str, Any, str, list[str]]] = [
         era_files("billing_portal.session"),
     ),
     (
+        "invoice_reader",
+        invoice_from_stripe,
+        r"invoice",
+        [*era_files("invoice"), "pay/invoice.payment_failed.json", "pay/invoice.updated.json"],
+    ),
+    (
         "invoice",
         invoice_subscription_id,
         r"invoice",
@@ -910,3 +917,22 @@ def test_session_mode_is_inferred_from_a_setup_intent_and_null_payment_status_is
     session = checkout_session_from_stripe(raw, created_fallback=EVENT_CREATED)
     assert session.mode == "setup"
     assert session.payment_status == "unpaid"  # never trusted as paid
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", "in_\x00"),
+        ("id", "x" * 256),
+        ("amount_due", -5),
+        ("amount_due", 10**30),
+        ("attempt_count", -1),
+        ("next_payment_attempt", float("nan")),
+        ("currency", {"code": "usd"}),
+    ],
+)
+def test_out_of_range_invoice_values_name_the_field(field: str, value: object) -> None:
+    raw = load(f"openapi/{DAHLIA}/invoice.json")
+    raw[field] = value
+    with pytest.raises(WebhookPayloadError, match=re.escape(f"invoice.{field}")):
+        invoice_from_stripe(raw)
