@@ -676,11 +676,13 @@ def _set(obj: dict[str, Any], path: Path_, value: Any) -> None:
     target: Any = obj
     for step in path[:-1]:
         target = target[step]
-    if value is _DELETE:
-        if path[-1] in target or isinstance(target, list):
-            del target[path[-1]]
-    else:
-        target[path[-1]] = value
+    last = path[-1]
+    if value is not _DELETE:
+        target[last] = value
+    elif isinstance(target, dict):
+        target.pop(last, None)
+    elif isinstance(last, int):
+        del target[last]
 
 
 def _exists(obj: Any, path: Path_) -> bool:
