@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import stripe
 from stripe_cassettes import CassetteKit, idempotency_key, response_header
 
-from billingkit.adapters.stripe_sdk import StripeSdkGateway
+from billingkit.adapters.stripe_sdk import StripeSdkGateway, gateway_error
 from billingkit.errors import (
     GatewayAuthenticationError,
     GatewayCardError,
@@ -251,3 +252,34 @@ def test_json_that_is_not_a_stripe_error_names_the_status_without_the_key(
     assert error.retryable is False
     assert "HTTP 403" in str(error) and "egress denied" in str(error)
     _assert_safe(error, "4242")
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (404, GatewayNotFoundError, False),
+        (429, GatewayRateLimitError, True),
+        (409, GatewayServerError, True),
+        (503, GatewayServerError, True),
+        (401, GatewayError, False),
+        (418, GatewayError, False),
+    ],
+)
+def test_a_body_that_is_not_stripes_json_is_classified_by_status(
+    status: int, kind: type[GatewayError], retryable: bool
+) -> None:
+    # What the SDK raises when it cannot read the body (the cassette tests cover 404/502/403
+    # end to end); a proxy page may echo the request's credentials, which must not show.
+    page = f"<html><body><h1>Error {status}</h1><p>Authorization: Bearer sk_live_abc123</p>"
+    exc = stripe.APIError(f"Invalid response body from API: {page}", page, status, {})
+    error = gateway_error(exc, "retrieve customer")
+    assert type(error) is kind
+    assert error.retryable is retryable
+    assert error.http_status == status and error.code is None
+    assert f"HTTP {status}" in str(error) and f"Error {status}" in str(error)
+    _assert_safe(error, "abc123")
+
+
+def test_an_empty_non_json_body_says_so() -> None:
+    error = gateway_error(stripe.APIError("Invalid response body from API: ", "", 502, {}), "x")
+    assert "HTTP 502" in str(error) and "(empty body)" in str(error)
