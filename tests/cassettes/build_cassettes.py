@@ -84,9 +84,11 @@ STATUS_TEXT = {
     400: "Bad Request",
     401: "Unauthorized",
     402: "Payment Required",
+    403: "Forbidden",
     404: "Not Found",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    502: "Bad Gateway",
 }
 
 # --------------------------------------------------------------------------- helpers
@@ -136,10 +138,18 @@ def interaction(
     form: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     status: int = 200,
-    body: dict[str, Any],
+    body: dict[str, Any] | None = None,
     compact: bool = False,
+    raw_body: str | None = None,
+    content_type: str = "application/json",
+    stripe_headers: bool = True,
 ) -> dict[str, Any]:
-    """One vcrpy interaction, request and response, in the cassette YAML layout."""
+    """One vcrpy interaction, request and response, in the cassette YAML layout.
+
+    ``raw_body`` (with its ``content_type``) stands for an answer that is not Stripe's JSON,
+    e.g. a proxy's HTML error page; ``stripe_headers=False`` leaves out the headers only
+    Stripe sends (``Request-Id``, ``Stripe-Version``).
+    """
     uri = API + path
     if query:
         uri += "?" + urlencode(flatten(query), safe="[]", quote_via=quote)
@@ -156,14 +166,17 @@ def interaction(
         headers["Idempotency-Key"] = [idempotency_key]
     request_id = _request_id(f"{name}:{method}:{uri}:{encoded}:{status}")
     response_headers: dict[str, list[str]] = {
-        "Content-Type": ["application/json"],
+        "Content-Type": [content_type],
         "Server": ["nginx"],
         "Cache-Control": ["no-cache, no-store"],
         "Request-Id": [request_id],
         "Stripe-Version": [API_VERSION],
         "Strict-Transport-Security": ["max-age=63072000; includeSubDomains; preload"],
     }
-    if method == "POST":
+    if not stripe_headers:
+        del response_headers["Request-Id"], response_headers["Stripe-Version"]
+    body = body if body is not None else {}
+    if method == "POST" and stripe_headers:
         response_headers["Idempotency-Key"] = [idempotency_key or "SDK-generated"]
         response_headers["Original-Request"] = [request_id]
     if status >= 400 and isinstance(body.get("error"), dict):
@@ -173,7 +186,11 @@ def interaction(
     return {
         "request": {"body": encoded, "headers": headers, "method": method, "uri": uri},
         "response": {
-            "body": {"string": json.dumps(body, indent=None if compact else 2)},
+            "body": {
+                "string": raw_body
+                if raw_body is not None
+                else json.dumps(body, indent=None if compact else 2)
+            },
             "headers": response_headers,
             "status": {"code": status, "message": STATUS_TEXT[status]},
         },
@@ -374,6 +391,17 @@ def error(
     body.update(extra)
     return {"error": body}
 
+
+# Error pages an HTTP proxy between the app and Stripe answers with (not Stripe's JSON).
+PROXY_502_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n" + "<!-- a padding comment to make the page long -->\r\n" * 20
+)
+PROXY_404_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body>"
+    "<h1>Not Found</h1><p>The requested URL was not found on this proxy.</p></body></html>\n"
+)
 
 # --------------------------------------------------------------------------- scenarios
 
@@ -718,6 +746,47 @@ def build() -> None:
         f"/v1/subscriptions/{syn['subscription_id']}",
         status=500,
         body=error("api_error", "An unknown error occurred"),
+    )
+    single(
+        "error_not_found_without_code",
+        "Stripe's 404 body for an unknown URL, which has no code (synthetic)",
+        "GET",
+        f"/v1/subscriptions/{syn['subscription_id']}",
+        status=404,
+        body=error(
+            "invalid_request_error",
+            f"Unrecognized request URL (GET: /v1/subscriptions/{syn['subscription_id']}). "
+            "Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
+        ),
+    )
+    single(
+        "error_proxy_html_502",
+        "a proxy's HTML 502 page, not Stripe's JSON (synthetic)",
+        "GET",
+        f"/v1/customers/{syn['customer_id']}",
+        status=502,
+        raw_body=PROXY_502_PAGE,
+        content_type="text/html",
+        stripe_headers=False,
+    )
+    single(
+        "error_proxy_html_404",
+        "a proxy's HTML 404 page, not Stripe's JSON (synthetic)",
+        "GET",
+        f"/v1/customers/{syn['customer_id']}",
+        status=404,
+        raw_body=PROXY_404_PAGE,
+        content_type="text/html",
+        stripe_headers=False,
+    )
+    single(
+        "error_proxy_json_403",
+        "an API gateway's JSON 403 without Stripe's error object (synthetic)",
+        "GET",
+        f"/v1/customers/{syn['customer_id']}",
+        status=403,
+        raw_body='{"message": "Forbidden: egress denied for key sk_test_********4242"}',
+        stripe_headers=False,
     )
     retry_form = {"metadata": {"user_id": syn["user_id"]}, "email": "retry@example.com"}
     write(

@@ -105,6 +105,12 @@ PRICES_PAGE_SIZE = 100
 # Secret and restricted keys, also in the masked form Stripe echoes ("sk_test_********1234").
 _T = TypeVar("_T")
 _KEY_PATTERN = re.compile(r"(?:sk|rk)_(?:test|live)_[A-Za-z0-9*]+")
+# Bearer tokens a proxy page may echo back from the request.
+_BEARER_PATTERN = re.compile(r"(?i)bearer\s+\S+")
+_TAG_PATTERN = re.compile(r"<[^>]*>")
+_SPACE_PATTERN = re.compile(r"\s+")
+#: Characters of a non-Stripe error body quoted in a GatewayError's message.
+_BODY_EXCERPT_CHARS = 120
 
 
 def sdk_api_version() -> str:
@@ -115,7 +121,22 @@ def sdk_api_version() -> str:
 
 
 def _redact(text: str) -> str:
-    return _KEY_PATTERN.sub("[redacted key]", text)
+    return _KEY_PATTERN.sub("[redacted key]", _BEARER_PATTERN.sub("Bearer [redacted]", text))
+
+
+def _excerpt(body: str | None) -> str:
+    """A short, one-line, redacted excerpt of an error body that is not Stripe's JSON.
+
+    HTML tags are dropped (a proxy's error page then reads as its title and text), runs of
+    whitespace become one space, and the result is cut to 120 characters.
+    """
+    text = _SPACE_PATTERN.sub(" ", _TAG_PATTERN.sub(" ", body or "")).strip()
+    text = _redact(text)
+    if not text:
+        return "(empty body)"
+    if len(text) > _BODY_EXCERPT_CHARS:
+        text = text[:_BODY_EXCERPT_CHARS].rstrip() + "..."
+    return repr(text)
 
 
 class StripeSdkGateway(StripeGateway):
@@ -549,10 +570,18 @@ def _translated(operation: str) -> Iterator[None]:
 def gateway_error(exc: stripe.StripeError, operation: str) -> GatewayError:
     """Translate one SDK exception into billingkit's :class:`GatewayError` tree.
 
-    The type is chosen from the exception class and Stripe's structured ``code``, never from
-    message text. Any API key in Stripe's message (it echoes a masked one on 401) is redacted.
+    The type is chosen from the exception class, Stripe's structured ``code`` and the HTTP
+    status, never from message text: any 404 is :class:`GatewayNotFoundError` (with or
+    without Stripe's ``resource_missing`` code). An answer whose body is not Stripe's JSON
+    error object (an HTML page from a proxy, a gateway's own JSON) is classified by its HTTP
+    status alone (404 not found, 429 rate limit, 409 and 5xx retryable server errors, any
+    other status a plain :class:`GatewayError`), and its message names the status and quotes
+    a short excerpt of the body. Any API key or bearer token in a message (Stripe echoes a
+    masked key on 401) is redacted.
     """
     status = exc.http_status
+    if status is not None and exc.error is None and isinstance(exc, stripe.APIError):
+        return _foreign_error(exc, status, operation)
     code = exc.code or (exc.error.code if exc.error is not None else None)
     detail = _redact(exc.user_message or type(exc).__name__)
     kind: type[GatewayError] = GatewayError
@@ -561,7 +590,9 @@ def gateway_error(exc: stripe.StripeError, operation: str) -> GatewayError:
         kind = GatewayAuthenticationError
     elif isinstance(exc, stripe.CardError):
         kind = GatewayCardError
-    elif isinstance(exc, stripe.InvalidRequestError) and code == "resource_missing":
+    elif isinstance(exc, stripe.InvalidRequestError) and (
+        code == "resource_missing" or status == 404
+    ):
         kind = GatewayNotFoundError
     elif isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
         kind = GatewayInvalidRequestError
@@ -570,8 +601,10 @@ def gateway_error(exc: stripe.StripeError, operation: str) -> GatewayError:
     elif isinstance(exc, stripe.APIConnectionError):
         kind, retryable = GatewayConnectionError, True
     elif isinstance(exc, stripe.APIError):
-        kind = GatewayServerError
-        retryable = status is None or status >= 500 or status == 409
+        kind = GatewayNotFoundError if status == 404 else GatewayServerError
+        retryable = kind is GatewayServerError and (
+            status is None or status >= 500 or status == 409
+        )
     return kind(
         f"Stripe {operation} failed: {detail}",
         retryable=retryable,
@@ -579,4 +612,25 @@ def gateway_error(exc: stripe.StripeError, operation: str) -> GatewayError:
         code=code,
         request_id=exc.request_id,
         user_message=detail if kind is GatewayCardError else None,
+    )
+
+
+def _foreign_error(exc: stripe.StripeError, status: int, operation: str) -> GatewayError:
+    """An HTTP error whose body is not Stripe's JSON error object (e.g. a proxy's page)."""
+    kind: type[GatewayError] = GatewayError
+    retryable = False
+    if status == 404:
+        kind = GatewayNotFoundError
+    elif status == 429:
+        kind, retryable = GatewayRateLimitError, True
+    elif status >= 500 or status == 409:
+        kind, retryable = GatewayServerError, True
+    body = exc.http_body
+    return kind(
+        f"Stripe {operation} failed: HTTP {status}, a body that is not Stripe's JSON: "
+        f"{_excerpt(body if isinstance(body, str) else None)}",
+        retryable=retryable,
+        http_status=status,
+        code=None,
+        request_id=exc.request_id,
     )
