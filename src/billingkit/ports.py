@@ -17,11 +17,11 @@ from __future__ import annotations
 import abc
 import hashlib
 import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
 from datetime import datetime, timezone
 from enum import Enum
+from threading import get_ident
 from types import TracebackType
 from typing import ClassVar, Literal
 
@@ -325,14 +325,13 @@ _NEW, _OPEN, _CLOSED = 0, 1, 2
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-class _Held(threading.local):
-    """Per thread: the ids of the scopes (repositories) whose unit of work it holds."""
-
-    def __init__(self) -> None:
-        self.scopes: set[int] = set()
-
-
-_HELD = _Held()
+#: ``(id(scope), thread ident)`` of every open unit of work: a thread holds at most one per
+#: scope (set operations are atomic under the GIL; each key is only ever added or removed by
+#: its own thread).
+_HELD: set[tuple[int, int]] = set()
+#: The storage limits (see ``UnitOfWorkBase``).
+_MAX_ID_CHARS = 255
+_MAX_TEXT_CHARS = 16_000
 
 
 class UnitOfWorkBase(UnitOfWork):
@@ -398,12 +397,12 @@ class UnitOfWorkBase(UnitOfWork):
     __slots__ = ("_owner", "_scope", "_state")
 
     #: The longest id the SQL schemas store (``VARCHAR(255)``; Stripe's own limit).
-    MAX_ID_CHARS: ClassVar[int] = 255
+    MAX_ID_CHARS: ClassVar[int] = _MAX_ID_CHARS
     #: The longest event type stored, like ids.
-    MAX_TYPE_CHARS: ClassVar[int] = 255
+    MAX_TYPE_CHARS: ClassVar[int] = _MAX_ID_CHARS
     #: The longest ``last_error`` stored: 16,000 characters are at most 64,000 bytes of
     #: UTF-8, within MySQL's ``TEXT``.
-    MAX_ERROR_CHARS: ClassVar[int] = 16_000
+    MAX_ERROR_CHARS: ClassVar[int] = _MAX_TEXT_CHARS
 
     def __init__(self, scope: object) -> None:
         """Start a unit of work of ``scope``; one per thread and scope may be open at a time."""
@@ -416,17 +415,17 @@ class UnitOfWorkBase(UnitOfWork):
     def __enter__(self) -> Self:
         if self._state != _NEW:
             raise RepositoryError("a unit of work can be entered only once")
-        held = _HELD.scopes
-        key = id(self._scope)
-        if key in held:
+        me = get_ident()
+        key = (id(self._scope), me)
+        if key in _HELD:
             raise RepositoryError(
                 "nested unit of work: this thread already holds a unit of work of this "
                 "repository; finish it before opening another one"
             )
         self._begin()
-        held.add(key)
+        _HELD.add(key)
         self._state = _OPEN
-        self._owner = threading.get_ident()
+        self._owner = me
         return self
 
     def __exit__(
@@ -444,9 +443,9 @@ class UnitOfWorkBase(UnitOfWork):
                 with suppress(Exception):
                     self._rollback()
         finally:
+            _HELD.discard((id(self._scope), self._owner))
             self._state = _CLOSED
             self._owner = None
-            _HELD.scopes.discard(id(self._scope))
             self._release()
 
     def _check(self) -> None:
@@ -455,7 +454,7 @@ class UnitOfWorkBase(UnitOfWork):
         Usable means: inside the ``with`` block, on the thread that entered it. Call it
         first in every port method.
         """
-        if self._owner != threading.get_ident():
+        if self._owner != get_ident():
             if self._state == _NEW:
                 raise RepositoryError("unit of work used before its with block was entered")
             if self._state == _CLOSED:
@@ -484,8 +483,8 @@ class UnitOfWorkBase(UnitOfWork):
 
     # ------------------------------------------------------------- ledger storage rule
 
-    @classmethod
-    def _storable_id(cls, value: str) -> str:
+    @staticmethod
+    def _storable_id(value: str) -> str:
         """The ledger id under which ``value`` is stored: ``value`` itself when storable.
 
         A storable id has at most :attr:`MAX_ID_CHARS` characters, none of them NUL or a
@@ -493,22 +492,19 @@ class UnitOfWorkBase(UnitOfWork):
         ``~`` and a SHA-256 digest of the whole id: storable, distinct for distinct ids, and
         the same on every call, so claiming, finishing, failing and reading an event agree.
         """
-        if len(value) <= cls.MAX_ID_CHARS and _storable(value):
+        if len(value) <= _MAX_ID_CHARS and (
+            "\x00" not in value if value.isascii() else _UNSTORABLE.search(value) is None
+        ):
             return value
         digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-        prefix = _UNSTORABLE.sub("\ufffd", value[: cls.MAX_ID_CHARS - len(digest) - 1])
+        prefix = _UNSTORABLE.sub("\ufffd", value[: _MAX_ID_CHARS - len(digest) - 1])
         return f"{prefix}~{digest}"
 
     @staticmethod
     def _storable_text(value: str, limit: int) -> str:
         """``value`` with NUL and lone surrogates replaced by U+FFFD, cut to ``limit`` chars."""
-        if len(value) <= limit and _storable(value):
+        if len(value) <= limit and (
+            "\x00" not in value if value.isascii() else _UNSTORABLE.search(value) is None
+        ):
             return value
         return _UNSTORABLE.sub("\ufffd", value[:limit])
-
-
-def _storable(value: str) -> bool:
-    """Whether every database stores ``value`` as is (ASCII needs one ``memchr``)."""
-    if value.isascii():
-        return "\x00" not in value
-    return _UNSTORABLE.search(value) is None

@@ -298,7 +298,13 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         event_id = self._storable_id(record.id)
         stored = events.get(event_id)
         if stored is None:
-            record = self._ledger_record(record, event_id, status=EventStatus.PROCESSING)
+            if (
+                event_id is not record.id
+                or record.status is not EventStatus.PROCESSING
+                or record.last_error is not None
+                or self._storable_text(record.type, self.MAX_TYPE_CHARS) is not record.type
+            ):
+                record = self._ledger_record(record, event_id, status=EventStatus.PROCESSING)
             self._put(events, event_id, record)
             return ClaimOutcome.CLAIMED
         if stored.status in _RECLAIMABLE:
