@@ -1,8 +1,10 @@
 """The Flask example: ``create_app()`` and the shop's views.
 
 Pages: ``/pricing`` (the plan catalog), ``POST /checkout`` (start a Stripe Checkout),
-``/checkout/success`` (confirm it), ``/account`` (the user's billing details),
-``POST /billing/portal`` (Stripe's billing portal) and ``POST /webhooks/stripe``.
+``/checkout/success`` (confirm it), ``/account`` (the user's billing details), ``/exports``
+(only for plans with that feature), ``POST /billing/portal`` (Stripe's billing portal).
+``POST /webhooks/stripe`` is billingkit's: :class:`billingkit.contrib.flask.BillingKit`
+registers it, with ``current_billing`` and ``requires_feature``.
 In fake mode :mod:`examples.flask_app.fake_stripe` adds local pages playing Stripe.
 
 Users are a demo: the login form puts an e-mail address in the session, and that address is
@@ -11,6 +13,7 @@ the ``user_id`` billingkit ties to a Stripe customer. A real app uses its own us
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import tempfile
@@ -19,16 +22,10 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from examples.flask_app.billing import (
-    DEFAULT_PLANS_FILE,
-    build_billing,
-    current_billing,
-    fake_gateway,
-)
+from examples.flask_app.billing import DEFAULT_PLANS_FILE, build_billing, fake_gateway
 from flask import (
     Blueprint,
     Flask,
-    Response,
     abort,
     flash,
     redirect,
@@ -37,8 +34,16 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
+from billingkit import BillingDetails
+from billingkit.contrib.flask import (
+    WEBHOOK_ENDPOINT,
+    BillingKit,
+    current_billing,
+    requires_feature,
+)
 from billingkit.domain import Plan
 from billingkit.errors import (
     AlreadySubscribedError,
@@ -47,16 +52,32 @@ from billingkit.errors import (
     ConfigurationError,
     GatewayCardError,
     GatewayError,
+    GatewayNotFoundError,
     InvalidInputError,
     NoCustomerError,
     PricesUnavailableError,
+    UnknownPlanError,
 )
 
-__all__ = ["create_app", "settings_from_env", "shop"]
+__all__ = ["STATUS_LABELS", "create_app", "settings_from_env", "shop"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+logger = logging.getLogger("flask_app")
+
 shop = Blueprint("shop", __name__)
+
+#: Subscription statuses as the pages show them.
+STATUS_LABELS = {
+    "active": "Active",
+    "trialing": "Trial",
+    "past_due": "Past due",
+    "unpaid": "Unpaid",
+    "paused": "Paused",
+    "incomplete": "Awaiting payment",
+    "incomplete_expired": "Expired",
+    "canceled": "Canceled",
+}
 
 #: Settings read from the environment when ``create_app`` is not given them.
 _ENV_SETTINGS = (
@@ -115,9 +136,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not app.config.get("BILLING_DATABASE_URL"):
         app.config["BILLING_DATABASE_URL"] = _default_database_url(app)
 
+    # billingkit's extension: the services, POST /webhooks/stripe, current_billing and
+    # requires_feature (which asks _current_user_id who is logged in).
     billing = build_billing(app.config)
+    BillingKit(app, billing=billing, user_id=_current_user_id, denied=_feature_denied)
     fake = fake_gateway(billing)
-    app.extensions["billing"] = billing
     app.register_blueprint(shop)
     if fake is not None:
         from examples.flask_app.fake_stripe import fake_stripe
@@ -125,8 +148,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(fake_stripe)
     app.before_request(_check_csrf)
     app.jinja_env.globals["csrf_token"] = _csrf_token
+    app.jinja_env.filters["status_label"] = _status_label
     app.context_processor(lambda: {"user_id": session.get("user_id"), "fake": fake})
     app.register_error_handler(BillingError, _billing_error)
+    app.register_error_handler(HTTPException, _http_error)
     return app
 
 
@@ -153,12 +178,18 @@ def _csrf_token() -> str:
 
 def _check_csrf() -> None:
     """Every form POST carries the session's token; Stripe's webhook is signed instead."""
-    if request.method != "POST" or request.endpoint == "shop.stripe_webhook":
+    if request.method != "POST" or request.endpoint == WEBHOOK_ENDPOINT:
         return
     sent = request.form.get("csrf_token", "")
     expected = session.get("csrf_token")
     if not isinstance(expected, str) or not secrets.compare_digest(sent, expected):
-        abort(400, "missing or stale form token; reload the page and try again")
+        abort(400, "Your form expired. Reload the page and try again.")
+
+
+def _current_user_id() -> str | None:
+    """Who is logged in (the demo keeps an e-mail address in the session)."""
+    user_id = session.get("user_id")
+    return user_id if isinstance(user_id, str) else None
 
 
 def login_required(view: F) -> F:
@@ -179,26 +210,96 @@ def _user_id() -> str:
     return user_id
 
 
+def _status_label(status: Any) -> str:
+    """``past_due`` -> ``Past due``: a subscription status (enum or string) for people."""
+    value = str(getattr(status, "value", status))
+    return STATUS_LABELS.get(value, value.replace("_", " ").capitalize())
+
+
+def _feature_denied(feature: str, details: BillingDetails | None) -> BaseResponse:
+    """``requires_feature`` refused: log in first, or see the plans that include it."""
+    if details is None:
+        flash("Log in to use that page.")
+        return redirect(url_for("shop.login", next=request.path))
+    flash(f"Your plan does not include {feature}: pick a plan that does.")
+    return redirect(url_for("shop.pricing"))
+
+
+def _problem(status: int, title: str, message: str) -> tuple[str, int]:
+    return render_template("problem.html", status=status, title=title, message=message), status
+
+
 def _billing_error(error: BillingError) -> tuple[str, int]:
-    """billingkit's errors as pages: the status says whose fault it is."""
-    status = 500
-    message = str(error)
-    if isinstance(error, InvalidInputError):
-        status = 400
-    elif isinstance(error, CheckoutOwnershipError):
-        status = 403
-    elif isinstance(error, LookupError):  # unknown plan, unknown session, no customer
-        status = 404
+    """billingkit's errors as friendly pages; the details (Stripe's own text) go to the log."""
+    status, title, message = 500, "Something went wrong", "Please try again in a moment."
+    if isinstance(error, CheckoutOwnershipError):
+        status, title = 403, "Not your checkout"
+        message = "This checkout was started from another account."
+    elif isinstance(error, UnknownPlanError):
+        status, title, message = 404, "Unknown plan", "That plan is not for sale."
+    elif isinstance(error, NoCustomerError):
+        status, title = 404, "No billing account yet"
+        message = "Subscribe to a plan first."
+    elif isinstance(error, GatewayNotFoundError):
+        status, title = 404, "Not found"
+        message = "Stripe does not know this checkout; start again from the plans."
+    elif isinstance(error, InvalidInputError):
+        status, title, message = 400, "Invalid request", "Go back and try again."
     elif isinstance(error, GatewayCardError):
-        status, message = 402, error.user_message or "The payment was declined."
+        status, title = 402, "Payment declined"
+        message = "Your card was declined. Try another card in the billing portal."
     elif isinstance(error, PricesUnavailableError | GatewayError):
         status = 503 if error.retryable else 502
+        title = "Stripe is unavailable"
         message = "Stripe could not be reached or refused the request; try again shortly."
-    return render_template("problem.html", status=status, message=message), status
+    log = logger.warning if status < 500 else logger.error
+    log("%s answered %d: %s: %s", request.path, status, type(error).__name__, error)
+    return _problem(status, title, message)
+
+
+_HTTP_MESSAGES = {
+    400: ("Invalid request", "Go back and try again."),
+    401: ("Please log in", "Log in to see this page."),
+    403: ("Not allowed", "Your account cannot open this page."),
+    404: ("Page not found", "There is nothing at this address."),
+    405: ("Page not found", "This page cannot be opened from here."),
+}
+
+
+def _http_error(error: HTTPException) -> BaseResponse | tuple[str, int]:
+    """Werkzeug's HTTP errors (404, 405, a stale form...) as the same friendly page."""
+    status = error.code or 500
+    if error.response is not None or request.endpoint == WEBHOOK_ENDPOINT:
+        return error.get_response()
+    title, message = _HTTP_MESSAGES.get(status, ("Something went wrong", "Please try again."))
+    if error.description and error.description != type(error).description:
+        message = error.description  # our own abort(..., message)
+    return _problem(status, title, message)
 
 
 def _external(endpoint: str) -> str:
     return url_for(endpoint, _external=True)
+
+
+def _start_checkout(plan: str, interval: str) -> BaseResponse:
+    """Start a Checkout Session for the logged-in user and send them to pay."""
+    billing = current_billing
+    user_id = _user_id()
+    try:
+        start = billing.checkout.start_checkout(
+            user_id=user_id,
+            email=user_id,
+            plan_key=plan,
+            interval=interval,
+            success_url=_external("shop.checkout_success") + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=_external("shop.pricing"),
+        )
+    except AlreadySubscribedError:
+        flash("You already have a subscription: change or cancel it in the billing portal.")
+        return redirect(url_for("shop.account"))
+    if fake_gateway(billing) is not None:  # the fake's URL points at Stripe: play Checkout locally
+        return redirect(url_for("fake_stripe.checkout", session_id=start.session_id), 303)
+    return redirect(start.url, 303)
 
 
 # --------------------------------------------------------------------------- views
@@ -212,15 +313,23 @@ def home() -> BaseResponse:
 
 @shop.route("/login", methods=["GET", "POST"])
 def login() -> str | BaseResponse:
-    """A demo login: any e-mail address becomes the user id."""
+    """A demo login: any e-mail address becomes the user id.
+
+    A plan chosen before logging in (kept in the session by ``POST /checkout``) goes
+    straight on to Checkout.
+    """
     if request.method == "POST":
         email = request.form.get("email", "").strip().lower()
         if "@" not in email or len(email) > 200:
             flash("Enter an e-mail address.")
             return render_template("login.html"), 400  # type: ignore[return-value]
         session["user_id"] = email
+        pending = session.pop("pending_checkout", None)
+        if isinstance(pending, dict):
+            return _start_checkout(str(pending.get("plan")), str(pending.get("interval")))
         target = request.args.get("next", "")
-        return redirect(target if target.startswith("/") else url_for("shop.account"))
+        safe = target.startswith("/") and not target.startswith("//")
+        return redirect(target if safe else url_for("shop.account"))
     return render_template("login.html")
 
 
@@ -228,13 +337,14 @@ def login() -> str | BaseResponse:
 def logout() -> BaseResponse:
     """Forget the demo user."""
     session.pop("user_id", None)
+    session.pop("pending_checkout", None)
     return redirect(url_for("shop.pricing"))
 
 
 @shop.get("/pricing")
 def pricing() -> str:
     """The catalog: plans with live prices (one cached Stripe call for all of them)."""
-    billing = current_billing()
+    billing = current_billing
     current = billing.customers.for_user(session["user_id"]) if "user_id" in session else None
     return render_template(
         "pricing.html",
@@ -260,26 +370,16 @@ def _plan_view(plan: Plan) -> dict[str, Any]:
 
 
 @shop.post("/checkout")
-@login_required
 def start_checkout() -> BaseResponse:
-    """Start a Checkout Session for the chosen plan and send the user to pay."""
-    billing = current_billing()
-    user_id = _user_id()
-    try:
-        start = billing.checkout.start_checkout(
-            user_id=user_id,
-            email=user_id,
-            plan_key=request.form.get("plan", ""),
-            interval=request.form.get("interval", ""),
-            success_url=_external("shop.checkout_success") + "?session_id={CHECKOUT_SESSION_ID}",
-            cancel_url=_external("shop.pricing"),
-        )
-    except AlreadySubscribedError:
-        flash("You already have a subscription: change or cancel it in the billing portal.")
-        return redirect(url_for("shop.account"))
-    if fake_gateway(billing) is not None:  # the fake's URL points at Stripe: play Checkout locally
-        return redirect(url_for("fake_stripe.checkout", session_id=start.session_id), 303)
-    return redirect(start.url, 303)
+    """Start a Checkout Session for the chosen plan; logged out, log in first, then go on."""
+    plan, interval = request.form.get("plan", ""), request.form.get("interval", "")
+    if "user_id" not in session:
+        session["pending_checkout"] = {"plan": plan, "interval": interval}
+        chosen = current_billing.config.plan_definition(plan)
+        what = f"{chosen.name} ({interval}ly)" if chosen is not None else "the plan you chose"
+        flash(f"Log in to continue to checkout: your plan is kept, {what}.")
+        return redirect(url_for("shop.login"), 303)
+    return _start_checkout(plan, interval)
 
 
 @shop.get("/checkout/success")
@@ -287,7 +387,7 @@ def start_checkout() -> BaseResponse:
 def checkout_success() -> str:
     """Stripe sends the user here; check the session is theirs and apply it."""
     session_id = request.args.get("session_id", "")
-    confirmation = current_billing().checkout.confirm_checkout(session_id, _user_id())
+    confirmation = current_billing.checkout.confirm_checkout(session_id, _user_id())
     return render_template("success.html", confirmation=confirmation)
 
 
@@ -295,17 +395,23 @@ def checkout_success() -> str:
 @login_required
 def account() -> str:
     """The user's plan, status, access, renewal date and features: no Stripe call."""
-    billing = current_billing()
-    details = billing.customers.for_user(_user_id())
+    details = current_billing.customers.for_user(_user_id())
     limits = details.plan.limits if details.plan is not None and details.has_access else {}
     return render_template("account.html", details=details, limits=limits)
+
+
+@shop.get("/exports")
+@requires_feature("exports")
+def exports() -> str:
+    """A page only plans with the ``exports`` feature open (while access is granted)."""
+    return render_template("exports.html")
 
 
 @shop.post("/billing/portal")
 @login_required
 def billing_portal() -> BaseResponse:
     """Open Stripe's billing portal (plan changes, card, cancellation)."""
-    billing = current_billing()
+    billing = current_billing
     try:
         url = billing.checkout.open_billing_portal(_user_id(), _external("shop.account"))
     except NoCustomerError:
@@ -314,16 +420,3 @@ def billing_portal() -> BaseResponse:
     if fake_gateway(billing) is not None:  # the fake's portal URL points at Stripe: play it locally
         return redirect(url_for("fake_stripe.portal"), 303)
     return redirect(url, 303)
-
-
-@shop.post("/webhooks/stripe")
-def stripe_webhook() -> Response:
-    """Stripe's webhook: the raw body and signature go to billingkit untouched.
-
-    400 for a bad signature or payload (nothing stored), 200 for processed, duplicate,
-    ignored or stale events, 500 for a failure (Stripe retries it).
-    """
-    answer = current_billing().webhooks.handle_http(
-        request.get_data(), request.headers.get("Stripe-Signature")
-    )
-    return Response(answer.body, status=answer.status, content_type=answer.content_type)

@@ -2,9 +2,12 @@
 
 :func:`build_billing` is the only place that builds a gateway, a repository or a service:
 it chooses them from the settings and hands them to :meth:`billingkit.Billing.build`, which
-wires the four services. :func:`~examples.flask_app.app.create_app` calls it once and keeps
-the :class:`~billingkit.Billing` in ``app.extensions["billing"]``; views read it with
-:func:`current_billing`, and :func:`fake_gateway` tells whether it runs on the fake Stripe.
+wires the four services. :func:`~examples.flask_app.app.create_app` calls it once and hands
+the :class:`~billingkit.Billing` to billingkit's Flask extension
+(``BillingKit(app, billing=...)``); views read it as
+:data:`billingkit.contrib.flask.current_billing`, and :func:`fake_gateway` tells whether it
+runs on the fake Stripe. (An app on Stripe only needs no such function:
+``BillingKit(app)`` builds the services from ``app.config``.)
 
 Two modes, chosen by the settings:
 
@@ -27,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flask import current_app
-
 from billingkit import Billing
 from billingkit.adapters.sqlalchemy import SqlAlchemyRepository, upgrade
 from billingkit.config import AccessPolicy, BillingConfig
@@ -44,7 +45,6 @@ __all__ = [
     "FakePrice",
     "PlansFile",
     "build_billing",
-    "current_billing",
     "fake_gateway",
     "load_plans",
     "price_env_var",
@@ -180,12 +180,6 @@ def seed_fake_prices(fake: FakeStripeGateway, plans: PlansFile) -> None:
                 price_id=ref.price_id,
                 product=product,
             )
-
-
-def current_billing() -> Billing:
-    """The services of the app handling the current request."""
-    billing: Billing = current_app.extensions["billing"]
-    return billing
 
 
 def fake_gateway(billing: Billing) -> FakeStripeGateway | None:

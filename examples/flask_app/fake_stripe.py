@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from examples.flask_app.app import login_required
-from examples.flask_app.billing import current_billing, fake_gateway
+from examples.flask_app.billing import fake_gateway
 from flask import (
     Blueprint,
     abort,
@@ -39,6 +39,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from billingkit.contrib.flask import WEBHOOK_ENDPOINT, current_billing
 from billingkit.domain import from_timestamp
 from billingkit.errors import GatewayCardError, GatewayError
 from billingkit.testing import Delivery, FakeStripeGateway
@@ -88,11 +89,11 @@ def _deliver(delivery: Delivery) -> DeliveryReport:
     headers = {"Content-Type": "application/json", "Stripe-Signature": delivery.signature}
     if current_app.config["FAKE_DELIVERY"] == "test_client":
         answer = current_app.test_client().post(
-            url_for("shop.stripe_webhook"), data=delivery.payload, headers=headers
+            url_for(WEBHOOK_ENDPOINT), data=delivery.payload, headers=headers
         )
         status, body = answer.status_code, answer.get_data()
     else:
-        target = url_for("shop.stripe_webhook", _external=True)
+        target = url_for(WEBHOOK_ENDPOINT, _external=True)
         outgoing = urllib.request.Request(target, data=delivery.payload, headers=headers)
         try:
             with urllib.request.urlopen(outgoing, timeout=30) as response:
@@ -111,14 +112,14 @@ def _deliver(delivery: Delivery) -> DeliveryReport:
 
 
 def _fake() -> FakeStripeGateway:
-    fake = fake_gateway(current_billing())
+    fake = fake_gateway(current_billing)
     if fake is None:  # pragma: no cover - the blueprint is registered in fake mode only
         abort(404)
     return fake
 
 
 def _customer_id(user_id: str) -> str | None:
-    with current_billing().repository.unit_of_work() as uow:
+    with current_billing.repository.unit_of_work() as uow:
         link = uow.customer_for_user(user_id)
     return link.customer_id if link is not None else None
 
@@ -177,10 +178,12 @@ def pay(session_id: str) -> BaseResponse | tuple[str, int]:
     try:
         _fake().complete_checkout(session_id)
     except GatewayCardError as error:
-        flash(error.user_message or "Your card was declined.")
+        logger.info("checkout %s: card declined: %s", session_id, error)
+        flash("Your card was declined. Try another card.")
         return render_template("fake_checkout.html", stripe_session=checkout_session), 402
     except GatewayError as error:  # e.g. the session expired or was already paid
-        flash(f"Stripe refused: {error}")
+        logger.warning("checkout %s cannot be paid: %s", session_id, error)
+        flash("This checkout can no longer be paid: start again from the plans.")
         return render_template("fake_checkout.html", stripe_session=checkout_session), 400
     deliver_pending()
     success_url: str = checkout_session["success_url"]
@@ -235,7 +238,7 @@ def portal_action() -> BaseResponse:
 @login_required
 def clock() -> str:
     """Developer page: the fake's time, the user's subscriptions and the webhook ledger."""
-    billing = current_billing()
+    billing = current_billing
     with billing.repository.unit_of_work() as uow:
         ledger = uow.list_events(limit=1000)[-15:]
     return render_template(

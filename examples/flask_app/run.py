@@ -25,12 +25,13 @@ DEFAULT_PORT = 8000
 def serve(port: int, *, host: str = "127.0.0.1") -> None:
     """Serve the app until Ctrl+C, on ``port`` or a free one if it is taken."""
     from examples.flask_app.app import create_app
-    from examples.flask_app.billing import current_billing, fake_gateway
+    from examples.flask_app.billing import fake_gateway
     from werkzeug.serving import make_server
 
+    from billingkit.contrib.flask import BillingKit
+
     app = create_app()
-    with app.app_context():
-        billing = current_billing()
+    billing = BillingKit.billing_for(app)
     try:
         # Threaded: in fake mode the app POSTs Stripe's events to itself while serving.
         server = make_server(host, port, app, threaded=True)

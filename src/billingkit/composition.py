@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from billingkit.config import BillingConfig
-from billingkit.ports import Clock, Repository, StripeGateway, system_clock
+from billingkit.ports import Clock, Repository, StripeGateway, require_aware_clock, system_clock
 from billingkit.services.catalog import PlanCatalog
 from billingkit.services.checkout import CheckoutService
 from billingkit.services.customers import CustomerDetails
@@ -75,9 +75,11 @@ class Billing:
         :class:`~billingkit.testing.FakeStripeGateway` so the events it signs verify and
         moving its time moves the services' time.
 
-        Raises :class:`~billingkit.errors.ConfigurationError` when ``config`` has no webhook
+        Raises :class:`~billingkit.errors.ConfigurationError` when ``clock`` does not return
+        a timezone-aware ``datetime`` (it is called once, here) or ``config`` has no webhook
         secret (from :class:`~billingkit.services.webhooks.WebhookProcessor`).
         """
+        require_aware_clock(clock)
         catalog = PlanCatalog(config, gateway=gateway, clock=clock)
         return cls(
             config=config,
@@ -90,9 +92,7 @@ class Billing:
             webhooks=WebhookProcessor(
                 config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
             ),
-            customers=CustomerDetails(
-                config, repository=repository, catalog=catalog, clock=clock
-            ),
+            customers=CustomerDetails(config, repository=repository, catalog=catalog, clock=clock),
         )
 
     def close(self) -> None:

@@ -90,6 +90,7 @@ class BillingConfig(Value):
                 raise ValueError(f"free_plan {self.free_plan!r} is not one of the plans")
             if not free.is_free:
                 raise ValueError(f"free_plan {self.free_plan!r} must not have prices")
+        _prices_have_one_plan(self.plans)
         return self
 
     def plan_definition(self, key: str) -> PlanDefinition | None:
@@ -99,6 +100,20 @@ class BillingConfig(Value):
     def secret_values(self) -> Sequence[str]:
         """The webhook secrets in clear text, for the verifier only."""
         return [secret.get_secret_value() for secret in self.webhook_secrets]
+
+
+def _prices_have_one_plan(plans: Sequence[PlanDefinition]) -> None:
+    """A price id (or lookup key) belongs to one plan: else its events could not be told apart."""
+    owners: dict[tuple[str, str], str] = {}
+    for plan in plans:
+        for ref in plan.prices.values():
+            name = ("id", ref.price_id) if ref.price_id is not None else ("key", ref.lookup_key)
+            assert name[1] is not None  # PriceRef guarantees one of the two
+            owner = owners.setdefault((name[0], name[1]), plan.key)
+            if owner != plan.key:
+                raise ValueError(
+                    f"price {name[1]!r} is used by both plans {owner!r} and {plan.key!r}"
+                )
 
 
 def _describe(exc: ValidationError) -> str:

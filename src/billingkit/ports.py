@@ -39,7 +39,7 @@ from billingkit.domain import (
     Value,
 )
 from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome
-from billingkit.errors import RepositoryError
+from billingkit.errors import ConfigurationError, RepositoryError
 
 __all__ = [
     "FETCHED_WATERMARK",
@@ -54,6 +54,7 @@ __all__ = [
     "StripeGateway",
     "UnitOfWork",
     "UnitOfWorkBase",
+    "require_aware_clock",
     "system_clock",
 ]
 
@@ -64,6 +65,27 @@ Clock = Callable[[], datetime]
 def system_clock() -> datetime:
     """The real current time in UTC."""
     return datetime.now(timezone.utc)
+
+
+def require_aware_clock(clock: Clock) -> Clock:
+    """Check ``clock`` once, when a service is built, and return it unchanged.
+
+    Calls it a single time; a result that is not a timezone-aware ``datetime`` (a naive one
+    from ``datetime.now()`` or ``datetime.utcnow()``, say) raises
+    :class:`~billingkit.errors.ConfigurationError` now, instead of failing at the first
+    checkout or event. Any aware timezone is accepted: billingkit converts to UTC itself.
+    """
+    now = clock()
+    if not isinstance(now, datetime):
+        raise ConfigurationError(
+            f"the clock must return a timezone-aware datetime, not {type(now).__name__}"
+        )
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ConfigurationError(
+            "the clock returned a naive datetime; it must return a timezone-aware one "
+            "(e.g. datetime.now(timezone.utc))"
+        )
+    return clock
 
 
 # --------------------------------------------------------------------------- gateway values
@@ -269,6 +291,17 @@ class UnitOfWork(abc.ABC):
         self, *, user_id: str, request_key: str, created_after: datetime
     ) -> CheckoutRecord | None:
         """The newest ``open`` checkout of the user with that request key, created after."""
+
+    @abc.abstractmethod
+    def open_checkouts_for_user(
+        self, *, user_id: str, created_after: datetime
+    ) -> list[CheckoutRecord]:
+        """The user's ``open`` checkouts (any request key) created after, newest first.
+
+        Ordered by ``created_at`` then session id, both descending. ``CheckoutService`` asks
+        for the last day only (Stripe sessions expire within 24 hours), to find a payment
+        that may have gone through before its webhook arrived.
+        """
 
     # event ledger -----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -81,5 +81,25 @@ def verify_signature(
     if not matched:
         raise WebhookVerificationError("no signature matches the payload")
     if abs(now - timestamp) > tolerance:
-        raise WebhookVerificationError("signature timestamp outside the tolerance")
+        raise WebhookVerificationError(_tolerance_message(now - timestamp, tolerance))
     return timestamp
+
+
+def _tolerance_message(age: int, tolerance: int) -> str:
+    """Say how far off the timestamp is, and the usual cause: two clocks that disagree."""
+    when = f"{_duration(age)} old" if age > 0 else f"{_duration(-age)} in the future"
+    return (
+        f"signature timestamp outside the tolerance: signed {when}, tolerance {tolerance} s. "
+        "Check the server clock; with FakeStripeGateway, build the services on the fake's "
+        "clock (Billing.build(..., clock=fake.now)) so its signatures are current"
+    )
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min ({seconds} s)"
+    if seconds < 172800:
+        return f"{seconds // 3600} h ({seconds} s)"
+    return f"{seconds // 86400} days ({seconds} s)"

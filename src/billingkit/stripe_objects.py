@@ -33,14 +33,19 @@ from typing import Any, Literal, TypeVar, cast
 from pydantic import BaseModel
 
 from billingkit.domain import Interval, Price, Subscription, SubscriptionStatus
+from billingkit.domain.invoices import Invoice
+from billingkit.domain.money import Money
 from billingkit.errors import WebhookPayloadError
 from billingkit.ports import CheckoutSession, PortalSession, StripeCustomer
 
 __all__ = [
     "checkout_session_from_stripe",
     "customer_from_stripe",
+    "invoice_from_stripe",
     "invoice_subscription_id",
     "portal_session_from_stripe",
+    "previous_price_id",
+    "previous_status",
     "price_from_stripe",
     "subscription_from_stripe",
 ]
@@ -506,3 +511,70 @@ def invoice_subscription_id(invoice: Mapping[str, Any]) -> str | None:
         if line.get("type") == "subscription" and str(line_id).startswith("sub_"):
             return str(line_id)
     return None
+
+
+# --------------------------------------------------------------------------- invoice values
+
+
+def invoice_from_stripe(obj: Mapping[str, Any]) -> Invoice:
+    """An :class:`~billingkit.domain.invoices.Invoice` from a Stripe invoice object.
+
+    ``subscription_id`` as :func:`invoice_subscription_id` finds it (every era).
+    ``amount_due`` needs both ``amount_due`` and a string ``currency`` (else ``None``).
+    Raises :class:`~billingkit.errors.WebhookPayloadError` naming the bad field.
+    """
+    kind = "invoice"
+    inv = _mapping(obj, kind)
+    subscription_id = invoice_subscription_id(inv)
+    invoice_id = inv.get("id")
+    if type(invoice_id) is not str or not invoice_id:
+        raise _fail(kind, "id", "missing")
+    amount = _int(inv, "amount_due", kind)
+    currency = inv.get("currency")
+    amount_due: Money | None = None
+    if amount is not None and type(currency) is str:
+        try:
+            amount_due = Money(amount=amount, currency=currency)
+        except ValueError:
+            raise _fail(kind, "currency", f"bad value {currency!r}") from None
+    return _build(
+        Invoice,
+        id=invoice_id,
+        customer_id=_ref(inv, "customer", kind),
+        subscription_id=subscription_id,
+        amount_due=amount_due,
+        attempt_count=_int(inv, "attempt_count", kind),
+        next_payment_attempt=_time(inv.get("next_payment_attempt"), kind, "next_payment_attempt"),
+        hosted_invoice_url=_opt_str(inv, "hosted_invoice_url", kind),
+    )
+
+
+# --------------------------------------------------------------------------- previous attributes
+
+
+def previous_status(previous: Mapping[str, Any]) -> SubscriptionStatus | None:
+    """The status in an update's ``data.previous_attributes``, if the update changed it."""
+    raw = previous.get("status")
+    if raw is None:
+        return None
+    status = _STATUSES.get(raw) if type(raw) is str else None
+    if status is None:
+        raise _fail("data.previous_attributes", "status", f"unknown value {raw!r}")
+    return status
+
+
+def previous_price_id(previous: Mapping[str, Any]) -> str | None:
+    """The first item's price (or legacy plan) before an update, if the update changed it.
+
+    Read from ``data.previous_attributes``: ``items.data[0].price`` (or ``.plan``), else the
+    legacy subscription-level ``plan``. Ids may be strings or expanded objects.
+    """
+    kind = "data.previous_attributes"
+    items = previous.get("items")
+    if isinstance(items, Mapping):
+        data = items.get("data")
+        if isinstance(data, list) and data and isinstance(data[0], Mapping):
+            first = data[0]
+            where = f"{kind}.items.data[0]"
+            return _ref(first, "price", where) or _ref(first, "plan", where)
+    return _ref(previous, "plan", kind)

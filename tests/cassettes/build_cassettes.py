@@ -857,6 +857,14 @@ def build_flows(world: dict[str, Any]) -> None:
         " + billing_portal.session.json",
         copy.deepcopy(catalog_load),
         *flow_start,
+        # the double submit: is the stored session still open? (it is: the same object)
+        interaction(
+            "flow_start_checkout",
+            "GET",
+            f"/v1/checkout/sessions/{FLOW_SESSION}",
+            query={"expand": ["subscription"]},
+            body=json.loads(flow_start[1]["response"]["body"]["string"]),
+        ),
         interaction(
             "flow_start_checkout",
             "POST",

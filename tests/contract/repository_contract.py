@@ -1119,6 +1119,67 @@ class RepositoryContract:
             )
         assert _read(repository, lambda uow: uow.get_checkout("cs_1")) == make_checkout()
 
+    def test_open_checkouts_for_user_lists_every_open_one_newest_first(
+        self, repository: Repository
+    ) -> None:
+        with repository.unit_of_work() as uow:
+            uow.save_checkout(make_checkout("cs_a", created_at=T0 + timedelta(minutes=1)))
+            uow.save_checkout(
+                make_checkout("cs_b", request_key="rk_2", created_at=T0 + timedelta(minutes=5))
+            )
+            uow.save_checkout(
+                make_checkout("cs_c", request_key="rk_3", created_at=T0 + timedelta(minutes=5))
+            )
+            uow.save_checkout(
+                make_checkout(
+                    "cs_pay",
+                    request_key="rk_4",
+                    mode="payment",
+                    interval=Interval.ONE_TIME,
+                    plan_key="lifetime",
+                    created_at=T0 + timedelta(minutes=2),
+                )
+            )
+            # not eligible: finished, another user's, or not after the cutoff
+            uow.save_checkout(make_checkout("cs_done", status="complete", created_at=T0))
+            uow.save_checkout(make_checkout("cs_exp", status="expired", created_at=T0))
+            uow.save_checkout(make_checkout("cs_other", user_id="user_2"))
+            uow.save_checkout(make_checkout("cs_old", created_at=T0 - timedelta(minutes=1)))
+        found = _read(
+            repository,
+            lambda uow: uow.open_checkouts_for_user(
+                user_id="user_1", created_after=T0 - timedelta(microseconds=1)
+            ),
+        )
+        assert [record.session_id for record in found] == ["cs_c", "cs_b", "cs_pay", "cs_a"]
+        assert found[0] == make_checkout(
+            "cs_c", request_key="rk_3", created_at=T0 + timedelta(minutes=5)
+        )
+
+    def test_open_checkouts_for_user_follows_replaced_records(self, repository: Repository) -> None:
+        def find(user_id: str) -> list[str]:
+            return [
+                record.session_id
+                for record in _read(
+                    repository,
+                    lambda uow: uow.open_checkouts_for_user(
+                        user_id=user_id, created_after=T0 - timedelta(hours=1)
+                    ),
+                )
+            ]
+
+        assert find("user_1") == []
+        _write(repository, lambda uow: uow.save_checkout(make_checkout()))
+        assert find("user_1") == ["cs_1"]
+        _write(repository, lambda uow: uow.save_checkout(make_checkout(status="expired")))
+        assert find("user_1") == []
+        _write(repository, lambda uow: uow.save_checkout(make_checkout(user_id="user_2")))
+        assert (find("user_1"), find("user_2")) == ([], ["cs_1"])
+
+    def test_open_checkouts_for_user_rejects_a_naive_datetime(self, repository: Repository) -> None:
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.open_checkouts_for_user(user_id="user_1", created_after=datetime(2026, 1, 1))
+
     # ------------------------------------------------------------------ concurrency
 
     @pytest.mark.parametrize(("failed_before", "attempts"), [(False, 1), (True, 2)])

@@ -128,5 +128,7 @@ def make_flask_app(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         return app
 
     yield make
+    from billingkit.contrib.flask import BillingKit
+
     for app in built:
-        app.extensions["billing"].close()
+        BillingKit.billing_for(app).close()

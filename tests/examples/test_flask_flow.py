@@ -19,6 +19,7 @@ from flask import Flask
 
 from billingkit import Billing
 from billingkit.adapters.stripe_sdk import StripeSdkGateway
+from billingkit.contrib.flask import BillingKit
 from billingkit.domain import EventStatus, Interval, PriceRef, Subscription, SubscriptionStatus
 from billingkit.errors import ConfigurationError
 from billingkit.testing import sign_payload
@@ -27,8 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def billing_of(app: Flask) -> Billing:
-    billing: Billing = app.extensions["billing"]
-    return billing
+    return BillingKit.billing_for(app)
 
 
 def stored_subscription(app: Flask, user_id: str) -> Subscription:
@@ -69,7 +69,7 @@ def test_full_flow_pricing_to_cancel_at_period_end(make_flask_app: Any) -> None:
     browser.submit(f"/fake-stripe/checkout/{session_id}/pay")
     assert browser.path == "/checkout/success"
     assert all(answer.startswith("200 ") for answer in delivery_report(browser))
-    assert browser.facts()["subscription-status"] == "active"
+    assert browser.facts()["subscription-status"] == "Active"
     emitted = fake.emitted_events()
     with billing.repository.unit_of_work() as uow:
         ledger = {event.id: event.status for event in uow.list_events()}
@@ -79,7 +79,7 @@ def test_full_flow_pricing_to_cancel_at_period_end(make_flask_app: Any) -> None:
     assert stored_subscription(app, "ada@example.com").status is SubscriptionStatus.ACTIVE
 
     account = browser.account()
-    assert (account["plan"], account["status"], account["access"]) == ("Pro", "active", "granted")
+    assert (account["plan"], account["status"], account["access"]) == ("Pro", "Active", "granted")
     assert account["features"] == "projects, exports"
     assert account["limit-projects"] == "unlimited" and account["limit-seats"] == "3"
     first_end = stored_subscription(app, "ada@example.com").current_period_end
@@ -98,13 +98,13 @@ def test_full_flow_pricing_to_cancel_at_period_end(make_flask_app: Any) -> None:
     browser.submit("/fake-stripe/clock", action="renewal")
     assert stored_subscription(app, "ada@example.com").status is SubscriptionStatus.PAST_DUE
     account = browser.account()
-    assert (account["status"], account["access"]) == ("past_due", "granted")
+    assert (account["status"], account["access"]) == ("Past due", "granted")
     assert "The last payment failed" in account["payment"]
 
     # Past the grace period (the retry fails too): past_due without access.
     browser.submit("/fake-stripe/clock", action="4d")
     account = browser.account()
-    assert (account["status"], account["access"]) == ("past_due", "not granted")
+    assert (account["status"], account["access"]) == ("Past due", "not granted")
     assert account["features"] == "none" and "limit-projects" not in account
 
     # The customer fixes the card in the portal: paid, active again.
@@ -112,7 +112,7 @@ def test_full_flow_pricing_to_cancel_at_period_end(make_flask_app: Any) -> None:
     assert browser.path == "/fake-stripe/portal"
     assert fake.calls["create_billing_portal_session"] == 1
     browser.submit("/fake-stripe/portal", action="update_card")
-    assert browser.account()["status"] == "active"
+    assert browser.account()["status"] == "Active"
 
     # Cancel at period end: still active until then, then back on the free plan.
     browser.submit("/billing/portal")
@@ -120,7 +120,7 @@ def test_full_flow_pricing_to_cancel_at_period_end(make_flask_app: Any) -> None:
     account = browser.account()
     stored = stored_subscription(app, "ada@example.com")
     assert stored.cancel_at_period_end and stored.status is SubscriptionStatus.ACTIVE
-    assert (account["status"], account["access"]) == ("active", "granted")
+    assert (account["status"], account["access"]) == ("Active", "granted")
     assert stored.current_period_end is not None
     assert account["ends"] == stored.current_period_end.strftime("%Y-%m-%d %H:%M UTC")
     assert "renews" not in account
@@ -128,7 +128,7 @@ def test_full_flow_pricing_to_cancel_at_period_end(make_flask_app: Any) -> None:
     browser.submit("/fake-stripe/clock", action="renewal")
     assert stored_subscription(app, "ada@example.com").status is SubscriptionStatus.CANCELED
     account = browser.account()
-    assert (account["plan"], account["status"]) == ("Free", "no subscription")
+    assert (account["plan"], account["status"]) == ("Free", "No subscription")
 
 
 def test_webhook_duplicates_and_forgeries_through_the_test_client(make_flask_app: Any) -> None:
@@ -189,7 +189,7 @@ def test_walkthrough_passes_and_fails_when_the_policy_differs() -> None:
     out = io.StringIO()
     assert run(out) == 0
     assert out.getvalue().rstrip().endswith("All 12 steps passed.")
-    assert "past_due; access not granted" in out.getvalue()
+    assert "past due; access not granted" in out.getvalue()
     # Without a grace period, the "access during the grace period" check fails: exit 1.
     out = io.StringIO()
     assert run(out, {"BILLING_PAST_DUE_GRACE_DAYS": 0}) == 1
@@ -262,3 +262,64 @@ def test_prices_from_the_plans_file_or_the_environment(tmp_path: Path) -> None:
         load_plans(broken, {})
     with pytest.raises(ConfigurationError, match="cannot read"):
         load_plans(tmp_path / "missing.json", {})
+
+
+def test_subscribe_while_logged_out_keeps_the_plan_through_the_login(make_flask_app: Any) -> None:
+    app = make_flask_app()
+    browser = Browser(app)
+    browser.get("/pricing")
+    browser.submit("/checkout", plan="team", interval="month")
+    assert browser.path == "/login"
+    assert any("your plan is kept, Team (monthly)" in message for message in browser.flashes())
+    browser.submit("/login", email="cy@example.com")
+    session_id = browser.path.rsplit("/", 1)[1]
+    assert browser.path == f"/fake-stripe/checkout/{session_id}"
+    fake = fake_gateway(billing_of(app))
+    assert fake is not None
+    request = fake.checkout_request(session_id)
+    assert (
+        request.client_reference_id,
+        fake.stripe_object(session_id)["metadata"]["plan_key"],
+    ) == (
+        "cy@example.com",
+        "team",
+    )
+    # The choice is used once: the next login goes to the account page.
+    browser.submit("/logout")
+    browser.submit("/login", email="cy@example.com")
+    assert browser.path == "/account"
+
+
+def test_error_pages_are_friendly_with_a_way_back(
+    make_flask_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_flask_app()
+    browser = Browser(app)
+    for path, status, title in [
+        ("/nowhere", 404, "Page not found"),
+        ("/webhooks/stripe", 405, "Page not found"),  # a GET on a POST-only route
+        ("/checkout/success?session_id=cs_test_nope", 200, None),  # logged out: to the login
+    ]:
+        page = browser.get(path, status=status).text
+        if title is not None:
+            assert f"<h1>{title}</h1>" in page
+            assert 'href="/pricing">Back to the plans</a>' in page
+    browser.submit("/login", email="di@example.com")
+    page = browser.get("/checkout/success?session_id=cs_test_nope", status=404).text
+    assert "<h1>Not found</h1>" in page and "start again from the plans" in page
+    assert "No such" not in page and "cs_test_nope" not in page  # Stripe's own text is logged
+    assert any("cs_test_nope" in record.getMessage() for record in caplog.records)
+    page = browser.submit("/checkout", plan="enterprise", interval="month", status=404).text
+    assert "That plan is not for sale." in page
+    stale = browser.client.post("/checkout", data={"plan": "pro", "interval": "month"})
+    assert stale.status_code == 400 and "Your form expired" in stale.text
+
+
+def test_exports_page_needs_the_feature(make_flask_app: Any) -> None:
+    browser = Browser(make_flask_app())
+    browser.get("/exports")
+    assert browser.path == "/login"
+    browser.submit("/login", email="ed@example.com")
+    browser.get("/exports")
+    assert browser.path == "/pricing"
+    assert any("does not include exports" in message for message in browser.flashes())

@@ -18,6 +18,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from billingkit import Billing
+from billingkit.contrib.flask import BillingKit
 from billingkit.domain import EventStatus, Subscription, SubscriptionStatus
 from billingkit.testing import Delivery, FakeStripeGateway, signed_delivery
 
@@ -40,8 +41,7 @@ class Server:
 
     @property
     def billing(self) -> Billing:
-        billing: Billing = self.app.extensions["billing"]
-        return billing
+        return BillingKit.billing_for(self.app)
 
     @property
     def fake(self) -> FakeStripeGateway:
@@ -110,7 +110,7 @@ def test_purchase_over_http_then_duplicates_and_a_bad_signature(server: Server) 
     subscription = server.subscription("ada@example.com")
     assert subscription.status is SubscriptionStatus.ACTIVE
     _, account = server.open("/account")
-    assert '<dd id="status">active</dd>' in account
+    assert '<dd id="status" data-status="active">Active</dd>' in account
 
     # Stripe redelivers every event: 200 "duplicate", nothing changes.
     at = int(server.fake.now().timestamp())

@@ -238,7 +238,7 @@ def test_a_missing_driver_names_the_extra_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled module looks like
     for attempt in (create_engine, SqlAlchemyRepository):
-        with pytest.raises(ConfigurationError, match=re.escape(f"install {extra}")) as caught:
+        with pytest.raises(ConfigurationError, match=re.escape(f'pip install "{extra}"')) as caught:
             attempt(url)
         assert repr(module) in str(caught.value)
         if advice is not None:

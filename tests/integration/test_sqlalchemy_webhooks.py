@@ -13,8 +13,8 @@ from tests.stress import harness
 from billingkit.adapters.sqlalchemy import SqlAlchemyRepository, create_engine
 from billingkit.domain import EventStatus, SubscriptionStatus
 from billingkit.errors import RepositoryUnavailableError
-from billingkit.services import webhooks
 from billingkit.services.hooks import HookKind, SubscriptionActivated
+from billingkit.services.webhooks import processor as webhooks
 
 guard_metadata = MetaData()
 #: An app table a hook writes to, unique per subscription.

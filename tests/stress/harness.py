@@ -41,9 +41,10 @@ from billingkit.ports import (
     StripeCustomer,
     StripeGateway,
 )
-from billingkit.services import webhooks
 from billingkit.services.hooks import HookEvent, HookKind
-from billingkit.services.webhook_handlers import HANDLERS, HandlerContext
+from billingkit.services.webhooks import processor as webhooks
+from billingkit.services.webhooks.handlers import HandlerContext
+from billingkit.services.webhooks.registry import HANDLERS
 from billingkit.signature import signature_header
 from billingkit.stripe_objects import subscription_from_stripe
 

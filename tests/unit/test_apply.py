@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from webhook_support import NOW, Harness, SubscriptionGateway, load
+from webhooks.webhook_support import NOW, Harness, SubscriptionGateway, load
 
 from billingkit.domain import CheckoutRecord, CustomerLink, Interval, Subscription
 from billingkit.errors import ConflictError

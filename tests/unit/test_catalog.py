@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -428,3 +428,10 @@ def test_warm_but_due_readers_are_served_while_one_refreshes(
     gateway.before_list = None
     assert catalog.price_for("pro", "year").id == "price_proY2"
     assert gateway.calls["list_prices"] == 2
+
+
+def test_a_naive_clock_is_refused_when_the_catalog_is_built(gateway: Gateway) -> None:
+    config = BillingConfig(plans=PLANS, free_plan="free")
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        PlanCatalog(config, gateway=gateway, clock=lambda: datetime(2026, 1, 1, 12, 0))
+    assert gateway.total_calls == 0

@@ -25,6 +25,7 @@ from billingkit.domain import (
 from billingkit.errors import (
     AlreadySubscribedError,
     CheckoutOwnershipError,
+    ConfigurationError,
     ConflictError,
     GatewayConnectionError,
     GatewayError,
@@ -246,6 +247,8 @@ def test_new_user_gets_a_customer_and_a_subscription_session_in_two_calls(world:
 
 def test_existing_customer_is_reused_and_costs_one_call(world: World) -> None:
     first = world.start()
+    world.stripe.expire_checkout(first.session_id)  # abandoned; its webhook arrives
+    world.deliver_events()
     customer = world.link("u1")
     world.stripe.reset_calls()
 
@@ -268,7 +271,7 @@ def test_a_cold_catalog_adds_its_single_price_list_call() -> None:
         "create_checkout_session": 1,
     }
     world.stripe.reset_calls()
-    world.start(plan_key="team")
+    world.start(plan_key="lifetime", interval=Interval.ONE_TIME)
     assert world.stripe.calls == {"create_checkout_session": 1}
 
 
@@ -353,7 +356,9 @@ def test_a_subscriber_may_still_make_a_one_time_purchase(world: World) -> None:
 # --------------------------------------------------------------------------- double submit
 
 
-def test_a_double_submit_returns_the_same_session_without_calling_stripe(world: World) -> None:
+def test_a_double_submit_returns_the_same_session_after_one_look_at_stripe(
+    world: World,
+) -> None:
     first = world.start()
     world.stripe.reset_calls()
     world.stripe.advance(timedelta(seconds=30))
@@ -362,7 +367,8 @@ def test_a_double_submit_returns_the_same_session_without_calling_stripe(world: 
 
     assert again.session_id == first.session_id and again.url == first.url
     assert again.reused is True
-    assert world.stripe.total_calls == 0
+    # Only a session Stripe still shows open is handed out again: one retrieve, no create.
+    assert world.stripe.calls == {"retrieve_checkout_session": 1}
 
 
 @pytest.mark.parametrize(
@@ -378,9 +384,7 @@ def test_a_double_submit_returns_the_same_session_without_calling_stripe(world: 
         {"cancel_url": "https://app.example/back"},
     ],
 )
-def test_different_inputs_start_a_different_session(
-    world: World, change: dict[str, Any]
-) -> None:
+def test_different_inputs_start_a_different_session(world: World, change: dict[str, Any]) -> None:
     first = world.start()
     other = world.start(**change)
     assert other.session_id != first.session_id
@@ -429,18 +433,180 @@ def test_dedupe_disabled_asks_stripe_every_time() -> None:
 
 
 def test_an_identical_submit_after_completion_does_not_reopen_the_stored_record() -> None:
-    # A 10-second bucket: the resubmit one second later sends the same idempotency key, and
-    # Stripe replays the original (open) response. The stored record must stay complete.
+    # A 10-second bucket: the resubmit sends the same idempotency key, and Stripe replays the
+    # original (open) response. The stored record must stay complete, and the completed
+    # session is not handed out again: a new key starts a new session.
     world = make_world(checkout_dedupe_seconds=10)
     first = world.start(plan_key="lifetime", interval=Interval.ONE_TIME)
     world.stripe.complete_checkout(first.session_id)
     world.service.confirm_checkout(first.session_id, "u1")
+    world.stripe.reset_calls()
 
     again = world.start(plan_key="lifetime", interval=Interval.ONE_TIME)
 
-    assert again.session_id == first.session_id and again.reused is True
+    assert again.session_id != first.session_id and again.reused is False
+    assert world.stripe.calls == {"create_checkout_session": 2}  # the replay, then a new key
+    assert world.stripe.session_keys[-1] != world.stripe.session_keys[-2]
     record = world.record(first.session_id)
     assert record is not None and (record.status, record.payment_status) == ("complete", "paid")
+
+
+# --------------------------------------------------------------------------- payment in flight
+
+
+def test_a_paid_checkout_whose_events_are_late_blocks_a_second_subscription(
+    world: World,
+) -> None:
+    first = world.start()
+    world.stripe.complete_checkout(first.session_id)  # paid; no event delivered yet
+    world.stripe.reset_calls()
+
+    with pytest.raises(AlreadySubscribedError, match="first payment went through"):
+        world.start(plan_key="team")
+
+    assert world.stripe.calls == {"retrieve_checkout_session": 1}
+    assert world.stripe.subscription_ids() == [world.subscriptions("u1")[0].id]
+    # Applied through the confirm/webhook path: the state is stored once ...
+    [subscription] = world.subscriptions("u1")
+    assert (subscription.status, subscription.plan_key) == (SubscriptionStatus.ACTIVE, "pro")
+    record = world.record(first.session_id)
+    assert record is not None and (record.status, record.payment_status) == ("complete", "paid")
+    assert record.subscription_id == subscription.id
+    before = _stored_state(world, "u1", first.session_id)
+    # ... and the late webhook changes nothing.
+    world.deliver_events()
+    after = _stored_state(world, "u1", first.session_id)
+    assert after[:2] == before[:2] and after[2][0].same_state(before[2][0])
+    # From now on the stored subscription refuses without any call.
+    world.stripe.reset_calls()
+    with pytest.raises(AlreadySubscribedError):
+        world.start(plan_key="team")
+    assert world.stripe.total_calls == 0
+
+
+def test_a_double_submit_after_payment_is_refused_not_handed_the_completed_session(
+    world: World,
+) -> None:
+    first = world.start()
+    world.stripe.complete_checkout(first.session_id)
+    world.stripe.advance(timedelta(seconds=20))  # inside the dedupe window
+    world.stripe.reset_calls()
+
+    with pytest.raises(AlreadySubscribedError, match="first payment went through"):
+        world.start()
+
+    assert world.stripe.calls == {"retrieve_checkout_session": 1}
+    assert len(world.stripe.subscription_ids()) == 1
+
+
+def test_an_open_checkout_for_another_plan_costs_one_look_and_does_not_block(
+    world: World,
+) -> None:
+    first = world.start()
+    world.stripe.reset_calls()
+
+    second = world.start(plan_key="team")
+
+    assert world.stripe.calls == {"retrieve_checkout_session": 1, "create_checkout_session": 1}
+    assert second.session_id != first.session_id and second.reused is False
+    record = world.record(first.session_id)
+    assert record is not None and record.status == "open"  # nothing was paid: it stays usable
+
+
+def test_a_checkout_expired_at_stripe_is_marked_expired_and_a_new_one_started() -> None:
+    world = make_world(checkout_dedupe_seconds=3600)
+    first = world.start()
+    world.stripe.expire_checkout(first.session_id)  # its event is not delivered
+    world.stripe.reset_calls()
+
+    again = world.start()
+
+    assert world.stripe.calls == {"retrieve_checkout_session": 1, "create_checkout_session": 1}
+    assert again.session_id != first.session_id and again.reused is False
+    record = world.record(first.session_id)
+    assert record is not None and record.status == "expired"
+    # the expired one is known now: the next double submit checks only the new session
+    world.stripe.reset_calls()
+    assert world.start().session_id == again.session_id
+    assert world.stripe.calls == {"retrieve_checkout_session": 1}
+
+
+def test_only_open_checkouts_not_yet_expired_are_looked_up() -> None:
+    world = make_world(checkout_dedupe_seconds=3 * 24 * 3600)
+    first = world.start()
+    world.stripe.advance(timedelta(hours=25))  # past expires_at; no webhook processed
+    world.catalog.plans()  # warm again after 25 hours
+    world.stripe.reset_calls()
+
+    second = world.start(plan_key="team")
+
+    assert world.stripe.calls == {"create_checkout_session": 1}
+    assert second.session_id != first.session_id
+
+
+def test_with_multiple_subscriptions_allowed_an_open_checkout_is_not_looked_up() -> None:
+    world = make_world(allow_multiple_subscriptions=True)
+    first = world.start()
+    world.stripe.complete_checkout(first.session_id)
+    world.stripe.reset_calls()
+
+    add_on = world.start(plan_key="team")
+
+    assert world.stripe.calls == {"create_checkout_session": 1}
+    assert add_on.session_id != first.session_id
+
+
+def test_an_open_one_time_purchase_does_not_block_a_subscription(world: World) -> None:
+    purchase = world.start(plan_key="lifetime", interval=Interval.ONE_TIME)
+    world.stripe.complete_checkout(purchase.session_id)
+    world.stripe.reset_calls()
+
+    start = world.start()
+
+    assert world.stripe.calls == {"create_checkout_session": 1}
+    assert start.reused is False
+
+
+def test_a_stored_open_session_unknown_to_stripe_does_not_block(world: World) -> None:
+    with world.repo.unit_of_work() as uow:
+        uow.save_checkout(
+            CheckoutRecord(
+                session_id="cs_from_another_account",
+                user_id="u1",
+                plan_key="pro",
+                interval=Interval.MONTH,
+                mode="subscription",
+                url="https://checkout.stripe.com/c/pay/cs_from_another_account",
+                expires_at=world.stripe.now() + timedelta(hours=1),
+                created_at=world.stripe.now(),
+            )
+        )
+
+    start = world.start(plan_key="team")
+
+    assert world.stripe.calls == {
+        "retrieve_checkout_session": 1,
+        "create_customer": 1,
+        "create_checkout_session": 1,
+    }
+    assert start.session_id != "cs_from_another_account"
+
+
+def test_a_one_time_double_submit_after_payment_starts_a_new_session() -> None:
+    # A one-hour bucket: the resubmit has the same idempotency key, for which Stripe would
+    # replay the completed session. Only an open session is ever handed out again.
+    world = make_world(checkout_dedupe_seconds=3600)
+    first = world.start(plan_key="lifetime", interval=Interval.ONE_TIME)
+    world.stripe.complete_checkout(first.session_id)  # paid; no event delivered
+    world.stripe.reset_calls()
+
+    again = world.start(plan_key="lifetime", interval=Interval.ONE_TIME)
+
+    assert again.session_id != first.session_id and again.reused is False
+    assert world.stripe.calls == {"retrieve_checkout_session": 1, "create_checkout_session": 1}
+    record = world.record(first.session_id)
+    assert record is not None and (record.status, record.payment_status) == ("complete", "paid")
+    assert world.stripe.stripe_object(again.session_id)["status"] == "open"
 
 
 # --------------------------------------------------------------------------- validation
@@ -1002,4 +1168,20 @@ def test_billing_portal_validates_its_arguments(world: World, user_id: str, url:
     world.stripe.reset_calls()
     with pytest.raises(InvalidInputError):
         world.service.open_billing_portal(user_id, url)
+    assert world.stripe.total_calls == 0
+
+
+# --------------------------------------------------------------------------- clock
+
+
+def test_a_naive_clock_is_refused_when_the_service_is_built() -> None:
+    world = make_world()
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        CheckoutService(
+            world.config,
+            gateway=world.stripe,
+            repository=world.repo,
+            catalog=world.catalog,
+            clock=lambda: datetime(2026, 1, 1, 12, 0),
+        )
     assert world.stripe.total_calls == 0

@@ -179,3 +179,42 @@ def test_equality_and_hash_are_by_identity() -> None:
     again = Billing.build(cfg, stripe, repository)
     assert billing == billing and billing != again
     assert {billing: 1, again: 2}[billing] == 1
+
+
+def naive_clock() -> datetime:
+    return datetime(2031, 3, 1, 12, 0)  # no tzinfo: a configuration mistake
+
+
+def test_build_refuses_a_naive_clock_at_once() -> None:
+    stripe = fake()
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        Billing.build(config(), stripe, InMemoryRepository(), clock=naive_clock)
+    assert stripe.total_calls == 0
+
+
+def test_build_refuses_a_clock_that_does_not_return_a_datetime() -> None:
+    with pytest.raises(ConfigurationError, match="datetime"):
+        Billing.build(config(), fake(), InMemoryRepository(), clock=lambda: 1_900_000_000)  # type: ignore[arg-type,return-value]
+
+
+def test_build_accepts_a_non_utc_aware_clock() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    billing = Billing.build(
+        config(), fake(), InMemoryRepository(), clock=lambda: START.astimezone(plus_two)
+    )
+    assert billing.customers.for_user("nobody").plan is not None
+
+
+def test_webhook_processor_refuses_a_naive_clock_when_built() -> None:
+    from billingkit import PlanCatalog, WebhookProcessor
+
+    stripe = fake()
+    catalog = PlanCatalog(config(), gateway=stripe, clock=stripe.now)
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        WebhookProcessor(
+            config(),
+            gateway=stripe,
+            repository=InMemoryRepository(),
+            catalog=catalog,
+            clock=naive_clock,
+        )

@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from billingkit.config import AccessPolicy, BillingConfig
-from billingkit.domain import PlanDefinition, SubscriptionStatus
+from billingkit.domain import PlanDefinition, PriceRef, SubscriptionStatus
 from billingkit.errors import BillingError, ConfigurationError
 
 SECRET = "whsec_do_not_leak_7f3a9c"
@@ -59,6 +59,16 @@ def test_a_single_secret_string_is_accepted() -> None:
         ),
         ({"free_plan": "pro"}, "must not have prices"),
         ({"free_plan": "gold"}, "not one of the plans"),
+        (
+            {
+                "plans": (
+                    FREE,
+                    PRO,
+                    PlanDefinition(key="max", name="Max", prices={"year": "price_pro_m"}),
+                )
+            },
+            "price 'price_pro_m' is used by both plans 'pro' and 'max'",
+        ),
         ({"webhook_secrets": ["  "]}, "must not be blank"),
         ({"webhook_secrets": [SECRET, ""]}, "must not be blank"),
         ({"price_cache_ttl_seconds": -1}, "price_cache_ttl_seconds"),
@@ -72,6 +82,18 @@ def test_invalid_config_raises_configuration_error(overrides: dict[str, Any], me
         build(**overrides)
     assert isinstance(caught.value, ValueError)
     assert isinstance(caught.value, BillingError)
+
+
+def test_a_lookup_key_shared_by_two_plans_is_refused_but_ids_and_keys_are_apart() -> None:
+    by_key = PlanDefinition(key="a", name="A", prices={"month": PriceRef(lookup_key="pro_monthly")})
+    same_key = PlanDefinition(
+        key="b", name="B", prices={"year": PriceRef(lookup_key="pro_monthly")}
+    )
+    with pytest.raises(ConfigurationError, match="'pro_monthly' is used by both plans"):
+        build(plans=(FREE, by_key, same_key))
+    # A price id and a lookup key are different namespaces: the same string is no clash.
+    by_id = PlanDefinition(key="b", name="B", prices={"year": PriceRef(price_id="pro_monthly")})
+    assert [p.key for p in build(plans=(FREE, by_key, by_id)).plans] == ["free", "a", "b"]
 
 
 def test_secrets_never_appear_in_repr_str_or_dump() -> None:

@@ -16,7 +16,7 @@ from billingkit.domain import (
     SubscriptionStatus,
 )
 from billingkit.domain.access import grants_access
-from billingkit.errors import InvalidInputError
+from billingkit.errors import ConfigurationError, InvalidInputError
 from billingkit.services.catalog import PlanCatalog
 from billingkit.services.customers import BillingDetails, CustomerDetails
 from billingkit.testing import FakeStripeGateway
@@ -292,3 +292,13 @@ def test_billing_details_is_frozen(world: World) -> None:
     details = world.for_user()
     with pytest.raises(ValidationError):
         details.has_access = False  # type: ignore[misc]
+
+
+def test_a_naive_clock_is_refused_when_the_service_is_built(world: World) -> None:
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        CustomerDetails(
+            world.config,
+            repository=world.repository,
+            catalog=world.catalog,
+            clock=lambda: datetime(2026, 3, 10, 12, 0),
+        )

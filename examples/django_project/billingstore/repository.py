@@ -358,6 +358,19 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
         )
         return None if row is None else CheckoutRecord.model_validate(row)
 
+    @_operation
+    def open_checkouts_for_user(
+        self, *, user_id: str, created_after: datetime
+    ) -> list[CheckoutRecord]:
+        after = _aware(created_after, "created_after")
+        rows = (
+            self._checkouts()
+            .filter(user_id=user_id, status="open", created_at__gt=after)
+            .order_by("-created_at", "-session_id")
+            .values(*_CHECKOUT_FIELDS)
+        )
+        return [CheckoutRecord.model_validate(row) for row in rows]
+
     # ----------------------------------------------------------------------- event ledger
 
     def _event_row(self, record: EventRecord, **changes: Any) -> dict[str, Any]:

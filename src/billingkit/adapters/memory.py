@@ -62,6 +62,7 @@ class _Tables:
     __slots__ = (
         "checkouts",
         "checkouts_by_key",
+        "checkouts_by_user",
         "events",
         "links_by_customer",
         "links_by_user",
@@ -79,6 +80,7 @@ class _Tables:
         self.subscriptions_by_user: dict[str, dict[str, None]] = {}
         self.checkouts: dict[str, CheckoutRecord] = {}
         self.checkouts_by_key: dict[tuple[str, str], dict[str, None]] = {}
+        self.checkouts_by_user: dict[str, dict[str, None]] = {}
         self.events: dict[str, EventRecord] = {}
 
 
@@ -262,8 +264,11 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
             self._index_remove(
                 t.checkouts_by_key, (stored.user_id, stored.request_key), stored.session_id
             )
+        if stored is not None and stored.user_id != record.user_id:
+            self._index_remove(t.checkouts_by_user, stored.user_id, stored.session_id)
         self._put(t.checkouts, record.session_id, record)
         self._index_add(t.checkouts_by_key, key, record.session_id)
+        self._index_add(t.checkouts_by_user, record.user_id, record.session_id)
 
     @override
     def get_checkout(self, session_id: str) -> CheckoutRecord | None:
@@ -288,6 +293,21 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
             ):
                 best = record
         return best
+
+    @override
+    def open_checkouts_for_user(
+        self, *, user_id: str, created_after: datetime
+    ) -> list[CheckoutRecord]:
+        self._check()
+        after = aware_utc(created_after, "created_after")
+        t = self._t
+        found = [
+            record
+            for record in (t.checkouts[i] for i in t.checkouts_by_user.get(user_id, ()))
+            if record.status == "open" and record.created_at > after
+        ]
+        found.sort(key=lambda record: (record.created_at, record.session_id), reverse=True)
+        return found
 
     # ---------------------------------------------------------------------- event ledger
 

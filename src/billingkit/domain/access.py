@@ -12,7 +12,7 @@ from pydantic import NonNegativeInt
 from billingkit.domain._base import Value
 from billingkit.domain.billing import Subscription, SubscriptionStatus
 
-__all__ = ["AccessPolicy", "grants_access"]
+__all__ = ["AccessPolicy", "grants_access", "is_activation"]
 
 
 class AccessPolicy(Value):
@@ -46,3 +46,18 @@ def grants_access(subscription: Subscription, policy: AccessPolicy, now: datetim
         grace_end = subscription.current_period_start + timedelta(days=policy.past_due_grace_days)
         return now < grace_end
     return False
+
+
+def is_activation(
+    previous: SubscriptionStatus | None, status: SubscriptionStatus, policy: AccessPolicy
+) -> bool:
+    """Whether moving from ``previous`` to ``status`` activates a subscription.
+
+    The rule for the ``SubscriptionActivated`` hook: ``status`` is one of
+    ``policy.granting_statuses`` and ``previous`` is not (``None``: the subscription is new,
+    or its previous status is unknown). The ``past_due`` grace period plays no part: a
+    ``past_due`` subscription back to ``active`` is activated again. Under the default policy
+    that is: becomes ``active`` or ``trialing`` from anything else.
+    """
+    granting = policy.granting_statuses
+    return status in granting and previous not in granting

@@ -1,89 +1,23 @@
 """The one code path that applies Stripe object state to the repository.
 
-Shared by the webhook handlers (:mod:`billingkit.services.webhook_handlers`) and by
+Shared by the webhook handlers (:mod:`billingkit.services.webhooks.handlers`) and
 ``CheckoutService.confirm_checkout``, so a checkout confirmed on the success page and the
-same checkout announced by a webhook end in the same stored state, whichever comes first;
-the later one changes nothing. Every function works inside a unit of work the caller opened
-and takes the collaborators it needs (gateway, catalog) explicitly.
+same checkout announced by a webhook end in the same stored state, whichever comes first.
+Every function works inside a unit of work the caller opened and takes its collaborators
+(gateway, catalog) explicitly:
 
-API
----
-* :func:`apply_subscription` — a subscription state carried by a Stripe event whose
-  ``created`` second is ``watermark``. Guarded by the per-object watermark; resolves
-  same-second ties (see below). Returns a :class:`SubscriptionChange`.
-* :func:`apply_fetched_subscription` — a subscription state fetched from Stripe outside any
-  event (``confirm_checkout``). Never calls the gateway.
-* :func:`apply_checkout_session` — a Checkout Session (from an event, or retrieved with its
-  subscription expanded): links the customer to the user, advances the stored
-  :class:`~billingkit.domain.CheckoutRecord`, stores an expanded subscription as fetched.
-* :func:`link_customer` — tie a user to a Stripe customer (unique both ways).
-* :func:`apply_customer` — a customer's email/deleted flag carried by an event.
+* :func:`apply_subscription` — a state carried by an event whose ``created`` second is
+  ``watermark``; the ordering guard, with the gateway re-fetch on a same-second tie.
+* :func:`apply_fetched_subscription` — a state fetched outside any event (watermark
+  :data:`FETCHED_WATERMARK`, "order unknown"); never calls the gateway.
+* :func:`apply_checkout_session` — links the customer to the user, moves the stored
+  :class:`~billingkit.domain.CheckoutRecord` forward, stores an expanded subscription.
+* :func:`link_customer`, :func:`apply_customer` — the user <-> customer link (made only from
+  checkout sessions, never from metadata alone); a customer's email/deleted flag.
 
-Watermarks: what they mean and why the final state is the newest one
---------------------------------------------------------------------
-A stored subscription's ``watermark`` is a second on **Stripe's** clock: the newest instant
-whose changes the stored state is known to include. The local clock is never used (it is not
-Stripe's clock, and Stripe test clocks make object timestamps unrelated to event times), so a
-skewed server can never make a real update look old and drop it.
-
-* **Event state** (``apply_subscription``): the event's ``created`` second. The write is
-  conditional (``UnitOfWork.save_subscription``): higher watermark replaces, lower is stale,
-  a terminal state (canceled, incomplete_expired) is never replaced by a live one. When
-  the state is fully known without the stored one (``user_id`` in its metadata, plan
-  resolved by the catalog), the conditional write is tried first, with no tie allowed and
-  no read: it succeeds only where the rules below would write it anyway (newer than an
-  event-ordered stored state, or nothing stored); any other answer falls through to the
-  read-and-decide path below, unchanged.
-* **Same-second tie** (incoming watermark == stored watermark): Stripe's one-second
-  resolution cannot order the two states, so, in this order:
-
-  1. same state as stored -> nothing to resolve, no gateway call (the write only fills a
-     missing ``user_id``/``plan_key``);
-  2. terminal-state rule: an incoming terminal state beats a stored live one (a canceled
-     subscription is never live again, so the terminal one is the later); a stored terminal
-     state keeps a live one out;
-  3. otherwise the subscription is **re-fetched** through the gateway and the fetched state is
-     stored with ``allow_tie`` and watermark = the tied second. This is sound because the
-     fetch happens after the tied event was delivered, so the fetched state includes every
-     change made at or before that second. (It may include later ones too: an event from a
-     later second then still replaces it, and since the newest event always carries the
-     newest state, the final state is still the newest.)
-
-  ``retrieve_subscription`` is never called without a tie. (Resolving a plan key may load
-  the catalog's prices — one cached ``list_prices`` per TTL for the whole catalog — when
-  plans are configured by lookup key.)
-* **Fetched outside any event** (``apply_fetched_subscription``): we know the fetched state is
-  the truth at fetch time, but not at which Stripe second. It is stored with watermark
-  :data:`FETCHED_WATERMARK` (0, "order unknown"), and only when nothing event-ordered is
-  stored (a stored event state stays: a newer state than it always arrives as a newer
-  event). The next event for that subscription is then treated like a tie: equal state ->
-  stored with the event's watermark; different state -> re-fetched and stored with the
-  event's watermark (same reasoning as above). So a success page that showed "active" never
-  regresses to an older "incomplete" carried by a late ``customer.subscription.created``,
-  and no state is lost: every event with a state different from what is stored either wins
-  or triggers a fetch of the truth.
-
-Together: for any delivery order, with any duplicates, every event either writes, is
-provably older than what is stored, or causes a re-fetch of a state at least as new as
-itself, so once the newest event has been applied the stored state is its state (or a
-re-fetched state at least as new), and a state never moves to an older watermark.
-
-Links that arrive late
-----------------------
-A subscription event can come before ``checkout.session.completed``. Its state is stored by
-customer id, with ``user_id`` from the subscription's ``metadata["user_id"]`` (set at
-checkout) or from an existing customer link; when the link arrives later (the session names
-its subscription), the stored row gets the user id too, so both orders store the same row
-(the repository also ties subscriptions to users through the customer link). Links are only
-made from checkout sessions, never from metadata alone.
-
-Checkout records
-----------------
-A Checkout Session only ever moves forward (``open`` -> ``complete``/``expired``, ``unpaid``
--> ``paid``), so the stored record takes the furthest status and payment status seen: order
-and duplicates do not matter and no watermark is needed. Sessions billingkit did not start
-(no stored record) still link the customer but create no record, since the plan and interval
-are unknown.
+The rules themselves (watermark decision, terminal states, checkout forward-only) live in
+:mod:`billingkit.domain.ordering`. Why the final state is always the newest event's:
+``docs/webhooks.md#why-the-final-state-is-the-newest``.
 """
 
 from __future__ import annotations
@@ -121,7 +55,7 @@ USER_ID_METADATA_KEY = "user_id"
 
 
 class PlanResolver(Protocol):
-    """What the sync functions need from the plan catalog (``PlanCatalog`` satisfies it)."""
+    """What applying state needs from the plan catalog (``PlanCatalog`` satisfies it)."""
 
     def plan_key_for_price(self, price_id: str) -> str | None:
         """The key of the plan using ``price_id``, or ``None``."""

@@ -22,7 +22,7 @@ from billingkit.errors import (
     PricesUnavailableError,
     UnknownPlanError,
 )
-from billingkit.ports import Clock, StripeGateway, system_clock
+from billingkit.ports import Clock, StripeGateway, require_aware_clock, system_clock
 
 __all__ = ["PlanCatalog"]
 
@@ -69,7 +69,7 @@ class PlanCatalog:
         if failure_backoff_seconds < 0:
             raise ConfigurationError("failure_backoff_seconds must not be negative")
         self._gateway = gateway
-        self._clock = clock
+        self._clock = require_aware_clock(clock)
         self._ttl = timedelta(seconds=config.price_cache_ttl_seconds)
         self._backoff = timedelta(seconds=failure_backoff_seconds)
         self._definitions: dict[str, PlanDefinition] = {
@@ -85,11 +85,7 @@ class PlanCatalog:
                     else (self._configured_keys, ref.lookup_key)
                 )
                 assert value is not None  # PriceRef guarantees one of the two
-                owner = target.setdefault(value, plan.key)
-                if owner != plan.key:
-                    raise ConfigurationError(
-                        f"price {value!r} is used by both plans {owner!r} and {plan.key!r}"
-                    )
+                target[value] = plan.key  # one plan per price: BillingConfig checked it
         self._free_plans = {
             key: Plan(definition=plan) for key, plan in self._definitions.items() if plan.is_free
         }

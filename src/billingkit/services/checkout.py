@@ -10,15 +10,24 @@
   and ``interval`` in its metadata (and in ``subscription_data.metadata``), so later events
   tie back to the user without trusting an e-mail address;
 * a double submit with the same inputs within ``checkout_dedupe_seconds`` returns the same
-  session; the session's idempotency key is derived from a fingerprint of the inputs, so a
-  retry after a gateway failure sends the same key;
+  session, but only while Stripe still shows it ``open`` (a completed or expired session is
+  never handed out again); the session's idempotency key is derived from a fingerprint of
+  the inputs, so a retry after a gateway failure sends the same key;
+* a payment in flight blocks a second subscription: the user's subscription checkouts stored
+  as ``open`` and not yet expired may have been paid before their webhook arrived, so they
+  are retrieved and applied (the ``confirm_checkout`` path) first; a completed one refuses
+  the new checkout with ``AlreadySubscribedError``. An open one for other inputs does not
+  block (nothing was paid). Skipped with ``allow_multiple_subscriptions`` and for one-time
+  purchases;
 * confirming checks ownership before anything is stored, then applies the session through
   :mod:`billingkit.services.apply`, the code path the ``checkout.session.completed`` webhook
   uses, so whichever arrives first wins and the later one changes nothing.
 
 Stripe-call budget (with a warm catalog): ``start_checkout`` costs 1 call for a user who
-already has a customer, 2 for a new user, 0 for a deduplicated double submit;
-``confirm_checkout`` costs 1; ``open_billing_portal`` costs 1. A cold catalog adds its one
+already has a customer, 2 for a new user, plus 1 ``retrieve_checkout_session`` per stored
+session that may be in flight (an identical request's, or, for a subscription, any of the
+user's still open; usually none or one): a double submit costs that 1 retrieve and no
+create; ``confirm_checkout`` costs 1; ``open_billing_portal`` costs 1. A cold catalog adds its one
 ``list_prices`` call for the whole catalog, once per cache period.
 """
 
@@ -28,6 +37,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypedDict
 from urllib.parse import urlsplit
@@ -48,6 +58,7 @@ from billingkit.errors import (
     CheckoutOwnershipError,
     ConflictError,
     GatewayError,
+    GatewayNotFoundError,
     InvalidInputError,
     NoCustomerError,
 )
@@ -58,6 +69,7 @@ from billingkit.ports import (
     Repository,
     StripeGateway,
     UnitOfWork,
+    require_aware_clock,
     system_clock,
 )
 from billingkit.services.apply import apply_checkout_session
@@ -85,6 +97,10 @@ _MAX_METADATA_KEY_LENGTH = 40
 _MAX_METADATA_VALUE_LENGTH = 500
 _MAX_TRIAL_DAYS = 730
 _INTERVAL_VALUES = frozenset(interval.value for interval in Interval)
+#: Stripe expires a Checkout Session at most 24 hours after creating it.
+_MAX_SESSION_LIFETIME = timedelta(hours=24)
+#: Fresh idempotency keys tried when Stripe replays finished sessions (normally one at most).
+_MAX_SUPERSEDED = 3
 
 
 class CheckoutStart(Value):
@@ -136,6 +152,19 @@ class _SessionShape(TypedDict):
     allow_promotion_codes: bool
     success_url: str
     cancel_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckoutRequest:
+    """A validated ``start_checkout`` request, its price resolved and its fingerprint taken."""
+
+    user_id: str
+    plan_key: str
+    interval: Interval
+    mode: Literal["subscription", "payment"]
+    shape: _SessionShape
+    metadata: dict[str, str]
+    request_key: str
 
 
 # --------------------------------------------------------------------------- keys
@@ -197,18 +226,28 @@ def checkout_request_key(
 
 
 def checkout_idempotency_key(
-    request_key: str, customer_id: str, now: datetime, window_seconds: int
+    request_key: str,
+    customer_id: str,
+    now: datetime,
+    window_seconds: int,
+    *,
+    superseded: str | None = None,
 ) -> str:
     """The idempotency key for creating the session of ``request_key`` at ``now``.
 
     Requests in the same ``window_seconds`` time bucket (at least one second) share the key,
     so a retry after a failed or lost gateway call sends the same key and Stripe answers with
     the session it may already have created, never a second one.
+
+    ``superseded`` names a session of the same request that is no longer open (completed or
+    expired): it gives a new key, for which Stripe creates a new session instead of replaying
+    the finished one.
     """
     bucket = to_timestamp(now) // max(window_seconds, 1)
-    return "billingkit-checkout-" + _digest(
-        "billingkit/checkout/v1", request_key, customer_id, str(bucket)
-    )[:48]
+    parts = [request_key, customer_id, str(bucket)]
+    if superseded is not None:
+        parts.append(superseded)
+    return "billingkit-checkout-" + _digest("billingkit/checkout/v1", *parts)[:48]
 
 
 # --------------------------------------------------------------------------- validation
@@ -293,7 +332,7 @@ class CheckoutService:
         self._gateway = gateway
         self._repository = repository
         self._catalog = catalog
-        self._clock = clock
+        self._clock = require_aware_clock(clock)
 
     # ------------------------------------------------------------------------- start
 
@@ -323,11 +362,68 @@ class CheckoutService:
                 (``user_id``, ``plan_key``, ``interval``), or trial days on a one-time price.
             UnknownPlanError: no such plan, or it has no (active) price for ``interval``.
             PricesUnavailableError: the catalog is cold and Stripe is unreachable (retryable).
-            AlreadySubscribedError: the user already has a live subscription (and
-                ``allow_multiple_subscriptions`` is off); send them to the billing portal.
+            AlreadySubscribedError: the user already has a live subscription, or a
+                subscription checkout of theirs has just been paid and its webhook has not
+                arrived yet (and ``allow_multiple_subscriptions`` is off); send them to the
+                billing portal.
             GatewayError: Stripe failed; ``retryable`` tells whether to try again. Nothing
                 about the session is stored, and a retry sends the same idempotency key.
         """
+        request = self._validate(
+            user_id=user_id,
+            email=email,
+            plan_key=plan_key,
+            interval=interval,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            quantity=quantity,
+            trial_days=trial_days,
+            allow_promotion_codes=allow_promotion_codes,
+            metadata=metadata,
+        )
+        now = self._clock()
+        with self._repository.unit_of_work() as uow:
+            if request.mode == "subscription":
+                self._refuse_if_subscribed(uow, request.user_id)
+            duplicate = self._open_duplicate(uow, request.user_id, request.request_key, now)
+            in_flight = self._in_flight(uow, request, now)
+            link = uow.customer_for_user(request.user_id)
+        superseded: str | None = None
+        if duplicate is not None or in_flight:
+            reused, superseded = self._check_at_stripe(request, duplicate, in_flight)
+            if reused is not None:
+                return reused
+        customer_id = (
+            link.customer_id if link is not None else self._create_customer(request.user_id, email)
+        )
+        for _ in range(_MAX_SUPERSEDED):
+            session = self._create_session(request, customer_id, now, superseded=superseded)
+            started = self._persist(request, customer_id, session, now)
+            if started is not None:
+                return started
+            superseded = session.id  # Stripe replayed a finished session for this key
+        raise GatewayError(
+            f"Stripe keeps answering with finished checkout sessions (last {superseded})",
+            retryable=True,
+        )
+
+    # The three steps of start_checkout: validate, create the session, persist it.
+
+    def _validate(
+        self,
+        *,
+        user_id: str,
+        email: str | None,
+        plan_key: str,
+        interval: Interval | str,
+        success_url: str,
+        cancel_url: str,
+        quantity: int,
+        trial_days: int | None,
+        allow_promotion_codes: bool,
+        metadata: Mapping[str, str] | None,
+    ) -> _CheckoutRequest:
+        """Check every argument and resolve the price (no Stripe call with a warm catalog)."""
         user_id = _require_text("user_id", user_id, max_length=_MAX_CLIENT_REFERENCE_ID)
         if email is not None:
             _require_text("email", email)
@@ -360,46 +456,78 @@ class CheckoutService:
         request_key = checkout_request_key(
             user_id=user_id, plan_key=plan_key, interval=interval, metadata=app_metadata, **shape
         )
-        now = self._clock()
-        with self._repository.unit_of_work() as uow:
-            if mode == "subscription":
-                self._refuse_if_subscribed(uow, user_id)
-            earlier = self._open_duplicate(uow, user_id, request_key, now)
-            if earlier is not None:
-                return earlier
-            link = uow.customer_for_user(user_id)
-        customer_id = (
-            link.customer_id if link is not None else self._create_customer(user_id, email)
+        return _CheckoutRequest(
+            user_id=user_id,
+            plan_key=plan_key,
+            interval=interval,
+            mode=mode,
+            shape=shape,
+            metadata=app_metadata,
+            request_key=request_key,
         )
 
-        tags = {"user_id": user_id, "plan_key": plan_key, "interval": interval.value}
+    def _create_session(
+        self,
+        request: _CheckoutRequest,
+        customer_id: str,
+        now: datetime,
+        *,
+        superseded: str | None = None,
+    ) -> CheckoutSession:
+        """Create the session at Stripe (one call), with the request's idempotency key."""
+        tags = {
+            "user_id": request.user_id,
+            "plan_key": request.plan_key,
+            "interval": request.interval.value,
+        }
+        metadata = {**request.metadata, **tags}
         session = self._gateway.create_checkout_session(
             CheckoutSessionRequest(
-                mode=mode,
+                mode=request.mode,
                 customer_id=customer_id,
-                client_reference_id=user_id,
-                metadata={**app_metadata, **tags},
-                subscription_metadata={**app_metadata, **tags} if mode == "subscription" else {},
+                client_reference_id=request.user_id,
+                metadata=metadata,
+                subscription_metadata=metadata if request.mode == "subscription" else {},
                 idempotency_key=checkout_idempotency_key(
-                    request_key, customer_id, now, self._config.checkout_dedupe_seconds
+                    request.request_key,
+                    customer_id,
+                    now,
+                    self._config.checkout_dedupe_seconds,
+                    superseded=superseded,
                 ),
-                **shape,
+                **request.shape,
             )
         )
         if not session.url:
             raise GatewayError(f"Stripe returned checkout session {session.id} without a URL")
+        return session
+
+    def _persist(
+        self,
+        request: _CheckoutRequest,
+        customer_id: str,
+        session: CheckoutSession,
+        now: datetime,
+    ) -> CheckoutStart | None:
+        """Store the new session's record (unless a concurrent request stored it first).
+
+        ``None`` when the session is one already stored as finished: Stripe replayed it for
+        an idempotency key used before (an identical request in the same time bucket), and
+        only an open session may be handed out.
+        """
+        assert session.url  # checked by _create_session
         record = CheckoutRecord(
             session_id=session.id,
-            user_id=user_id,
+            user_id=request.user_id,
             customer_id=customer_id,
-            plan_key=plan_key,
-            interval=interval,
-            mode=mode,
+            plan_key=request.plan_key,
+            interval=request.interval,
+            mode=request.mode,
             status=session.status or "open",
             payment_status=session.payment_status,
             url=session.url,
             expires_at=session.expires_at,
-            request_key=request_key,
+            request_key=request.request_key,
             created_at=now,
         )
         with self._repository.unit_of_work() as uow:
@@ -408,6 +536,8 @@ class CheckoutService:
             earlier_record = uow.get_checkout(session.id)
             if earlier_record is None:
                 uow.save_checkout(record)
+        if earlier_record is not None and earlier_record.status != "open":
+            return None
         return CheckoutStart(
             session_id=session.id,
             url=session.url,
@@ -427,7 +557,8 @@ class CheckoutService:
 
     def _open_duplicate(
         self, uow: UnitOfWork, user_id: str, request_key: str, now: datetime
-    ) -> CheckoutStart | None:
+    ) -> CheckoutRecord | None:
+        """The stored open session of an identical request inside the dedupe window."""
         window = self._config.checkout_dedupe_seconds
         if window <= 0:
             return None
@@ -438,9 +569,81 @@ class CheckoutService:
             return None
         if record.expires_at is not None and record.expires_at <= now:
             return None
-        return CheckoutStart(
-            session_id=record.session_id, url=record.url, expires_at=record.expires_at, reused=True
-        )
+        return record
+
+    def _in_flight(
+        self, uow: UnitOfWork, request: _CheckoutRequest, now: datetime
+    ) -> list[CheckoutRecord]:
+        """The user's subscription checkouts that may have been paid without our knowing.
+
+        Stored as open and not yet past ``expires_at``: the customer may have paid before
+        the webhook (or the success page) told us. Only a subscription checkout, when a
+        second subscription is refused, is looked for.
+        """
+        if request.mode != "subscription" or self._config.allow_multiple_subscriptions:
+            return []
+        return [
+            record
+            for record in uow.open_checkouts_for_user(
+                user_id=request.user_id, created_after=now - _MAX_SESSION_LIFETIME
+            )
+            if record.mode == "subscription"
+            and (record.expires_at is None or record.expires_at > now)
+        ]
+
+    def _check_at_stripe(
+        self,
+        request: _CheckoutRequest,
+        duplicate: CheckoutRecord | None,
+        in_flight: list[CheckoutRecord],
+    ) -> tuple[CheckoutStart | None, str | None]:
+        """Ask Stripe about the stored open sessions (one call each) and apply what it says.
+
+        Each session is retrieved and applied through
+        :func:`~billingkit.services.apply.apply_checkout_session` (the path of
+        ``confirm_checkout`` and of the webhook, so the late webhook changes nothing). Then:
+        a completed subscription checkout refuses a second subscription; an identical
+        request's session still open is handed out again; otherwise the caller creates a
+        new session, superseding the identical request's finished one (returned second).
+        """
+        records = list(in_flight)
+        if duplicate is not None and duplicate.session_id not in {r.session_id for r in records}:
+            records.append(duplicate)
+        sessions: dict[str, CheckoutSession] = {}
+        for record in records:
+            try:
+                sessions[record.session_id] = self._gateway.retrieve_checkout_session(
+                    record.session_id
+                )
+            except GatewayNotFoundError:
+                # Not in this Stripe account (e.g. a record from test mode): it cannot be paid.
+                logger.warning("stored checkout session %s is unknown to Stripe", record.session_id)
+        with self._repository.unit_of_work() as uow:
+            for session in sessions.values():
+                apply_checkout_session(uow, session, catalog=self._catalog)
+        if request.mode == "subscription" and not self._config.allow_multiple_subscriptions:
+            for session in sessions.values():
+                if session.mode == "subscription" and session.status == "complete":
+                    raise AlreadySubscribedError(
+                        f"checkout session {session.id} has completed: the first payment went "
+                        "through (its webhook has not arrived yet), so no second subscription "
+                        "is started; show the subscription or send the user to the billing "
+                        "portal"
+                    )
+        if duplicate is None:
+            return None, None
+        found = sessions.get(duplicate.session_id)
+        if found is not None and found.status == "open" and duplicate.url:
+            return (
+                CheckoutStart(
+                    session_id=duplicate.session_id,
+                    url=duplicate.url,
+                    expires_at=duplicate.expires_at,
+                    reused=True,
+                ),
+                None,
+            )
+        return None, duplicate.session_id
 
     def _create_customer(self, user_id: str, email: str | None) -> str:
         customer = self._gateway.create_customer(

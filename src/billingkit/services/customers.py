@@ -19,7 +19,7 @@ from billingkit.domain import (
 )
 from billingkit.domain.access import grants_access
 from billingkit.errors import InvalidInputError
-from billingkit.ports import Clock, Repository, system_clock
+from billingkit.ports import Clock, Repository, require_aware_clock, system_clock
 from billingkit.services.catalog import PlanCatalog
 
 __all__ = ["BillingDetails", "CustomerDetails"]
@@ -100,7 +100,7 @@ class CustomerDetails:
         self._config = config
         self._repository = repository
         self._catalog = catalog
-        self._clock = clock
+        self._clock = require_aware_clock(clock)
 
     def for_user(self, user_id: str) -> BillingDetails:
         """The billing details of ``user_id`` now.

@@ -1,36 +1,17 @@
 """Typed events the webhook processor tells the app about, and their registry.
 
-Register a callback with ``WebhookProcessor.on(kind, callback)``, where ``kind`` is a
-:class:`HookKind` (or its string value, or the event class itself)::
+A hook is named by its event class or by its kind string (a :class:`HookKind` value)::
 
     def welcome(event: SubscriptionActivated) -> None: ...
 
-    processor.on(HookKind.SUBSCRIPTION_ACTIVATED, welcome)
-    processor.on(PaymentFailed, notify_dunning)  # the event class works too
+    processor.on(SubscriptionActivated, welcome)  # type-checked against the callback
+    processor.on("payment_failed", notify_dunning)  # HookKind.PAYMENT_FAILED is this string
 
-Callbacks run **inside the event's unit of work**, after its state was applied and before it
-commits: a callback that raises fails the whole event (its state changes are rolled back, the
-ledger records the failure and Stripe gets a 500 and retries). Callbacks must therefore be
-idempotent — key any side effect on ``event.event_id``, which is the same on every retry.
-
-When each fires (judged by the Stripe event itself, so whether ``confirm_checkout`` ran first
-does not matter). A stale event (older than the stored state) fires none of them, except
-``TRIAL_WILL_END``, which is informational and fires while the stored subscription is still
-trialing:
-
-=============================  ============================================================
-``SUBSCRIPTION_ACTIVATED``     a subscription becomes active or trialing: created so, or an
-                               update/resume whose previous status was neither
-``PLAN_CHANGED``               an update whose previous attributes show another price
-``SUBSCRIPTION_CANCELED``      ``customer.subscription.deleted``, or an update to canceled
-``PAYMENT_FAILED``             ``invoice.payment_failed``
-``PAYMENT_ACTION_REQUIRED``    ``invoice.payment_action_required`` (e.g. 3-D Secure)
-``TRIAL_WILL_END``             ``customer.subscription.trial_will_end`` while the stored
-                               subscription is still trialing, even if the event is stale
-``CHECKOUT_COMPLETED``         ``checkout.session.completed`` and
-                               ``checkout.session.async_payment_succeeded`` (check
-                               ``payment_status`` before delivering goods)
-=============================  ============================================================
+Callbacks run inside the event's unit of work, after its state was applied and before it
+commits: one that raises fails the event (rolled back, recorded as failed, Stripe retries),
+so callbacks must be idempotent (key effects on ``event.event_id``). When each fires, and
+the "activated" rule (:func:`billingkit.domain.access.is_activation` under the configured
+:class:`~billingkit.domain.access.AccessPolicy`): ``docs/webhooks.md#hooks``.
 """
 
 from __future__ import annotations
@@ -87,7 +68,11 @@ class HookEvent(Value):
 
 
 class SubscriptionActivated(HookEvent):
-    """A subscription became active or trialing; ``subscription`` is the stored state."""
+    """A subscription entered a status the access policy grants, from one it does not.
+
+    ``subscription`` is the stored state; ``previous_status`` is ``None`` for a subscription
+    created in a granting status. See :func:`billingkit.domain.access.is_activation`.
+    """
 
     kind: ClassVar[HookKind] = HookKind.SUBSCRIPTION_ACTIVATED
 
@@ -197,46 +182,13 @@ class HookRegistry:
     @overload
     def on(self, kind: type[_E], callback: Callable[[_E], object]) -> Callable[[_E], object]: ...
     @overload
-    def on(
-        self,
-        kind: Literal[HookKind.SUBSCRIPTION_ACTIVATED],
-        callback: Callable[[SubscriptionActivated], object],
-    ) -> Callable[[SubscriptionActivated], object]: ...
-    @overload
-    def on(
-        self, kind: Literal[HookKind.PLAN_CHANGED], callback: Callable[[PlanChanged], object]
-    ) -> Callable[[PlanChanged], object]: ...
-    @overload
-    def on(
-        self,
-        kind: Literal[HookKind.SUBSCRIPTION_CANCELED],
-        callback: Callable[[SubscriptionCanceled], object],
-    ) -> Callable[[SubscriptionCanceled], object]: ...
-    @overload
-    def on(
-        self, kind: Literal[HookKind.PAYMENT_FAILED], callback: Callable[[PaymentFailed], object]
-    ) -> Callable[[PaymentFailed], object]: ...
-    @overload
-    def on(
-        self,
-        kind: Literal[HookKind.PAYMENT_ACTION_REQUIRED],
-        callback: Callable[[PaymentActionRequired], object],
-    ) -> Callable[[PaymentActionRequired], object]: ...
-    @overload
-    def on(
-        self, kind: Literal[HookKind.TRIAL_WILL_END], callback: Callable[[TrialWillEnd], object]
-    ) -> Callable[[TrialWillEnd], object]: ...
-    @overload
-    def on(
-        self,
-        kind: Literal[HookKind.CHECKOUT_COMPLETED],
-        callback: Callable[[CheckoutCompleted], object],
-    ) -> Callable[[CheckoutCompleted], object]: ...
-    @overload
     def on(self, kind: str, callback: HookCallback) -> HookCallback: ...
 
     def on(self, kind: Any, callback: Any) -> Any:
-        """Register ``callback`` for ``kind`` (a :class:`HookKind`, its value or event class).
+        """Register ``callback`` for ``kind``: an event class, or its kind string.
+
+        The kind string is the :class:`HookKind` value (``"payment_failed"``); a
+        :class:`HookKind` member is that string. Passing the class type-checks the callback.
 
         Returns ``callback`` unchanged. Raises :class:`~billingkit.errors.InvalidInputError`
         for an unknown kind or a callback that is not callable.

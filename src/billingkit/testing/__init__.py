@@ -31,8 +31,34 @@ Lower-level helpers build and sign events yourself::
     event = build_event("customer.subscription.updated", subscription_json, created=1767603600)
     delivery = signed_delivery(event, "whsec_test", timestamp=1767603600)
     header = sign_payload(b"{...}", "whsec_test")          # a Stripe-Signature value
+
+How the fake is built (for contributors): ``FakeStripeGateway`` (``_gateway``) is a thin
+facade. It holds the account's one re-entrant lock around every public call, runs the port
+methods through the controls and turns the Stripe JSON its parts keep into billingkit
+values. The parts are plain objects composed once in its constructor, each given the shared
+state and the parts it calls (no mixins, no cycles):
+
+- ``_state``: ``FakeState``, the Stripe objects, deterministic ids, the clock and the event
+  queue (``emit``); lookups that raise Stripe's 404.
+- ``_controls``: call counting, injected failures and the idempotency cache.
+- ``_catalog``: seeding and changing products and prices (later coupons, promotion codes).
+- ``_invoices``: invoices and payment attempts, which answer a ``Payment`` outcome (later
+  invoice previews and proration lines).
+- ``_subscriptions``: the subscription simulation (start, update, pause, resume, renew,
+  collect, end), shared by the schedule and the portal-like controls (later plan changes
+  with proration, subscription schedules).
+- ``_customers``: customers, declining cards and portal sessions (later payment methods).
+- ``_checkout``: Checkout Sessions: create, complete, expire (later setup mode).
+- ``_schedule``: the billing clock, i.e. which step is due when ``advance`` runs (session
+  expiry, trial notices, period ends, payment retries), earliest first.
+- ``_shapes`` and ``_events``: Stripe's JSON shapes, event envelopes and signing.
+
+A new port method is a facade method plus the part it belongs to; a paginated list call
+reads ``FakeState``'s insertion-ordered stores.
 """
 
+from billingkit.testing._catalog import UNSET
+from billingkit.testing._controls import PORT_OPERATIONS
 from billingkit.testing._events import (
     FAKE_API_VERSION,
     Delivery,
@@ -40,13 +66,7 @@ from billingkit.testing._events import (
     sign_payload,
     signed_delivery,
 )
-from billingkit.testing._gateway import (
-    DEFAULT_RETRY_DELAYS,
-    DEFAULT_START,
-    PORT_OPERATIONS,
-    UNSET,
-    FakeStripeGateway,
-)
+from billingkit.testing._gateway import DEFAULT_RETRY_DELAYS, DEFAULT_START, FakeStripeGateway
 
 __all__ = [
     "DEFAULT_RETRY_DELAYS",

@@ -75,10 +75,11 @@ def test_start_checkout_and_billing_portal_over_the_sdk_gateway(
     checkout, repository = billing.checkout, billing.repository
     with cassettes.use("flow_start_checkout") as cassette:
         start = checkout.start_checkout(**START)
-        again = checkout.start_checkout(**START)  # a double submit: answered from the repository
+        # a double submit: the stored session, once Stripe confirms it is still open
+        again = checkout.start_checkout(**START)
         portal_url = checkout.open_billing_portal("user-flow", "https://app.example.com/account")
-    # catalog (1, whole catalog) + customer + session + portal
-    assert cassettes.requests_made(cassette) == 4
+    # catalog (1, whole catalog) + customer + session + retrieve (double submit) + portal
+    assert cassettes.requests_made(cassette) == 5
     assert start.session_id.startswith("cs_test_")
     assert start.url.startswith("https://checkout.stripe.com/")
     assert again.session_id == start.session_id and again.reused is True

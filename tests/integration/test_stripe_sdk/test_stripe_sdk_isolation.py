@@ -168,7 +168,7 @@ def test_committed_cassettes_hold_no_key() -> None:
 
 
 def test_going_live_lists_exactly_the_handled_event_types() -> None:
-    from billingkit.services.webhook_handlers import HANDLERS
+    from billingkit.services.webhooks.registry import HANDLERS
 
     text = (Path(__file__).resolve().parents[3] / "docs" / "going-live.md").read_text("utf-8")
     block = text.split("```text\n", 1)[1].split("```", 1)[0]

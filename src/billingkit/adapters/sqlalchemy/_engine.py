@@ -115,9 +115,9 @@ def _missing_driver(url: URL, exc: ImportError) -> str:
         return message
     name, scheme = extra
     if url.drivername == scheme:
-        return f"{message}: install billingkit[{name}]"
+        return f'{message}: pip install "billingkit[{name}]"'
     return (
-        f"{message}: install billingkit[{name}] and use a {scheme}:// URL, "
+        f'{message}: pip install "billingkit[{name}]" and use a {scheme}:// URL, '
         "or install that driver yourself"
     )
 

@@ -326,6 +326,20 @@ class _SqlUnitOfWork(SqlTransaction):
         ).first()
         return None if row is None else _checkout(row)
 
+    @override
+    @operation
+    def open_checkouts_for_user(
+        self, *, user_id: str, created_after: datetime
+    ) -> list[CheckoutRecord]:
+        after = aware_utc(created_after, "created_after")
+        c = CHECKOUTS.c
+        rows = self.execute(
+            select(CHECKOUTS)
+            .where(c.user_id == user_id, c.status == "open", c.created_at > after)
+            .order_by(c.created_at.desc(), c.session_id.desc())
+        ).all()
+        return [_checkout(row) for row in rows]
+
     # ----------------------------------------------------------------------- event ledger
 
     def _event_row(self, record: EventRecord, **changes: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""WebhookProcessor: verification, parsing, ledger, HTTP mapping, hooks, replay, interop."""
+"""WebhookProcessor: verification, ledger, HTTP mapping, hooks, replay, interop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 import stripe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from webhook_support import OTHER_SECRET, SECRET, Harness, load, sign_payload
 
 from billingkit.domain import EventStatus, SubscriptionStatus
 from billingkit.errors import (
@@ -24,10 +23,15 @@ from billingkit.errors import (
 from billingkit.services.hooks import (
     CheckoutCompleted,
     HookKind,
+    HookRegistry,
     SubscriptionActivated,
 )
-from billingkit.services.webhooks import WebhookOutcome, WebhookProcessor, parse_event
+from billingkit.services.webhooks import WebhookOutcome, WebhookProcessor
+from billingkit.services.webhooks import processor as processor_module
+from billingkit.services.webhooks.handlers import HandlerContext
 from billingkit.signature import signature_header
+
+from .webhook_support import OTHER_SECRET, SECRET, Harness, load, sign_payload
 
 SUB = load("openapi/2026-07-29_f0758b15/subscription.json")
 
@@ -47,9 +51,7 @@ def test_no_secret_is_a_configuration_error() -> None:
     h = Harness()
     config = h.config.model_copy(update={"webhook_secrets": ()})
     with pytest.raises(ConfigurationError):
-        WebhookProcessor(
-            config, gateway=h.gateway, repository=h.repository, catalog=h.catalog
-        )
+        WebhookProcessor(config, gateway=h.gateway, repository=h.repository, catalog=h.catalog)
 
 
 def test_repr_hides_secrets() -> None:
@@ -228,63 +230,19 @@ def test_default_body_limit_is_one_mebibyte() -> None:
         h.processor.handle(b"{" + b" " * (1024 * 1024) + b"}", None)
 
 
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        (b"{not json", "JSON"),
-        (b"\xff\xfe\x00", "JSON"),
-        (b"[1, 2]", "object"),
-        (b'"evt"', "object"),
-        (b'{"type": "x", "created": 1, "data": {"object": {}}}', "id"),
-        (b'{"id": "evt_1", "created": 1, "data": {"object": {}}}', "type"),
-        (b'{"id": "evt_1", "type": "x", "data": {"object": {}}}', "created"),
-        (b'{"id": "evt_1", "type": "x", "created": 1}', "data"),
-        (b'{"id": "evt_1", "type": "x", "created": 1, "data": {"object": []}}', "data.object"),
-        (b'{"id": 5, "type": "x", "created": 1, "data": {"object": {}}}', "id"),
-        (b'{"id": "evt_1", "object": "charge", "type": "x", "created": 1, "data": {}}', "event"),
-    ],
-)
-def test_signed_but_malformed_bodies_are_payload_errors(body: bytes, message: str) -> None:
-    h = Harness()
-    with pytest.raises(WebhookPayloadError, match=message):
-        h.processor.handle(body, h.sign(body))
-    assert h.snapshot() == Harness().snapshot()
-
-
-def test_livemode_mismatch_is_rejected_both_ways() -> None:
-    test_mode = Harness()
-    live_event = test_mode.event("customer.subscription.updated", SUB, livemode=True)
-    with pytest.raises(WebhookPayloadError, match="test-mode"):
-        test_mode.deliver(live_event)
-    live = Harness(livemode=True)
-    with pytest.raises(WebhookPayloadError, match="live-mode"):
-        live.deliver(live.event("customer.subscription.updated", SUB))
-    assert live.deliver(live_event).outcome is WebhookOutcome.PROCESSED
-
-
-def test_parse_event_reads_the_envelope() -> None:
-    event = load("pay/account.updated.json")
-    parsed = parse_event(json.dumps(event).encode())
-    assert parsed.id == event["id"]
-    assert parsed.type == "account.updated"
-    assert parsed.created == event["created"]
-    assert parsed.api_version == event["api_version"]
-    assert parsed.object == event["data"]["object"]
-    assert parsed.previous_attributes == event["data"].get("previous_attributes")
-    assert parsed.created_at.timestamp() == event["created"]
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.one_of(
         st.binary(max_size=300),
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-            lambda inner: st.lists(inner, max_size=3)
-            | st.dictionaries(
-                st.sampled_from(["id", "type", "created", "data", "object", "livemode", "x"]),
-                inner,
-                max_size=5,
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(["id", "type", "created", "data", "object", "livemode", "x"]),
+                    inner,
+                    max_size=5,
+                )
             ),
             max_leaves=12,
         ).map(lambda value: json.dumps(value).encode()),
@@ -389,9 +347,9 @@ def test_replay_applies_a_failed_event_from_the_ledger() -> None:
             raise RuntimeError("not yet")
 
     h.processor.on(CheckoutCompleted, on_done)
-    event = h.event("checkout.session.completed", load("pay/checkout.session.completed.json")[
-        "object"
-    ])
+    event = h.event(
+        "checkout.session.completed", load("pay/checkout.session.completed.json")["object"]
+    )
     with pytest.raises(RuntimeError):
         h.deliver(event)
     broken[0] = False
@@ -427,6 +385,29 @@ def test_hook_registration_by_kind_value_and_class() -> None:
         h.processor.on(HookKind.PLAN_CHANGED, "not callable")  # type: ignore[call-overload]
     h.deliver(h.event("customer.subscription.created", SUB))
     assert calls == ["value", "class", "kind"]
+
+
+def test_the_processor_has_a_hook_registry_and_hands_it_to_handlers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness()
+    assert not isinstance(h.processor, HookRegistry)
+    assert isinstance(h.processor.hooks, HookRegistry)
+    on_activated = h.processor.on(SubscriptionActivated, lambda e: None)
+    assert h.processor.hooks.wants(HookKind.SUBSCRIPTION_ACTIVATED)
+    assert not h.processor.hooks.wants(HookKind.PLAN_CHANGED)
+    assert callable(on_activated)
+    contexts: list[HandlerContext] = []
+
+    def spy(context: HandlerContext) -> EventStatus:
+        contexts.append(context)
+        return EventStatus.PROCESSED
+
+    monkeypatch.setattr(processor_module, "HANDLERS", {"customer.subscription.updated": spy})
+    h.deliver(sub_event(h))
+    assert len(contexts) == 1
+    assert contexts[0].hooks is h.processor.hooks
+    assert contexts[0].access == h.config.access
 
 
 def test_webhook_errors_share_a_root() -> None:

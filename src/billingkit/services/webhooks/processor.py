@@ -1,36 +1,20 @@
 """The webhook processor: verify, record and apply Stripe events, exactly once, in order.
 
-Pipeline for one request (see ``docs/webhooks.md``):
-
-1. **Size** — an empty body, or one larger than ``BillingConfig.webhook_max_body_bytes``, is
-   refused before anything else looks at it.
-2. **Verify** the raw body against the ``Stripe-Signature`` header with every configured
-   secret (:func:`billingkit.signature.verify_signature`; tolerance from the config).
-3. **Parse** once (``json.loads``) into a :class:`WebhookEvent`; a livemode other than the
-   configuration's is refused.
-4. **Claim** the event id in the ledger (with the verified raw payload, kept for replay). A
-   duplicate is an outcome, not an error.
-5. **Apply** the handler registered for the type in
-   :data:`billingkit.services.webhook_handlers.HANDLERS` (unknown types: ``ignored``), with
-   the ordering guard of :mod:`billingkit.services.apply`; hooks run here.
-6. **Commit** ledger status and state together. Any exception inside 4-5 rolls everything
-   back, is recorded on the ledger entry as ``failed`` (error and attempt count) in a unit
-   of work of its own, and is re-raised: :meth:`WebhookProcessor.handle_http` answers 500,
-   Stripe retries, and the retry is processed again (a failed event is not a duplicate).
-
-Steps 1-3 raise only :class:`~billingkit.errors.WebhookVerificationError` or
-:class:`~billingkit.errors.WebhookPayloadError` (answer 400), and store nothing.
+Size check, signature (:mod:`billingkit.signature`), :func:`~.event.parse_event`, claim in the
+ledger, the handler from :data:`~.registry.HANDLERS` with the app's hooks, commit. Steps up to
+the parse raise only :class:`~billingkit.errors.WebhookError` (400) and store nothing; any
+later exception rolls back, is recorded as ``failed`` and re-raised (500, Stripe retries).
+The whole pipeline and the HTTP answers: ``docs/webhooks.md``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from billingkit.config import BillingConfig
 from billingkit.domain import EventRecord, EventStatus
@@ -40,18 +24,25 @@ from billingkit.errors import (
     WebhookError,
     WebhookPayloadError,
 )
-from billingkit.ports import ClaimOutcome, Clock, Repository, StripeGateway, system_clock
-from billingkit.services.hooks import HookRegistry
-from billingkit.services.webhook_handlers import HANDLERS, HandlerContext, WebhookCatalog
+from billingkit.ports import (
+    ClaimOutcome,
+    Clock,
+    Repository,
+    StripeGateway,
+    require_aware_clock,
+    system_clock,
+)
+from billingkit.services.hooks import HookEvent, HookRegistry
+from billingkit.services.webhooks.event import WebhookEvent, parse_event
+from billingkit.services.webhooks.handlers import HandlerContext, WebhookCatalog
+from billingkit.services.webhooks.registry import HANDLERS
 from billingkit.signature import verify_signature
 
 __all__ = [
-    "WebhookEvent",
     "WebhookOutcome",
     "WebhookProcessor",
     "WebhookResponse",
     "WebhookResult",
-    "parse_event",
 ]
 
 logger = logging.getLogger("billingkit.webhooks")
@@ -94,85 +85,15 @@ class WebhookResponse:
     content_type: str = "application/json"
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookEvent:
-    """A verified Stripe event, parsed once.
-
-    Attributes:
-        id: ``evt_...``.
-        type: e.g. ``customer.subscription.updated``.
-        created: Unix second the event was created at Stripe (the ordering watermark).
-        livemode: live or test mode.
-        api_version: the endpoint's API version the payload is shaped in (may be ``None``).
-        object: ``data.object``: the Stripe object as plain JSON values.
-        previous_attributes: ``data.previous_attributes`` (``*.updated`` events), or ``None``.
-    """
-
-    id: str
-    type: str
-    created: int
-    livemode: bool
-    api_version: str | None
-    object: Mapping[str, Any]
-    previous_attributes: Mapping[str, Any] | None = None
-
-    @property
-    def created_at(self) -> datetime:
-        """``created`` as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.created, tz=timezone.utc)
+_E = TypeVar("_E", bound=HookEvent)
 
 
-def parse_event(payload: bytes, *, livemode: bool | None = None) -> WebhookEvent:
-    """Parse a (verified) event body into a :class:`WebhookEvent`.
-
-    Raises :class:`~billingkit.errors.WebhookPayloadError` for a body that is not JSON, not
-    an object, lacks a string ``id``/``type``, a positive integer ``created`` or a
-    ``data.object`` object, or whose ``livemode`` differs from ``livemode`` (when given).
-    """
-    try:
-        body = json.loads(payload)
-    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError
-        raise WebhookPayloadError("body is not valid JSON") from None
-    if type(body) is not dict:
-        raise WebhookPayloadError("body is not a JSON object")
-    event_id = body.get("id")
-    event_type = body.get("type")
-    if type(event_id) is not str or not event_id:
-        raise WebhookPayloadError("event has no id")
-    if type(event_type) is not str or not event_type:
-        raise WebhookPayloadError("event has no type")
-    if body.get("object", "event") != "event":
-        raise WebhookPayloadError("body is not an event object")
-    created = body.get("created")
-    if type(created) is not int or created <= 0:
-        raise WebhookPayloadError("event has no valid created timestamp")
-    mode = body.get("livemode", False)
-    if type(mode) is not bool:
-        raise WebhookPayloadError("event livemode is not a boolean")
-    if livemode is not None and mode is not livemode:
-        expected = "live" if livemode else "test"
-        raise WebhookPayloadError(f"event is not a {expected}-mode event")
-    api_version = body.get("api_version")
-    if api_version is not None and type(api_version) is not str:
-        raise WebhookPayloadError("event api_version is not a string")
-    data = body.get("data")
-    if type(data) is not dict:
-        raise WebhookPayloadError("event has no data object")
-    obj = data.get("object")
-    if type(obj) is not dict:
-        raise WebhookPayloadError("event has no data.object")
-    previous = data.get("previous_attributes")
-    if previous is not None and type(previous) is not dict:
-        raise WebhookPayloadError("event data.previous_attributes is not an object")
-    return WebhookEvent(event_id, event_type, created, mode, api_version, obj, previous)
-
-
-class WebhookProcessor(HookRegistry):
+class WebhookProcessor:
     """Verifies, records and applies Stripe webhooks; tells the app through hooks.
 
     Args:
-        config: secrets (``webhook_secrets``; at least one), tolerance, maximum body size and
-            livemode come from here.
+        config: secrets (``webhook_secrets``; at least one), tolerance, maximum body size,
+            livemode and the access policy (which statuses count as activated) come from here.
         gateway: used only to re-fetch a subscription on a same-second tie.
         repository: where the ledger and state live.
         catalog: resolves plan keys and is invalidated by ``price.*``/``product.*`` events
@@ -181,7 +102,7 @@ class WebhookProcessor(HookRegistry):
 
     Raises :class:`~billingkit.errors.ConfigurationError` without a webhook secret: there is
     no way to switch verification off. Safe to share across threads once hooks are
-    registered (:meth:`on`, inherited from :class:`~billingkit.services.hooks.HookRegistry`).
+    registered (:meth:`on`).
     """
 
     def __init__(
@@ -193,7 +114,6 @@ class WebhookProcessor(HookRegistry):
         catalog: WebhookCatalog,
         clock: Clock = system_clock,
     ) -> None:
-        super().__init__()
         secrets = tuple(config.secret_values())
         if not secrets:
             raise ConfigurationError(
@@ -203,10 +123,30 @@ class WebhookProcessor(HookRegistry):
         self._tolerance = config.webhook_tolerance_seconds
         self._max_bytes = config.webhook_max_body_bytes
         self._livemode = config.livemode
+        self._access = config.access
         self._repository = repository
         self._gateway = gateway
         self._catalog = catalog
-        self._clock = clock
+        self._clock = require_aware_clock(clock)
+        self._hooks = HookRegistry()
+
+    @property
+    def hooks(self) -> HookRegistry:
+        """The :class:`~billingkit.services.hooks.HookRegistry` handlers tell things to."""
+        return self._hooks
+
+    @overload
+    def on(self, kind: type[_E], callback: Callable[[_E], object]) -> Callable[[_E], object]: ...
+    @overload
+    def on(self, kind: str, callback: Callable[[Any], object]) -> Callable[[Any], object]: ...
+
+    def on(self, kind: Any, callback: Any) -> Any:
+        """Register a hook: ``kind`` is an event class or its kind string (``HookKind``).
+
+        Same as :meth:`HookRegistry.on <billingkit.services.hooks.HookRegistry.on>` on
+        :attr:`hooks`; returns ``callback``.
+        """
+        return self._hooks.on(kind, callback)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(secrets=<{len(self._secrets)} hidden>)"
@@ -303,7 +243,9 @@ class WebhookProcessor(HookRegistry):
                 if handler is None:
                     status = EventStatus.IGNORED
                 else:
-                    context = HandlerContext(uow, event, self._gateway, self._catalog, self)
+                    context = HandlerContext(
+                        uow, event, self._gateway, self._catalog, self._hooks, self._access
+                    )
                     status = handler(context)
                 uow.finish_event(event.id, status, processed_at=now)
         except Exception as exc:

@@ -10,7 +10,14 @@ from typing import Any
 
 from billingkit.adapters.memory import InMemoryRepository
 from billingkit.config import BillingConfig
-from billingkit.domain import Interval, PlanDefinition, Price, Subscription
+from billingkit.domain import (
+    CheckoutRecord,
+    CustomerLink,
+    Interval,
+    PlanDefinition,
+    Price,
+    Subscription,
+)
 from billingkit.ports import (
     CheckoutSession,
     CheckoutSessionRequest,
@@ -19,10 +26,11 @@ from billingkit.ports import (
     StripeGateway,
 )
 from billingkit.services.catalog import PlanCatalog
+from billingkit.services.hooks import HookEvent, HookKind
 from billingkit.services.webhooks import WebhookProcessor
 from billingkit.testing import build_event, sign_payload
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
+FIXTURES = Path(__file__).parents[2] / "fixtures"
 STRIPE = FIXTURES / "stripe"
 DERIVED = FIXTURES / "derived" / "webhooks"
 SECRET = "whsec_test_secret_primary"
@@ -184,3 +192,41 @@ class Harness:
     def stored_subscription(self, subscription_id: str) -> Subscription | None:
         with self.repository.unit_of_work() as uow:
             return uow.get_subscription(subscription_id)
+
+
+# --------------------------------------------------------------------------- handler tests
+
+#: The API eras of the OpenAPI fixtures.
+ERAS = [
+    "2017-09-20_bb581d37",
+    "2020-09-02_dd1cdfcd",
+    "2025-02-14_b819eedc",
+    "2025-03-25_1ef159c3",
+    "2026-07-29_f0758b15",
+]
+
+
+def recorder(h: Harness) -> list[HookEvent]:
+    """Record every hook event the harness's processor emits."""
+    seen: list[HookEvent] = []
+    for kind in HookKind:
+        h.processor.on(kind, seen.append)
+    return seen
+
+
+def link(h: Harness, user_id: str, customer_id: str) -> None:
+    """Link ``user_id`` to ``customer_id`` in the harness's repository."""
+    with h.repository.unit_of_work() as uow:
+        uow.link_customer(CustomerLink(user_id=user_id, customer_id=customer_id))
+
+
+def checkout_record(session_id: str, user_id: str, **changes: Any) -> CheckoutRecord:
+    """A stored checkout record (plan ``basic``, monthly) for ``session_id``."""
+    fields: dict[str, Any] = {
+        "plan_key": "basic",
+        "interval": Interval.MONTH,
+        "mode": "subscription",
+        "created_at": NOW,
+        **changes,
+    }
+    return CheckoutRecord(session_id=session_id, user_id=user_id, **fields)

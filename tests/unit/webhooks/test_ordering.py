@@ -15,10 +15,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from webhook_support import Harness, SubscriptionGateway, load
 
 from billingkit.services.webhooks import WebhookOutcome
 from billingkit.stripe_objects import subscription_from_stripe
+
+from .webhook_support import Harness, SubscriptionGateway, load
 
 BASE = load("openapi/2026-07-29_f0758b15/subscription.json")
 DAY = 86_400

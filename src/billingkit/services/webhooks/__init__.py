@@ -1,0 +1,27 @@
+"""Stripe webhooks: the processor, the parsed event, the handlers by event family.
+
+* :mod:`.event` — :class:`WebhookEvent`, :func:`parse_event`;
+* :mod:`.processor` — :class:`WebhookProcessor` and its results;
+* :mod:`.registry` — :data:`HANDLERS`, event type -> handler;
+* :mod:`.handlers` — one module per family: ``subscriptions``, ``checkout``, ``invoices``,
+  ``customers``, ``catalog``.
+
+Guide: ``docs/webhooks.md``.
+"""
+
+from billingkit.services.webhooks.event import WebhookEvent, parse_event
+from billingkit.services.webhooks.processor import (
+    WebhookOutcome,
+    WebhookProcessor,
+    WebhookResponse,
+    WebhookResult,
+)
+
+__all__ = [
+    "WebhookEvent",
+    "WebhookOutcome",
+    "WebhookProcessor",
+    "WebhookResponse",
+    "WebhookResult",
+    "parse_event",
+]

@@ -1,0 +1,52 @@
+"""Stripe event type -> handler: :data:`HANDLERS`, the only dispatch table.
+
+No lookup by name or prefix: a type missing here is recorded as ``ignored``. The handlers
+live in :mod:`billingkit.services.webhooks.handlers`, one module per event family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from billingkit.services.webhooks.handlers import Handler
+from billingkit.services.webhooks.handlers.catalog import catalog_changed
+from billingkit.services.webhooks.handlers.checkout import checkout_event
+from billingkit.services.webhooks.handlers.customers import customer_deleted, customer_updated
+from billingkit.services.webhooks.handlers.invoices import (
+    invoice_action_required,
+    invoice_payment_failed,
+    invoice_recorded,
+)
+from billingkit.services.webhooks.handlers.subscriptions import subscription_event
+
+__all__ = ["HANDLERS"]
+
+#: Stripe event type -> handler.
+HANDLERS: Mapping[str, Handler] = {
+    "checkout.session.completed": checkout_event,
+    "checkout.session.async_payment_succeeded": checkout_event,
+    "checkout.session.async_payment_failed": checkout_event,
+    "checkout.session.expired": checkout_event,
+    "customer.subscription.created": subscription_event,
+    "customer.subscription.updated": subscription_event,
+    "customer.subscription.deleted": subscription_event,
+    "customer.subscription.paused": subscription_event,
+    "customer.subscription.resumed": subscription_event,
+    "customer.subscription.pending_update_applied": subscription_event,
+    "customer.subscription.trial_will_end": subscription_event,
+    "invoice.paid": invoice_recorded,
+    "invoice.payment_succeeded": invoice_recorded,
+    "invoice.payment_failed": invoice_payment_failed,
+    "invoice.payment_action_required": invoice_action_required,
+    "customer.updated": customer_updated,
+    "customer.deleted": customer_deleted,
+    "price.created": catalog_changed,
+    "price.updated": catalog_changed,
+    "price.deleted": catalog_changed,
+    "plan.created": catalog_changed,
+    "plan.updated": catalog_changed,
+    "plan.deleted": catalog_changed,
+    "product.created": catalog_changed,
+    "product.updated": catalog_changed,
+    "product.deleted": catalog_changed,
+}
