@@ -32,7 +32,7 @@ API = "https://api.stripe.com"
 API_VERSION = "2026-10-28.endive"  # stripe 16.1.0's pinned version
 NOW = 1785312000  # 2026-07-29T08:00:00Z, when these scenarios "happened"
 
-CATALOG = [
+CATALOG: list[dict[str, Any]] = [
     {
         "lookup_key": "billingkit_test_pro_month",
         "product_name": "billingkit test Pro",
@@ -55,7 +55,7 @@ CATALOG = [
         "interval": "one_time",
     },
 ]
-RECORDED = {
+RECORDED: dict[str, Any] = {
     "run_id": "built",
     "prices": {
         "billingkit_test_pro_month": "price_1PgafmB7WZ01zgkW6dKueIc5",
@@ -71,7 +71,7 @@ RECORDED = {
     "deleted_customer_id": "cus_QXg1DeletedBk0001",
     "subscription_id": "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw",
 }
-SYNTHETIC = {
+SYNTHETIC: dict[str, str] = {
     "customer_id": "cus_QXg1SyntheticBk01",
     "subscription_id": "sub_1Pgc6rB7WZ01zgkWSynth001",
     "session_id": "cs_test_a1SyntheticCompletedBk0000000000000000000000000000000001",

@@ -307,7 +307,7 @@ def deliver(
     processor = build_processor(repository, final)
     # Count every application of a handler, inside the event's unit of work. Patching the
     # module global is fine here: this runs in a worker process of its own.
-    webhooks.HANDLERS = counted_handlers(repository)  # type: ignore[misc]
+    webhooks.HANDLERS = counted_handlers(repository)  # type: ignore[attr-defined]
     tally: Counter[str] = Counter()
     try:
         for body, signature in deliveries:

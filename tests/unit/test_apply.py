@@ -28,7 +28,7 @@ BASE = load("openapi/2026-07-29_f0758b15/subscription.json")
 
 
 def sub_obj(status: str, *, price: str = "price_basic_month") -> dict[str, Any]:
-    obj = copy.deepcopy(BASE)
+    obj: dict[str, Any] = copy.deepcopy(BASE)
     obj.update(id=SESSION["subscription"], customer=SESSION["customer"], status=status)
     obj["items"]["data"][0]["price"] = {**obj["items"]["data"][0]["price"], "id": price}
     return obj
@@ -116,7 +116,8 @@ def test_fetched_state_is_not_regressed_by_an_older_event() -> None:
     # From here on, ordinary watermark rules: a newer event wins without any call.
     newer = h.event("customer.subscription.updated", sub_obj("past_due"), created=created + 5)
     h.deliver(newer)
-    assert h.stored_subscription(SESSION["subscription"]).status.value == "past_due"
+    stored = h.stored_subscription(SESSION["subscription"])
+    assert stored is not None and stored.status.value == "past_due"
     assert gateway.retrieved == [SESSION["subscription"]]
 
 

@@ -44,11 +44,11 @@ def test_money_formats_in_the_currency_minor_unit(amount: int, currency: str, te
 
 def test_money_refuses_floats_and_numeric_strings() -> None:
     with pytest.raises(ValidationError):
-        Money(amount=19.99, currency="usd")  # type: ignore[arg-type]
+        Money(amount=19.99, currency="usd")
     with pytest.raises(ValidationError):
-        Money(amount=20.0, currency="usd")  # type: ignore[arg-type]
+        Money(amount=20.0, currency="usd")
     with pytest.raises(ValidationError):
-        Money(amount="2000", currency="usd")  # type: ignore[arg-type]
+        Money(amount="2000", currency="usd")
 
 
 def test_money_normalises_currency_and_refuses_bad_codes() -> None:
@@ -67,7 +67,7 @@ def test_money_arithmetic_is_exact_and_currency_checked() -> None:
     with pytest.raises(TypeError):
         Money(amount=1, currency="usd") * 1.5  # type: ignore[operator]
     with pytest.raises(TypeError):
-        Money(amount=1, currency="usd") + 1  # type: ignore[operator]
+        Money(amount=1, currency="usd") + 1
 
 
 def test_money_is_frozen_and_hashable() -> None:

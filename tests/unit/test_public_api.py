@@ -101,7 +101,7 @@ def test_every_public_name_resolves_and_is_documented() -> None:
 
 def test_unknown_attribute_raises_attribute_error() -> None:
     try:
-        billingkit.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+        billingkit.NoSuchThing  # noqa: B018
     except AttributeError as exc:
         assert "NoSuchThing" in str(exc)
     else:
@@ -137,7 +137,9 @@ def test_only_the_sdk_adapter_imports_stripe_and_only_its_package_sqlalchemy() -
         if "stripe" in roots:
             assert relative == "adapters/stripe_sdk.py", relative
         if roots & {"sqlalchemy", "alembic"}:
-            assert relative.startswith("adapters/sqlalchemy/"), relative
+            # `billingkit migrate --check/--sql` reads revisions through Alembic's API.
+            cli_alembic = relative == "cli/migrate.py" and "sqlalchemy" not in roots
+            assert relative.startswith("adapters/sqlalchemy/") or cli_alembic, relative
         # Only contrib/<x> imports framework <x> (werkzeug is Flask's, starlette FastAPI's).
         for framework, owner in _FRAMEWORKS.items():
             if framework in roots:
