@@ -1252,8 +1252,8 @@ class RepositoryContract:
 
     def test_a_unit_of_work_is_entered_once(self, repository: Repository) -> None:
         unit = repository.unit_of_work()
-        with unit:
-            unit.save_subscription(make_subscription())
+        with unit as uow:
+            uow.save_subscription(make_subscription())
         with pytest.raises(RepositoryError, match="once"), unit:
             pass
         # nothing was left open or locked by the refused second entry
@@ -1263,6 +1263,7 @@ class RepositoryContract:
         self, repository: Repository
     ) -> None:
         unit = repository.unit_of_work()
+        assert isinstance(unit, UnitOfWork)  # every adapter's unit of work is its own manager
         with pytest.raises(RepositoryError, match="before"):
             unit.get_subscription("sub_1")
 

@@ -63,7 +63,7 @@ def _saved(repository: InMemoryRepository) -> bool:
 
 
 def test_a_normal_exit_commits_then_releases() -> None:
-    repository, calls = InMemoryRepository(), []
+    repository, calls = InMemoryRepository(), list[str]()
     with _Recording(repository, calls) as uow:
         uow.save_subscription(make_subscription())
     assert calls == ["_begin", "_commit", "_release"]
@@ -71,7 +71,7 @@ def test_a_normal_exit_commits_then_releases() -> None:
 
 
 def test_an_exception_rolls_back_then_releases() -> None:
-    repository, calls = InMemoryRepository(), []
+    repository, calls = InMemoryRepository(), list[str]()
     with pytest.raises(_BlockError), _Recording(repository, calls) as uow:
         uow.save_subscription(make_subscription())
         raise _BlockError
@@ -80,7 +80,7 @@ def test_an_exception_rolls_back_then_releases() -> None:
 
 
 def test_a_failing_rollback_does_not_hide_the_blocks_exception() -> None:
-    repository, calls = InMemoryRepository(), []
+    repository, calls = InMemoryRepository(), list[str]()
     with pytest.raises(_BlockError), _Recording(repository, calls, fail="_rollback"):
         raise _BlockError
     assert calls == ["_begin", "_rollback", "_release"]
@@ -90,7 +90,7 @@ def test_a_failing_rollback_does_not_hide_the_blocks_exception() -> None:
 
 
 def test_a_failing_commit_raises_and_still_releases() -> None:
-    repository, calls = InMemoryRepository(), []
+    repository, calls = InMemoryRepository(), list[str]()
     unit = _Recording(repository, calls, fail="_commit")
     with pytest.raises(_Failure), unit:
         pass
@@ -102,7 +102,7 @@ def test_a_failing_commit_raises_and_still_releases() -> None:
 
 
 def test_a_failing_begin_leaves_nothing_held() -> None:
-    repository, calls = InMemoryRepository(), []
+    repository, calls = InMemoryRepository(), list[str]()
     unit = _Recording(repository, calls, fail="_begin")
     with pytest.raises(_Failure), unit:
         pass
@@ -115,14 +115,14 @@ def test_a_failing_begin_leaves_nothing_held() -> None:
 
 
 def test_a_refused_nested_unit_of_work_never_begins() -> None:
-    repository, calls = InMemoryRepository(), []
+    repository, calls = InMemoryRepository(), list[str]()
     with repository.unit_of_work(), pytest.raises(RepositoryError, match="nested"):
         _Recording(repository, calls).__enter__()
     assert calls == []
 
 
 def test_nesting_is_tracked_per_thread() -> None:
-    repository, calls = InMemoryRepository(), []
+    repository, calls = InMemoryRepository(), list[str]()
     raised: list[BaseException] = []
 
     def other_thread() -> None:
