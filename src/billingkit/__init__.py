@@ -55,7 +55,7 @@ from billingkit.errors import (
     WebhookPayloadError,
     WebhookVerificationError,
 )
-from billingkit.ports import Repository, StripeGateway, UnitOfWork
+from billingkit.ports import Repository, StripeGateway, UnitOfWork, UnitOfWorkBase
 from billingkit.services.catalog import PlanCatalog
 from billingkit.services.checkout import CheckoutConfirmation, CheckoutService, CheckoutStart
 from billingkit.services.customers import BillingDetails, CustomerDetails
@@ -153,6 +153,7 @@ __all__ = [
     "SubscriptionStatus",
     "TrialWillEnd",
     "UnitOfWork",
+    "UnitOfWorkBase",
     "UnknownPlanError",
     "WebhookError",
     "WebhookOutcome",

@@ -4,7 +4,8 @@
   one) and ``billingkit.testing.FakeStripeGateway``.
 * :class:`Repository` — everything that persists, through an explicit :class:`UnitOfWork`
   (one transaction that commits or rolls back as a whole). Adapters: ``InMemoryRepository``
-  (the reference semantics) and ``SqlAlchemyRepository``.
+  (the reference semantics) and ``SqlAlchemyRepository``; :class:`UnitOfWorkBase` gives a
+  new adapter the unit-of-work lifecycle, so it only writes its transaction calls and queries.
 
 Gateways return billingkit's own values, never SDK objects, and raise only the
 :class:`~billingkit.errors.GatewayError` tree. Repositories raise only the
@@ -14,14 +15,19 @@ Gateways return billingkit's own values, never SDK objects, and raise only the
 from __future__ import annotations
 
 import abc
+import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import Literal
+from threading import get_ident
+from types import TracebackType
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
+from typing_extensions import Self
 
 from billingkit.domain import (
     CheckoutRecord,
@@ -35,7 +41,7 @@ from billingkit.domain import (
     Value,
 )
 from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome
-from billingkit.errors import ConfigurationError
+from billingkit.errors import ConfigurationError, RepositoryError
 
 __all__ = [
     "FETCHED_WATERMARK",
@@ -60,6 +66,7 @@ __all__ = [
     "SubscriptionUpdate",
     "SubscriptionUpdateResult",
     "UnitOfWork",
+    "UnitOfWorkBase",
     "require_aware_clock",
     "system_clock",
 ]
@@ -572,9 +579,7 @@ class UnitOfWork(abc.ABC):
         """
 
     @abc.abstractmethod
-    def finish_event(
-        self, event_id: str, status: EventStatus, *, processed_at: datetime
-    ) -> None:
+    def finish_event(self, event_id: str, status: EventStatus, *, processed_at: datetime) -> None:
         """Set the final status (processed, ignored or stale) of a claimed event."""
 
     @abc.abstractmethod
@@ -606,3 +611,198 @@ class Repository(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections or other resources; the default does nothing."""
+
+
+# --------------------------------------------------------------------------- adapter base
+
+#: Lifecycle states of a :class:`UnitOfWorkBase`: created, inside its ``with`` block, exited.
+_NEW, _OPEN, _CLOSED = 0, 1, 2
+
+#: Characters no database stores in a text column: NUL (PostgreSQL refuses it) and lone
+#: surrogates (not encodable in UTF-8, so every driver refuses them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+#: ``(id(scope), thread ident)`` of every open unit of work: a thread holds at most one per
+#: scope (set operations are atomic under the GIL; each key is only ever added or removed by
+#: its own thread).
+_HELD: set[tuple[int, int]] = set()
+#: The storage limits (see ``UnitOfWorkBase``).
+_MAX_ID_CHARS = 255
+_MAX_TEXT_CHARS = 16_000
+
+
+class UnitOfWorkBase(UnitOfWork):
+    """The unit-of-work lifecycle, written once; an adapter adds its transaction and queries.
+
+    A template method (as in *Architecture Patterns with Python*): ``__enter__`` and
+    ``__exit__`` live here and call the adapter's :meth:`_begin`, then :meth:`_commit` when
+    the ``with`` block exits normally or :meth:`_rollback` when it raises (any exception,
+    ``KeyboardInterrupt`` included), then :meth:`_release`. The base enforces the rules of
+    use every repository shares, with the same :class:`~billingkit.errors.RepositoryError`
+    messages:
+
+    * a unit of work is entered once;
+    * it is used only inside its ``with`` block, by the thread that entered it — every port
+      method starts with :meth:`_check`;
+    * units of work do not nest: entering one while this thread holds another one of the
+      same *scope* (the object passed to ``__init__``, normally the repository) is refused
+      before :meth:`_begin` runs (waiting could deadlock, and silently joining the outer
+      transaction would hide a design error);
+    * an error raised by :meth:`_rollback` is suppressed: the block's own exception is the
+      one that propagates.
+
+    It also gives the ledger writes their storage rule (:meth:`_storable_id`,
+    :meth:`_storable_text`), so a failure can always be recorded.
+
+    A minimal third-party adapter (``mydb`` stands for any database client)::
+
+        from billingkit.ports import Repository, UnitOfWorkBase
+
+
+        class MyDbRepository(Repository):
+            def __init__(self, pool: mydb.Pool) -> None:
+                self.pool = pool
+
+            def unit_of_work(self) -> MyDbUnitOfWork:
+                return MyDbUnitOfWork(self)
+
+
+        class MyDbUnitOfWork(UnitOfWorkBase):
+            def __init__(self, repository: MyDbRepository) -> None:
+                super().__init__(repository)  # nesting is refused per repository
+                self._pool = repository.pool
+
+            def _begin(self) -> None:
+                self._tx = self._pool.transaction()
+
+            def _commit(self) -> None:
+                self._tx.commit()
+
+            def _rollback(self) -> None:
+                self._tx.rollback()
+
+            def get_subscription(self, subscription_id: str) -> Subscription | None:
+                self._check()
+                row = self._tx.fetch_one("SELECT ... WHERE id = ?", subscription_id)
+                return None if row is None else Subscription.model_validate(row)
+
+            ...  # the other UnitOfWork methods: queries only
+
+    Run ``tests/contract/``'s suite against it to check it keeps the port's promises.
+    """
+
+    __slots__ = ("_owner", "_scope", "_state")
+
+    #: The longest id the SQL schemas store (``VARCHAR(255)``; Stripe's own limit).
+    MAX_ID_CHARS: ClassVar[int] = _MAX_ID_CHARS
+    #: The longest event type stored, like ids.
+    MAX_TYPE_CHARS: ClassVar[int] = _MAX_ID_CHARS
+    #: The longest ``last_error`` stored: 16,000 characters are at most 64,000 bytes of
+    #: UTF-8, within MySQL's ``TEXT``.
+    MAX_ERROR_CHARS: ClassVar[int] = _MAX_TEXT_CHARS
+
+    def __init__(self, scope: object) -> None:
+        """Start a unit of work of ``scope``; one per thread and scope may be open at a time."""
+        self._scope = scope
+        self._state = _NEW
+        self._owner: int | None = None
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Self:
+        if self._state != _NEW:
+            raise RepositoryError("a unit of work can be entered only once")
+        me = get_ident()
+        key = (id(self._scope), me)
+        if key in _HELD:
+            raise RepositoryError(
+                "nested unit of work: this thread already holds a unit of work of this "
+                "repository; finish it before opening another one"
+            )
+        self._begin()
+        _HELD.add(key)
+        self._state = _OPEN
+        self._owner = me
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._state != _OPEN:
+            return
+        try:
+            if exc_type is None:
+                self._commit()
+            else:
+                with suppress(Exception):
+                    self._rollback()
+        finally:
+            _HELD.discard((id(self._scope), self._owner))
+            self._state = _CLOSED
+            self._owner = None
+            self._release()
+
+    def _check(self) -> None:
+        """Raise :class:`~billingkit.errors.RepositoryError` unless usable here and now.
+
+        Usable means: inside the ``with`` block, on the thread that entered it. Call it
+        first in every port method.
+        """
+        if self._owner != get_ident():
+            if self._state == _NEW:
+                raise RepositoryError("unit of work used before its with block was entered")
+            if self._state == _CLOSED:
+                raise RepositoryError("unit of work used after its with block exited")
+            raise RepositoryError("unit of work used from another thread than its owner")
+
+    # -------------------------------------------------------------------- adapter hooks
+
+    @abc.abstractmethod
+    def _begin(self) -> None:
+        """Start the transaction; if this raises, it must leave nothing to release."""
+
+    @abc.abstractmethod
+    def _commit(self) -> None:
+        """Make the block's writes durable (the block exited normally)."""
+
+    @abc.abstractmethod
+    def _rollback(self) -> None:
+        """Undo the block's writes (the block raised)."""
+
+    def _release(self) -> None:
+        """Return what :meth:`_begin` took (a connection, a lock); runs after every exit.
+
+        Called once after :meth:`_commit` or :meth:`_rollback`, even when they raise.
+        """
+
+    # ------------------------------------------------------------- ledger storage rule
+
+    @staticmethod
+    def _storable_id(value: str) -> str:
+        """The ledger id under which ``value`` is stored: ``value`` itself when storable.
+
+        A storable id has at most :attr:`MAX_ID_CHARS` characters, none of them NUL or a
+        lone surrogate (every real Stripe id). Any other id becomes its cleaned prefix plus
+        ``~`` and a SHA-256 digest of the whole id: storable, distinct for distinct ids, and
+        the same on every call, so claiming, finishing, failing and reading an event agree.
+        """
+        if len(value) <= _MAX_ID_CHARS and (
+            "\x00" not in value if value.isascii() else _UNSTORABLE.search(value) is None
+        ):
+            return value
+        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+        prefix = _UNSTORABLE.sub("\ufffd", value[: _MAX_ID_CHARS - len(digest) - 1])
+        return f"{prefix}~{digest}"
+
+    @staticmethod
+    def _storable_text(value: str, limit: int) -> str:
+        """``value`` with NUL and lone surrogates replaced by U+FFFD, cut to ``limit`` chars."""
+        if len(value) <= limit and (
+            "\x00" not in value if value.isascii() else _UNSTORABLE.search(value) is None
+        ):
+            return value
+        return _UNSTORABLE.sub("\ufffd", value[:limit])

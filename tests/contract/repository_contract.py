@@ -46,6 +46,15 @@ Rules this suite pins beyond the port docstrings (so all adapters agree):
   ``created_at`` strictly after ``created_after`` and breaks ties by the larger session id;
 * datetimes come back aware and equal to what was stored, to the microsecond; watermarks
   beyond 2**31 fit; payload bytes come back byte for byte; text is full Unicode.
+* the rules of use of :class:`~billingkit.ports.UnitOfWorkBase`: a unit of work is entered
+  once, is usable only inside its block and by the thread that entered it, and units of work
+  of one repository do not nest on one thread (all ``RepositoryError``);
+* a failure can always be recorded (the ledger storage rule of ``UnitOfWorkBase``):
+  ``last_error`` and the event type are stored with NUL and lone surrogates replaced by
+  U+FFFD and cut to 16,000 and 255 characters; an id longer than 255 characters or holding
+  such characters is stored under a key of at most 255 storable characters, distinct per
+  id, by which claiming, finishing, failing and reading the event all find it. Ids within
+  the limits are stored as given.
 """
 
 from __future__ import annotations
@@ -96,9 +105,7 @@ _RETRIES = 5
 # --------------------------------------------------------------------------- value factories
 
 
-def make_link(
-    user_id: str = "user_1", customer_id: str = "cus_1", **fields: Any
-) -> CustomerLink:
+def make_link(user_id: str = "user_1", customer_id: str = "cus_1", **fields: Any) -> CustomerLink:
     """A customer link with sensible defaults."""
     return CustomerLink(user_id=user_id, customer_id=customer_id, **fields)
 
@@ -337,9 +344,12 @@ class RepositoryContract:
             assert uow.get_subscription("sub_1") is None
             assert uow.subscriptions_for_user("user_1") == []
             assert uow.get_checkout("cs_1") is None
-            assert uow.find_open_checkout(
-                user_id="user_1", request_key="rk_1", created_after=T0 - timedelta(days=1)
-            ) is None
+            assert (
+                uow.find_open_checkout(
+                    user_id="user_1", request_key="rk_1", created_after=T0 - timedelta(days=1)
+                )
+                is None
+            )
             assert uow.get_event("evt_1") is None
             assert uow.get_event("evt_2") is None
             assert uow.list_events() == []
@@ -371,9 +381,12 @@ class RepositoryContract:
             assert uow.update_customer(make_link(email="new@example.com", watermark=20)) is (
                 SaveOutcome.WRITTEN
             )
-            assert uow.save_subscription(
-                make_subscription(watermark=20, status=SubscriptionStatus.PAST_DUE)
-            ) is SaveOutcome.WRITTEN
+            assert (
+                uow.save_subscription(
+                    make_subscription(watermark=20, status=SubscriptionStatus.PAST_DUE)
+                )
+                is SaveOutcome.WRITTEN
+            )
             uow.save_checkout(make_checkout(status="complete", subscription_id="sub_1"))
             assert uow.claim_event(make_event()) is ClaimOutcome.CLAIMED
             uow.finish_event("evt_1", EventStatus.PROCESSED, processed_at=T0)
@@ -383,9 +396,12 @@ class RepositoryContract:
             assert snapshot(uow) == before
             assert uow.get_subscription("sub_2") is None
             assert [s.id for s in uow.subscriptions_for_user("user_1")] == ["sub_1"]
-            assert uow.find_open_checkout(
-                user_id="user_1", request_key="rk_1", created_after=T0 - timedelta(days=1)
-            ) == make_checkout()
+            assert (
+                uow.find_open_checkout(
+                    user_id="user_1", request_key="rk_1", created_after=T0 - timedelta(days=1)
+                )
+                == make_checkout()
+            )
 
     def test_a_failed_unit_of_work_leaves_earlier_commits_alone(
         self, repository: Repository
@@ -414,9 +430,7 @@ class RepositoryContract:
             assert uow.customer_for_user("user_2") == make_link("user_2", "cus_2")
             assert uow.customer_by_id("cus_other") is None
 
-    def test_a_unit_of_work_cannot_be_used_after_its_block(
-        self, repository: Repository
-    ) -> None:
+    def test_a_unit_of_work_cannot_be_used_after_its_block(self, repository: Repository) -> None:
         with repository.unit_of_work() as uow:
             uow.save_subscription(make_subscription())
         with pytest.raises(RepositoryError):
@@ -502,9 +516,7 @@ class RepositoryContract:
             ClaimOutcome.DUPLICATE
         )
 
-    def test_a_pending_event_is_claimed_with_one_more_attempt(
-        self, repository: Repository
-    ) -> None:
+    def test_a_pending_event_is_claimed_with_one_more_attempt(self, repository: Repository) -> None:
         with repository.unit_of_work() as uow:
             uow.claim_event(make_event())
             uow.finish_event("evt_1", EventStatus.PENDING, processed_at=T0)
@@ -731,9 +743,7 @@ class RepositoryContract:
             watermark=watermark, quantity=2, status=SubscriptionStatus(new_status)
         )
         _write(repository, lambda uow: uow.save_subscription(first))
-        outcome = _write(
-            repository, lambda uow: uow.save_subscription(second, allow_tie=allow_tie)
-        )
+        outcome = _write(repository, lambda uow: uow.save_subscription(second, allow_tie=allow_tie))
         assert outcome is SaveOutcome(expected)
         stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
         assert stored == (second if outcome is SaveOutcome.WRITTEN else first)
@@ -815,9 +825,7 @@ class RepositoryContract:
         assert stored is not None
         assert stored.metadata == {}
 
-    def test_subscriptions_for_user_via_user_id_and_via_link(
-        self, repository: Repository
-    ) -> None:
+    def test_subscriptions_for_user_via_user_id_and_via_link(self, repository: Repository) -> None:
         with repository.unit_of_work() as uow:
             uow.link_customer(make_link("user_1", "cus_1"))
             uow.link_customer(make_link("user_2", "cus_2"))
@@ -982,9 +990,7 @@ class RepositoryContract:
             assert uow.customer_by_id("cus_1") == make_link("user_1", "cus_1", watermark=30)
             assert uow.customer_for_user("user_intruder") is None
 
-    def test_update_customer_of_an_unlinked_customer_is_stale(
-        self, repository: Repository
-    ) -> None:
+    def test_update_customer_of_an_unlinked_customer_is_stale(self, repository: Repository) -> None:
         update = make_link("user_1", "cus_unknown", email="a@example.com", watermark=50)
         assert _write(repository, lambda uow: uow.update_customer(update)) is SaveOutcome.STALE
         with repository.unit_of_work() as uow:
@@ -1190,9 +1196,7 @@ class RepositoryContract:
         assert (stored.status, stored.attempts) == (EventStatus.PROCESSING, attempts)
 
     @pytest.mark.parametrize("shared", ["user", "customer"])
-    def test_concurrent_links_store_exactly_one(
-        self, repository: Repository, shared: str
-    ) -> None:
+    def test_concurrent_links_store_exactly_one(self, repository: Repository, shared: str) -> None:
         # every thread links the same user (or customer) to a different customer (or user)
         def link(index: int) -> CustomerLink:
             if shared == "user":
@@ -1230,3 +1234,145 @@ class RepositoryContract:
         stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
         top = max(watermarks)
         assert stored == make_subscription(watermark=top, quantity=top)
+
+    # ------------------------------------------------------------------ rules of use
+
+    def test_units_of_work_of_one_repository_do_not_nest_on_one_thread(
+        self, repository: Repository
+    ) -> None:
+        with repository.unit_of_work() as outer:
+            outer.save_subscription(make_subscription("sub_outer"))
+            with pytest.raises(RepositoryError, match="nested"), repository.unit_of_work():
+                pass
+            # the outer unit of work is still usable and commits
+            outer.save_subscription(make_subscription("sub_after"))
+        with repository.unit_of_work() as uow:
+            assert uow.get_subscription("sub_outer") is not None
+            assert uow.get_subscription("sub_after") is not None
+
+    def test_a_unit_of_work_is_entered_once(self, repository: Repository) -> None:
+        unit = repository.unit_of_work()
+        with unit as uow:
+            uow.save_subscription(make_subscription())
+        with pytest.raises(RepositoryError, match="once"), unit:
+            pass
+        # nothing was left open or locked by the refused second entry
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) is not None
+
+    def test_a_unit_of_work_is_not_usable_before_it_is_entered(
+        self, repository: Repository
+    ) -> None:
+        unit = repository.unit_of_work()
+        assert isinstance(unit, UnitOfWork)  # every adapter's unit of work is its own manager
+        with pytest.raises(RepositoryError, match="before"):
+            unit.get_subscription("sub_1")
+
+    def test_a_unit_of_work_belongs_to_the_thread_that_entered_it(
+        self, repository: Repository
+    ) -> None:
+        errors: list[BaseException] = []
+
+        def use(foreign: UnitOfWork) -> None:
+            try:
+                foreign.save_subscription(make_subscription("sub_foreign"))
+            except BaseException as error:
+                errors.append(error)
+
+        with repository.unit_of_work() as uow:
+            thread = threading.Thread(target=use, args=(uow,))
+            thread.start()
+            thread.join(timeout=_JOIN_TIMEOUT)
+        assert len(errors) == 1
+        assert isinstance(errors[0], RepositoryError)
+        assert "another thread" in str(errors[0])
+        assert _read(repository, lambda uow: uow.get_subscription("sub_foreign")) is None
+
+    def test_base_exceptions_roll_back_too(self, repository: Repository) -> None:
+        with pytest.raises(KeyboardInterrupt), repository.unit_of_work() as uow:
+            uow.save_subscription(make_subscription())
+            raise KeyboardInterrupt
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) is None
+
+    # ----------------------------------------------------------- ledger storage rule
+
+    def test_a_failure_is_recorded_whatever_its_text(self, repository: Repository) -> None:
+        # NUL (PostgreSQL refuses it), a lone surrogate (no driver encodes it), and more
+        # 4-byte characters than MySQL's TEXT holds
+        error = "boom\x00 \ud800 " + "\U0001f600" * 20_000
+        expected = ("boom\ufffd \ufffd " + "\U0001f600" * 20_000)[:16_000]
+        record = make_event(type="customer.\x00" + "x" * 300)
+        failed = _write(repository, lambda uow: uow.mark_event_failed(record, error))
+        assert (failed.status, failed.attempts, failed.last_error) == (
+            EventStatus.FAILED,
+            1,
+            expected,
+        )
+        assert failed.type == ("customer.\ufffd" + "x" * 300)[:255]
+        again = _write(repository, lambda uow: uow.mark_event_failed(record, error[::-1]))
+        assert again.attempts == 2
+        assert again.last_error == error[::-1][:16_000].replace("\x00", "\ufffd").replace(
+            "\ud800", "\ufffd"
+        )
+        assert _read(repository, lambda uow: uow.get_event("evt_1")) == again
+
+    @pytest.mark.parametrize(
+        "event_id",
+        [
+            pytest.param("evt_" + "a" * 300, id="long"),
+            pytest.param("evt_\x00nul", id="nul"),
+            pytest.param("evt_\ud800surrogate", id="surrogate"),
+        ],
+    )
+    def test_an_unstorable_event_id_still_goes_through_the_ledger(
+        self, repository: Repository, event_id: str
+    ) -> None:
+        # EventRecord refuses a lone surrogate; the webhook processor builds its records
+        # without validation, so any id of a signed payload can reach the repository.
+        record = make_event(payload=b"{}").model_copy(update={"id": event_id})
+        failed = _write(repository, lambda uow: uow.mark_event_failed(record, "boom"))
+        key = failed.id
+        assert 0 < len(key) <= 255
+        assert "\x00" not in key and not any("\ud800" <= char <= "\udfff" for char in key)
+        stored = _read(repository, lambda uow: uow.get_event(event_id))
+        assert stored == failed
+        assert (stored.status, stored.attempts, stored.last_error) == (
+            EventStatus.FAILED,
+            1,
+            "boom",
+        )
+        assert _write(repository, lambda uow: uow.claim_event(record)) is ClaimOutcome.CLAIMED
+        _write(
+            repository,
+            lambda uow: uow.finish_event(event_id, EventStatus.PROCESSED, processed_at=T0),
+        )
+        assert _write(repository, lambda uow: uow.claim_event(record)) is ClaimOutcome.DUPLICATE
+        done = _read(repository, lambda uow: uow.get_event(event_id))
+        assert done is not None
+        assert (done.id, done.status, done.attempts) == (key, EventStatus.PROCESSED, 2)
+        assert _ids(_read(repository, lambda uow: uow.list_events())) == [key]
+
+    def test_unstorable_ids_sharing_a_prefix_stay_distinct(self, repository: Repository) -> None:
+        ids = ["evt_" + "a" * 300, "evt_" + "a" * 300 + "b", "evt_\x00", "evt_\ufffd"]
+        with repository.unit_of_work() as uow:
+            for event_id in ids:
+                outcome = uow.claim_event(
+                    make_event(payload=b"{}").model_copy(update={"id": event_id})
+                )
+                assert outcome is ClaimOutcome.CLAIMED
+        stored = _read(repository, lambda uow: [uow.get_event(event_id) for event_id in ids])
+        assert all(record is not None for record in stored)
+        assert len({record.id for record in stored if record is not None}) == len(ids)
+
+    def test_ids_and_types_within_the_limits_are_stored_as_given(
+        self, repository: Repository
+    ) -> None:
+        event_id = "evt_" + "\u00e9\t\U0001f600" * 83 + "xx"  # 255 characters, 4 bytes max
+        event_type = "t" * 255
+        assert len(event_id) == 255
+        record = make_event(event_id, type=event_type, payload=b"{}")
+        with repository.unit_of_work() as uow:
+            assert uow.claim_event(record) is ClaimOutcome.CLAIMED
+            uow.mark_event_failed(record, "\t\u00e9")
+        stored = _read(repository, lambda uow: uow.get_event(event_id))
+        assert stored is not None
+        assert (stored.id, stored.type, stored.last_error) == (event_id, event_type, "\t\u00e9")

@@ -10,8 +10,7 @@ import pytest
 from tests.contract.repository_contract import RepositoryContract, make_subscription
 
 from billingkit.adapters.memory import InMemoryRepository
-from billingkit.errors import RepositoryError
-from billingkit.ports import Repository, UnitOfWork
+from billingkit.ports import Repository
 
 
 class TestInMemoryRepository(RepositoryContract):
@@ -23,17 +22,7 @@ class TestInMemoryRepository(RepositoryContract):
 
 
 class TestInMemoryRulesOfUse:
-    def test_nesting_units_of_work_on_one_thread_is_refused(self) -> None:
-        repo = InMemoryRepository()
-        with repo.unit_of_work() as outer:
-            outer.save_subscription(make_subscription("sub_outer"))
-            with pytest.raises(RepositoryError, match="nested"), repo.unit_of_work():
-                pass
-            # the outer unit of work is still usable and commits
-            outer.save_subscription(make_subscription("sub_after"))
-        with repo.unit_of_work() as uow:
-            assert uow.get_subscription("sub_outer") is not None
-            assert uow.get_subscription("sub_after") is not None
+    """Beyond the contract's rules of use (moved there): nesting is per repository; waiting."""
 
     def test_units_of_work_of_two_repositories_may_nest(self) -> None:
         first, second = InMemoryRepository(), InMemoryRepository()
@@ -43,39 +32,6 @@ class TestInMemoryRulesOfUse:
         with first.unit_of_work() as a, second.unit_of_work() as b:
             assert a.get_subscription("sub_b") is None
             assert b.get_subscription("sub_a") is None
-
-    def test_a_unit_of_work_is_entered_once(self) -> None:
-        repo = InMemoryRepository()
-        unit = repo.unit_of_work()
-        with unit:
-            pass
-        with pytest.raises(RepositoryError), unit:
-            pass
-        # the repository is not left locked
-        with repo.unit_of_work() as uow:
-            assert uow.get_subscription("sub_1") is None
-
-    def test_a_unit_of_work_is_not_usable_before_it_is_entered(self) -> None:
-        unit = InMemoryRepository().unit_of_work()
-        with pytest.raises(RepositoryError, match="before"):
-            unit.get_subscription("sub_1")
-
-    def test_a_unit_of_work_belongs_to_the_thread_that_opened_it(self) -> None:
-        repo = InMemoryRepository()
-        errors: list[BaseException] = []
-
-        def use(foreign: UnitOfWork) -> None:
-            try:
-                foreign.get_subscription("sub_1")
-            except BaseException as error:
-                errors.append(error)
-
-        with repo.unit_of_work() as uow:
-            thread = threading.Thread(target=use, args=(uow,))
-            thread.start()
-            thread.join(timeout=10)
-        assert len(errors) == 1
-        assert isinstance(errors[0], RepositoryError)
 
     def test_a_second_thread_waits_for_the_open_unit_of_work(self) -> None:
         repo = InMemoryRepository()
@@ -96,14 +52,6 @@ class TestInMemoryRulesOfUse:
             uow.save_subscription(make_subscription())
         thread.join(timeout=10)
         assert seen == [make_subscription()]
-
-    def test_base_exceptions_roll_back_too(self) -> None:
-        repo = InMemoryRepository()
-        with pytest.raises(KeyboardInterrupt), repo.unit_of_work() as uow:
-            uow.save_subscription(make_subscription())
-            raise KeyboardInterrupt
-        with repo.unit_of_work() as uow:
-            assert uow.get_subscription("sub_1") is None
 
 
 def test_units_of_work_are_serializable_for_read_modify_write() -> None:

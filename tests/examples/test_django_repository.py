@@ -40,7 +40,9 @@ class TestDjangoRepositoryContract(RepositoryContract):
         from billingstore.repository import DjangoRepository
 
         clear_billing_tables(django_alias)
-        return DjangoRepository(django_alias)
+        repository = DjangoRepository(django_alias)
+        assert isinstance(repository, Repository)
+        return repository
 
 
 class _AppError(Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -104,9 +106,7 @@ def test_using_binds_a_long_lived_repository_to_an_orm_session(
         with sql_repository.using(session), sql_repository.unit_of_work() as uow:
             uow.link_customer(make_link())
             # hooks reach the same transaction through current_connection()
-            sql_repository.current_connection().execute(
-                ORDERS.insert().values(id=5, note="hook")
-            )
+            sql_repository.current_connection().execute(ORDERS.insert().values(id=5, note="hook"))
         # outside the block the repository runs its own transactions again: it cannot see
         # the session's uncommitted link on PostgreSQL/MariaDB, and on SQLite it waits for
         # the write lock, so only check after the commit
@@ -205,6 +205,44 @@ def test_construction_refuses_what_it_cannot_use() -> None:
         SqlAlchemyRepository(42)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         SqlAlchemyRepository("mssql+pyodbc://u@dsn")
+
+
+@pytest.mark.parametrize("url", ["foo://u@host/db", "postgresql+nosuchdriver://u@host/db"])
+def test_an_unknown_url_scheme_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="unknown database URL scheme") as caught:
+        create_engine(url)
+    assert "postgresql+psycopg://" in str(caught.value)
+    with pytest.raises(ConfigurationError):
+        SqlAlchemyRepository(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "module", "extra", "advice"),
+    [
+        ("postgresql+psycopg://u@127.0.0.1/db", "psycopg", "billingkit[postgres]", None),
+        ("mysql+pymysql://u@127.0.0.1/db", "pymysql", "billingkit[mysql]", None),
+        ("mariadb+pymysql://u@127.0.0.1/db", "pymysql", "billingkit[mysql]", None),
+        # drivers the extras do not install: the extra, and the URL that uses its driver
+        (
+            "postgresql+psycopg2://u@127.0.0.1/db",
+            "psycopg2",
+            "billingkit[postgres]",
+            "postgresql+psycopg",
+        ),
+        ("mysql+mysqldb://u@127.0.0.1/db", "MySQLdb", "billingkit[mysql]", "mysql+pymysql"),
+        ("mariadb+mysqldb://u@127.0.0.1/db", "MySQLdb", "billingkit[mysql]", "mariadb+pymysql"),
+    ],
+)
+def test_a_missing_driver_names_the_extra_to_install(
+    url: str, module: str, extra: str, advice: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled module looks like
+    for attempt in (create_engine, SqlAlchemyRepository):
+        with pytest.raises(ConfigurationError, match=re.escape(f'pip install "{extra}"')) as caught:
+            attempt(url)
+        assert repr(module) in str(caught.value)
+        if advice is not None:
+            assert f"use a {advice}:// URL" in str(caught.value)
 
 
 def test_the_url_password_stays_out_of_repr() -> None:

@@ -68,6 +68,7 @@ PUBLIC_API = [
     "SubscriptionStatus",
     "TrialWillEnd",
     "UnitOfWork",
+    "UnitOfWorkBase",
     "UnknownPlanError",
     "WebhookError",
     "WebhookOutcome",

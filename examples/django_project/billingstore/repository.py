@@ -18,6 +18,11 @@ How the port's guarantees map onto Django:
 * **one customer per user** = the primary key on ``customer_id`` plus ``unique=True`` on
   ``user_id``.
 
+The unit-of-work lifecycle (entered once, used by the thread that entered it, no nesting,
+commit or roll back, the misuse errors) is billingkit's :class:`~billingkit.ports.UnitOfWorkBase`:
+this module only says how to begin, commit and roll back, and holds the queries. Ledger
+writes follow the base's storage rule (``_storable_id``, ``_storable_text``).
+
 Errors are mapped to billingkit's tree: ``OperationalError`` (locked database, lost
 connection) -> :class:`~billingkit.errors.RepositoryUnavailableError` (retryable), an
 unexpected ``IntegrityError`` -> :class:`~billingkit.errors.ConflictError`, other database
@@ -31,12 +36,10 @@ failing on a lock upgrade; WAL lets readers outside units of work proceed meanwh
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import wraps
-from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
@@ -52,8 +55,15 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
+from billingkit.domain.ordering import decide_save
 from billingkit.errors import ConflictError, RepositoryError, RepositoryUnavailableError
-from billingkit.ports import FETCHED_WATERMARK, ClaimOutcome, Repository, SaveOutcome, UnitOfWork
+from billingkit.ports import (
+    FETCHED_WATERMARK,
+    ClaimOutcome,
+    Repository,
+    SaveOutcome,
+    UnitOfWorkBase,
+)
 from billingstore.models import StoredCheckout, StoredCustomer, StoredEvent, StoredSubscription
 
 __all__ = ["DjangoRepository"]
@@ -118,13 +128,6 @@ def _subscription_row(subscription: Subscription) -> dict[str, Any]:
     return row
 
 
-def _event_row(record: EventRecord, **changes: Any) -> dict[str, Any]:
-    row = record.model_dump()
-    row["status"] = EventStatus(record.status).value
-    row.update(changes)
-    return row
-
-
 def _event(values: dict[str, Any]) -> EventRecord:
     values["payload"] = bytes(values["payload"])  # memoryview on PostgreSQL
     return EventRecord.model_validate(values)
@@ -147,7 +150,6 @@ class DjangoRepository(Repository):
 
     def __init__(self, using: str = "default") -> None:
         self._alias = using
-        self._local = threading.local()
 
     @property
     def alias(self) -> str:
@@ -162,68 +164,38 @@ class DjangoRepository(Repository):
         return f"DjangoRepository(using={self._alias!r})"
 
 
-_NEW, _OPEN, _CLOSED = 0, 1, 2
-
-
-class _DjangoUnitOfWork(UnitOfWork):
+class _DjangoUnitOfWork(UnitOfWorkBase):
     """One ``transaction.atomic`` block of :class:`DjangoRepository`."""
 
     def __init__(self, repository: DjangoRepository) -> None:
-        self._repo = repository
+        super().__init__(repository)
         self._alias = repository.alias
         self._atomic: Atomic | None = None
-        self._state = _NEW
-        self._owner: int | None = None
 
     # -------------------------------------------------------------------------- lifecycle
 
-    def __enter__(self) -> _DjangoUnitOfWork:
-        if self._state != _NEW:
-            raise RepositoryError("a unit of work can be entered only once")
-        local = self._repo._local
-        if getattr(local, "open", False):
-            raise RepositoryError(
-                "nested unit of work: this thread already holds a unit of work of this "
-                "repository; finish it before opening another one"
-            )
+    def _begin(self) -> None:
         atomic = transaction.atomic(using=self._alias)
         try:
             atomic.__enter__()
         except DatabaseError as exc:
             raise _translate(exc, "begin") from exc
         self._atomic = atomic
-        local.open = True
-        self._state = _OPEN
-        self._owner = threading.get_ident()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._state != _OPEN:
-            return
-        atomic, self._atomic = self._atomic, None
-        self._state = _CLOSED
-        self._owner = None
-        self._repo._local.open = False
-        assert atomic is not None
+    def _commit(self) -> None:
+        assert self._atomic is not None
         try:
-            atomic.__exit__(exc_type, exc, traceback)  # commit, or roll back on an exception
-        except DatabaseError as error:
-            if exc_type is None:
-                raise _translate(error, "commit") from error
-            raise
+            self._atomic.__exit__(None, None, None)
+        except DatabaseError as exc:
+            raise _translate(exc, "commit") from exc
 
-    def _check(self) -> None:
-        if self._owner != threading.get_ident():
-            if self._state == _NEW:
-                raise RepositoryError("unit of work used before its with block was entered")
-            if self._state == _CLOSED:
-                raise RepositoryError("unit of work used after its with block exited")
-            raise RepositoryError("unit of work used from another thread than its owner")
+    def _rollback(self) -> None:
+        assert self._atomic is not None
+        transaction.set_rollback(True, using=self._alias)
+        self._atomic.__exit__(None, None, None)
+
+    def _release(self) -> None:
+        self._atomic = None
 
     # ------------------------------------------------------------------------ ORM helpers
 
@@ -343,7 +315,9 @@ class _DjangoUnitOfWork(UnitOfWork):
                 if self._inserted(StoredSubscription, row):
                     return SaveOutcome.WRITTEN
                 continue  # a concurrent insert won: try the conditional update on its row
-            outcome = _decide(current[0], current[1], subscription, allow_tie)
+            outcome = decide_save(
+                SubscriptionStatus(current[0]), current[1], subscription, allow_tie
+            )
             if outcome is not SaveOutcome.WRITTEN:
                 return outcome
             # The row was inserted (or replaced) by another transaction after the update
@@ -399,13 +373,25 @@ class _DjangoUnitOfWork(UnitOfWork):
 
     # ----------------------------------------------------------------------- event ledger
 
+    def _event_row(self, record: EventRecord, **changes: Any) -> dict[str, Any]:
+        """The ledger row of ``record`` with ``changes``, storable (see UnitOfWorkBase)."""
+        row = record.model_dump()
+        row["id"] = self._storable_id(record.id)
+        row["type"] = self._storable_text(record.type, self.MAX_TYPE_CHARS)
+        row["status"] = EventStatus(record.status).value
+        row.update(changes)
+        if row["last_error"] is not None:
+            row["last_error"] = self._storable_text(row["last_error"], self.MAX_ERROR_CHARS)
+        return row
+
     @_operation
     def claim_event(self, record: EventRecord) -> ClaimOutcome:
-        if self._inserted(StoredEvent, _event_row(record, status=EventStatus.PROCESSING.value)):
+        row = self._event_row(record, status=EventStatus.PROCESSING.value)
+        if self._inserted(StoredEvent, row):
             return ClaimOutcome.CLAIMED
         taken = (
             self._events()
-            .filter(id=record.id, status__in=_RECLAIMABLE)
+            .filter(id=row["id"], status__in=_RECLAIMABLE)
             .update(status=EventStatus.PROCESSING.value, attempts=F("attempts") + 1)
         )
         return ClaimOutcome.CLAIMED if taken == 1 else ClaimOutcome.DUPLICATE
@@ -417,23 +403,26 @@ class _DjangoUnitOfWork(UnitOfWork):
             status = EventStatus(status)
         except ValueError:
             raise RepositoryError(f"unknown event status {status!r}") from None
-        written = self._events().filter(id=event_id).update(status=status.value, processed_at=when)
+        written = (
+            self._events()
+            .filter(id=self._storable_id(event_id))
+            .update(status=status.value, processed_at=when)
+        )
         if written != 1:
             raise RepositoryError(f"event {event_id!r} is not in the ledger")
 
     @_operation
     def mark_event_failed(self, record: EventRecord, error: str) -> EventRecord:
-        failed = EventStatus.FAILED.value
-        row = _event_row(record, status=failed, attempts=1, last_error=error)
+        row = self._event_row(record, status=EventStatus.FAILED.value, attempts=1, last_error=error)
         if not self._inserted(StoredEvent, row):
-            self._events().filter(id=record.id, status__in=_FAILABLE).update(
-                status=failed, attempts=F("attempts") + 1, last_error=error
+            self._events().filter(id=row["id"], status__in=_FAILABLE).update(
+                status=row["status"], attempts=F("attempts") + 1, last_error=row["last_error"]
             )
-        return _event(self._events().filter(id=record.id).values(*_EVENT_FIELDS).get())
+        return _event(self._events().filter(id=row["id"]).values(*_EVENT_FIELDS).get())
 
     @_operation
     def get_event(self, event_id: str) -> EventRecord | None:
-        row = self._events().filter(id=event_id).values(*_EVENT_FIELDS).first()
+        row = self._events().filter(id=self._storable_id(event_id)).values(*_EVENT_FIELDS).first()
         return None if row is None else _event(row)
 
     @_operation
@@ -446,18 +435,3 @@ class _DjangoUnitOfWork(UnitOfWork):
         if status is not None:
             query = query.filter(status=EventStatus(status).value)
         return [_event(row) for row in query.values(*_EVENT_FIELDS)[:limit]]
-
-
-def _decide(
-    stored_status: str, stored_watermark: int, new: Subscription, allow_tie: bool
-) -> SaveOutcome:
-    """The port's rule for writing ``new`` over a stored row (no row: always written)."""
-    if SubscriptionStatus(stored_status) in TERMINAL_STATUSES and (
-        new.status not in TERMINAL_STATUSES
-    ):
-        return SaveOutcome.STALE
-    if new.watermark < stored_watermark:
-        return SaveOutcome.STALE
-    if not allow_tie and stored_watermark in (new.watermark, FETCHED_WATERMARK):
-        return SaveOutcome.TIE
-    return SaveOutcome.WRITTEN

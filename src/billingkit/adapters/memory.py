@@ -10,7 +10,7 @@ acquisition plus a few dict operations per call.
 
 Stored values are billingkit's frozen value types, kept by reference (they are immutable).
 
-Rules of use:
+Rules of use (enforced by :class:`~billingkit.ports.UnitOfWorkBase`, as for every adapter):
 
 * A unit of work is entered once; using it after its ``with`` block exited, or from a thread
   other than the one that entered it, raises :class:`~billingkit.errors.RepositoryError`.
@@ -19,6 +19,9 @@ Rules of use:
   would deadlock, and silently joining the outer transaction would hide a design error).
   Record a failure *after* the failed unit of work has exited, in a fresh one.
 * Other threads opening a unit of work wait until the current one exits.
+
+Ledger entries follow the storage rule of every adapter (``UnitOfWorkBase._storable_id``
+and ``_storable_text``), so the reference agrees with the SQL databases on what is stored.
 """
 
 from __future__ import annotations
@@ -26,20 +29,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from datetime import datetime
-from threading import Lock, get_ident
-from types import TracebackType
+from threading import Lock
 from typing import Any
 
 from typing_extensions import override
 
-from billingkit.adapters._shared import (
-    CLOSED,
-    NEW,
-    OPEN,
-    aware_utc,
-    misuse_error,
-    nested_error,
-)
+from billingkit.adapters._shared import aware_utc
 from billingkit.domain import (
     CheckoutRecord,
     CustomerLink,
@@ -49,7 +44,7 @@ from billingkit.domain import (
 )
 from billingkit.domain.ordering import decide_save
 from billingkit.errors import ConflictError, RepositoryError
-from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
+from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWorkBase
 
 __all__ = ["InMemoryRepository"]
 
@@ -100,64 +95,35 @@ class InMemoryRepository(Repository):
     def __init__(self) -> None:
         self._tables = _Tables()
         self._lock = Lock()
-        self._owner: int | None = None  # thread ident holding the lock, for nesting checks
 
     @override
     def unit_of_work(self) -> _InMemoryUnitOfWork:
         """Open a serializable transaction; see the module docstring for the rules of use."""
         return _InMemoryUnitOfWork(self)
 
-    def _acquire(self) -> None:
-        me = get_ident()
-        if self._owner == me:
-            raise nested_error()
-        self._lock.acquire()
-        self._owner = me
 
-    def _release(self) -> None:
-        self._owner = None
-        self._lock.release()
+class _InMemoryUnitOfWork(UnitOfWorkBase):
+    """One transaction of :class:`InMemoryRepository`: the lock, held from begin to release."""
 
-
-class _InMemoryUnitOfWork(UnitOfWork):
-    """One transaction of :class:`InMemoryRepository`; also its own context manager."""
-
-    __slots__ = ("_journal", "_owner", "_repository", "_state", "_t")
+    __slots__ = ("_journal", "_lock", "_t")
 
     def __init__(self, repository: InMemoryRepository) -> None:
-        self._repository = repository
+        super().__init__(repository)
+        self._lock = repository._lock
         self._t = repository._tables
         self._journal: list[_UndoEntry] = []
-        self._state = NEW
-        self._owner: int | None = None
 
     # ------------------------------------------------------------------------- lifecycle
 
-    def __enter__(self) -> _InMemoryUnitOfWork:
-        if self._state != NEW:
-            raise RepositoryError("a unit of work can be entered only once")
-        self._repository._acquire()
-        self._state = OPEN
-        self._owner = get_ident()
-        return self
+    @override
+    def _begin(self) -> None:
+        self._lock.acquire()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._state != OPEN:
-            return
-        try:
-            if exc_type is not None:
-                self._rollback()
-        finally:
-            self._journal = []
-            self._state = CLOSED
-            self._owner = None
-            self._repository._release()
+    @override
+    def _commit(self) -> None:
+        pass  # every write is already in the tables
 
+    @override
     def _rollback(self) -> None:
         for table, key, previous in reversed(self._journal):
             if previous is _MISSING:
@@ -165,9 +131,10 @@ class _InMemoryUnitOfWork(UnitOfWork):
             else:
                 table[key] = previous
 
-    def _check(self) -> None:
-        if self._owner != get_ident():
-            raise misuse_error(self._state)
+    @override
+    def _release(self) -> None:
+        self._journal = []
+        self._lock.release()
 
     # ------------------------------------------------------------------- journaled writes
 
@@ -348,11 +315,17 @@ class _InMemoryUnitOfWork(UnitOfWork):
     def claim_event(self, record: EventRecord) -> ClaimOutcome:
         self._check()
         events = self._t.events
-        stored = events.get(record.id)
+        event_id = self._storable_id(record.id)
+        stored = events.get(event_id)
         if stored is None:
-            if record.status is not EventStatus.PROCESSING:
-                record = record.model_copy(update={"status": EventStatus.PROCESSING})
-            self._put(events, record.id, record)
+            if (
+                event_id is not record.id
+                or record.status is not EventStatus.PROCESSING
+                or record.last_error is not None
+                or self._storable_text(record.type, self.MAX_TYPE_CHARS) is not record.type
+            ):
+                record = self._ledger_record(record, event_id, status=EventStatus.PROCESSING)
+            self._put(events, event_id, record)
             return ClaimOutcome.CLAIMED
         if stored.status in _RECLAIMABLE:
             self._put(
@@ -366,12 +339,10 @@ class _InMemoryUnitOfWork(UnitOfWork):
         return ClaimOutcome.DUPLICATE
 
     @override
-    def finish_event(
-        self, event_id: str, status: EventStatus, *, processed_at: datetime
-    ) -> None:
+    def finish_event(self, event_id: str, status: EventStatus, *, processed_at: datetime) -> None:
         self._check()
         events = self._t.events
-        stored = events.get(event_id)
+        stored = events.get(self._storable_id(event_id))
         if stored is None:
             raise RepositoryError(f"event {event_id!r} is not in the ledger")
         when = aware_utc(processed_at, "processed_at")
@@ -381,7 +352,7 @@ class _InMemoryUnitOfWork(UnitOfWork):
             raise RepositoryError(f"unknown event status {status!r}") from None
         self._put(
             events,
-            event_id,
+            stored.id,
             stored.model_copy(update={"status": status, "processed_at": when}),
         )
 
@@ -389,10 +360,12 @@ class _InMemoryUnitOfWork(UnitOfWork):
     def mark_event_failed(self, record: EventRecord, error: str) -> EventRecord:
         self._check()
         events = self._t.events
-        stored = events.get(record.id)
+        event_id = self._storable_id(record.id)
+        error = self._storable_text(error, self.MAX_ERROR_CHARS)
+        stored = events.get(event_id)
         if stored is None:
-            failed = record.model_copy(
-                update={"status": EventStatus.FAILED, "attempts": 1, "last_error": error}
+            failed = self._ledger_record(
+                record, event_id, status=EventStatus.FAILED, attempts=1, last_error=error
             )
         elif stored.status in _FAILABLE:
             failed = stored.model_copy(
@@ -410,7 +383,21 @@ class _InMemoryUnitOfWork(UnitOfWork):
     @override
     def get_event(self, event_id: str) -> EventRecord | None:
         self._check()
-        return self._t.events.get(event_id)
+        return self._t.events.get(self._storable_id(event_id))
+
+    def _ledger_record(self, record: EventRecord, event_id: str, **changes: Any) -> EventRecord:
+        """``record`` with ``changes``, as the SQL ledgers store it (see UnitOfWorkBase)."""
+        update = {name: value for name, value in changes.items() if getattr(record, name) != value}
+        if event_id is not record.id:
+            update["id"] = event_id
+        event_type = self._storable_text(record.type, self.MAX_TYPE_CHARS)
+        if event_type is not record.type:
+            update["type"] = event_type
+        if "last_error" not in changes and record.last_error is not None:
+            last_error = self._storable_text(record.last_error, self.MAX_ERROR_CHARS)
+            if last_error is not record.last_error:
+                update["last_error"] = last_error
+        return record.model_copy(update=update) if update else record
 
     @override
     def list_events(

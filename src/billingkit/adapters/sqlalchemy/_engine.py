@@ -10,12 +10,28 @@ from sqlalchemy.pool import StaticPool
 
 from billingkit.errors import ConfigurationError
 
-__all__ = ["configure_sqlite_engine", "create_engine", "is_memory_sqlite"]
+__all__ = ["configure_sqlite_engine", "create_engine", "is_memory_sqlite", "parse_url"]
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _CONFIGURED = "_billingkit_sqlite_configured"
 #: Execution option our units of work set so SQLite's BEGIN takes the write lock at once.
 IMMEDIATE_OPTION = "billingkit_begin_immediate"
+#: Per server backend: the billingkit extra that installs its driver, and the URL scheme
+#: of that driver.
+_EXTRAS = {
+    "postgresql": ("postgres", "postgresql+psycopg"),
+    "mysql": ("mysql", "mysql+pymysql"),
+    "mariadb": ("mysql", "mariadb+pymysql"),
+}
+_SCHEMES = "sqlite://, postgresql+psycopg://, mysql+pymysql:// or mariadb+pymysql://"
+
+
+def parse_url(url: str | URL) -> URL:
+    """``url`` as a :class:`~sqlalchemy.URL`; a malformed one is a ``ConfigurationError``."""
+    try:
+        return make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+        raise ConfigurationError(f"invalid database URL: {exc}") from None
 
 
 def is_memory_sqlite(url: URL) -> bool:
@@ -47,24 +63,19 @@ def create_engine(
       dead, before anything was done in it). Pass ``pool_pre_ping=True`` if the app also
       uses this engine for its own work and wants that check there.
 
-    Extra keyword arguments go to :func:`sqlalchemy.create_engine`.
+    Extra keyword arguments go to :func:`sqlalchemy.create_engine`. A malformed URL, an
+    unknown URL scheme and a database driver that is not installed raise
+    :class:`~billingkit.errors.ConfigurationError` (naming the extra that installs the driver:
+    ``billingkit[postgres]``, ``billingkit[mysql]``).
     """
-    try:
-        parsed = make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
-        raise ConfigurationError(f"invalid database URL: {exc}") from None
+    parsed = parse_url(url)
     if busy_timeout <= 0:
         raise ConfigurationError("busy_timeout must be positive")
     if parsed.get_backend_name() != "sqlite":
         if parsed.get_backend_name() in ("mysql", "mariadb"):
             # No gap locks: concurrent first inserts of one subscription cannot deadlock.
             engine_kwargs.setdefault("isolation_level", "READ COMMITTED")
-        try:
-            return sqlalchemy.create_engine(parsed, **engine_kwargs)
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"the database driver for {parsed.drivername!r} is not installed ({exc.name})"
-            ) from None
+        return _sqlalchemy_engine(parsed, engine_kwargs)
     if sqlite_synchronous.upper() not in _SYNCHRONOUS:
         raise ConfigurationError(f"sqlite_synchronous must be one of {', '.join(_SYNCHRONOUS)}")
     connect_args = dict(engine_kwargs.pop("connect_args", {}))
@@ -72,11 +83,43 @@ def create_engine(
     if is_memory_sqlite(parsed):
         connect_args.setdefault("check_same_thread", False)
         engine_kwargs.setdefault("poolclass", StaticPool)
-    engine = sqlalchemy.create_engine(parsed, connect_args=connect_args, **engine_kwargs)
+    engine = _sqlalchemy_engine(parsed, {"connect_args": connect_args, **engine_kwargs})
     configure_sqlite_engine(
         engine, busy_timeout=busy_timeout, synchronous=sqlite_synchronous.upper()
     )
     return engine
+
+
+def _sqlalchemy_engine(url: URL, engine_kwargs: dict[str, Any]) -> Engine:
+    """:func:`sqlalchemy.create_engine`, whose setup errors become ``ConfigurationError``.
+
+    An unknown URL scheme, and a driver that is not installed (naming the billingkit extra
+    that installs one), are configuration mistakes: they are reported here, at start-up.
+    """
+    try:
+        return sqlalchemy.create_engine(url, **engine_kwargs)
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise ConfigurationError(
+            f"unknown database URL scheme {url.drivername!r}: billingkit's databases are "
+            f"reached with {_SCHEMES} URLs"
+        ) from None
+    except ImportError as exc:
+        raise ConfigurationError(_missing_driver(url, exc)) from None
+
+
+def _missing_driver(url: URL, exc: ImportError) -> str:
+    module = f" (no module {exc.name!r})" if exc.name else ""
+    message = f"the database driver for {url.drivername!r} is not installed{module}"
+    extra = _EXTRAS.get(url.get_backend_name())
+    if extra is None:
+        return message
+    name, scheme = extra
+    if url.drivername == scheme:
+        return f'{message}: pip install "billingkit[{name}]"'
+    return (
+        f'{message}: pip install "billingkit[{name}]" and use a {scheme}:// URL, '
+        "or install that driver yourself"
+    )
 
 
 def configure_sqlite_engine(
