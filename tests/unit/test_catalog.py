@@ -122,9 +122,10 @@ def test_whole_catalog_costs_one_call_cold_and_zero_warm(
         "pro": {"month": "15.00 USD", "year": "150.00 USD"},
         "team": {"month": "49.00 USD", "year": None},
     }
-    # the one call asked for every configured id and lookup key at once
+    # the one call asked for every configured id and lookup key at once; a lookup key is
+    # asked for as an id too (a legacy plan's custom id has no prefix either)
     ids, keys = gateway.list_args[0]
-    assert sorted(ids) == ["price_jpM", "price_proM", "price_teamY"]
+    assert sorted(ids) == ["price_jpM", "price_proM", "price_teamY", "pro_yearly", "team_monthly"]
     assert sorted(keys) == ["pro_yearly", "team_monthly"]
 
     for _ in range(3):
@@ -435,3 +436,32 @@ def test_a_naive_clock_is_refused_when_the_catalog_is_built(gateway: Gateway) ->
     with pytest.raises(ConfigurationError, match="timezone-aware"):
         PlanCatalog(config, gateway=gateway, clock=lambda: datetime(2026, 1, 1, 12, 0))
     assert gateway.total_calls == 0
+
+
+# ------------------------------------------------------------------------------ issue 11 item 6
+
+
+def test_an_unprefixed_reference_no_lookup_key_matches_is_taken_as_a_legacy_id(
+    gateway: Gateway,
+) -> None:
+    # Legacy Stripe plans often have custom ids without a prefix ("gold-monthly").
+    gateway.add_price(price_id="gold-monthly", amount=900, interval="month", product_name="Gold")
+    plans = (
+        *PLANS,
+        PlanDefinition(key="gold", name="Gold", order=3, prices={"month": "gold-monthly"}),
+    )
+    catalog = make_catalog(gateway, plans)
+    assert catalog.plan("gold").definition.prices[Interval.MONTH] == PriceRef(
+        lookup_key="gold-monthly"
+    )
+    assert catalog.price_for("gold", "month").id == "gold-monthly"
+    assert catalog.plan_key_for_price("gold-monthly") == "gold"
+    assert gateway.calls["list_prices"] == 1  # the one listing answered ids and keys
+
+
+def test_a_lookup_key_wins_over_a_price_whose_id_is_the_same_string(gateway: Gateway) -> None:
+    gateway.add_price(price_id="team_monthly", amount=1, interval="month")
+    catalog = make_catalog(gateway)
+    assert catalog.price_for("team", "month").id == "price_teamM"
+    assert catalog.plan_key_for_price("price_teamM") == "team"
+    assert catalog.plan_key_for_price("team_monthly") is None

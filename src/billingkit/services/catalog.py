@@ -216,8 +216,11 @@ class PlanCatalog:
         """Call Stripe once for every configured price; the caller holds the load lock."""
         generation = self._generation
         try:
+            # A reference without a price_/plan_ prefix is a lookup key, or failing that
+            # the custom id of a legacy plan: the one listing is asked for both.
             prices = self._gateway.list_prices(
-                price_ids=list(self._configured_ids), lookup_keys=list(self._configured_keys)
+                price_ids=[*self._configured_ids, *self._configured_keys],
+                lookup_keys=list(self._configured_keys),
             )
         except GatewayError as error:
             if previous is None:
@@ -260,7 +263,7 @@ class PlanCatalog:
                 found = (
                     by_id.get(ref.price_id)
                     if ref.price_id is not None
-                    else by_lookup_key.get(ref.lookup_key or "")
+                    else by_lookup_key.get(ref.lookup_key or "") or by_id.get(ref.lookup_key or "")
                 )
                 if found is None:
                     logger.warning("plan %r: %s price %s not in Stripe", key, interval.value, ref)
