@@ -1185,3 +1185,27 @@ def test_a_naive_clock_is_refused_when_the_service_is_built() -> None:
             clock=lambda: datetime(2026, 1, 1, 12, 0),
         )
     assert world.stripe.total_calls == 0
+
+
+# --------------------------------------------------------------------------- issue 11 item 10
+
+
+def _delete_customer_of(world: World, user_id: str) -> str:
+    """Delete the user's Stripe customer at Stripe and deliver what Stripe sends."""
+    link = world.link(user_id)
+    assert link is not None
+    world.deliver_events()
+    world.stripe.delete_customer(link.customer_id)
+    world.deliver_events()
+    after = world.link(user_id)
+    assert after is not None and after.deleted
+    return link.customer_id
+
+
+def test_billing_portal_for_a_deleted_customer_is_no_customer(world: World) -> None:
+    world.start()
+    _delete_customer_of(world, "u1")
+    world.stripe.reset_calls()
+    with pytest.raises(NoCustomerError):
+        world.service.open_billing_portal("u1", "https://app.example/account")
+    assert world.stripe.total_calls == 0

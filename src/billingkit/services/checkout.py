@@ -740,7 +740,8 @@ class CheckoutService:
 
         Raises:
             InvalidInputError: an empty ``user_id`` or a malformed ``return_url``.
-            NoCustomerError: the user has no Stripe customer (never started a checkout).
+            NoCustomerError: the user has no Stripe customer (never started a checkout), or
+                it was deleted at Stripe (``customer.deleted``).
             GatewayError: Stripe failed.
         """
         user_id = _require_text("user_id", user_id)
@@ -749,6 +750,10 @@ class CheckoutService:
             link = uow.customer_for_user(user_id)
         if link is None:
             raise NoCustomerError("this user has no Stripe customer yet; start a checkout first")
+        if link.deleted:
+            raise NoCustomerError(
+                "this user's Stripe customer was deleted; a new checkout creates a new one"
+            )
         portal = self._gateway.create_billing_portal_session(
             customer_id=link.customer_id, return_url=return_url
         )
