@@ -1,17 +1,19 @@
 """Signed events with wrong types and out-of-range values, on every repository.
 
 Real events of each handled type (fixtures) are delivered once to seed the repository; then
-hypothesis mutates one field of one of them (envelope fields and every field of
-``data.object`` the readers read), signs it under a fresh event id and delivers it. On the
-in-memory repository, SQLite, PostgreSQL and MariaDB alike the answer is 200 or 400, never
-500 nor an exception; a 400 names the field; and after a 400 nothing stored before changed
-(the refused event's own ledger entry aside).
+hypothesis mutates one field of one of them (the envelope, and every field of
+``data.object`` and ``data.previous_attributes`` the readers touch, found by recording their
+reads as ``tests/unit/test_stripe_objects.py`` does), signs it under a fresh event id and
+delivers it. On the in-memory repository, SQLite, PostgreSQL and MariaDB alike the answer
+is 200 or 400, never 500 nor an exception; a 400 names the field; and after a 400 nothing
+stored before changed (the refused event's own ledger entry aside).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.integration.databases import clear_tables, scratch_database
+from tests.unit.test_stripe_objects import _DELETE, BAD_VALUES, _exists, dotted, fields_touched
 
 from billingkit.adapters.memory import InMemoryRepository
 from billingkit.config import BillingConfig
@@ -28,13 +31,22 @@ from billingkit.domain import CustomerLink, Interval, PlanDefinition
 from billingkit.ports import Repository
 from billingkit.services.catalog import PlanCatalog
 from billingkit.services.webhooks import WebhookProcessor
+from billingkit.stripe_objects import (
+    checkout_session_from_stripe,
+    customer_from_stripe,
+    invoice_from_stripe,
+    invoice_subscription_id,
+    previous_price_id,
+    previous_status,
+    subscription_from_stripe,
+)
 from billingkit.testing import FakeStripeGateway, build_event, sign_payload
 
 STRIPE = Path(__file__).parents[1] / "fixtures" / "stripe"
 SECRET = "whsec_fuzz_secret"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 #: Examples per repository: the server ones are kept small so the test runs in seconds.
-EXAMPLES = {"memory": 150, "sqlite": 40, "postgres": 25, "mariadb": 25}
+EXAMPLES = {"memory": 200, "sqlite": 60, "postgres": 30, "mariadb": 30}
 
 Path_ = tuple[str | int, ...]
 
@@ -102,43 +114,59 @@ ENVELOPE: list[Path_] = [
 ]
 
 
-def _paths(value: Any, prefix: Path_) -> Iterator[Path_]:
-    """Every key path inside a JSON value (object keys and list indexes)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield (*prefix, key)
-            yield from _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value[:2]):
-            yield (*prefix, index)
-            yield from _paths(item, (*prefix, index))
+def _session(obj: Any) -> Any:
+    return checkout_session_from_stripe(obj, created_fallback=NOW)
 
 
-_DELETE = object()
-BAD_VALUES = st.sampled_from(
-    [
-        _DELETE,
-        None,
-        True,
-        0,
-        -1,
-        2**63,
-        10**20,
-        10**30,
-        253_402_300_800,
-        1e300,
-        1.5,
-        "",
-        "x",
-        "\x00",
-        "x" * 600,
-        "ÄÖÜ",
-        {},
-        [],
-        {"id": 5},
-        ["x"],
-    ]
-)
+def _invoice(obj: Any) -> Any:
+    invoice_from_stripe(obj)
+    return invoice_subscription_id(obj)
+
+
+def _previous(previous: Any) -> Any:
+    return previous_price_id(previous), previous_status(previous)
+
+
+def _reader(event_type: str) -> Any:
+    """The reader the handler of ``event_type`` applies to ``data.object`` (or ``None``)."""
+    if event_type.startswith("customer.subscription."):
+        return subscription_from_stripe
+    if event_type.startswith("checkout.session."):
+        return _session
+    if event_type in ("invoice.payment_failed", "invoice.payment_action_required"):
+        return _invoice
+    if event_type.startswith("invoice."):
+        return invoice_subscription_id
+    if event_type.startswith("customer."):
+        return customer_from_stripe
+    return None  # price.*: nothing is read
+
+
+def _fields(event_type: str, obj: dict[str, Any], previous: dict[str, Any] | None) -> list[Path_]:
+    """The envelope, and every field the readers touch (with their era fallbacks)."""
+    fields = list(ENVELOPE)
+    read = _reader(event_type)
+    if read is not None:
+        fields += [("data", "object", *path) for path in fields_touched(read, obj)]
+    if previous is not None and event_type.startswith("customer.subscription."):
+        fields += [("data", "previous_attributes", *p) for p in fields_touched(_previous, previous)]
+    return fields
+
+
+FIELDS = [_fields(kind, obj, previous) for kind, obj, previous in CASES]
+
+
+def _named(path: Path_, error: str) -> bool:
+    """Whether ``error`` names the field at ``path`` (or, for a nested one, its parent)."""
+    if len(path) > 2 and path[0] == "data":
+        inner = path[2:]
+        candidates = [inner, inner[:-1]] if len(inner) > 1 else [inner]
+        return any(dotted(c) in error or dotted(c).lstrip(".") in error for c in candidates)
+    if path in (("data", "object"), ("data", "previous_attributes")):
+        # The object replaced by another value: naming it, or the field inside it that is
+        # wrong ("subscription.id: missing"), both name the field.
+        return path[-1] in error or re.match(r"[a-z_.]+\.[\w.\[\]]+: ", error) is not None
+    return any(step in error for step in path if isinstance(step, str))
 
 
 def _mutated(event: dict[str, Any], path: Path_, value: Any) -> dict[str, Any]:
@@ -276,13 +304,14 @@ def test_signed_mutations_answer_200_or_400_naming_the_field_and_change_nothing_
     def check(data: st.DataObject) -> None:
         index = data.draw(st.integers(0, len(CASES) - 1), label="case")
         event = world.events[index]
-        fields = ENVELOPE  # the fields of data.object join when every reader checks them
-        path = data.draw(st.sampled_from(fields), label="path")
+        path = data.draw(st.sampled_from(FIELDS[index]), label="path")
         value = data.draw(BAD_VALUES, label="value")
         number = next(counter)
         event_id = f"evt_fuzz_{number}"
         # A second of its own: no same-second tie (which would re-fetch from the fake Stripe).
         fresh = {**event, "id": event_id, "created": int(NOW.timestamp()) + number}
+        if not _exists(fresh, path):
+            return  # a fallback whose parent this fixture lacks
         mutated = _mutated(fresh, path, value)
         recorded_id = mutated.get("id") if isinstance(mutated, dict) else None
         before = world.snapshot(without_event=str(recorded_id))
@@ -290,8 +319,7 @@ def test_signed_mutations_answer_200_or_400_naming_the_field_and_change_nothing_
         assert response.status in (200, 400), response.body
         if response.status == 400:
             error = json.loads(response.body)["error"]
-            named = [str(step) for step in path if isinstance(step, str)]
-            assert any(name in error for name in named), (path, error)
+            assert _named(path, error), (dotted(path), error)
             assert world.snapshot(without_event=str(recorded_id)) == before
 
     check()
