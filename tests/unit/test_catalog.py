@@ -122,10 +122,9 @@ def test_whole_catalog_costs_one_call_cold_and_zero_warm(
         "pro": {"month": "15.00 USD", "year": "150.00 USD"},
         "team": {"month": "49.00 USD", "year": None},
     }
-    # the one call asked for every configured id and lookup key at once; a lookup key is
-    # asked for as an id too (a legacy plan's custom id has no prefix either)
+    # the one call asked for every configured id and lookup key at once
     ids, keys = gateway.list_args[0]
-    assert sorted(ids) == ["price_jpM", "price_proM", "price_teamY", "pro_yearly", "team_monthly"]
+    assert sorted(ids) == ["price_jpM", "price_proM", "price_teamY"]
     assert sorted(keys) == ["pro_yearly", "team_monthly"]
 
     for _ in range(3):
@@ -456,7 +455,10 @@ def test_an_unprefixed_reference_no_lookup_key_matches_is_taken_as_a_legacy_id(
     )
     assert catalog.price_for("gold", "month").id == "gold-monthly"
     assert catalog.plan_key_for_price("gold-monthly") == "gold"
-    assert gateway.calls["list_prices"] == 1  # the one listing answered ids and keys
+    # no price has the lookup key "gold-monthly": one more call asks for it (only) by id
+    assert gateway.list_args[1:] == [(("gold-monthly",), ())]
+    catalog.plans()
+    assert gateway.calls["list_prices"] == 2  # cached like the rest
 
 
 def test_a_lookup_key_wins_over_a_price_whose_id_is_the_same_string(gateway: Gateway) -> None:

@@ -216,12 +216,16 @@ class PlanCatalog:
         """Call Stripe once for every configured price; the caller holds the load lock."""
         generation = self._generation
         try:
-            # A reference without a price_/plan_ prefix is a lookup key, or failing that
-            # the custom id of a legacy plan: the one listing is asked for both.
             prices = self._gateway.list_prices(
-                price_ids=[*self._configured_ids, *self._configured_keys],
-                lookup_keys=list(self._configured_keys),
+                price_ids=list(self._configured_ids), lookup_keys=list(self._configured_keys)
             )
+            # A reference without a price_/plan_ prefix is a lookup key or, when no price
+            # has that key, the custom id of a legacy plan: those are asked for by id, in a
+            # second call made only when some reference matched nothing.
+            seen = {price.id for price in prices} | {price.lookup_key for price in prices}
+            unmatched = [key for key in self._configured_keys if key not in seen]
+            if unmatched:
+                prices = [*prices, *self._gateway.list_prices(price_ids=unmatched)]
         except GatewayError as error:
             if previous is None:
                 self._cold_failure = (error, now + self._backoff)
