@@ -12,9 +12,10 @@ stored before changed (the refused event's own ledger entry aside).
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.integration.databases import clear_tables, scratch_database
-from tests.unit.test_stripe_objects import _DELETE, BAD_VALUES, _exists, dotted, fields_touched
 
 from billingkit.adapters.memory import InMemoryRepository
 from billingkit.config import BillingConfig
@@ -41,6 +41,17 @@ from billingkit.stripe_objects import (
     subscription_from_stripe,
 )
 from billingkit.testing import FakeStripeGateway, build_event, sign_payload
+
+#: The readers test's field recording and bad values, reused. Imported by name: mypy knows
+#: that module as ``test_stripe_objects`` (tests/unit is a root), pytest as ``tests.unit...``.
+_READERS_TEST = importlib.import_module("tests.unit.test_stripe_objects")
+_DELETE: object = _READERS_TEST._DELETE
+BAD_VALUES: st.SearchStrategy[Any] = _READERS_TEST.BAD_VALUES
+_exists: Callable[[Any, tuple[str | int, ...]], bool] = _READERS_TEST._exists
+dotted: Callable[[tuple[str | int, ...]], str] = _READERS_TEST.dotted
+fields_touched: Callable[[Any, dict[str, Any]], list[tuple[str | int, ...]]] = (
+    _READERS_TEST.fields_touched
+)
 
 STRIPE = Path(__file__).parents[1] / "fixtures" / "stripe"
 SECRET = "whsec_fuzz_secret"
