@@ -95,11 +95,11 @@ def django_postgres(django_project: Path) -> Iterator[str]:
 
 @pytest.fixture
 def clear_billing_tables(django_project: Path) -> Callable[[str], None]:
-    """A function deleting every row of billingstore's tables on a database alias."""
+    """A function deleting every row of billingkit's tables on a database alias."""
     from django.apps import apps
 
     def clear(alias: str) -> None:
-        for model in apps.get_app_config("billingstore").get_models():
+        for model in apps.get_app_config("billingkit").get_models():
             model.objects.using(alias).all().delete()
 
     return clear

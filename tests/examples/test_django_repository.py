@@ -1,10 +1,9 @@
-"""The Repository contract, unchanged, on the Django ORM adapter of the Django example.
+"""The Repository contract, unchanged, on billingkit.contrib.django's Django ORM adapter.
 
-``billingstore.repository.DjangoRepository`` lives in examples/django_project/: billingkit
-does not ship it. Passing this suite shows the port works for an ORM billingkit knows
-nothing about. It runs on SQLite (a file database: the contract's concurrency tests use
-threads, and Django opens one connection per thread) and on PostgreSQL (skipped when the
-server is unreachable, unless BILLINGKIT_REQUIRE_SERVICES=1).
+``billingkit.contrib.django.repository.DjangoRepository``, with the example project's
+settings (``tests/examples/conftest.py``). It runs on SQLite (a file database: the
+contract's concurrency tests use threads, and Django opens one connection per thread) and on
+PostgreSQL (skipped when the server is unreachable, unless BILLINGKIT_REQUIRE_SERVICES=1).
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ class TestDjangoRepositoryContract(RepositoryContract):
     def repository(
         self, django_alias: str, clear_billing_tables: Callable[[str], None]
     ) -> Repository:
-        from billingstore.repository import DjangoRepository
+        from billingkit.contrib.django.repository import DjangoRepository
 
         clear_billing_tables(django_alias)
         repository = DjangoRepository(django_alias)
@@ -52,8 +51,9 @@ class _AppError(Exception):
 def test_a_unit_of_work_inside_an_app_transaction_commits_and_rolls_back_with_it(
     django_project: object, clear_billing_tables: Callable[[str], None]
 ) -> None:
-    from billingstore.repository import DjangoRepository
     from django.db import transaction
+
+    from billingkit.contrib.django.repository import DjangoRepository
 
     clear_billing_tables("default")
     repository = DjangoRepository()
@@ -72,7 +72,7 @@ def test_a_unit_of_work_inside_an_app_transaction_commits_and_rolls_back_with_it
 def test_units_of_work_do_not_nest_on_one_thread(
     django_project: object, clear_billing_tables: Callable[[str], None]
 ) -> None:
-    from billingstore.repository import DjangoRepository
+    from billingkit.contrib.django.repository import DjangoRepository
 
     clear_billing_tables("default")
     repository = DjangoRepository()
@@ -90,4 +90,4 @@ def test_the_committed_migrations_match_the_models(django_project: object) -> No
     from django.core.management import call_command
 
     # exits with status 1 when a model change has no migration
-    call_command("makemigrations", "billingstore", check=True, dry_run=True, verbosity=0)
+    call_command("makemigrations", "billingkit", check=True, dry_run=True, verbosity=0)

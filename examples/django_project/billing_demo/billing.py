@@ -23,12 +23,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from billingstore.repository import DjangoRepository
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from billingkit import Billing
 from billingkit.config import AccessPolicy, BillingConfig
+from billingkit.contrib.django.repository import DjangoRepository
 from billingkit.domain import PlanDefinition
 from billingkit.ports import Clock, StripeGateway, system_clock
 from billingkit.services.hooks import PaymentFailed, SubscriptionActivated, SubscriptionCanceled

@@ -23,7 +23,7 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 
 INSTALLED_APPS = [
-    "billingstore",  # billingkit's tables and the Django ORM repository
+    "billingkit.contrib.django",  # billingkit's tables and the Django ORM repository
     "billing_demo",  # the pages: pricing, checkout, account, webhook
 ]
 
@@ -65,7 +65,7 @@ DATABASES: dict[str, dict[str, Any]] = {
     }
 }
 
-USE_TZ = True  # required by billingstore: billingkit stores aware UTC datetimes
+USE_TZ = True  # required by billingkit.contrib.django: billingkit stores aware UTC datetimes
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -71,7 +71,7 @@ class StoredCheckout(models.Model):
     request_key = models.CharField(max_length=_ID)
     created_at = models.DateTimeField()
 
-    class Meta:
+    class Meta:  # noqa: D106 - Django options
         indexes = (
             models.Index(
                 fields=["user_id", "request_key", "created_at"],
@@ -94,7 +94,7 @@ class StoredEvent(models.Model):
     received_at = models.DateTimeField()
     processed_at = models.DateTimeField(null=True)
 
-    class Meta:
+    class Meta:  # noqa: D106 - Django options
         indexes = (
             models.Index(fields=["status", "received_at"], name="billingstore_event_status"),
             models.Index(fields=["received_at", "id"], name="billingstore_event_received"),
