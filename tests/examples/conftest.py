@@ -3,8 +3,8 @@
 Django (examples/django_project): settings can be configured only once per process, so the
 ``django_project`` fixture configures them once, lazily (only when a Django test runs), from
 the demo's own settings module with three changes: the SQLite database is a file in a
-temporary directory, Stripe is the fake (API key and webhook secret blanked), and the fake's
-events are queued for the test to deliver through the test client. It also declares a
+temporary directory, Stripe is the fake (``BILLINGKIT["FAKE_STRIPE"]``, no keys), and the
+fake's events are queued for the test to deliver through the test client. It also declares a
 ``postgres`` database alias whose database is created only by ``django_postgres``.
 
 Flask (examples/flask_app): ``make_flask_app`` builds apps from ``create_app`` on the fake
@@ -61,8 +61,12 @@ def django_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "OPTIONS": {"connect_timeout": 5},
         },
     }
-    values["STRIPE_API_KEY"] = ""
-    values["STRIPE_WEBHOOK_SECRET"] = ""
+    values["BILLINGKIT"] = {
+        **demo.BILLINGKIT,
+        "STRIPE_API_KEY": "",
+        "WEBHOOK_SECRETS": [],
+        "FAKE_STRIPE": True,
+    }
     values["BILLING_DEMO_FAKE_DELIVERY"] = "queue"
     settings.configure(**values)
     django.setup()
@@ -95,11 +99,11 @@ def django_postgres(django_project: Path) -> Iterator[str]:
 
 @pytest.fixture
 def clear_billing_tables(django_project: Path) -> Callable[[str], None]:
-    """A function deleting every row of billingstore's tables on a database alias."""
+    """A function deleting every row of billingkit's tables on a database alias."""
     from django.apps import apps
 
     def clear(alias: str) -> None:
-        for model in apps.get_app_config("billingstore").get_models():
+        for model in apps.get_app_config("billingkit").get_models():
             model.objects.using(alias).all().delete()
 
     return clear

@@ -24,8 +24,9 @@ WEBHOOK = "/webhooks/stripe"
 @pytest.fixture
 def client(django_project: object, clear_billing_tables: Callable[[str], None]) -> Iterator[Any]:
     """A test client on an empty database and a fresh fake Stripe."""
-    from billing_demo.billing import reset_billing
     from django.test import Client
+
+    from billingkit.contrib.django import reset_billing
 
     clear_billing_tables("default")
     reset_billing()
@@ -34,9 +35,9 @@ def client(django_project: object, clear_billing_tables: Callable[[str], None]) 
 
 
 def _services() -> Any:
-    from billing_demo.billing import billing
+    from billingkit.contrib.django import get_billing
 
-    return billing()
+    return get_billing()
 
 
 def _fake() -> Any:
@@ -323,19 +324,21 @@ def test_pages_need_a_signed_in_user_and_portal_needs_a_customer(client: Any) ->
 
 
 def test_stripe_keys_switch_to_the_sdk_gateway_and_hide_the_fake_pages(client: Any) -> None:
-    from billing_demo.billing import build_billing, fake_gateway, reset_billing
-    from django.core.exceptions import ImproperlyConfigured
+    from billing_demo.billing import fake_gateway
+    from django.conf import settings
     from django.test import override_settings
 
     from billingkit.adapters.stripe_sdk import StripeSdkGateway
+    from billingkit.errors import ConfigurationError
 
+    live = {**settings.BILLINGKIT, "FAKE_STRIPE": False}
     with (
-        override_settings(STRIPE_API_KEY="sk_test_only_one_of_two"),
-        pytest.raises(ImproperlyConfigured),
+        override_settings(BILLINGKIT={**live, "STRIPE_API_KEY": "sk_test_only_one_of_two"}),
+        pytest.raises(ConfigurationError, match="WEBHOOK_SECRETS"),
     ):
-        build_billing()
-    with override_settings(STRIPE_API_KEY="sk_test_123", STRIPE_WEBHOOK_SECRET="whsec_live_x"):
-        reset_billing()
+        _services()
+    keys = {"STRIPE_API_KEY": "sk_test_123", "WEBHOOK_SECRETS": ["whsec_live_x"]}
+    with override_settings(BILLINGKIT={**live, **keys}):
         services = _services()
         assert isinstance(services.gateway, StripeSdkGateway)
         assert fake_gateway() is None
@@ -345,7 +348,6 @@ def test_stripe_keys_switch_to_the_sdk_gateway_and_hide_the_fake_pages(client: A
         # the webhook endpoint now verifies with the configured secret
         assert client.post(WEBHOOK, data=b"{}", content_type="application/json",
                            HTTP_STRIPE_SIGNATURE="t=1,v1=00").status_code == 400  # fmt: skip
-        reset_billing()
 
 
 def test_a_running_server_delivers_the_fakes_events_to_itself_over_http(client: Any) -> None:
@@ -404,3 +406,25 @@ def test_a_running_server_delivers_the_fakes_events_to_itself_over_http(client: 
     assert all(event.status is not EventStatus.FAILED for event in events)
     assert 'id="status">active<' in account
     assert 'id="plan">Team<' in account
+
+
+def test_exports_follow_the_plan_through_requires_feature_and_the_template_filter(
+    client: Any,
+) -> None:
+    from django.test import Client
+
+    logged_out = Client().get("/account/exports/")
+    assert (logged_out.status_code, logged_out["Location"]) == (
+        302,
+        "/login/?next=/account/exports/",
+    )
+    _sign_in(client)
+    refused = client.get("/account/exports/")
+    assert refused.status_code == 403
+    assert b"Exports come with the Pro and Team plans." in refused.content
+    assert b'id="exports"' not in client.get("/account/").content
+    _buy(client, "pro")
+    _deliver(client)
+    allowed = client.get("/account/exports/")
+    assert (allowed.status_code, allowed["Content-Type"]) == (200, "text/csv")
+    assert b'id="exports"' in client.get("/account/").content

@@ -1,15 +1,15 @@
-"""The Repository contract, unchanged, on the Django ORM adapter of the Django example.
+"""The Repository contract, unchanged, on billingkit.contrib.django's Django ORM adapter.
 
-``billingstore.repository.DjangoRepository`` lives in examples/django_project/: billingkit
-does not ship it. Passing this suite shows the port works for an ORM billingkit knows
-nothing about. It runs on SQLite (a file database: the contract's concurrency tests use
-threads, and Django opens one connection per thread) and on PostgreSQL (skipped when the
-server is unreachable, unless BILLINGKIT_REQUIRE_SERVICES=1).
+``billingkit.contrib.django.repository.DjangoRepository``, with the example project's
+settings (``tests/examples/conftest.py``). It runs on SQLite (a file database: the
+contract's concurrency tests use threads, and Django opens one connection per thread) and on
+PostgreSQL (skipped when the server is unreachable, unless BILLINGKIT_REQUIRE_SERVICES=1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from tests.contract.repository_contract import RepositoryContract, make_subscription
@@ -37,7 +37,7 @@ class TestDjangoRepositoryContract(RepositoryContract):
     def repository(
         self, django_alias: str, clear_billing_tables: Callable[[str], None]
     ) -> Repository:
-        from billingstore.repository import DjangoRepository
+        from billingkit.contrib.django.repository import DjangoRepository
 
         clear_billing_tables(django_alias)
         repository = DjangoRepository(django_alias)
@@ -52,8 +52,9 @@ class _AppError(Exception):
 def test_a_unit_of_work_inside_an_app_transaction_commits_and_rolls_back_with_it(
     django_project: object, clear_billing_tables: Callable[[str], None]
 ) -> None:
-    from billingstore.repository import DjangoRepository
     from django.db import transaction
+
+    from billingkit.contrib.django.repository import DjangoRepository
 
     clear_billing_tables("default")
     repository = DjangoRepository()
@@ -72,7 +73,7 @@ def test_a_unit_of_work_inside_an_app_transaction_commits_and_rolls_back_with_it
 def test_units_of_work_do_not_nest_on_one_thread(
     django_project: object, clear_billing_tables: Callable[[str], None]
 ) -> None:
-    from billingstore.repository import DjangoRepository
+    from billingkit.contrib.django.repository import DjangoRepository
 
     clear_billing_tables("default")
     repository = DjangoRepository()
@@ -90,4 +91,68 @@ def test_the_committed_migrations_match_the_models(django_project: object) -> No
     from django.core.management import call_command
 
     # exits with status 1 when a model change has no migration
-    call_command("makemigrations", "billingstore", check=True, dry_run=True, verbosity=0)
+    call_command("makemigrations", "billingkit", check=True, dry_run=True, verbosity=0)
+
+
+def test_database_errors_map_to_the_repository_error_tree(
+    django_project: object, clear_billing_tables: Callable[[str], None]
+) -> None:
+    from unittest import mock
+
+    from django.db import DatabaseError, IntegrityError, OperationalError
+    from django.db.models import QuerySet
+    from django.db.transaction import Atomic
+
+    from billingkit.contrib.django.repository import DjangoRepository
+    from billingkit.errors import ConflictError, RepositoryUnavailableError
+
+    clear_billing_tables("default")
+    repository = DjangoRepository()
+    assert repr(repository) == "DjangoRepository(using='default')"
+    cases: list[tuple[Exception, type[RepositoryError], str]] = [
+        (OperationalError("database is locked\ndetail"), RepositoryUnavailableError,
+         "get_event failed: OperationalError: database is locked"),
+        (IntegrityError("UNIQUE constraint failed"), ConflictError,
+         "get_event failed: IntegrityError: UNIQUE constraint failed"),
+        (DatabaseError(""), RepositoryError, "get_event failed: DatabaseError: "),
+    ]  # fmt: skip
+    for error, expected, message in cases:
+        with (
+            repository.unit_of_work() as uow,
+            mock.patch.object(QuerySet, "first", side_effect=error),
+            pytest.raises(expected) as raised,
+        ):
+            uow.get_event("evt_1")
+        assert type(raised.value) is expected and str(raised.value) == message
+    with (
+        mock.patch.object(Atomic, "__enter__", side_effect=OperationalError("locked")),
+        pytest.raises(RepositoryUnavailableError, match="begin failed"),
+        repository.unit_of_work(),
+    ):
+        pass
+    real_exit = Atomic.__exit__
+
+    def failing_exit(self: Atomic, *args: Any) -> None:
+        real_exit(self, *args)  # the transaction ends, then the driver reports a failure
+        raise OperationalError("connection lost")
+
+    patcher = mock.patch.object(Atomic, "__exit__", failing_exit)
+    try:
+        with (
+            pytest.raises(RepositoryUnavailableError, match="commit failed"),
+            repository.unit_of_work() as uow,
+        ):
+            uow.save_subscription(make_subscription("sub_commit"))
+            patcher.start()
+    finally:
+        patcher.stop()
+
+
+def test_finish_event_refuses_an_unknown_status(
+    django_project: object, clear_billing_tables: Callable[[str], None]
+) -> None:
+    from billingkit.contrib.django.repository import DjangoRepository
+
+    clear_billing_tables("default")
+    with DjangoRepository().unit_of_work() as uow, pytest.raises(RepositoryError, match="bogus"):
+        uow.finish_event("evt_1", "bogus", processed_at=make_subscription().created)  # type: ignore[arg-type]

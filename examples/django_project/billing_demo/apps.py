@@ -6,7 +6,7 @@ from django.apps import AppConfig
 
 
 class BillingDemoConfig(AppConfig):
-    """The demo's views and templates; its models live in billingstore."""
+    """The demo's views and templates; billingkit's tables are billingkit.contrib.django's."""
 
     name = "billing_demo"
     verbose_name = "billingkit demo"

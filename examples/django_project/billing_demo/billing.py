@@ -1,139 +1,46 @@
-"""The composition root: billingkit's services, built once from Django settings.
+"""The demo's billing glue: its hooks, and fake Stripe's delivery of events.
 
-Views call :func:`billing` and use the services of the :class:`billingkit.Billing` it
-returns; nothing else in the project builds a gateway, a repository or a service.
-:func:`build_billing` chooses the gateway and repository from settings and lets
-:meth:`billingkit.Billing.build` wire the services. They are built on the first call (never
-at import time) and shared by every thread afterwards (they are thread-safe).
+billingkit's services come from ``settings.BILLINGKIT`` through
+:func:`billingkit.contrib.django.get_billing` (built on first use, shared by every thread).
+This module adds what is the demo's own:
 
-* ``STRIPE_API_KEY`` and ``STRIPE_WEBHOOK_SECRET`` both set: Stripe itself, through
-  ``StripeSdkGateway`` (use test-mode keys).
-* Neither set: billingkit's ``FakeStripeGateway``, seeded with the configured plans' prices,
-  whose clock the services use (:func:`fake_gateway` returns it). The demo then serves a
-  local page playing Stripe Checkout and one playing the billing portal (``views.fake_*``),
-  and delivers the fake's signed events to this app's own webhook endpoint (see
-  :func:`deliver_fake_events`).
+* :func:`configure` registers the demo's hooks (``BILLINGKIT["CONFIGURE"]`` names it);
+* in fake mode (no Stripe keys: ``BILLINGKIT["FAKE_STRIPE"]``), :func:`fake_gateway` returns
+  the fake Stripe the services run on, and :func:`deliver_fake_events` sends its signed
+  events to the app's own webhook endpoint, as Stripe would. The demo's local pages play
+  Stripe Checkout and the billing portal (``views.fake_*``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from billingstore.repository import DjangoRepository
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
 from billingkit import Billing
-from billingkit.config import AccessPolicy, BillingConfig
-from billingkit.domain import PlanDefinition
-from billingkit.ports import Clock, StripeGateway, system_clock
+from billingkit.contrib.django import get_billing
 from billingkit.services.hooks import PaymentFailed, SubscriptionActivated, SubscriptionCanceled
 from billingkit.testing import FakeStripeGateway
 
-__all__ = [
-    "FAKE_PRICES",
-    "FAKE_WEBHOOK_SECRET",
-    "DeliveryReport",
-    "billing",
-    "build_billing",
-    "deliver_fake_events",
-    "fake_gateway",
-    "reset_billing",
-]
+__all__ = ["DeliveryReport", "configure", "deliver_fake_events", "fake_gateway"]
 
 logger = logging.getLogger("billing_demo")
 
-#: The signing secret shared by the fake gateway and the webhook processor in fake mode.
-#: Not a secret: fake mode never talks to Stripe.
-FAKE_WEBHOOK_SECRET = "whsec_billing_demo_fake_stripe"
-#: Amounts (USD cents) the fake gives the configured lookup keys.
-FAKE_PRICES = {"demo_pro_monthly": 1200, "demo_pro_yearly": 12000, "demo_team_monthly": 4900}
-_FAKE_DEFAULT_AMOUNT = 1000
 
-
-_lock = threading.Lock()
-_billing: Billing | None = None
-
-
-def billing() -> Billing:
-    """The project's services, built from settings on the first call."""
-    global _billing
-    built = _billing
-    if built is None:
-        with _lock:
-            if _billing is None:
-                _billing = build_billing()
-            built = _billing
-    return built
+def configure(billing: Billing) -> None:
+    """Register the demo's hooks on the services (called once, when they are built)."""
+    billing.webhooks.on(SubscriptionActivated, _log_activated)
+    billing.webhooks.on(PaymentFailed, _log_payment_failed)
+    billing.webhooks.on(SubscriptionCanceled, _log_canceled)
 
 
 def fake_gateway() -> FakeStripeGateway | None:
     """The fake Stripe the services run on in fake mode; ``None`` on Stripe itself."""
-    gateway = billing().gateway
+    gateway = get_billing().gateway
     return gateway if isinstance(gateway, FakeStripeGateway) else None
-
-
-def reset_billing() -> None:
-    """Forget the built services: the next :func:`billing` builds new ones (tests use it)."""
-    global _billing
-    with _lock:
-        _billing = None
-
-
-def build_billing() -> Billing:
-    """Build billingkit's services from Django settings (see the module docstring)."""
-    api_key: str = settings.STRIPE_API_KEY
-    webhook_secret: str = settings.STRIPE_WEBHOOK_SECRET
-    if bool(api_key) != bool(webhook_secret):
-        raise ImproperlyConfigured(
-            "set both STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET (Stripe test mode), "
-            "or neither (the fake Stripe)"
-        )
-    plans = tuple(PlanDefinition.model_validate(plan) for plan in settings.BILLING_PLANS)
-    gateway: StripeGateway
-    clock: Clock = system_clock
-    if api_key:
-        from billingkit.adapters.stripe_sdk import StripeSdkGateway
-
-        gateway = StripeSdkGateway.from_api_key(api_key)
-    else:
-        fake = FakeStripeGateway(
-            webhook_secret=FAKE_WEBHOOK_SECRET, start=system_clock().replace(microsecond=0)
-        )
-        _seed(fake, plans)
-        gateway, clock, webhook_secret = fake, fake.now, FAKE_WEBHOOK_SECRET
-    config = BillingConfig(
-        plans=plans,
-        free_plan=settings.BILLING_FREE_PLAN,
-        webhook_secrets=(webhook_secret,),
-        access=AccessPolicy(past_due_grace_days=settings.BILLING_PAST_DUE_GRACE_DAYS),
-    )
-    services = Billing.build(config, gateway, DjangoRepository(), clock=clock)
-    services.webhooks.on(SubscriptionActivated, _log_activated)
-    services.webhooks.on(PaymentFailed, _log_payment_failed)
-    services.webhooks.on(SubscriptionCanceled, _log_canceled)
-    return services
-
-
-def _seed(fake: FakeStripeGateway, plans: tuple[PlanDefinition, ...]) -> None:
-    """Give the fake one product per paid plan and a price per configured lookup key/id."""
-    for plan in plans:
-        if plan.is_free:
-            continue
-        product = fake.add_product(plan.name)
-        for interval, ref in plan.prices.items():
-            key = ref.lookup_key or ref.price_id or ""
-            fake.add_price(
-                amount=FAKE_PRICES.get(key, _FAKE_DEFAULT_AMOUNT),
-                interval=interval,
-                lookup_key=ref.lookup_key,
-                price_id=ref.price_id,
-                product=product,
-            )
 
 
 # --------------------------------------------------------------------------- hooks

@@ -16,7 +16,7 @@ urlpatterns = [
     path("checkout/success/", views.checkout_success, name="checkout_success"),
     path("account/", views.account, name="account"),
     path("account/portal/", views.billing_portal, name="billing_portal"),
-    path("webhooks/stripe", views.stripe_webhook, name="stripe_webhook"),
+    path("account/exports/", views.exports, name="exports"),
     # fake mode only (404 when Stripe keys are configured)
     path("fake-stripe/checkout/<str:session_id>/", views.fake_checkout, name="fake_checkout"),
     path("fake-stripe/portal/", views.fake_portal, name="fake_portal"),

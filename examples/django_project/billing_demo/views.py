@@ -1,4 +1,4 @@
-"""The demo's pages: thin views over billingkit's services (see ``billing.py``).
+"""The demo's pages: thin views over billingkit's services (``get_billing()``).
 
 The signed-in "user" is a demo id kept in the session: billingkit only needs an opaque
 ``user_id`` string, whatever the app's user model is.
@@ -14,10 +14,11 @@ from typing import Any
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from billing_demo.billing import billing, deliver_fake_events, fake_gateway
+from billing_demo.billing import deliver_fake_events, fake_gateway
+from billingkit.contrib.django import get_billing
+from billingkit.contrib.django.decorators import requires_feature
 from billingkit.domain import Interval, Plan
 from billingkit.errors import (
     AlreadySubscribedError,
@@ -42,7 +43,8 @@ View = Callable[..., HttpResponse]
 # --------------------------------------------------------------------------- helpers
 
 
-def _user_id(request: HttpRequest) -> str | None:
+def billing_user_id(request: HttpRequest) -> str | None:
+    """The signed-in demo user's billing id (``BILLINGKIT["USER_ID"]`` names this function)."""
     user: str | None = request.session.get(_SESSION_USER)
     return user
 
@@ -52,7 +54,7 @@ def _notify(request: HttpRequest, text: str) -> None:
 
 
 def _page(request: HttpRequest, template: str, status: int = 200, **context: Any) -> HttpResponse:
-    context.setdefault("user_id", _user_id(request))
+    context.setdefault("user_id", billing_user_id(request))
     context.setdefault("fake_mode", fake_gateway() is not None)
     context["notice"] = request.session.pop(_SESSION_NOTICE, None)
     return render(request, f"billing_demo/{template}", context, status=status)
@@ -67,7 +69,7 @@ def login_required(view: View) -> View:
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        user_id = _user_id(request)
+        user_id = billing_user_id(request)
         if user_id is None:
             return redirect(f"{reverse('billing_demo:login')}?next={request.path}")
         return view(request, user_id, *args, **kwargs)
@@ -138,7 +140,7 @@ def _plan_rows(plans: list[Plan]) -> list[dict[str, Any]]:
 def pricing(request: HttpRequest) -> HttpResponse:
     """The plans with their live prices, from ``PlanCatalog``."""
     try:
-        plans = billing().catalog.plans()
+        plans = get_billing().catalog.plans()
     except PricesUnavailableError:
         return _problem(request, 503, "Prices are unavailable right now; try again shortly.")
     stale = any(plan.stale for plan in plans)
@@ -152,7 +154,7 @@ def pricing(request: HttpRequest) -> HttpResponse:
 @login_required
 def start_checkout(request: HttpRequest, user_id: str) -> HttpResponse:
     """The subscribe button: start a Checkout Session and send the user to it."""
-    services = billing()
+    services = get_billing()
     success_url = _absolute(request, "checkout_success") + "?session_id={CHECKOUT_SESSION_ID}"
     try:
         start = services.checkout.start_checkout(
@@ -180,7 +182,7 @@ def start_checkout(request: HttpRequest, user_id: str) -> HttpResponse:
 def checkout_success(request: HttpRequest, user_id: str) -> HttpResponse:
     """Stripe's success redirect: confirm the session for this user (ownership checked)."""
     try:
-        confirmation = billing().checkout.confirm_checkout(
+        confirmation = get_billing().checkout.confirm_checkout(
             request.GET.get("session_id", ""), user_id
         )
     except InvalidInputError as error:
@@ -201,7 +203,7 @@ def checkout_success(request: HttpRequest, user_id: str) -> HttpResponse:
 @login_required
 def account(request: HttpRequest, user_id: str) -> HttpResponse:
     """Plan, status, access, renewal date and features, from ``CustomerDetails``."""
-    services = billing()
+    services = get_billing()
     details = services.customers.for_user(user_id)
     context: dict[str, Any] = {"details": details}
     fake = fake_gateway()
@@ -215,7 +217,7 @@ def account(request: HttpRequest, user_id: str) -> HttpResponse:
 @login_required
 def billing_portal(request: HttpRequest, user_id: str) -> HttpResponse:
     """Open Stripe's billing portal for the user (the fake's local portal in fake mode)."""
-    services = billing()
+    services = get_billing()
     try:
         url = services.checkout.open_billing_portal(user_id, _absolute(request, "account"))
     except NoCustomerError:
@@ -228,26 +230,27 @@ def billing_portal(request: HttpRequest, user_id: str) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
-# --------------------------------------------------------------------------- webhook
+def _no_exports(request: HttpRequest, feature: str, details: object) -> HttpResponse:
+    if details is None:
+        return redirect(f"{reverse('billing_demo:login')}?next={request.path}")
+    return _problem(request, 403, "Exports come with the Pro and Team plans.")
 
 
-@csrf_exempt
-@require_POST
-def stripe_webhook(request: HttpRequest) -> HttpResponse:
-    """Stripe's webhook endpoint: the raw body and signature go to ``WebhookProcessor``.
-
-    400 for a bad signature or payload (nothing stored), 200 for processed, duplicate,
-    ignored and stale events, 500 for a failure (recorded; Stripe retries).
-    """
-    answer = billing().webhooks.handle_http(request.body, request.headers.get("Stripe-Signature"))
-    return HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
+@require_GET
+@requires_feature("exports", denied=_no_exports)
+def exports(request: HttpRequest) -> HttpResponse:
+    """A paid feature: the user's projects as CSV (only while the plan grants ``exports``)."""
+    response = HttpResponse("project,created\n", content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="projects.csv"'
+    return response
 
 
 # --------------------------------------------------------------------------- fake Stripe
 
 
 def _deliver(request: HttpRequest) -> None:
-    reports = deliver_fake_events(_absolute(request, "stripe_webhook"))
+    webhook_url = request.build_absolute_uri(reverse("billingkit:stripe_webhook"))
+    reports = deliver_fake_events(webhook_url)
     if reports:
         answers = ", ".join(f"{r.event_type} {r.status}" for r in reports)
         _notify(request, f"Fake Stripe delivered {len(reports)} events: {answers}")
@@ -274,7 +277,7 @@ def fake_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
 
 
 def _customer_id(user_id: str) -> str | None:
-    with billing().repository.unit_of_work() as uow:
+    with get_billing().repository.unit_of_work() as uow:
         link = uow.customer_for_user(user_id)
     return None if link is None else link.customer_id
 

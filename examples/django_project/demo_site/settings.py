@@ -23,8 +23,12 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 
 INSTALLED_APPS = [
-    "billingstore",  # billingkit's tables and the Django ORM repository
-    "billing_demo",  # the pages: pricing, checkout, account, webhook
+    "django.contrib.admin",  # /admin/: billingkit's event ledger, subscriptions, customers
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.messages",
+    "billingkit.contrib.django",  # billingkit's tables, webhook view, admin, checks, command
+    "billing_demo",  # the pages: pricing, checkout, account
 ]
 
 MIDDLEWARE = [
@@ -32,6 +36,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -43,11 +49,18 @@ TEMPLATES = [
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [],
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
     }
 ]
 
-# The demo user lives in a signed-cookie session: no auth tables needed.
+# The demo user lives in a signed-cookie session (a name, no password); Django's auth is
+# there for the admin only (`python manage.py createsuperuser`).
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 
 DATABASES: dict[str, dict[str, Any]] = {
@@ -65,7 +78,7 @@ DATABASES: dict[str, dict[str, Any]] = {
     }
 }
 
-USE_TZ = True  # required by billingstore: billingkit stores aware UTC datetimes
+USE_TZ = True  # required by billingkit.contrib.django: billingkit stores aware UTC datetimes
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -83,7 +96,7 @@ STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 
 #: The plans for sale. Prices are Stripe lookup keys: create prices with these lookup keys in
-#: your Stripe test account (see README.md); the fake gateway seeds them itself.
+#: your Stripe test account (see README.md); the fake Stripe seeds them itself.
 BILLING_PLANS: list[dict[str, Any]] = [
     {
         "key": "free",
@@ -112,9 +125,22 @@ BILLING_PLANS: list[dict[str, Any]] = [
         "limits": {"projects": None},
     },
 ]
-BILLING_FREE_PLAN = "free"
-#: A past_due subscription keeps access this many days after the failed renewal.
-BILLING_PAST_DUE_GRACE_DAYS = 3
+
+#: billingkit's settings (billingkit.contrib.django). Without Stripe keys the demo runs on
+#: billingkit's fake Stripe, seeded with FAKE_PRICES (USD cents per lookup key).
+BILLINGKIT: dict[str, Any] = {
+    "PLANS": BILLING_PLANS,
+    "FREE_PLAN": "free",
+    "STRIPE_API_KEY": STRIPE_API_KEY,
+    "WEBHOOK_SECRETS": [STRIPE_WEBHOOK_SECRET],
+    "FAKE_STRIPE": not (STRIPE_API_KEY or STRIPE_WEBHOOK_SECRET),
+    "FAKE_PRICES": {"demo_pro_monthly": 1200, "demo_pro_yearly": 12000, "demo_team_monthly": 4900},
+    # a past_due subscription keeps access this many days after the failed renewal
+    "OPTIONS": {"access": {"past_due_grace_days": 3}},
+    "CONFIGURE": "billing_demo.billing.configure",  # registers the demo's hooks
+    "USER_ID": "billing_demo.views.billing_user_id",  # the demo's signed-in name
+}
+
 #: Fake mode only: how "pay" on the fake checkout page delivers the fake's signed events.
 #: "http" POSTs them to this app's own /webhooks/stripe (needs a threaded server such as
 #: runserver); "queue" leaves them at the fake for the caller to deliver (the tests do).

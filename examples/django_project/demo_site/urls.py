@@ -1,7 +1,12 @@
-"""Root URLs: everything lives in the billing_demo app."""
+"""Root URLs: the demo's pages, billingkit's webhook and the admin."""
 
 from __future__ import annotations
 
+from django.contrib import admin
 from django.urls import include, path
 
-urlpatterns = [path("", include("billing_demo.urls"))]
+urlpatterns = [
+    path("", include("billing_demo.urls")),
+    path("", include("billingkit.contrib.django.urls")),  # POST /webhooks/stripe
+    path("admin/", admin.site.urls),
+]

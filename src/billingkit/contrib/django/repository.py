@@ -29,9 +29,10 @@ unexpected ``IntegrityError`` -> :class:`~billingkit.errors.ConflictError`, othe
 errors -> :class:`~billingkit.errors.RepositoryError`.
 
 SQLite: give the database ``"transaction_mode": "IMMEDIATE"`` and a ``"timeout"`` in its
-``OPTIONS`` (see ``demo_site/settings.py``). Each unit of work then takes SQLite's write lock
-when it begins and other threads or processes wait for it (up to the timeout) instead of
-failing on a lock upgrade; WAL lets readers outside units of work proceed meanwhile.
+``OPTIONS`` (as ``examples/django_project/demo_site/settings.py`` does). Each unit of work
+then takes SQLite's write lock when it begins and other threads or processes wait for it (up
+to the timeout) instead of failing on a lock upgrade; WAL lets readers outside units of work
+proceed meanwhile.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ from django.db import DatabaseError, IntegrityError, OperationalError, transacti
 from django.db.models import F, Model, Q, QuerySet
 from django.db.transaction import Atomic
 
+from billingkit.contrib.django.models import (
+    StoredCheckout,
+    StoredCustomer,
+    StoredCustomerHistory,
+    StoredEvent,
+    StoredSubscription,
+)
 from billingkit.domain import (
     TERMINAL_STATUSES,
     CheckoutRecord,
@@ -63,13 +71,6 @@ from billingkit.ports import (
     Repository,
     SaveOutcome,
     UnitOfWorkBase,
-)
-from billingstore.models import (
-    StoredCheckout,
-    StoredCustomer,
-    StoredCustomerHistory,
-    StoredEvent,
-    StoredSubscription,
 )
 
 __all__ = ["DjangoRepository"]
@@ -143,11 +144,11 @@ def _event(values: dict[str, Any]) -> EventRecord:
 
 
 class DjangoRepository(Repository):
-    """A :class:`~billingkit.ports.Repository` on the Django ORM (app ``billingstore``).
+    """A :class:`~billingkit.ports.Repository` on the Django ORM (app ``billingkit``).
 
     Args:
-        using: the ``DATABASES`` alias holding the billingstore tables (migrate them with
-            ``manage.py migrate billingstore``).
+        using: the ``DATABASES`` alias holding billingkit's tables (migrate them with
+            ``manage.py migrate billingkit``).
 
     Rules of use, as for every billingkit repository: a unit of work is entered once, used
     by the thread that entered it (Django connections are per thread), and does not nest on

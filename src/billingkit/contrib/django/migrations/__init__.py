@@ -1,0 +1,1 @@
+"""The Django migrations of billingkit's tables."""

@@ -1,0 +1,166 @@
+"""billingkit's tables as Django models (app label ``billingkit``, tables ``billingkit_*``).
+
+The database constraints carry the guarantees billingkit relies on, so they hold with any
+number of processes and threads:
+
+* ``StoredEvent.id`` is the primary key: an event id is claimed at most once (a duplicate
+  insert fails with ``IntegrityError``, never a read-then-write);
+* ``StoredCustomer`` has ``customer_id`` as primary key *and* ``user_id`` unique: one Stripe
+  customer per user and one user per Stripe customer; a user's former customers (deleted at
+  Stripe and replaced) move to ``StoredCustomerHistory``;
+* ``StoredSubscription.id`` and ``StoredCheckout.session_id`` are primary keys.
+
+Field sizes follow billingkit's SQLAlchemy schema (Stripe ids fit in 255 characters).
+Datetimes are stored in UTC (``USE_TZ = True`` is required) to the microsecond.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from billingkit._optional import requires_extra
+
+with requires_extra("django"):
+    from django.db import models
+
+_ID = 255
+
+
+class StoredCustomer(models.Model):
+    """A user of the app linked to a Stripe customer (``billingkit.domain.CustomerLink``)."""
+
+    customer_id: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    user_id: models.CharField[str, str] = models.CharField(max_length=_ID, unique=True)
+    email: models.CharField[str | None, str | None] = models.CharField(max_length=512, null=True)
+    deleted: models.BooleanField[bool, bool] = models.BooleanField(default=False)
+    watermark: models.BigIntegerField[int, int] = models.BigIntegerField(default=0)
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "customer"
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ({self.customer_id})"
+
+
+class StoredCustomerHistory(models.Model):
+    """A user's former link to a deleted Stripe customer, replaced by ``replaced_by``."""
+
+    customer_id: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    user_id: models.CharField[str, str] = models.CharField(max_length=_ID, db_index=True)
+    email: models.CharField[str | None, str | None] = models.CharField(max_length=512, null=True)
+    deleted: models.BooleanField[bool, bool] = models.BooleanField(default=False)
+    watermark: models.BigIntegerField[int, int] = models.BigIntegerField(default=0)
+    replaced_by: models.CharField[str, str] = models.CharField(max_length=_ID)
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "former customer"
+        verbose_name_plural = "former customers"
+
+    def __str__(self) -> str:
+        return f"{self.user_id} ({self.customer_id}, replaced by {self.replaced_by})"
+
+
+class StoredSubscription(models.Model):
+    """A Stripe subscription's state (``billingkit.domain.Subscription``)."""
+
+    id: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    customer_id: models.CharField[str, str] = models.CharField(max_length=_ID, db_index=True)
+    user_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True, db_index=True
+    )
+    status: models.CharField[str, str] = models.CharField(max_length=32)
+    price_id: models.CharField[str | None, str | None] = models.CharField(max_length=_ID, null=True)
+    plan_key: models.CharField[str | None, str | None] = models.CharField(max_length=_ID, null=True)
+    quantity: models.IntegerField[int, int] = models.IntegerField()
+    current_period_start: models.DateTimeField[datetime | None, datetime | None] = (
+        models.DateTimeField(null=True)
+    )
+    current_period_end: models.DateTimeField[datetime | None, datetime | None] = (
+        models.DateTimeField(null=True)
+    )
+    cancel_at_period_end: models.BooleanField[bool, bool] = models.BooleanField()
+    cancel_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    canceled_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    ended_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    trial_start: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    trial_end: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    created: models.DateTimeField[datetime, datetime] = models.DateTimeField()
+    livemode: models.BooleanField[bool, bool] = models.BooleanField()
+    metadata: models.JSONField = models.JSONField(default=dict)
+    watermark: models.BigIntegerField[int, int] = models.BigIntegerField()
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "subscription"
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+
+class StoredCheckout(models.Model):
+    """A Checkout Session billingkit started (``billingkit.domain.CheckoutRecord``)."""
+
+    session_id: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    user_id: models.CharField[str, str] = models.CharField(max_length=_ID)
+    customer_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    plan_key: models.CharField[str, str] = models.CharField(max_length=_ID)
+    interval: models.CharField[str, str] = models.CharField(max_length=16)
+    mode: models.CharField[str, str] = models.CharField(max_length=16)
+    status: models.CharField[str, str] = models.CharField(max_length=16)
+    payment_status: models.CharField[str, str] = models.CharField(max_length=32)
+    url: models.TextField[str | None, str | None] = models.TextField(null=True)
+    expires_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    subscription_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    request_key: models.CharField[str, str] = models.CharField(max_length=_ID)
+    created_at: models.DateTimeField[datetime, datetime] = models.DateTimeField()
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "checkout session"
+        indexes = (
+            models.Index(
+                fields=["user_id", "request_key", "created_at"],
+                name="billingkit_checkout_request",
+            ),
+        )
+
+
+class StoredEvent(models.Model):
+    """One Stripe event in the ledger, with its raw payload (``billingkit.domain.EventRecord``)."""
+
+    id: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    type: models.CharField[str, str] = models.CharField(max_length=_ID)
+    created: models.DateTimeField[datetime, datetime] = models.DateTimeField()
+    livemode: models.BooleanField[bool, bool] = models.BooleanField()
+    status: models.CharField[str, str] = models.CharField(max_length=16)
+    attempts: models.IntegerField[int, int] = models.IntegerField()
+    last_error: models.TextField[str | None, str | None] = models.TextField(null=True)
+    payload: models.BinaryField[bytes, bytes | memoryview] = models.BinaryField()
+    received_at: models.DateTimeField[datetime, datetime] = models.DateTimeField()
+    processed_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "ledger event"
+        indexes = (
+            models.Index(fields=["status", "received_at"], name="billingkit_event_status"),
+            models.Index(fields=["received_at", "id"], name="billingkit_event_received"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.type})"

@@ -1,0 +1,1 @@
+"""The ``billingkit`` template library (``{% load billingkit %}``)."""
