@@ -1592,14 +1592,10 @@ class RepositoryContract:
     def test_count_events_and_oldest_received_at(self, repository: Repository) -> None:
         assert _read(repository, lambda uow: uow.count_events(EventStatus.PENDING)) == 0
         assert _read(repository, lambda uow: uow.oldest_received_at(EventStatus.PENDING)) is None
-        for index in (3, 1, 2):
-            received = T0 + timedelta(seconds=index, microseconds=7)
-            _write(
-                repository,
-                lambda uow, r=received, i=index: uow.store_pending_event(
-                    make_event(f"evt_{i}", received_at=r)
-                ),
-            )
+        with repository.unit_of_work() as uow:
+            for index in (3, 1, 2):
+                received = T0 + timedelta(seconds=index, microseconds=7)
+                uow.store_pending_event(make_event(f"evt_{index}", received_at=received))
         _write(repository, lambda uow: uow.claim_event(make_event("evt_x")))
         assert _read(repository, lambda uow: uow.count_events(EventStatus.PENDING)) == 3
         assert _read(repository, lambda uow: uow.count_events(EventStatus.PROCESSING)) == 1
@@ -1620,10 +1616,11 @@ class RepositoryContract:
         claimed = [event_id for batch in batches for event_id in batch]
         assert len(claimed) == len(set(claimed)), batches
         assert claimed, batches
-        for event_id in claimed:
-            stored = _read(repository, lambda uow, e=event_id: uow.get_event(e))
-            assert stored is not None
-            assert (stored.status, stored.attempts) == (EventStatus.PROCESSING, 1)
+        with repository.unit_of_work() as uow:
+            for event_id in claimed:
+                stored = uow.get_event(event_id)
+                assert stored is not None
+                assert (stored.status, stored.attempts) == (EventStatus.PROCESSING, 1)
         left = _read(repository, lambda uow: uow.count_events(EventStatus.PENDING))
         assert left == 20 - len(claimed)
 
