@@ -13,6 +13,7 @@ from billingkit.config import BillingConfig
 from billingkit.domain import EventStatus, SubscriptionStatus
 from billingkit.errors import (
     ConfigurationError,
+    ConflictError,
     InvalidInputError,
     RepositoryUnavailableError,
     WebhookVerificationError,
@@ -503,3 +504,36 @@ def test_retry_settings_come_from_the_config() -> None:
 def test_bad_retry_settings_are_configuration_errors(settings: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         BillingConfig(**settings)
+
+
+def test_a_retryable_repository_error_reruns_the_whole_batch() -> None:
+    h = deferred()
+    calls: list[str] = []
+
+    def hook(event: SubscriptionActivated) -> None:
+        calls.append(event.event_id)
+        if len(calls) == 2:  # the second event of the first run: a deadlock, say
+            raise RepositoryUnavailableError("deadlock detected")
+
+    h.processor.on(HookKind.SUBSCRIPTION_ACTIVATED, hook)
+    first, second = sub_event(h, "sub_a"), sub_event(h, "sub_b")
+    first["created"] -= 1
+    receive(h, first)
+    receive(h, second)
+    assert h.processor.drain() == DrainResult(processed=2)
+    # the first event's work was rolled back with the batch and applied again
+    assert calls == [first["id"], second["id"], first["id"], second["id"]]
+    assert h.stored_event(first["id"]).attempts == 1
+
+
+def test_a_non_retryable_repository_error_fails_the_event_alone() -> None:
+    h = deferred()
+
+    def hook(event: SubscriptionActivated) -> None:
+        raise ConflictError("the app's own unique rule")
+
+    h.processor.on(HookKind.SUBSCRIPTION_ACTIVATED, hook)
+    event = sub_event(h)
+    receive(h, event)
+    assert h.processor.drain() == DrainResult(failed=1)
+    assert "ConflictError" in (h.stored_event(event["id"]).last_error or "")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from billingkit.domain import EventRecord, EventStatus
 from billingkit.errors import (
     ConfigurationError,
     InvalidInputError,
+    RepositoryError,
     WebhookError,
     WebhookPayloadError,
 )
@@ -56,6 +58,8 @@ __all__ = [
 
 logger = logging.getLogger("billingkit.webhooks")
 
+#: How many times in a row ``drain`` retries a batch rolled back by a retryable error.
+_BATCH_RETRIES = 3
 #: Longest error text kept on a failed ledger entry.
 _MAX_ERROR_CHARS = 1000
 
@@ -334,9 +338,23 @@ class WebhookProcessor:
             raise InvalidInputError("limit must not be negative")
         counts = dict.fromkeys(("processed", "ignored", "stale", "failed", "dead"), 0)
         done = 0
+        retries = 0
         while limit is None or done < limit:
             size = batch_size if limit is None else min(batch_size, limit - done)
-            claimed = self._drain_batch(size, counts)
+            batch = dict.fromkeys(counts, 0)
+            try:
+                claimed = self._drain_batch(size, batch)
+            except RepositoryError as exc:
+                # a deadlock or a lost connection: the batch rolled back as a whole
+                if not exc.retryable or retries >= _BATCH_RETRIES:
+                    raise
+                retries += 1
+                logger.warning("drain batch rolled back (%s); trying again", exc)
+                time.sleep(0.05 * retries)
+                continue
+            retries = 0
+            for key, value in batch.items():
+                counts[key] += value
             done += claimed
             if claimed < size:
                 break
@@ -442,6 +460,8 @@ class WebhookProcessor:
                         status = self._apply(uow, event)
                         uow.finish_event(record.id, status, processed_at=now)
                 except Exception as exc:
+                    if isinstance(exc, RepositoryError) and exc.retryable:
+                        raise  # the transaction itself is in doubt: roll the batch back
                     dead = self._schedule_retry(uow, record, _error_text(exc), now)
                     counts["dead" if dead else "failed"] += 1
                 else:
