@@ -419,16 +419,17 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
     def store_pending_event(self, record: EventRecord) -> ClaimOutcome:
         self._check()
         events = self._t.events
-        if record.id in events:
+        event_id = self._storable_id(record.id)
+        if event_id in events:
             return ClaimOutcome.DUPLICATE
-        pending = record.model_copy(
-            update={
-                "status": EventStatus.PENDING,
-                "attempts": 0,
-                "last_error": None,
-                "processed_at": None,
-                "next_attempt_at": None,
-            }
+        pending = self._ledger_record(
+            record,
+            event_id,
+            status=EventStatus.PENDING,
+            attempts=0,
+            last_error=None,
+            processed_at=None,
+            next_attempt_at=None,
         )
         self._put(events, pending.id, pending)
         return ClaimOutcome.CLAIMED
@@ -455,7 +456,7 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
     def claim_stored_event(self, event_id: str, *, now: datetime) -> EventRecord | None:
         self._check()
         when = aware_utc(now, "now")
-        stored = self._t.events.get(event_id)
+        stored = self._t.events.get(self._storable_id(event_id))
         if stored is None or not self._claimable(stored, when):
             return None
         return self._take(stored)
@@ -473,32 +474,31 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         )
         return [self._take(record) for record in due]
 
-    def _set_failure(self, event_id: str, **update: Any) -> None:
-        stored = self._t.events.get(event_id)
+    def _set_failure(self, event_id: str, error: str, **update: Any) -> None:
+        stored = self._t.events.get(self._storable_id(event_id))
         if stored is not None and stored.status in _FAILABLE:
-            self._put(self._t.events, event_id, stored.model_copy(update=update))
+            update["last_error"] = self._storable_text(error, self.MAX_ERROR_CHARS)
+            self._put(self._t.events, stored.id, stored.model_copy(update=update))
 
     @override
     def schedule_event_retry(self, event_id: str, *, error: str, next_attempt_at: datetime) -> None:
         self._check()
         when = aware_utc(next_attempt_at, "next_attempt_at")
-        self._set_failure(
-            event_id, status=EventStatus.FAILED, last_error=error, next_attempt_at=when
-        )
+        self._set_failure(event_id, error, status=EventStatus.FAILED, next_attempt_at=when)
 
     @override
     def mark_event_dead(self, event_id: str, *, error: str) -> None:
         self._check()
-        self._set_failure(event_id, status=EventStatus.DEAD, last_error=error, next_attempt_at=None)
+        self._set_failure(event_id, error, status=EventStatus.DEAD, next_attempt_at=None)
 
     @override
     def revive_event(self, event_id: str) -> EventRecord | None:
         self._check()
-        stored = self._t.events.get(event_id)
+        stored = self._t.events.get(self._storable_id(event_id))
         if stored is None or stored.status not in _REVIVABLE:
             return stored
         revived = stored.model_copy(update={"status": EventStatus.FAILED, "next_attempt_at": None})
-        self._put(self._t.events, event_id, revived)
+        self._put(self._t.events, stored.id, revived)
         return revived
 
     @override
