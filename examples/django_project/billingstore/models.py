@@ -93,9 +93,13 @@ class StoredEvent(models.Model):
     payload = models.BinaryField()
     received_at = models.DateTimeField()
     processed_at = models.DateTimeField(null=True)
+    #: Deferred mode: when a failed event is due again.
+    next_attempt_at = models.DateTimeField(null=True)
 
     class Meta:
         indexes = (
             models.Index(fields=["status", "received_at"], name="billingstore_event_status"),
             models.Index(fields=["received_at", "id"], name="billingstore_event_received"),
+            # the drain query: due statuses, oldest ``created`` first
+            models.Index(fields=["status", "created"], name="billingstore_event_due"),
         )
