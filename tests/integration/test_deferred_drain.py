@@ -97,7 +97,8 @@ def _run(target: Any, args: tuple[Any, ...], processes: int) -> list[Any]:
     workers = [context.Process(target=target, args=(*args, queue)) for _ in range(processes)]
     for process in workers:
         process.start()
-    results, errors = [], []
+    results: list[Any] = []
+    errors: list[str] = []
     for _ in workers:
         kind, value = queue.get(timeout=_TIMEOUT)
         (results if kind == "ok" else errors).append(value)
