@@ -1501,6 +1501,19 @@ class RepositoryContract:
             r.id for r in _write(repository, lambda uow: uow.claim_due_events(now=later, limit=5))
         ] == ["evt_later"]
 
+    def test_claim_due_events_rejects_a_negative_limit_or_naive_time(
+        self, repository: Repository
+    ) -> None:
+        self._pending(repository, "evt_1")
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.claim_due_events(now=T0, limit=-1)
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.claim_due_events(now=datetime(2026, 3, 1), limit=1)
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.schedule_event_retry("evt_1", error="x", next_attempt_at=datetime(2026, 3, 1))
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None and stored.status is EventStatus.PENDING
+
     def test_a_rolled_back_claim_leaves_the_event_due(self, repository: Repository) -> None:
         self._pending(repository, "evt_1")
         with pytest.raises(_Boom), repository.unit_of_work() as uow:

@@ -537,3 +537,25 @@ def test_a_non_retryable_repository_error_fails_the_event_alone() -> None:
     receive(h, event)
     assert h.processor.drain() == DrainResult(failed=1)
     assert "ConflictError" in (h.stored_event(event["id"]).last_error or "")
+
+
+def test_a_failure_that_cannot_be_recorded_is_logged_and_the_error_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = deferred()
+    failing_hook(h, None)
+    event = sub_event(h)
+    receive(h, event)
+
+    def down(self: UnitOfWork, record: Any, error: str) -> Any:
+        raise RepositoryUnavailableError("database down")
+
+    monkeypatch.setattr(type(h.repository.unit_of_work()), "mark_event_failed", down)
+    with (
+        caplog.at_level(logging.ERROR, logger="billingkit.webhooks"),
+        pytest.raises(RuntimeError, match="mailer down"),
+    ):
+        h.processor.process(event["id"])
+    assert "could not record the failure" in caplog.text
+    stored = h.stored_event(event["id"])
+    assert stored.status is EventStatus.PENDING and stored.attempts == 0
