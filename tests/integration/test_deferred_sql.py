@@ -13,12 +13,23 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    NestedTransaction,
+    String,
+    Table,
+    select,
+)
+from sqlalchemy.exc import OperationalError
 from tests.integration.databases import database_url, migrated_repository, sql_repository
 
 from billingkit.adapters.sqlalchemy import SqlAlchemyRepository
 from billingkit.config import BillingConfig
 from billingkit.domain import EventStatus, SubscriptionStatus
+from billingkit.errors import RepositoryUnavailableError
 from billingkit.services.hooks import HookKind, SubscriptionActivated
 from billingkit.services.webhooks import DrainResult, WebhookOutcome, WebhookProcessor
 from billingkit.testing import build_event, sign_payload
@@ -152,3 +163,30 @@ def test_an_always_failing_event_ends_dead_and_replay_applies_it(
     assert d.status(event_id) == (EventStatus.PROCESSED, 3)
     assert d.marks() == [event_id]
     assert d.processor.event_count(EventStatus.DEAD) == 0
+
+
+def _broken(*args: Any, **kwargs: Any) -> None:
+    raise OperationalError("SAVEPOINT", {}, Exception("the transaction is gone"))
+
+
+def test_a_savepoint_that_cannot_roll_back_is_a_retryable_error(
+    sql_repository: SqlAlchemyRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(RepositoryUnavailableError) as caught, sql_repository.unit_of_work() as uow:
+        monkeypatch.setattr(NestedTransaction, "rollback", _broken)
+        with uow.savepoint():
+            raise RuntimeError("the event failed")
+    monkeypatch.undo()
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize("method", ["commit", "begin_nested"])
+def test_a_savepoint_that_cannot_begin_or_release_is_a_retryable_error(
+    sql_repository: SqlAlchemyRepository, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    owner = NestedTransaction if method == "commit" else Connection
+    with pytest.raises(RepositoryUnavailableError), sql_repository.unit_of_work() as uow:
+        monkeypatch.setattr(owner, method, _broken)
+        with uow.savepoint():
+            pass
+    monkeypatch.undo()

@@ -559,3 +559,18 @@ def test_a_failure_that_cannot_be_recorded_is_logged_and_the_error_raised(
     assert "could not record the failure" in caplog.text
     stored = h.stored_event(event["id"])
     assert stored.status is EventStatus.PENDING and stored.attempts == 0
+
+
+def test_a_claim_that_fails_records_nothing_and_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = deferred()
+    event = sub_event(h)
+    receive(h, event)
+
+    def down(self: UnitOfWork, event_id: str, *, now: Any) -> Any:
+        raise RepositoryUnavailableError("database down")
+
+    monkeypatch.setattr(type(h.repository.unit_of_work()), "claim_stored_event", down)
+    with pytest.raises(RepositoryUnavailableError):
+        h.processor.process(event["id"])
+    stored = h.stored_event(event["id"])
+    assert stored.status is EventStatus.PENDING and stored.attempts == 0
