@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import (
     Field,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     SecretStr,
     ValidationError,
@@ -45,6 +46,13 @@ class BillingConfig(Value):
             checkout (apps that sell add-ons).
         checkout_dedupe_seconds: a repeated ``start_checkout`` with the same inputs within this
             window returns the same session.
+        webhook_max_attempts: a deferred event that failed this many times is ``dead``: never
+            retried automatically, kept for ``replay``.
+        webhook_retry_base_seconds: the delay before the first retry of a failed deferred
+            event; it doubles with each further failure...
+        webhook_retry_max_seconds: ...up to this ceiling.
+        webhook_retry_jitter: the fraction (0 to 1) of each delay taken off at random, so
+            events that failed together are not retried together.
     """
 
     plans: tuple[PlanDefinition, ...] = ()
@@ -57,6 +65,10 @@ class BillingConfig(Value):
     access: AccessPolicy = Field(default_factory=AccessPolicy)
     allow_multiple_subscriptions: bool = False
     checkout_dedupe_seconds: NonNegativeInt = 60
+    webhook_max_attempts: PositiveInt = 8
+    webhook_retry_base_seconds: PositiveFloat = 30.0
+    webhook_retry_max_seconds: PositiveFloat = 3600.0
+    webhook_retry_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -91,6 +103,8 @@ class BillingConfig(Value):
             if not free.is_free:
                 raise ValueError(f"free_plan {self.free_plan!r} must not have prices")
         _prices_have_one_plan(self.plans)
+        if self.webhook_retry_max_seconds < self.webhook_retry_base_seconds:
+            raise ValueError("webhook_retry_max_seconds must not be below the base delay")
         return self
 
     def plan_definition(self, key: str) -> PlanDefinition | None:

@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import Enum
 from threading import get_ident
 from types import TracebackType
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import Field, model_validator
 from typing_extensions import Self
@@ -49,6 +49,7 @@ __all__ = [
     "CheckoutSessionRequest",
     "ClaimOutcome",
     "Clock",
+    "Dispatcher",
     "InvoiceLine",
     "InvoicePreview",
     "InvoicePreviewRequest",
@@ -614,6 +615,90 @@ class UnitOfWork(abc.ABC):
         self, *, status: EventStatus | None = None, limit: int = 100
     ) -> list[EventRecord]:
         """Ledger entries, oldest ``received_at`` first, optionally of one status."""
+
+    # deferred webhook processing --------------------------------------------------------------
+    @abc.abstractmethod
+    def store_pending_event(self, record: EventRecord) -> ClaimOutcome:
+        """Insert ``record`` as ``PENDING`` unless its id is in the ledger, atomically.
+
+        Absent -> inserted with ``record``'s id, type, created, livemode, payload and
+        received_at, status ``PENDING``, ``attempts`` 0, no error, no times: ``CLAIMED``.
+        Present (any status) -> ``DUPLICATE``, nothing changed. A unique constraint decides,
+        never a read-then-write.
+        """
+
+    @abc.abstractmethod
+    def claim_stored_event(self, event_id: str, *, now: datetime) -> EventRecord | None:
+        """Take up one stored event by id, atomically, and return it with its payload.
+
+        Claimable: ``PENDING``, or ``FAILED`` with ``next_attempt_at`` ``None`` or not after
+        ``now``. It becomes ``PROCESSING``, ``attempts`` + 1, ``next_attempt_at`` ``None``.
+        Anything else (absent, not due, dead, finished, or being processed by another unit
+        of work, which it waits for) -> ``None``, nothing changed.
+        """
+
+    @abc.abstractmethod
+    def claim_due_events(self, *, now: datetime, limit: int) -> list[EventRecord]:
+        """Claim up to ``limit`` claimable events (as :meth:`claim_stored_event`).
+
+        Oldest ``created`` first, then id. Events another open unit of work holds are
+        skipped, never waited for (``FOR UPDATE SKIP LOCKED``; a single writer on SQLite):
+        concurrent callers never get the same event. Returns the claimed records, already
+        ``PROCESSING`` with ``attempts`` + 1.
+        """
+
+    @abc.abstractmethod
+    def schedule_event_retry(self, event_id: str, *, error: str, next_attempt_at: datetime) -> None:
+        """A failed attempt: status ``FAILED``, ``last_error``, due again at ``next_attempt_at``.
+
+        Applies to a ``PROCESSING``, ``PENDING`` or ``FAILED`` event; ``attempts`` is not
+        changed (the claim counted it). Any other status or an absent id: nothing changed.
+        """
+
+    @abc.abstractmethod
+    def mark_event_dead(self, event_id: str, *, error: str) -> None:
+        """The last allowed attempt failed: status ``DEAD``, ``last_error``, no next attempt.
+
+        Same statuses as :meth:`schedule_event_retry`; a dead event is never claimed.
+        """
+
+    @abc.abstractmethod
+    def revive_event(self, event_id: str) -> EventRecord | None:
+        """Make a ``DEAD`` or ``FAILED`` event due now (status ``FAILED``, no next attempt).
+
+        Returns the stored record after the change (unchanged for other statuses), or
+        ``None`` for an id not in the ledger.
+        """
+
+    @abc.abstractmethod
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: if its block raises, only its writes are rolled back.
+
+        The exception propagates; the unit of work stays usable and what was written before
+        the savepoint is kept.
+        """
+
+    @abc.abstractmethod
+    def count_events(self, status: EventStatus) -> int:
+        """How many ledger entries have ``status``."""
+
+    @abc.abstractmethod
+    def oldest_received_at(self, status: EventStatus) -> datetime | None:
+        """The earliest ``received_at`` among entries with ``status`` (``None``: none)."""
+
+
+@runtime_checkable
+class Dispatcher(Protocol):
+    """Hands a received event's id to whatever applies it (deferred mode).
+
+    Called by ``WebhookProcessor.receive`` after the ``pending`` ledger row committed. It
+    must not raise: a dispatch that is lost (the queue is down, the process crashed) leaves
+    the event pending, and ``WebhookProcessor.drain`` picks it up. The queue is a wake-up
+    call; the ledger decides what is applied, exactly once.
+    """
+
+    def dispatch(self, event_id: str) -> None:
+        """Arrange for ``WebhookProcessor.process(event_id)`` to run, now or soon."""
 
 
 class Repository(abc.ABC):

@@ -1478,3 +1478,271 @@ class RepositoryContract:
         stored = _read(repository, lambda uow: uow.get_event(event_id))
         assert stored is not None
         assert (stored.id, stored.type, stored.last_error) == (event_id, event_type, "\t\u00e9")
+
+    # ------------------------------------------------------------------ deferred processing
+
+    def _pending(
+        self, repository: Repository, event_id: str, *, created: datetime | None = None
+    ) -> None:
+        fields: dict[str, Any] = {} if created is None else {"created": created}
+        outcome = _write(
+            repository, lambda uow: uow.store_pending_event(make_event(event_id, **fields))
+        )
+        assert outcome is ClaimOutcome.CLAIMED
+
+    def _failed(self, repository: Repository, event_id: str, retry_at: datetime) -> None:
+        self._pending(repository, event_id)
+
+        def fail(uow: UnitOfWork) -> None:
+            assert uow.claim_stored_event(event_id, now=T0) is not None
+            uow.schedule_event_retry(event_id, error="boom", next_attempt_at=retry_at)
+
+        _write(repository, fail)
+
+    def test_store_pending_event_inserts_once(self, repository: Repository) -> None:
+        record = make_event(status=EventStatus.PROCESSED, attempts=3, last_error="old")
+        assert _write(repository, lambda uow: uow.store_pending_event(record)) is (
+            ClaimOutcome.CLAIMED
+        )
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert (stored.status, stored.attempts, stored.last_error) == (
+            EventStatus.PENDING,
+            0,
+            None,
+        )
+        assert (stored.payload, stored.received_at, stored.next_attempt_at) == (
+            record.payload,
+            T0,
+            None,
+        )
+        again = make_event(payload=b"{}", received_at=T0 + timedelta(seconds=9))
+        assert _write(repository, lambda uow: uow.store_pending_event(again)) is (
+            ClaimOutcome.DUPLICATE
+        )
+        assert _read(repository, lambda uow: uow.get_event("evt_1")) == stored
+
+    def test_store_pending_event_of_a_processed_id_is_a_duplicate(
+        self, repository: Repository
+    ) -> None:
+        def processed(uow: UnitOfWork) -> None:
+            uow.claim_event(make_event())
+            uow.finish_event("evt_1", EventStatus.PROCESSED, processed_at=T0)
+
+        _write(repository, processed)
+        assert _write(repository, lambda uow: uow.store_pending_event(make_event())) is (
+            ClaimOutcome.DUPLICATE
+        )
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None and stored.status is EventStatus.PROCESSED
+
+    def test_claim_stored_event_takes_a_pending_event_once(self, repository: Repository) -> None:
+        self._pending(repository, "evt_1")
+        claimed = _write(repository, lambda uow: uow.claim_stored_event("evt_1", now=T0))
+        assert claimed is not None
+        assert (claimed.id, claimed.status, claimed.attempts) == (
+            "evt_1",
+            EventStatus.PROCESSING,
+            1,
+        )
+        assert claimed.payload == make_event().payload
+        assert _read(repository, lambda uow: uow.get_event("evt_1")) == claimed
+        assert _write(repository, lambda uow: uow.claim_stored_event("evt_1", now=T0)) is None
+        assert _write(repository, lambda uow: uow.claim_stored_event("evt_no", now=T0)) is None
+
+    def test_claim_stored_event_waits_for_the_retry_time(self, repository: Repository) -> None:
+        retry_at = T0 + timedelta(seconds=30, microseconds=5)
+        self._failed(repository, "evt_1", retry_at)
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert (stored.status, stored.attempts, stored.last_error, stored.next_attempt_at) == (
+            EventStatus.FAILED,
+            1,
+            "boom",
+            retry_at,
+        )
+        early = retry_at - timedelta(microseconds=1)
+        assert _write(repository, lambda uow: uow.claim_stored_event("evt_1", now=early)) is None
+        claimed = _write(repository, lambda uow: uow.claim_stored_event("evt_1", now=retry_at))
+        assert claimed is not None
+        assert (claimed.status, claimed.attempts, claimed.next_attempt_at) == (
+            EventStatus.PROCESSING,
+            2,
+            None,
+        )
+
+    def test_claim_stored_event_rejects_a_naive_time(self, repository: Repository) -> None:
+        self._pending(repository, "evt_1")
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.claim_stored_event("evt_1", now=datetime(2026, 3, 1))
+
+    def test_claim_due_events_oldest_created_first_up_to_the_limit(
+        self, repository: Repository
+    ) -> None:
+        for index, event_id in enumerate(["evt_c", "evt_a", "evt_b", "evt_d"]):
+            self._pending(repository, event_id, created=T0 - timedelta(seconds=10 - index))
+        self._pending(repository, "evt_tie", created=T0 - timedelta(seconds=9))  # ties evt_a
+        self._failed(repository, "evt_later", T0 + timedelta(hours=1))
+        self._failed(repository, "evt_due", T0 - timedelta(seconds=1))
+        _write(repository, lambda uow: uow.mark_event_dead("evt_d", error="gone"))
+        first = _write(repository, lambda uow: uow.claim_due_events(now=T0, limit=3))
+        assert [r.id for r in first] == ["evt_c", "evt_a", "evt_tie"]
+        assert all(
+            (r.status, r.attempts, r.next_attempt_at) == (EventStatus.PROCESSING, 1, None)
+            for r in first
+        )
+        rest = _write(repository, lambda uow: uow.claim_due_events(now=T0, limit=10))
+        # evt_due was created at make_event's default (T0 - 5 s); evt_d is dead
+        assert [(r.id, r.attempts) for r in rest] == [("evt_b", 1), ("evt_due", 2)]
+        assert _write(repository, lambda uow: uow.claim_due_events(now=T0, limit=10)) == []
+        later = T0 + timedelta(hours=1)
+        assert [
+            r.id for r in _write(repository, lambda uow: uow.claim_due_events(now=later, limit=0))
+        ] == []
+        assert [
+            r.id for r in _write(repository, lambda uow: uow.claim_due_events(now=later, limit=5))
+        ] == ["evt_later"]
+
+    def test_claim_due_events_rejects_a_negative_limit_or_naive_time(
+        self, repository: Repository
+    ) -> None:
+        self._pending(repository, "evt_1")
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.claim_due_events(now=T0, limit=-1)
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.claim_due_events(now=datetime(2026, 3, 1), limit=1)
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.schedule_event_retry("evt_1", error="x", next_attempt_at=datetime(2026, 3, 1))
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None and stored.status is EventStatus.PENDING
+
+    def test_a_rolled_back_claim_leaves_the_event_due(self, repository: Repository) -> None:
+        self._pending(repository, "evt_1")
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            assert len(uow.claim_due_events(now=T0, limit=5)) == 1
+            raise _Boom
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None and (stored.status, stored.attempts) == (EventStatus.PENDING, 0)
+
+    def test_retry_and_dead_apply_only_to_unfinished_events(self, repository: Repository) -> None:
+        def processed(uow: UnitOfWork) -> None:
+            uow.claim_event(make_event("evt_done"))
+            uow.finish_event("evt_done", EventStatus.PROCESSED, processed_at=T0)
+
+        _write(repository, processed)
+        before = _read(repository, lambda uow: uow.get_event("evt_done"))
+
+        def both(uow: UnitOfWork) -> None:
+            uow.schedule_event_retry("evt_done", error="x", next_attempt_at=T0)
+            uow.mark_event_dead("evt_done", error="x")
+            uow.schedule_event_retry("evt_absent", error="x", next_attempt_at=T0)
+            uow.mark_event_dead("evt_absent", error="x")
+
+        _write(repository, both)
+        assert _read(repository, lambda uow: uow.get_event("evt_done")) == before
+        assert _read(repository, lambda uow: uow.get_event("evt_absent")) is None
+
+    def test_dead_events_are_never_claimed_until_revived(self, repository: Repository) -> None:
+        self._failed(repository, "evt_1", T0)
+        _write(repository, lambda uow: uow.mark_event_dead("evt_1", error="for good \u2603"))
+        dead = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert dead is not None
+        assert (dead.status, dead.attempts, dead.last_error, dead.next_attempt_at) == (
+            EventStatus.DEAD,
+            1,
+            "for good \u2603",
+            None,
+        )
+        later = T0 + timedelta(days=30)
+        assert _write(repository, lambda uow: uow.claim_due_events(now=later, limit=5)) == []
+        assert _write(repository, lambda uow: uow.claim_stored_event("evt_1", now=later)) is None
+        assert _write(repository, lambda uow: uow.claim_event(make_event())) is (
+            ClaimOutcome.DUPLICATE
+        )
+        revived = _write(repository, lambda uow: uow.revive_event("evt_1"))
+        assert revived is not None
+        assert (revived.status, revived.attempts, revived.next_attempt_at) == (
+            EventStatus.FAILED,
+            1,
+            None,
+        )
+        assert _read(repository, lambda uow: uow.get_event("evt_1")) == revived
+        claimed = _write(repository, lambda uow: uow.claim_stored_event("evt_1", now=T0))
+        assert claimed is not None and claimed.attempts == 2
+
+    def test_revive_event_leaves_other_statuses_alone(self, repository: Repository) -> None:
+        self._pending(repository, "evt_1")
+        pending = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert _write(repository, lambda uow: uow.revive_event("evt_1")) == pending
+        assert _write(repository, lambda uow: uow.revive_event("evt_no")) is None
+        self._failed(repository, "evt_2", T0 + timedelta(hours=2))
+        revived = _write(repository, lambda uow: uow.revive_event("evt_2"))
+        assert revived is not None
+        assert (revived.status, revived.next_attempt_at) == (EventStatus.FAILED, None)
+
+    def test_a_failing_savepoint_rolls_back_alone(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            uow.save_subscription(make_subscription("sub_before"))
+            with pytest.raises(_Boom), uow.savepoint():
+                uow.save_subscription(make_subscription("sub_inside"))
+                uow.save_subscription(make_subscription("sub_before", watermark=200))
+                raise _Boom
+            with uow.savepoint():
+                uow.save_subscription(make_subscription("sub_kept"))
+            uow.save_subscription(make_subscription("sub_after"))
+        with repository.unit_of_work() as uow:
+            before = uow.get_subscription("sub_before")
+            assert before is not None and before.watermark == 100
+            assert uow.get_subscription("sub_inside") is None
+            assert uow.get_subscription("sub_kept") is not None
+            assert uow.get_subscription("sub_after") is not None
+
+    def test_savepoints_roll_back_with_their_unit_of_work(self, repository: Repository) -> None:
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            with uow.savepoint():
+                uow.save_subscription(make_subscription("sub_inside"))
+            raise _Boom
+        assert _read(repository, lambda uow: uow.get_subscription("sub_inside")) is None
+
+    def test_count_events_and_oldest_received_at(self, repository: Repository) -> None:
+        assert _read(repository, lambda uow: uow.count_events(EventStatus.PENDING)) == 0
+        assert _read(repository, lambda uow: uow.oldest_received_at(EventStatus.PENDING)) is None
+        with repository.unit_of_work() as uow:
+            for index in (3, 1, 2):
+                received = T0 + timedelta(seconds=index, microseconds=7)
+                uow.store_pending_event(make_event(f"evt_{index}", received_at=received))
+        _write(repository, lambda uow: uow.claim_event(make_event("evt_x")))
+        assert _read(repository, lambda uow: uow.count_events(EventStatus.PENDING)) == 3
+        assert _read(repository, lambda uow: uow.count_events(EventStatus.PROCESSING)) == 1
+        assert _read(repository, lambda uow: uow.count_events(EventStatus.DEAD)) == 0
+        oldest = _read(repository, lambda uow: uow.oldest_received_at(EventStatus.PENDING))
+        assert oldest == T0 + timedelta(seconds=1, microseconds=7)
+
+    def test_concurrent_claim_due_never_hands_out_one_event_twice(
+        self, repository: Repository
+    ) -> None:
+        for index in range(20):
+            self._pending(repository, f"evt_{index:02d}", created=T0 - timedelta(seconds=index))
+        results = run_in_threads(
+            repository, lambda uow, _: [r.id for r in uow.claim_due_events(now=T0, limit=3)]
+        )
+        batches = [r for r in results if isinstance(r, list)]
+        assert len(batches) == THREADS, results
+        claimed = [event_id for batch in batches for event_id in batch]
+        assert len(claimed) == len(set(claimed)), batches
+        assert claimed, batches
+        with repository.unit_of_work() as uow:
+            for event_id in claimed:
+                stored = uow.get_event(event_id)
+                assert stored is not None
+                assert (stored.status, stored.attempts) == (EventStatus.PROCESSING, 1)
+        left = _read(repository, lambda uow: uow.count_events(EventStatus.PENDING))
+        assert left == 20 - len(claimed)
+
+    def test_concurrent_claims_of_one_stored_event_claim_it_once(
+        self, repository: Repository
+    ) -> None:
+        self._pending(repository, "evt_1")
+        results = run_in_threads(repository, lambda uow, _: uow.claim_stored_event("evt_1", now=T0))
+        assert sum(isinstance(r, EventRecord) for r in results) == 1, results
+        assert results.count(None) == THREADS - 1, results

@@ -102,6 +102,7 @@ def test_the_migrations_ship_as_package_files() -> None:
     assert sorted(p.name for p in VERSIONS_DIR.glob("bk*.py")) == [
         "bk0001_initial_schema.py",
         "bk0002_customer_history.py",
+        "bk0003_deferred_events.py",
     ]
 
 

@@ -27,7 +27,8 @@ and ``_storable_text``), so the reference agrees with the SQL databases on what 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from threading import Lock
 from typing import Any
@@ -51,6 +52,7 @@ __all__ = ["InMemoryRepository"]
 _MISSING: Any = object()
 _RECLAIMABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING})
 _FAILABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING, EventStatus.PROCESSING})
+_REVIVABLE = frozenset({EventStatus.FAILED, EventStatus.DEAD})
 
 #: One undo step: put ``previous`` back under ``key`` in ``table`` (remove it if _MISSING).
 _UndoEntry = tuple[dict[Any, Any], Any, Any]
@@ -439,3 +441,121 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         if status is not None:
             records = (record for record in records if record.status == status)
         return heapq.nsmallest(limit, records, key=lambda record: (record.received_at, record.id))
+
+    # ----------------------------------------------------------- deferred webhook processing
+
+    @override
+    def store_pending_event(self, record: EventRecord) -> ClaimOutcome:
+        self._check()
+        events = self._t.events
+        event_id = self._storable_id(record.id)
+        if event_id in events:
+            return ClaimOutcome.DUPLICATE
+        pending = self._ledger_record(
+            record,
+            event_id,
+            status=EventStatus.PENDING,
+            attempts=0,
+            last_error=None,
+            processed_at=None,
+            next_attempt_at=None,
+        )
+        self._put(events, pending.id, pending)
+        return ClaimOutcome.CLAIMED
+
+    def _claimable(self, record: EventRecord, now: datetime) -> bool:
+        if record.status is EventStatus.PENDING:
+            return True
+        return record.status is EventStatus.FAILED and (
+            record.next_attempt_at is None or record.next_attempt_at <= now
+        )
+
+    def _take(self, record: EventRecord) -> EventRecord:
+        claimed = record.model_copy(
+            update={
+                "status": EventStatus.PROCESSING,
+                "attempts": record.attempts + 1,
+                "next_attempt_at": None,
+            }
+        )
+        self._put(self._t.events, claimed.id, claimed)
+        return claimed
+
+    @override
+    def claim_stored_event(self, event_id: str, *, now: datetime) -> EventRecord | None:
+        self._check()
+        when = aware_utc(now, "now")
+        stored = self._t.events.get(self._storable_id(event_id))
+        if stored is None or not self._claimable(stored, when):
+            return None
+        return self._take(stored)
+
+    @override
+    def claim_due_events(self, *, now: datetime, limit: int) -> list[EventRecord]:
+        self._check()
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        when = aware_utc(now, "now")
+        due = heapq.nsmallest(
+            limit,
+            (record for record in self._t.events.values() if self._claimable(record, when)),
+            key=lambda record: (record.created, record.id),
+        )
+        return [self._take(record) for record in due]
+
+    def _set_failure(self, event_id: str, error: str, **update: Any) -> None:
+        stored = self._t.events.get(self._storable_id(event_id))
+        if stored is not None and stored.status in _FAILABLE:
+            update["last_error"] = self._storable_text(error, self.MAX_ERROR_CHARS)
+            self._put(self._t.events, stored.id, stored.model_copy(update=update))
+
+    @override
+    def schedule_event_retry(self, event_id: str, *, error: str, next_attempt_at: datetime) -> None:
+        self._check()
+        when = aware_utc(next_attempt_at, "next_attempt_at")
+        self._set_failure(event_id, error, status=EventStatus.FAILED, next_attempt_at=when)
+
+    @override
+    def mark_event_dead(self, event_id: str, *, error: str) -> None:
+        self._check()
+        self._set_failure(event_id, error, status=EventStatus.DEAD, next_attempt_at=None)
+
+    @override
+    def revive_event(self, event_id: str) -> EventRecord | None:
+        self._check()
+        stored = self._t.events.get(self._storable_id(event_id))
+        if stored is None or stored.status not in _REVIVABLE:
+            return stored
+        revived = stored.model_copy(update={"status": EventStatus.FAILED, "next_attempt_at": None})
+        self._put(self._t.events, stored.id, revived)
+        return revived
+
+    @override
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._check()
+        mark = len(self._journal)
+        try:
+            yield
+        except BaseException:
+            undo = self._journal[mark:]
+            del self._journal[mark:]
+            for table, key, previous in reversed(undo):
+                if previous is _MISSING:
+                    table.pop(key, None)
+                else:
+                    table[key] = previous
+            raise
+
+    @override
+    def count_events(self, status: EventStatus) -> int:
+        self._check()
+        return sum(1 for record in self._t.events.values() if record.status == status)
+
+    @override
+    def oldest_received_at(self, status: EventStatus) -> datetime | None:
+        self._check()
+        return min(
+            (record.received_at for record in self._t.events.values() if record.status == status),
+            default=None,
+        )

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, NonNegativeInt
 
 from billingkit.domain._base import UTCDateTime, Value
 from billingkit.domain.plans import Interval
@@ -118,27 +118,34 @@ class CheckoutRecord(Value):
 class EventStatus(str, Enum):
     """Where a Stripe event stands in the ledger."""
 
-    PENDING = "pending"  # stored, not yet applied (inbox mode)
+    PENDING = "pending"  # received and stored, not yet applied (deferred mode)
     PROCESSING = "processing"  # claimed by a worker inside an open unit of work
     PROCESSED = "processed"
     IGNORED = "ignored"  # no handler for its type
     STALE = "stale"  # older than the stored state; nothing changed
     FAILED = "failed"  # its effects were rolled back; a redelivery is processed again
+    DEAD = "dead"  # failed ``webhook_max_attempts`` times: never retried automatically
 
     def __str__(self) -> str:
         return self.value
 
 
 class EventRecord(Value):
-    """One Stripe event in the ledger, with the verified raw payload kept for replay."""
+    """One Stripe event in the ledger, with the verified raw payload kept for replay.
+
+    ``attempts`` counts the times it was taken up to be applied (0 while it is pending and
+    was never tried); ``next_attempt_at`` is when a failed event is due again (``None``: due
+    now, or never for a finished or dead one).
+    """
 
     id: str = Field(min_length=1)
     type: str
     created: UTCDateTime
     livemode: bool = False
     status: EventStatus = EventStatus.PROCESSING
-    attempts: PositiveInt = 1
+    attempts: NonNegativeInt = 1
     last_error: str | None = None
     payload: bytes = b""
     received_at: UTCDateTime
     processed_at: UTCDateTime | None = None
+    next_attempt_at: UTCDateTime | None = None

@@ -156,6 +156,10 @@ class SqlDialect(abc.ABC):
         The stored event is changed only if it is failed, pending or processing.
         """
 
+    @abc.abstractmethod
+    def insert_event(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
+        """INSERT the event ``row``; ``False`` (nothing written) if its id is stored."""
+
 
 class PostgresSqliteDialect(SqlDialect):
     """PostgreSQL (and, through :class:`SqliteDialect`, SQLite): ``INSERT … ON CONFLICT``.
@@ -190,6 +194,10 @@ class PostgresSqliteDialect(SqlDialect):
             return ClaimOutcome.CLAIMED
         reclaimed = tx.count(self.reclaim, {"b_id": row["id"]})
         return ClaimOutcome.CLAIMED if reclaimed == 1 else ClaimOutcome.DUPLICATE
+
+    def insert_event(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
+        """One ``INSERT … ON CONFLICT DO NOTHING``."""
+        return tx.count(self.claim_statement, row) == 1
 
     def link(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
         """One ``INSERT … ON CONFLICT DO NOTHING``."""
@@ -297,6 +305,10 @@ class MySqlDialect(SqlDialect):
             return ClaimOutcome.DUPLICATE
         reclaimed = tx.count(self.reclaim, {"b_id": row["id"]})
         return ClaimOutcome.CLAIMED if reclaimed == 1 else ClaimOutcome.DUPLICATE
+
+    def insert_event(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
+        """A plain INSERT; a duplicate key means nothing was written."""
+        return self._inserted(tx, self.claim_statement, row)
 
     def link(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
         """A plain INSERT; a duplicate key means nothing was written."""

@@ -13,13 +13,25 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import URL, Connection, Engine, Row, or_, select, update
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    and_,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from typing_extensions import override
 
 from billingkit.adapters._shared import aware_utc
 from billingkit.adapters.sqlalchemy._dialects import (
     EVENT_COLUMNS,
+    FAILABLE,
     SUBSCRIPTION_COLUMNS,
     dialect_for,
 )
@@ -51,6 +63,10 @@ from billingkit.errors import ConfigurationError, ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome
 
 __all__ = ["SqlAlchemyRepository"]
+
+#: What taking up an event sets (with ``attempts`` + 1).
+_TAKEN: dict[str, Any] = {"status": EventStatus.PROCESSING.value, "next_attempt_at": None}
+_REVIVABLE = [EventStatus.FAILED.value, EventStatus.DEAD.value]
 
 
 # --------------------------------------------------------------------------- rows <-> values
@@ -486,3 +502,152 @@ class _SqlUnitOfWork(SqlTransaction):
         if status is not None:
             query = query.where(EVENTS.c.status == EventStatus(status).value)
         return [_event(row) for row in self.execute(query).all()]
+
+    # ---------------------------------------------------------- deferred webhook processing
+
+    @staticmethod
+    def _due(now: datetime) -> ColumnElement[bool]:
+        """Claimable at ``now``: pending, or failed with no retry time or one that passed."""
+        events = EVENTS.c
+        return or_(
+            events.status == EventStatus.PENDING.value,
+            and_(
+                events.status == EventStatus.FAILED.value,
+                or_(events.next_attempt_at.is_(None), events.next_attempt_at <= now),
+            ),
+        )
+
+    @override
+    @operation
+    def store_pending_event(self, record: EventRecord) -> ClaimOutcome:
+        row = self._event_row(
+            record,
+            status=EventStatus.PENDING.value,
+            attempts=0,
+            last_error=None,
+            processed_at=None,
+            next_attempt_at=None,
+        )
+        return ClaimOutcome.CLAIMED if self._sql.insert_event(self, row) else ClaimOutcome.DUPLICATE
+
+    @override
+    @operation
+    def claim_stored_event(self, event_id: str, *, now: datetime) -> EventRecord | None:
+        when = aware_utc(now, "now")
+        events = EVENTS.c
+        key = self._storable_id(event_id)
+        taken = self.count(
+            update(EVENTS)
+            .where(events.id == key, self._due(when))
+            .values(**_TAKEN, attempts=events.attempts + 1)
+        )
+        if taken != 1:
+            return None
+        return _event(self.execute(select(EVENTS).where(events.id == key)).one())
+
+    @override
+    @operation
+    def claim_due_events(self, *, now: datetime, limit: int) -> list[EventRecord]:
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        when = aware_utc(now, "now")
+        if limit == 0:
+            return []
+        events = EVENTS.c
+        # Rows another transaction holds are skipped, never waited for (SQLite has a single
+        # writer: its dialect renders no locking clause, and none is needed).
+        ids = list(
+            self.execute(
+                select(events.id)
+                .where(self._due(when))
+                .order_by(events.created, events.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        if not ids:
+            return []
+        self.execute(
+            update(EVENTS).where(events.id.in_(ids)).values(**_TAKEN, attempts=events.attempts + 1)
+        )
+        rows = self.execute(
+            select(EVENTS).where(events.id.in_(ids)).order_by(events.created, events.id)
+        ).all()
+        return [_event(row) for row in rows]
+
+    def _fail(self, event_id: str, error: str, status: EventStatus, retry_at: Any) -> None:
+        events = EVENTS.c
+        self.execute(
+            update(EVENTS)
+            .where(events.id == self._storable_id(event_id), events.status.in_(FAILABLE))
+            .values(
+                status=status.value,
+                last_error=self._storable_text(error, self.MAX_ERROR_CHARS),
+                next_attempt_at=retry_at,
+            )
+        )
+
+    @override
+    @operation
+    def schedule_event_retry(self, event_id: str, *, error: str, next_attempt_at: datetime) -> None:
+        when = aware_utc(next_attempt_at, "next_attempt_at")
+        self._fail(event_id, error, EventStatus.FAILED, when)
+
+    @override
+    @operation
+    def mark_event_dead(self, event_id: str, *, error: str) -> None:
+        self._fail(event_id, error, EventStatus.DEAD, None)
+
+    @override
+    @operation
+    def revive_event(self, event_id: str) -> EventRecord | None:
+        events = EVENTS.c
+        key = self._storable_id(event_id)
+        self.execute(
+            update(EVENTS)
+            .where(events.id == key, events.status.in_(_REVIVABLE))
+            .values(status=EventStatus.FAILED.value, next_attempt_at=None)
+        )
+        row = self.execute(select(EVENTS).where(events.id == key)).first()
+        return None if row is None else _event(row)
+
+    @override
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._check()
+        try:
+            nested = self.connection.begin_nested()
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise translate(exc, "savepoint") from exc
+        try:
+            yield
+        except BaseException as failure:
+            try:
+                nested.rollback()
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                # the transaction itself is gone (MySQL rolls it back on a deadlock)
+                raise translate(exc, "savepoint rollback") from failure
+            raise
+        try:
+            nested.commit()
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise translate(exc, "savepoint release") from exc
+
+    @override
+    @operation
+    def count_events(self, status: EventStatus) -> int:
+        statement = select(func.count()).select_from(EVENTS)
+        statement = statement.where(EVENTS.c.status == EventStatus(status).value)
+        return int(self.execute(statement).scalar_one())
+
+    @override
+    @operation
+    def oldest_received_at(self, status: EventStatus) -> datetime | None:
+        events = EVENTS.c
+        oldest: datetime | None = self.execute(
+            select(events.received_at)
+            .where(events.status == EventStatus(status).value)
+            .order_by(events.received_at)
+            .limit(1)
+        ).scalar_one_or_none()
+        return oldest

@@ -198,7 +198,11 @@ EVENTS = Table(
     Column("payload", _Payload, nullable=False),
     _when("received_at", nullable=False),
     _when("processed_at"),
+    # deferred mode (migration bk0003): when a failed event is due again
+    _when("next_attempt_at"),
     Index(None, "status", "received_at"),
     Index(None, "received_at"),
+    # the drain query: due statuses, oldest ``created`` first
+    Index(None, "status", "created"),
     **_MYSQL_OPTIONS,
 )

@@ -154,12 +154,18 @@ class StoredEvent(models.Model):
     processed_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
         null=True
     )
+    #: Deferred mode: when a failed event is due again.
+    next_attempt_at: models.DateTimeField[datetime | None, datetime | None] = (
+        models.DateTimeField(null=True)
+    )
 
     class Meta:  # noqa: D106 - Django options
         verbose_name = "ledger event"
         indexes = (
             models.Index(fields=["status", "received_at"], name="billingkit_event_status"),
             models.Index(fields=["received_at", "id"], name="billingkit_event_received"),
+            # the drain query: due statuses, oldest ``created`` first
+            models.Index(fields=["status", "created"], name="billingkit_event_due"),
         )
 
     def __str__(self) -> str:

@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from django.db import DatabaseError, IntegrityError, OperationalError, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
 from django.db.models import F, Model, Q, QuerySet
 from django.db.transaction import Atomic
 
@@ -81,6 +81,7 @@ _R = TypeVar("_R")
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 _RECLAIMABLE = [EventStatus.FAILED.value, EventStatus.PENDING.value]
 _FAILABLE = [*_RECLAIMABLE, EventStatus.PROCESSING.value]
+_REVIVABLE = [EventStatus.FAILED.value, EventStatus.DEAD.value]
 _RACE_RETRIES = 5
 
 _SUBSCRIPTION_FIELDS = [f.name for f in StoredSubscription._meta.concrete_fields]
@@ -498,3 +499,99 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
         if status is not None:
             query = query.filter(status=EventStatus(status).value)
         return [_event(row) for row in query.values(*_EVENT_FIELDS)[:limit]]
+
+    # ---------------------------------------------------------- deferred webhook processing
+
+    @staticmethod
+    def _due(now: datetime) -> Q:
+        """Claimable at ``now``: pending, or failed with no retry time or one that passed."""
+        return Q(status=EventStatus.PENDING.value) | (
+            Q(status=EventStatus.FAILED.value)
+            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        )
+
+    def _take(self, query: QuerySet[StoredEvent]) -> int:
+        return query.update(
+            status=EventStatus.PROCESSING.value,
+            attempts=F("attempts") + 1,
+            next_attempt_at=None,
+        )
+
+    @_operation
+    def store_pending_event(self, record: EventRecord) -> ClaimOutcome:
+        row = self._event_row(
+            record,
+            status=EventStatus.PENDING.value,
+            attempts=0,
+            last_error=None,
+            processed_at=None,
+            next_attempt_at=None,
+        )
+        return ClaimOutcome.CLAIMED if self._inserted(StoredEvent, row) else ClaimOutcome.DUPLICATE
+
+    @_operation
+    def claim_stored_event(self, event_id: str, *, now: datetime) -> EventRecord | None:
+        when = _aware(now, "now")
+        key = self._storable_id(event_id)
+        if self._take(self._events().filter(Q(id=key) & self._due(when))) != 1:
+            return None
+        return _event(self._events().filter(id=key).values(*_EVENT_FIELDS).get())
+
+    @_operation
+    def claim_due_events(self, *, now: datetime, limit: int) -> list[EventRecord]:
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        when = _aware(now, "now")
+        if limit == 0:
+            return []
+        features = connections[self._alias].features
+        # rows another transaction holds are skipped, never waited for (SQLite: one writer)
+        due = self._events().filter(self._due(when)).order_by("created", "id")
+        if features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        ids = list(due.values_list("id", flat=True)[:limit])
+        if not ids:
+            return []
+        self._take(self._events().filter(id__in=ids))
+        rows = self._events().filter(id__in=ids).order_by("created", "id")
+        return [_event(row) for row in rows.values(*_EVENT_FIELDS)]
+
+    def _fail(self, event_id: str, error: str, **changes: Any) -> None:
+        self._events().filter(id=self._storable_id(event_id), status__in=_FAILABLE).update(
+            last_error=self._storable_text(error, self.MAX_ERROR_CHARS), **changes
+        )
+
+    @_operation
+    def schedule_event_retry(self, event_id: str, *, error: str, next_attempt_at: datetime) -> None:
+        when = _aware(next_attempt_at, "next_attempt_at")
+        self._fail(event_id, error, status=EventStatus.FAILED.value, next_attempt_at=when)
+
+    @_operation
+    def mark_event_dead(self, event_id: str, *, error: str) -> None:
+        self._fail(event_id, error, status=EventStatus.DEAD.value, next_attempt_at=None)
+
+    @_operation
+    def revive_event(self, event_id: str) -> EventRecord | None:
+        key = self._storable_id(event_id)
+        self._events().filter(id=key, status__in=_REVIVABLE).update(
+            status=EventStatus.FAILED.value, next_attempt_at=None
+        )
+        row = self._events().filter(id=key).values(*_EVENT_FIELDS).first()
+        return None if row is None else _event(row)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested ``atomic``: if the block raises, only its writes are rolled back."""
+        self._check()
+        with self._savepoint():
+            yield
+
+    @_operation
+    def count_events(self, status: EventStatus) -> int:
+        return int(self._events().filter(status=EventStatus(status).value).count())
+
+    @_operation
+    def oldest_received_at(self, status: EventStatus) -> datetime | None:
+        rows = self._events().filter(status=EventStatus(status).value).order_by("received_at")
+        oldest: datetime | None = rows.values_list("received_at", flat=True).first()
+        return oldest

@@ -2,6 +2,7 @@
 
 * :mod:`.event` — :class:`WebhookEvent`, :func:`parse_event`;
 * :mod:`.processor` — :class:`WebhookProcessor` and its results;
+* :mod:`.deferred` — :class:`InlineDispatcher`, :class:`RetryPolicy`, :class:`DrainResult`;
 * :mod:`.registry` — :data:`HANDLERS`, event type -> handler;
 * :mod:`.handlers` — one module per family: ``subscriptions``, ``checkout``, ``invoices``,
   ``customers``, ``catalog``.
@@ -9,6 +10,7 @@
 Guide: ``docs/webhooks.md``.
 """
 
+from billingkit.services.webhooks.deferred import DrainResult, InlineDispatcher, RetryPolicy
 from billingkit.services.webhooks.event import WebhookEvent, parse_event
 from billingkit.services.webhooks.processor import (
     WebhookOutcome,
@@ -18,6 +20,9 @@ from billingkit.services.webhooks.processor import (
 )
 
 __all__ = [
+    "DrainResult",
+    "InlineDispatcher",
+    "RetryPolicy",
     "WebhookEvent",
     "WebhookOutcome",
     "WebhookProcessor",

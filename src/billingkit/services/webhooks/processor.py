@@ -5,15 +5,21 @@ ledger, the handler from :data:`~.registry.HANDLERS` with the app's hooks, commi
 the parse raise only :class:`~billingkit.errors.WebhookError` (400) and store nothing; any
 later exception rolls back, is recorded as ``failed`` and re-raised (500, Stripe retries).
 The whole pipeline and the HTTP answers: ``docs/webhooks.md``.
+
+Deferred mode (``docs/deferred.md``): :meth:`~WebhookProcessor.receive` stores the verified
+event as ``pending`` in one write and hands its id to a :class:`~billingkit.ports.Dispatcher`;
+:meth:`~WebhookProcessor.process` applies one stored event, :meth:`~WebhookProcessor.drain`
+applies due events in batches; failures back off (:mod:`.deferred`) and end ``dead``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, TypeVar, overload
 
@@ -22,18 +28,22 @@ from billingkit.domain import EventRecord, EventStatus
 from billingkit.errors import (
     ConfigurationError,
     InvalidInputError,
+    RepositoryError,
     WebhookError,
     WebhookPayloadError,
 )
 from billingkit.ports import (
     ClaimOutcome,
     Clock,
+    Dispatcher,
     Repository,
     StripeGateway,
+    UnitOfWork,
     require_aware_clock,
     system_clock,
 )
 from billingkit.services.hooks import HookEvent, HookRegistry
+from billingkit.services.webhooks.deferred import DrainResult, RetryPolicy
 from billingkit.services.webhooks.event import (
     CREATED_MAX,
     ID_MAX,
@@ -54,6 +64,8 @@ __all__ = [
 
 logger = logging.getLogger("billingkit.webhooks")
 
+#: How many times in a row ``drain`` retries a batch rolled back by a retryable error.
+_BATCH_RETRIES = 3
 #: Longest error text kept on a failed ledger entry.
 _MAX_ERROR_CHARS = 1000
 
@@ -65,6 +77,7 @@ class WebhookOutcome(str, Enum):
     DUPLICATE = "duplicate"  # the event id was already processed (or is being processed)
     IGNORED = "ignored"  # no handler for the type, or nothing of ours (unknown customer)
     STALE = "stale"  # older than the stored state: nothing changed
+    QUEUED = "queued"  # stored as pending (deferred mode), or a failed event not due yet
 
 
 _OUTCOME_OF_STATUS = {
@@ -106,6 +119,10 @@ class WebhookProcessor:
         catalog: resolves plan keys and is invalidated by ``price.*``/``product.*`` events
             (``PlanCatalog``).
         clock: current time (signature tolerance, ledger times).
+        dispatcher: deferred mode (``docs/deferred.md``): :meth:`handle` and
+            :meth:`handle_http` then :meth:`receive` and hand the id to it. ``None`` (the
+            default): they apply the event inline, and :meth:`receive` only stores it for a
+            :meth:`drain` worker.
 
     Raises :class:`~billingkit.errors.ConfigurationError` without a webhook secret: there is
     no way to switch verification off. Safe to share across threads once hooks are
@@ -120,6 +137,7 @@ class WebhookProcessor:
         repository: Repository,
         catalog: WebhookCatalog,
         clock: Clock = system_clock,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         secrets = tuple(config.secret_values())
         if not secrets:
@@ -136,11 +154,35 @@ class WebhookProcessor:
         self._catalog = catalog
         self._clock = require_aware_clock(clock)
         self._hooks = HookRegistry()
+        self._dispatcher = dispatcher
+        self._retry = RetryPolicy.from_config(config)
 
     @property
     def hooks(self) -> HookRegistry:
         """The :class:`~billingkit.services.hooks.HookRegistry` handlers tell things to."""
         return self._hooks
+
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """The dispatcher of deferred mode, or ``None`` (inline); may be set after building.
+
+        Setting it later is how an :class:`~.deferred.InlineDispatcher`, which needs the
+        processor, is attached.
+        """
+        return self._dispatcher
+
+    @dispatcher.setter
+    def dispatcher(self, dispatcher: Dispatcher | None) -> None:
+        self._dispatcher = dispatcher
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The back-off of failed deferred events (from the configuration)."""
+        return self._retry
+
+    @retry_policy.setter
+    def retry_policy(self, policy: RetryPolicy) -> None:
+        self._retry = policy
 
     @overload
     def on(self, kind: type[_E], callback: Callable[[_E], object]) -> Callable[[_E], object]: ...
@@ -183,20 +225,33 @@ class WebhookProcessor:
         verify_signature(payload, signature, self._secrets, now=now, tolerance=self._tolerance)
         return payload
 
+
+    def _verified_event(
+        self, payload: bytes, signature: str | None
+    ) -> tuple[WebhookEvent, bytes]:
+        """Size, verify and parse the payload.
+
+        A verified payload whose envelope is malformed is recorded as failed (when its id is
+        usable) before the ``WebhookPayloadError`` propagates.
+        """
+        verified = self._verified(payload, signature)
+        try:
+            return parse_event(verified, livemode=self._livemode), verified
+        except WebhookPayloadError as exc:
+            self._record_unparsable(verified, exc)
+            raise
     def handle(self, payload: bytes, signature: str | None) -> WebhookResult:
         """Verify, record and apply one webhook request.
 
         Returns the :class:`WebhookResult` (processed, duplicate, ignored or stale). Raises
         :class:`~billingkit.errors.WebhookError` for a bad request (nothing stored); any
         other exception means the event failed: it was rolled back and recorded as failed,
-        and a redelivery will be processed again.
+        and a redelivery will be processed again. With a :attr:`dispatcher` this is
+        :meth:`receive` (``queued`` or ``duplicate``).
         """
-        payload = self._verified(payload, signature)
-        try:
-            event = parse_event(payload, livemode=self._livemode)
-        except WebhookPayloadError as exc:
-            self._record_unparsable(payload, exc)
-            raise
+        if self._dispatcher is not None:
+            return self.receive(payload, signature)
+        event, payload = self._verified_event(payload, signature)
         return self._process(event, payload)
 
     def handle_http(self, payload: bytes, signature: str | None) -> WebhookResponse:
@@ -205,8 +260,156 @@ class WebhookProcessor:
         400 for a bad signature or payload, 200 for every outcome, 500 for a failure (logged
         with its traceback; Stripe retries). Never 200 for a failure.
         """
+        return self._http(self.handle, payload, signature)
+
+    def receive(self, payload: bytes, signature: str | None) -> WebhookResult:
+        """Verify and store one webhook as ``pending``, then dispatch it; apply nothing.
+
+        One durable write: the ledger row with the raw payload, inserted unless the id is
+        already there, committed before the :attr:`dispatcher` (if any) gets the id. Returns
+        ``queued``, or ``duplicate`` for an id already in the ledger (not dispatched again).
+        Raises :class:`~billingkit.errors.WebhookError` for a bad request (nothing stored),
+        a repository error if the write failed. A dispatcher that raises is logged and
+        ignored: the event is stored, and :meth:`drain` applies it.
+        """
+        event, payload = self._verified_event(payload, signature)
+        record = EventRecord.model_construct(
+            id=event.id,
+            type=event.type,
+            created=event.created_at,
+            livemode=event.livemode,
+            status=EventStatus.PENDING,
+            attempts=0,
+            last_error=None,
+            payload=bytes(payload),
+            received_at=self._clock(),
+            processed_at=None,
+            next_attempt_at=None,
+        )
+        with self._repository.unit_of_work() as uow:
+            stored = uow.store_pending_event(record)
+        if stored is ClaimOutcome.DUPLICATE:
+            return WebhookResult(WebhookOutcome.DUPLICATE, event.id, event.type)
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            try:
+                dispatcher.dispatch(event.id)
+            except Exception:
+                logger.exception("dispatching event %s failed; drain will apply it", event.id)
+        return WebhookResult(WebhookOutcome.QUEUED, event.id, event.type)
+
+    def receive_http(self, payload: bytes, signature: str | None) -> WebhookResponse:
+        """:meth:`receive`, mapped to an HTTP answer for framework glue.
+
+        200 for ``queued`` and ``duplicate``, 400 for a bad signature or payload, 500 only
+        when the event could not be stored (Stripe retries).
+        """
+        return self._http(self.receive, payload, signature)
+
+    def process(self, event_id: str) -> WebhookResult:
+        """Apply one stored event (the job a dispatcher's worker runs), exactly once.
+
+        Claims it if it is pending, or failed and due; applies it from the stored payload
+        as :meth:`handle` does after its claim. Returns its outcome; ``duplicate`` when it
+        was already processed (or ignored, stale, dead) or another worker holds it;
+        ``queued`` when it failed before and its next attempt is not due yet. A failure
+        is rolled back, recorded (due again after the back-off, or ``dead`` after the
+        last allowed attempt) and re-raised. Raises
+        :class:`~billingkit.errors.InvalidInputError` for an id not in the ledger.
+        """
+        now = self._clock()
+        claimed: EventRecord | None = None
         try:
-            result = self.handle(payload, signature)
+            with self._repository.unit_of_work() as uow:
+                claimed = uow.claim_stored_event(event_id, now=now)
+                if claimed is None:
+                    stored = uow.get_event(event_id)
+                else:
+                    event = parse_event(claimed.payload, livemode=self._livemode)
+                    status = self._apply(uow, event)
+                    uow.finish_event(claimed.id, status, processed_at=now)
+        except Exception as exc:
+            if claimed is not None:
+                self._record_deferred_failure(claimed, exc)
+            raise
+        if claimed is not None:
+            return WebhookResult(_OUTCOME_OF_STATUS[status], claimed.id, claimed.type)
+        if stored is None:
+            raise InvalidInputError(f"no event {event_id!r} in the ledger")
+        outcome = (
+            WebhookOutcome.QUEUED
+            if stored.status in (EventStatus.PENDING, EventStatus.FAILED)
+            else WebhookOutcome.DUPLICATE
+        )
+        return WebhookResult(outcome, stored.id, stored.type)
+
+    def drain(self, *, limit: int | None = None, batch_size: int = 100) -> DrainResult:
+        """Apply due events (pending, or failed and due) in batches, oldest first.
+
+        Each batch is claimed and applied in one transaction, with a savepoint per event: a
+        failing event rolls back alone and is recorded (due again later, or ``dead``), the
+        others commit. Workers on any number of machines can drain one ledger at once: a
+        batch's events are locked (``FOR UPDATE SKIP LOCKED``; SQLite has one writer), so no
+        event is applied twice. Stops when no due event is left or after ``limit`` events
+        (``None``: no limit). Raises :class:`~billingkit.errors.InvalidInputError` for a
+        ``batch_size`` below 1 or a negative ``limit``; a repository failure rolls back the
+        batch and propagates.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError("batch_size must be a positive integer")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise InvalidInputError("limit must be an integer or None")
+        if limit is not None and limit < 0:
+            raise InvalidInputError("limit must not be negative")
+        counts = dict.fromkeys(("processed", "ignored", "stale", "failed", "dead"), 0)
+        done = 0
+        retries = 0
+        while limit is None or done < limit:
+            size = batch_size if limit is None else min(batch_size, limit - done)
+            batch = dict.fromkeys(counts, 0)
+            try:
+                claimed = self._drain_batch(size, batch)
+            except RepositoryError as exc:
+                # a deadlock or a lost connection: the batch rolled back as a whole
+                if not exc.retryable or retries >= _BATCH_RETRIES:
+                    raise
+                retries += 1
+                logger.warning("drain batch rolled back (%s); trying again", exc)
+                time.sleep(0.05 * retries)
+                continue
+            retries = 0
+            for key, value in batch.items():
+                counts[key] += value
+            done += claimed
+            if claimed < size:
+                break
+        return DrainResult(**counts)
+
+    def pending_count(self) -> int:
+        """How many received events wait for their first attempt (status ``pending``)."""
+        return self.event_count(EventStatus.PENDING)
+
+    def event_count(self, status: EventStatus) -> int:
+        """How many ledger entries have ``status`` (e.g. ``failed`` or ``dead``), for monitoring."""
+        with self._repository.unit_of_work() as uow:
+            return uow.count_events(EventStatus(status))
+
+    def oldest_pending_age(self) -> timedelta | None:
+        """How long ago the oldest pending event was received (``None``: nothing pending)."""
+        with self._repository.unit_of_work() as uow:
+            oldest = uow.oldest_received_at(EventStatus.PENDING)
+        if oldest is None:
+            return None
+        return max(self._clock() - oldest, timedelta(0))
+
+    def _http(
+        self,
+        call: Callable[[bytes, str | None], WebhookResult],
+        payload: bytes,
+        signature: str | None,
+    ) -> WebhookResponse:
+        try:
+            result = call(payload, signature)
         except WebhookError as exc:
             return WebhookResponse(400, json.dumps({"error": str(exc)}))
         except Exception:
@@ -223,17 +426,17 @@ class WebhookProcessor:
         """Apply a stored event again from the ledger's raw payload, without Stripe.
 
         No signature check is made: the payload was verified when it was first received,
-        and the ledger is trusted storage. Meant for events recorded as ``failed`` (or
-        ``pending``) after the cause was fixed; an event already processed, ignored or stale
-        gives ``duplicate``. Failures behave as in :meth:`handle`. Raises
+        and the ledger is trusted storage. Meant for events recorded as ``failed``,
+        ``dead`` (revived: due now) or ``pending``, after the cause was fixed; an event
+        already processed, ignored or stale gives ``duplicate``. Failures behave as in
+        :meth:`process` (a dead event that fails again is dead again). Raises
         :class:`~billingkit.errors.InvalidInputError` for an id not in the ledger.
         """
         with self._repository.unit_of_work() as uow:
-            record = uow.get_event(event_id)
+            record = uow.revive_event(event_id)
         if record is None:
             raise InvalidInputError(f"no event {event_id!r} in the ledger")
-        event = parse_event(record.payload, livemode=self._livemode)
-        return self._process(event, record.payload)
+        return self.process(event_id)
 
     # --------------------------------------------------------------------------- internals
 
@@ -255,14 +458,7 @@ class WebhookProcessor:
             with self._repository.unit_of_work() as uow:
                 if uow.claim_event(record) is ClaimOutcome.DUPLICATE:
                     return WebhookResult(WebhookOutcome.DUPLICATE, event.id, event.type)
-                handler = HANDLERS.get(event.type)
-                if handler is None:
-                    status = EventStatus.IGNORED
-                else:
-                    context = HandlerContext(
-                        uow, event, self._gateway, self._catalog, self._hooks, self._access
-                    )
-                    status = handler(context)
+                status = self._apply(uow, event)
                 uow.finish_event(event.id, status, processed_at=now)
         except Exception as exc:
             self._record_failure(record, exc)
@@ -304,11 +500,76 @@ class WebhookProcessor:
             payload=payload,
             received_at=now,
             processed_at=None,
+            next_attempt_at=None,
         )
         self._record_failure(record, exc)
 
+    def _apply(self, uow: UnitOfWork, event: WebhookEvent) -> EventStatus:
+        handler = HANDLERS.get(event.type)
+        if handler is None:
+            return EventStatus.IGNORED
+        context = HandlerContext(
+            uow, event, self._gateway, self._catalog, self._hooks, self._access
+        )
+        return handler(context)
+
+    def _drain_batch(self, size: int, counts: dict[str, int]) -> int:
+        now = self._clock()
+        with self._repository.unit_of_work() as uow:
+            records = uow.claim_due_events(now=now, limit=size)
+            for record in records:
+                try:
+                    with uow.savepoint():
+                        event = parse_event(record.payload, livemode=self._livemode)
+                        status = self._apply(uow, event)
+                        uow.finish_event(record.id, status, processed_at=now)
+                except Exception as exc:
+                    if isinstance(exc, RepositoryError) and exc.retryable:
+                        raise  # the transaction itself is in doubt: roll the batch back
+                    dead = self._schedule_retry(uow, record, _error_text(exc), now)
+                    counts["dead" if dead else "failed"] += 1
+                else:
+                    counts[status.value] += 1
+        return len(records)
+
+    def _schedule_retry(
+        self, uow: UnitOfWork, record: EventRecord, error: str, now: datetime
+    ) -> bool:
+        """Record a failed attempt of a claimed event; True when it is now dead."""
+        if self._retry.gives_up(record.attempts):
+            uow.mark_event_dead(record.id, error=error)
+            logger.error(
+                "event %s (%s) failed on attempt %d and is dead (replay it once fixed): %s",
+                record.id,
+                record.type,
+                record.attempts,
+                error,
+            )
+            return True
+        retry_at = now + self._retry.delay(record.attempts)
+        uow.schedule_event_retry(record.id, error=error, next_attempt_at=retry_at)
+        logger.warning(
+            "event %s (%s) failed on attempt %d, retried from %s: %s",
+            record.id,
+            record.type,
+            record.attempts,
+            retry_at.isoformat(),
+            error,
+        )
+        return False
+
+    def _record_deferred_failure(self, claimed: EventRecord, exc: Exception) -> None:
+        """After a rolled-back :meth:`process`: count the attempt and schedule the next one."""
+        error = _error_text(exc)
+        try:
+            with self._repository.unit_of_work() as uow:
+                stored = uow.mark_event_failed(claimed, error)
+                self._schedule_retry(uow, stored, error, self._clock())
+        except Exception:
+            logger.exception("could not record the failure of event %s", claimed.id)
+
     def _record_failure(self, record: EventRecord, exc: Exception) -> None:
-        error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        error = _error_text(exc)
         try:
             with self._repository.unit_of_work() as uow:
                 stored = uow.mark_event_failed(record, error)
@@ -322,3 +583,7 @@ class WebhookProcessor:
             stored.attempts,
             error,
         )
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
