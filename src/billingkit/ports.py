@@ -20,12 +20,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
 from datetime import datetime, timezone
+from decimal import Decimal
 from enum import Enum
 from threading import get_ident
 from types import TracebackType
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from typing_extensions import Self
 
 from billingkit.domain import (
@@ -33,6 +34,7 @@ from billingkit.domain import (
     CustomerLink,
     EventRecord,
     EventStatus,
+    Money,
     Price,
     Subscription,
     UTCDateTime,
@@ -47,11 +49,22 @@ __all__ = [
     "CheckoutSessionRequest",
     "ClaimOutcome",
     "Clock",
+    "InvoiceLine",
+    "InvoicePreview",
+    "InvoicePreviewRequest",
+    "PaymentBehavior",
     "PortalSession",
+    "PromotionCode",
+    "ProrationBehavior",
     "Repository",
     "SaveOutcome",
+    "ScheduledChange",
     "StripeCustomer",
     "StripeGateway",
+    "SubscriptionSchedule",
+    "SubscriptionSchedulePhase",
+    "SubscriptionUpdate",
+    "SubscriptionUpdateResult",
     "UnitOfWork",
     "UnitOfWorkBase",
     "require_aware_clock",
@@ -158,6 +171,192 @@ class PortalSession(Value):
     return_url: str | None = None
 
 
+#: Stripe's ``proration_behavior``: credit/charge the rest of the period as invoice items on
+#: the next invoice (Stripe's default), nothing, or invoice and charge them at once.
+ProrationBehavior = Literal["create_prorations", "none", "always_invoice"]
+#: Stripe's ``payment_behavior`` for subscription updates. ``pending_if_incomplete`` keeps
+#: the subscription unchanged (a ``pending_update``) until the invoice it creates is paid.
+PaymentBehavior = Literal[
+    "allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete"
+]
+
+
+class SubscriptionUpdate(Value):
+    """One ``POST /v1/subscriptions/{id}``: change the one item, the discount or the end.
+
+    ``item_id`` (``si_...``) names the item whose ``price_id``/``quantity`` change; it is
+    required when either is given (Stripe would otherwise *add* an item). Leave a field
+    ``None`` to keep it. ``promotion_code`` (a ``promo_...`` id) replaces the discounts.
+    ``proration_date`` pins the second prorations are computed at (as a preview used).
+    """
+
+    subscription_id: str = Field(min_length=1)
+    item_id: str | None = None
+    price_id: str | None = None
+    quantity: int | None = Field(default=None, ge=1)
+    proration_behavior: ProrationBehavior | None = None
+    proration_date: UTCDateTime | None = None
+    payment_behavior: PaymentBehavior | None = None
+    promotion_code: str | None = None
+    cancel_at_period_end: bool | None = None
+    metadata: Mapping[str, str] | None = None
+    idempotency_key: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _item_named(self) -> SubscriptionUpdate:
+        if (self.price_id is not None or self.quantity is not None) and not self.item_id:
+            raise ValueError("item_id is required to change the price or the quantity")
+        return self
+
+
+class SubscriptionUpdateResult(Value):
+    """What an update did: the subscription now, and the invoice it created, if any.
+
+    ``applied`` is ``False`` when Stripe kept the change as a ``pending_update``
+    (``payment_behavior="pending_if_incomplete"`` and the payment did not go through): the
+    subscription is still on its old price until ``invoice_id`` is paid (at
+    ``hosted_invoice_url``) before ``pending_expires_at``. ``payment_intent_status``
+    (``requires_action`` means 3-D Secure) is filled when Stripe's answer carried it.
+    """
+
+    subscription: Subscription
+    #: The id of the subscription's first item (``si_...``), for the next change.
+    item_id: str | None = None
+    applied: bool = True
+    pending_expires_at: UTCDateTime | None = None
+    invoice_id: str | None = None
+    invoice_status: Literal["draft", "open", "paid", "uncollectible", "void"] | None = None
+    hosted_invoice_url: str | None = None
+    payment_intent_status: str | None = None
+
+
+class InvoicePreviewRequest(Value):
+    """``POST /v1/invoices/create_preview`` for a change of an existing subscription.
+
+    The preview is the invoice Stripe would issue: with ``always_invoice`` the one charged
+    now, otherwise the next renewal invoice with the prorations on it. Same field rules as
+    :class:`SubscriptionUpdate`; pass the same ``proration_date`` to the update to be billed
+    exactly what was shown.
+    """
+
+    customer_id: str = Field(min_length=1)
+    subscription_id: str = Field(min_length=1)
+    item_id: str | None = None
+    price_id: str | None = None
+    quantity: int | None = Field(default=None, ge=1)
+    proration_behavior: ProrationBehavior = "create_prorations"
+    proration_date: UTCDateTime | None = None
+    promotion_code: str | None = None
+    cancel_at_period_end: bool | None = None
+
+    @model_validator(mode="after")
+    def _item_named(self) -> InvoicePreviewRequest:
+        if (self.price_id is not None or self.quantity is not None) and not self.item_id:
+            raise ValueError("item_id is required to preview a price or quantity change")
+        return self
+
+
+class InvoiceLine(Value):
+    """One line of an invoice: a period of a price, or a proration (credit is negative)."""
+
+    amount: Money
+    description: str | None = None
+    price_id: str | None = None
+    quantity: int | None = None
+    proration: bool = False
+    period_start: UTCDateTime | None = None
+    period_end: UTCDateTime | None = None
+
+
+class InvoicePreview(Value):
+    """What a change would bill, as money.
+
+    ``due_now`` is charged when the change is made (``always_invoice``; zero otherwise);
+    ``next_invoice_total`` and ``next_invoice_at`` describe the next invoice when the preview
+    is of it (``None`` for an ``always_invoice`` preview, whose next invoice is the new
+    price). ``proration_total`` sums the proration lines (negative for a net credit);
+    ``amount_due`` is the previewed invoice's amount after discounts and balance.
+    """
+
+    currency: str
+    amount_due: Money
+    total: Money
+    discount_total: Money
+    proration_total: Money
+    due_now: Money
+    next_invoice_total: Money | None = None
+    next_invoice_at: UTCDateTime | None = None
+    lines: tuple[InvoiceLine, ...] = ()
+
+
+class SubscriptionSchedulePhase(Value):
+    """One phase of a subscription schedule: the item's price and quantity for a time."""
+
+    price_id: str
+    quantity: int = 1
+    start: UTCDateTime
+    end: UTCDateTime | None = None
+    proration_behavior: ProrationBehavior | None = None
+
+
+class SubscriptionSchedule(Value):
+    """A Stripe subscription schedule (``sub_sched_...``) driving one subscription.
+
+    ``status`` is ``not_started``, ``active``, ``completed``, ``released`` or ``canceled``;
+    ``end_behavior`` ``release`` leaves the subscription running after the last phase.
+    """
+
+    id: str
+    subscription_id: str | None = None
+    customer_id: str
+    status: Literal["not_started", "active", "completed", "released", "canceled"]
+    end_behavior: Literal["release", "cancel", "none", "renew"] = "release"
+    current_phase_start: UTCDateTime | None = None
+    current_phase_end: UTCDateTime | None = None
+    phases: tuple[SubscriptionSchedulePhase, ...] = ()
+    released_subscription_id: str | None = None
+    metadata: Mapping[str, str] = Field(default_factory=dict)
+
+
+class ScheduledChange(Value):
+    """Move a subscription to ``price_id``/``quantity`` at the end of its current period.
+
+    Creates a schedule from the subscription (its current phase) and adds a second phase
+    from the period end with the new item (``end_behavior="release"``).
+    ``existing_schedule_id`` reuses a schedule the subscription already has.
+    """
+
+    subscription_id: str = Field(min_length=1)
+    price_id: str = Field(min_length=1)
+    quantity: int = Field(default=1, ge=1)
+    existing_schedule_id: str | None = None
+    metadata: Mapping[str, str] = Field(default_factory=dict)
+    idempotency_key: str = Field(min_length=1)
+
+
+class PromotionCode(Value):
+    """An active promotion code (``promo_...``) and its coupon.
+
+    Exactly one of ``percent_off`` (a percentage, e.g. ``Decimal("12.5")``) or ``amount_off``
+    is set. ``duration`` is the coupon's (``once``, ``repeating`` for
+    ``duration_in_months``, ``forever``).
+    """
+
+    id: str
+    code: str
+    active: bool = True
+    coupon_id: str
+    percent_off: Decimal | None = None
+    amount_off: Money | None = None
+    duration: Literal["once", "repeating", "forever"] = "once"
+    duration_in_months: int | None = None
+    expires_at: UTCDateTime | None = None
+    max_redemptions: int | None = None
+    times_redeemed: int = 0
+    customer_id: str | None = None
+    metadata: Mapping[str, str] = Field(default_factory=dict)
+
+
 class StripeGateway(abc.ABC):
     """Every call billingkit makes to Stripe.
 
@@ -207,6 +406,72 @@ class StripeGateway(abc.ABC):
         self, *, customer_id: str, return_url: str, idempotency_key: str | None = None
     ) -> PortalSession:
         """Create a billing-portal session for the customer."""
+
+    # subscription management ---------------------------------------------------------------
+    @abc.abstractmethod
+    def modify_subscription(self, update: SubscriptionUpdate) -> SubscriptionUpdateResult:
+        """Change the subscription's item, discount or scheduled end in one request.
+
+        Prorations follow ``update.proration_behavior``; with ``pending_if_incomplete`` a
+        payment that fails leaves the subscription unchanged and the result not ``applied``.
+        A declined card under another payment behaviour raises
+        :class:`~billingkit.errors.GatewayCardError`.
+        """
+
+    @abc.abstractmethod
+    def cancel_subscription_now(
+        self,
+        subscription_id: str,
+        *,
+        prorate: bool = False,
+        invoice_now: bool = False,
+        idempotency_key: str,
+    ) -> Subscription:
+        """End the subscription at once (``DELETE /v1/subscriptions/{id}``).
+
+        ``prorate`` credits the unused time; ``invoice_now`` invoices pending items (and
+        that credit) immediately. Cancelling at period end is a :meth:`modify_subscription`
+        with ``cancel_at_period_end=True``.
+        """
+
+    @abc.abstractmethod
+    def resume_paused_subscription(
+        self, subscription_id: str, *, idempotency_key: str
+    ) -> Subscription:
+        """Resume a ``paused`` subscription (``POST /v1/subscriptions/{id}/resume``).
+
+        A new period starts now and is invoiced. Undoing a scheduled cancel is a
+        :meth:`modify_subscription` with ``cancel_at_period_end=False``.
+        """
+
+    @abc.abstractmethod
+    def preview_invoice(self, request: InvoicePreviewRequest) -> InvoicePreview:
+        """What the change in ``request`` would bill (``invoices.create_preview``); one call."""
+
+    @abc.abstractmethod
+    def schedule_subscription_change(self, change: ScheduledChange) -> SubscriptionSchedule:
+        """Schedule the change for the end of the current period (a subscription schedule).
+
+        Two requests when no ``existing_schedule_id`` is given (Stripe creates a schedule
+        ``from_subscription`` only without phases), each with a key derived from
+        ``change.idempotency_key``.
+        """
+
+    @abc.abstractmethod
+    def release_subscription_schedule(
+        self, schedule_id: str, *, idempotency_key: str
+    ) -> SubscriptionSchedule:
+        """Release the schedule: the subscription keeps its current state and runs on.
+
+        This is how a scheduled change is undone before it takes effect.
+        """
+
+    @abc.abstractmethod
+    def find_promotion_code(self, code: str) -> PromotionCode | None:
+        """The *active* promotion code whose customer-facing ``code`` this is, or ``None``.
+
+        Expired, exhausted or deactivated codes answer ``None``.
+        """
 
 
 # --------------------------------------------------------------------------- repository

@@ -20,14 +20,22 @@ The big shape moves they know about:
 * Any reference (customer, price, product, subscription, payment intent) may be an id string
   or an expanded object with an ``id``.
 
+* A subscription's ``created`` falls back to ``start_date`` and then ``start`` (subscriptions
+  from before 2014 carry only ``start``).
+
 Malformed input raises :class:`~billingkit.errors.WebhookPayloadError` whose message names the
-offending field (e.g. ``subscription.status: unknown value 'frozen'``).
+offending field (e.g. ``subscription.status: unknown value 'frozen'``), and nothing else:
+every field read is type- and range-checked (timestamps are integers from 1970 to 9999,
+amounts non-negative 64-bit integers, quantities fit 32 bits, ids at most 255 characters, no
+NUL in any string, enumerations known values, metadata within Stripe's limits), so a payload
+can never reach the database or a ``datetime`` with a value that raises there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel
@@ -36,27 +44,42 @@ from billingkit.domain import Interval, Price, Subscription, SubscriptionStatus
 from billingkit.domain.invoices import Invoice
 from billingkit.domain.money import Money
 from billingkit.errors import WebhookPayloadError
-from billingkit.ports import CheckoutSession, PortalSession, StripeCustomer
+from billingkit.ports import (
+    CheckoutSession,
+    InvoiceLine,
+    InvoicePreview,
+    PortalSession,
+    PromotionCode,
+    StripeCustomer,
+    SubscriptionSchedule,
+    SubscriptionSchedulePhase,
+    SubscriptionUpdateResult,
+)
 
 __all__ = [
     "checkout_session_from_stripe",
     "customer_from_stripe",
     "invoice_from_stripe",
+    "invoice_preview_from_stripe",
     "invoice_subscription_id",
     "portal_session_from_stripe",
     "previous_price_id",
     "previous_status",
     "price_from_stripe",
+    "promotion_code_from_stripe",
     "subscription_from_stripe",
+    "subscription_item_id",
+    "subscription_schedule_from_stripe",
+    "subscription_update_result_from_stripe",
 ]
 
 _STATUSES: dict[str, SubscriptionStatus] = {s.value: s for s in SubscriptionStatus}
-_INTERVALS: dict[str, Interval] = {
-    i.value: i for i in Interval if i is not Interval.ONE_TIME
-}
+_INTERVALS: dict[str, Interval] = {i.value: i for i in Interval if i is not Interval.ONE_TIME}
 _SESSION_MODES = frozenset({"subscription", "payment", "setup"})
 _SESSION_STATUSES = frozenset({"open", "complete", "expired"})
 _PAYMENT_STATUSES = frozenset({"paid", "unpaid", "no_payment_required"})
+_BILLING_SCHEMES = frozenset({"per_unit", "tiered"})
+_PRICE_TYPES = frozenset({"one_time", "recurring"})
 
 
 # --------------------------------------------------------------------------- construction
@@ -87,8 +110,33 @@ def _build(cls: type[_M], **values: Any) -> _M:
 # --------------------------------------------------------------------------- field readers
 
 
+#: Unix seconds a timestamp may take: 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+MAX_TIMESTAMP = 253_402_300_799
+#: Amounts and other integers must fit a signed 64-bit column (BIGINT, SQLite INTEGER).
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: Quantities are stored in a 32-bit INTEGER column on every database.
+_QUANTITY_MAX = 2**31 - 1
+#: Stripe's longest recurring interval is three years (36 months, 156 weeks, 1095 days).
+_INTERVAL_COUNT_MAX = 1095
+#: Ids are stored in VARCHAR(255) columns; Stripe's ids are shorter.
+_ID_MAX = 255
+#: Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500.
+_METADATA_MAX_KEYS, _METADATA_KEY_MAX, _METADATA_VALUE_MAX = 50, 40, 500
+#: Customer e-mail addresses are stored in a VARCHAR(512) column (Stripe's own limit).
+_EMAIL_MAX = 512
+
+
 def _fail(kind: str, field: str, problem: str) -> WebhookPayloadError:
     return WebhookPayloadError(f"{kind}.{field}: {problem}")
+
+
+def _shown(value: object) -> str:
+    """A short, safe rendering of a bad value for an error message (never a huge dump)."""
+    if type(value) is str:
+        return repr(value) if len(value) <= 40 else repr(value[:40]) + "..."
+    if value is None or type(value) is bool:
+        return repr(value)
+    return type(value).__name__
 
 
 def _mapping(obj: object, kind: str) -> Mapping[str, Any]:
@@ -99,17 +147,29 @@ def _mapping(obj: object, kind: str) -> Mapping[str, Any]:
 
 def _str(obj: Mapping[str, Any], field: str, kind: str) -> str:
     value = obj.get(field)
-    if type(value) is str and value:
+    if type(value) is str and value and "\x00" not in value:
         return value
-    if value is None:
+    if value is None or value == "":
         raise _fail(kind, field, "missing")
+    if type(value) is str:
+        raise _fail(kind, field, "contains a NUL character")
     raise _fail(kind, field, f"expected a non-empty string, got {type(value).__name__}")
+
+
+def _ident(obj: Mapping[str, Any], field: str, kind: str) -> str:
+    """A required id: a non-empty string of at most 255 characters."""
+    value = _str(obj, field, kind)
+    if len(value) > _ID_MAX:
+        raise _fail(kind, field, f"longer than {_ID_MAX} characters")
+    return value
 
 
 def _opt_str(obj: Mapping[str, Any], field: str, kind: str) -> str | None:
     value = obj.get(field)
-    if value is None or type(value) is str:
+    if value is None or (type(value) is str and "\x00" not in value):
         return value
+    if type(value) is str:
+        raise _fail(kind, field, "contains a NUL character")
     raise _fail(kind, field, f"expected a string, got {type(value).__name__}")
 
 
@@ -119,21 +179,30 @@ def _ref(obj: Mapping[str, Any], field: str, kind: str) -> str | None:
     if value is None:
         return None
     if type(value) is str:
-        return value or None
+        if not value:
+            return None
+        if len(value) > _ID_MAX or "\x00" in value:
+            raise _fail(kind, field, f"not an id: {_shown(value)}")
+        return value
     if isinstance(value, Mapping):
         ident = value.get("id")
-        if type(ident) is str and ident:
+        if type(ident) is str and ident and len(ident) <= _ID_MAX and "\x00" not in ident:
             return ident
-        raise _fail(kind, f"{field}.id", "missing in the expanded object")
+        if ident is None or ident == "":
+            raise _fail(kind, f"{field}.id", "missing in the expanded object")
+        raise _fail(kind, f"{field}.id", f"not an id: {_shown(ident)}")
     raise _fail(kind, field, f"expected an id or an object, got {type(value).__name__}")
 
 
 def _time(seconds: object, kind: str, field: str) -> datetime | None:
+    """Unix seconds as an aware UTC datetime: an integer from 1970 to 9999, or ``None``."""
     if seconds is None:
         return None
-    if type(seconds) is int or type(seconds) is float:
-        return datetime.fromtimestamp(cast("float", seconds), tz=timezone.utc)
-    raise _fail(kind, field, f"expected Unix seconds, got {type(seconds).__name__}")
+    if type(seconds) is int:
+        if 0 <= seconds <= MAX_TIMESTAMP:
+            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        raise _fail(kind, field, "Unix seconds out of range (years 1970 to 9999)")
+    raise _fail(kind, field, f"expected integer Unix seconds, got {type(seconds).__name__}")
 
 
 def _req_time(obj: Mapping[str, Any], field: str, kind: str) -> datetime:
@@ -143,11 +212,26 @@ def _req_time(obj: Mapping[str, Any], field: str, kind: str) -> datetime:
     return moment
 
 
-def _int(obj: Mapping[str, Any], field: str, kind: str) -> int | None:
+def _bounded(obj: Mapping[str, Any], field: str, kind: str, low: int, high: int) -> int | None:
+    """An optional integer (never a bool or a float) from ``low`` to ``high``."""
     value = obj.get(field)
-    if value is None or (type(value) is int):
-        return value
-    raise _fail(kind, field, f"expected an integer, got {type(value).__name__}")
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise _fail(kind, field, f"expected an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise _fail(kind, field, f"out of range ({low} to {high})")
+    return value
+
+
+def _int(obj: Mapping[str, Any], field: str, kind: str) -> int | None:
+    """An optional integer that fits a signed 64-bit column."""
+    return _bounded(obj, field, kind, _INT64_MIN, _INT64_MAX)
+
+
+def _amount(obj: Mapping[str, Any], field: str, kind: str) -> int | None:
+    """An optional non-negative amount in minor units that fits a signed 64-bit column."""
+    return _bounded(obj, field, kind, 0, _INT64_MAX)
 
 
 def _bool(obj: Mapping[str, Any], field: str, kind: str) -> bool:
@@ -159,19 +243,50 @@ def _bool(obj: Mapping[str, Any], field: str, kind: str) -> bool:
     raise _fail(kind, field, f"expected a boolean, got {type(value).__name__}")
 
 
+def _enum(obj: Mapping[str, Any], field: str, kind: str, allowed: frozenset[str]) -> str | None:
+    """An optional string that must be one of ``allowed`` (checked before any hashing)."""
+    value = obj.get(field)
+    if value is None:
+        return None
+    if type(value) is str and value in allowed:
+        return value
+    raise _fail(kind, field, f"unknown value {_shown(value)}")
+
+
+def _currency(obj: Mapping[str, Any], field: str, kind: str) -> str | None:
+    """An optional ISO 4217 code (three ASCII letters), lower-cased."""
+    value = obj.get(field)
+    if value is None:
+        return None
+    if type(value) is str and len(value) == 3 and value.isascii() and value.isalpha():
+        return value.lower()
+    raise _fail(kind, field, f"bad value {_shown(value)} (expected an ISO currency code)")
+
+
 def _metadata(obj: Mapping[str, Any], kind: str) -> dict[str, str]:
+    """Stripe metadata as a plain dict, within Stripe's limits.
+
+    At most 50 string keys of up to 40 characters, string values of up to 500: Stripe never
+    sends anything else, so anything else is a malformed payload.
+    """
     value = obj.get("metadata")
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise _fail(kind, "metadata", f"expected an object, got {type(value).__name__}")
+    if len(value) > _METADATA_MAX_KEYS:
+        raise _fail(kind, "metadata", f"more than {_METADATA_MAX_KEYS} keys")
     result: dict[str, str] = {}
     for key, item in value.items():
+        if type(key) is not str or not 0 < len(key) <= _METADATA_KEY_MAX or "\x00" in key:
+            raise _fail(kind, "metadata", f"invalid key {_shown(key)}")
         if type(item) is not str:
-            if item is None or isinstance(item, (Mapping, list)):
-                raise _fail(kind, f"metadata.{key}", "expected a string")
-            item = str(item)
-        result[str(key)] = item
+            raise _fail(kind, f"metadata.{key}", f"expected a string, got {type(item).__name__}")
+        if len(item) > _METADATA_VALUE_MAX or "\x00" in item:
+            raise _fail(
+                kind, f"metadata.{key}", f"longer than {_METADATA_VALUE_MAX} characters or NUL"
+            )
+        result[key] = item
     return result
 
 
@@ -203,19 +318,23 @@ def subscription_from_stripe(obj: Mapping[str, Any]) -> Subscription:
     plan follows from the price (through the catalog), since metadata set at checkout goes
     stale after a plan change. ``watermark`` is 0.
 
+    ``created`` falls back to ``start_date`` (2019-2020 shapes carry both) and then to
+    ``start``: subscriptions from before 2014 carry only ``start``.
+
     Raises :class:`~billingkit.errors.WebhookPayloadError` naming the bad field (missing id,
-    customer or created, unknown status, wrong types).
+    customer or created, unknown status, wrong types, out-of-range timestamps, quantities or
+    metadata), never another exception.
     """
     kind = "subscription"
     sub = _mapping(obj, kind)
-    sub_id = _str(sub, "id", kind)
+    sub_id = _ident(sub, "id", kind)
     customer_id = _ref(sub, "customer", kind)
     if customer_id is None:
         raise _fail(kind, "customer", "missing")
     raw_status = sub.get("status")
     status = _STATUSES.get(raw_status) if type(raw_status) is str else None
     if status is None:
-        raise _fail(kind, "status", f"unknown value {raw_status!r}")
+        raise _fail(kind, "status", f"unknown value {_shown(raw_status)}")
 
     items = _list_data(sub, "items", kind)
     period_start = _time(sub.get("current_period_start"), kind, "current_period_start")
@@ -227,20 +346,30 @@ def subscription_from_stripe(obj: Mapping[str, Any]) -> Subscription:
         price_id = _ref(first, "price", "subscription.items.data[0]") or _ref(
             first, "plan", "subscription.items.data[0]"
         )
-        quantity = _int(first, "quantity", "subscription.items.data[0]")
+        quantity = _bounded(first, "quantity", "subscription.items.data[0]", 0, _QUANTITY_MAX)
         if period_start is None and period_end is None:
             period_start, period_end = _item_period(items)
     if price_id is None:
         price_id = _ref(sub, "plan", kind)
     if quantity is None:
-        quantity = _int(sub, "quantity", kind)
+        quantity = _bounded(sub, "quantity", kind, 0, _QUANTITY_MAX)
     metadata = _metadata(sub, kind)
+    user_id = metadata.get("user_id") or None
+    if user_id is not None and len(user_id) > _ID_MAX:
+        raise _fail(kind, "metadata.user_id", f"longer than {_ID_MAX} characters")
+    created = (
+        _time(sub.get("created"), kind, "created")
+        or _time(sub.get("start_date"), kind, "start_date")
+        or _time(sub.get("start"), kind, "start")
+    )
+    if created is None:
+        raise _fail(kind, "created", "missing (nor start_date or start)")
 
     return _build(
         Subscription,
         id=sub_id,
         customer_id=customer_id,
-        user_id=metadata.get("user_id") or None,
+        user_id=user_id,
         status=status,
         price_id=price_id,
         plan_key=None,
@@ -253,7 +382,7 @@ def subscription_from_stripe(obj: Mapping[str, Any]) -> Subscription:
         ended_at=_time(sub.get("ended_at"), kind, "ended_at"),
         trial_start=_time(sub.get("trial_start"), kind, "trial_start"),
         trial_end=_time(sub.get("trial_end"), kind, "trial_end"),
-        created=_req_time(sub, "created", kind),
+        created=created,
         livemode=_bool(sub, "livemode", kind),
         metadata=metadata,
         watermark=0,
@@ -262,30 +391,24 @@ def subscription_from_stripe(obj: Mapping[str, Any]) -> Subscription:
 
 def _item_period(items: list[Any]) -> tuple[datetime | None, datetime | None]:
     """Earliest start and latest end of the items' own periods (basil and later)."""
-    start: int | float | None = None
-    end: int | float | None = None
+    start: datetime | None = None
+    end: datetime | None = None
     for index, raw in enumerate(items):
         kind = f"subscription.items.data[{index}]"
         item = _mapping(raw, kind)
-        item_start = item.get("current_period_start")
-        item_end = item.get("current_period_end")
+        item_start = _time(item.get("current_period_start"), kind, "current_period_start")
+        item_end = _time(item.get("current_period_end"), kind, "current_period_end")
         if item_start is not None:
-            if type(item_start) is not int and type(item_start) is not float:
-                raise _fail(kind, "current_period_start", "expected Unix seconds")
             start = item_start if start is None else min(start, item_start)
         if item_end is not None:
-            if type(item_end) is not int and type(item_end) is not float:
-                raise _fail(kind, "current_period_end", "expected Unix seconds")
             end = item_end if end is None else max(end, item_end)
-    return _time(start, "subscription", "items"), _time(end, "subscription", "items")
+    return start, end
 
 
 # --------------------------------------------------------------------------- prices
 
 
-def price_from_stripe(
-    obj: Mapping[str, Any], product: Mapping[str, Any] | None = None
-) -> Price:
+def price_from_stripe(obj: Mapping[str, Any], product: Mapping[str, Any] | None = None) -> Price:
     """A :class:`~billingkit.domain.Price` from a Stripe price or legacy plan object.
 
     The product name comes from an expanded ``product`` object, else from ``product`` (the
@@ -294,12 +417,12 @@ def price_from_stripe(
     ``interval``). Tiered prices (and custom-amount ones) have ``unit_amount`` ``None``.
     Pre-2018 plans have no product: ``product_id`` is then ``""``.
     """
-    kind = str(obj.get("object") or "price") if isinstance(obj, Mapping) else "price"
+    kind = "plan" if isinstance(obj, Mapping) and obj.get("object") == "plan" else "price"
     price = _mapping(obj, kind)
-    price_id = _str(price, "id", kind)
-    currency = price.get("currency")
-    if type(currency) is not str or len(currency) != 3 or not currency.isalpha():
-        raise _fail(kind, "currency", f"expected an ISO currency code, got {currency!r}")
+    price_id = _ident(price, "id", kind)
+    currency = _currency(price, "currency", kind)
+    if currency is None:
+        raise _fail(kind, "currency", "missing")
 
     raw_product = price.get("product")
     product_id = _ref(price, "product", kind) or ""
@@ -316,14 +439,14 @@ def price_from_stripe(
         product_name = _opt_str(price, "name", kind)
 
     interval, interval_count = _price_interval(price, kind)
-    billing_scheme = price.get("billing_scheme") or "per_unit"
-    if billing_scheme not in ("per_unit", "tiered"):
-        raise _fail(kind, "billing_scheme", f"unknown value {billing_scheme!r}")
+    billing_scheme = _enum(price, "billing_scheme", kind, _BILLING_SCHEMES) or "per_unit"
     amount_field = "unit_amount" if "unit_amount" in price else "amount"
-    unit_amount = _int(price, amount_field, kind)
+    unit_amount = _amount(price, amount_field, kind)
     if billing_scheme == "tiered":
         unit_amount = None
     active = price.get("active")
+    if active is not None and type(active) is not bool:
+        raise _fail(kind, "active", f"expected a boolean, got {type(active).__name__}")
 
     return _build(
         Price,
@@ -331,31 +454,34 @@ def price_from_stripe(
         product_id=product_id,
         product_name=product_name,
         lookup_key=_opt_str(price, "lookup_key", kind),
-        currency=currency.lower(),
+        currency=currency,
         unit_amount=unit_amount,
         interval=interval,
         interval_count=interval_count,
-        active=True if active is None else bool(active),
+        active=True if active is None else active,
         billing_scheme=cast("Literal['per_unit', 'tiered']", billing_scheme),
         livemode=_bool(price, "livemode", kind),
     )
 
 
 def _price_interval(price: Mapping[str, Any], kind: str) -> tuple[Interval, int]:
+    price_type = _enum(price, "type", kind, _PRICE_TYPES)
     recurring = price.get("recurring")
     if isinstance(recurring, Mapping):
         source, where = recurring, f"{kind}.recurring"
-    elif recurring is None and price.get("type") != "one_time" and "interval" in price:
+    elif recurring is not None:
+        raise _fail(kind, "recurring", f"expected an object, got {type(recurring).__name__}")
+    elif price_type != "one_time" and "interval" in price:
         source, where = price, kind  # legacy plan, or a hand-made price in plan shape
     else:
-        if price.get("type") == "recurring":
+        if price_type == "recurring":
             raise _fail(kind, "recurring", "missing on a recurring price")
         return Interval.ONE_TIME, 1
     raw = source.get("interval")
     interval = _INTERVALS.get(raw) if type(raw) is str else None
     if interval is None:
-        raise _fail(where, "interval", f"unknown value {raw!r}")
-    count = _int(source, "interval_count", where)
+        raise _fail(where, "interval", f"unknown value {_shown(raw)}")
+    count = _bounded(source, "interval_count", where, 1, _INTERVAL_COUNT_MAX)
     return interval, 1 if count is None else count
 
 
@@ -372,13 +498,20 @@ def customer_from_stripe(obj: Mapping[str, Any]) -> StripeCustomer:
     customer = _mapping(obj, kind)
     return _build(
         StripeCustomer,
-        id=_str(customer, "id", kind),
-        email=_opt_str(customer, "email", kind),
+        id=_ident(customer, "id", kind),
+        email=_email(customer, kind),
         name=_opt_str(customer, "name", kind),
         metadata=_metadata(customer, kind),
         deleted=_bool(customer, "deleted", kind),
         livemode=_bool(customer, "livemode", kind),
     )
+
+
+def _email(customer: Mapping[str, Any], kind: str) -> str | None:
+    email = _opt_str(customer, "email", kind)
+    if email is not None and len(email) > _EMAIL_MAX:
+        raise _fail(kind, "email", f"longer than {_EMAIL_MAX} characters")
+    return email
 
 
 # --------------------------------------------------------------------------- sessions
@@ -401,7 +534,7 @@ def checkout_session_from_stripe(
     """
     kind = "checkout.session"
     session = _mapping(obj, kind)
-    mode = session.get("mode")
+    mode = _enum(session, "mode", kind, _SESSION_MODES)
     if mode is None:
         if session.get("subscription") is not None:
             mode = "subscription"
@@ -409,14 +542,8 @@ def checkout_session_from_stripe(
             mode = "setup"
         else:
             mode = "payment"
-    elif mode not in _SESSION_MODES:
-        raise _fail(kind, "mode", f"unknown value {mode!r}")
-    status = session.get("status")
-    if status is not None and status not in _SESSION_STATUSES:
-        raise _fail(kind, "status", f"unknown value {status!r}")
-    payment_status = session.get("payment_status", "unpaid")
-    if payment_status not in _PAYMENT_STATUSES:
-        raise _fail(kind, "payment_status", f"unknown value {payment_status!r}")
+    status = _enum(session, "status", kind, _SESSION_STATUSES)
+    payment_status = _enum(session, "payment_status", kind, _PAYMENT_STATUSES) or "unpaid"
     created = _time(session.get("created"), kind, "created") or created_fallback
     if created is None:
         raise _fail(kind, "created", "missing")
@@ -424,17 +551,24 @@ def checkout_session_from_stripe(
     raw_subscription = session.get("subscription")
     subscription: Subscription | None = None
     if isinstance(raw_subscription, Mapping):
-        subscription = subscription_from_stripe(raw_subscription)
+        try:
+            subscription = subscription_from_stripe(raw_subscription)
+        except WebhookPayloadError as exc:  # name the path from the session
+            raise WebhookPayloadError(f"{kind}.{exc}") from None
     email = _opt_str(session, "customer_email", kind)
     if email is None:
         details = session.get("customer_details")
         if isinstance(details, Mapping):
             email = _opt_str(details, "email", f"{kind}.customer_details")
-    currency = _opt_str(session, "currency", kind)
+        elif details is not None:
+            raise _fail(
+                kind, "customer_details", f"expected an object, got {type(details).__name__}"
+            )
+    currency = _currency(session, "currency", kind)
 
     return _build(
         CheckoutSession,
-        id=_str(session, "id", kind),
+        id=_ident(session, "id", kind),
         url=_opt_str(session, "url", kind),
         mode=cast("Literal['subscription', 'payment', 'setup']", mode),
         status=cast("Literal['open', 'complete', 'expired'] | None", status),
@@ -446,8 +580,8 @@ def checkout_session_from_stripe(
         subscription_id=_ref(session, "subscription", kind),
         subscription=subscription,
         payment_intent_id=_ref(session, "payment_intent", kind),
-        amount_total=_int(session, "amount_total", kind),
-        currency=currency.lower() if currency else None,
+        amount_total=_amount(session, "amount_total", kind),
+        currency=currency,
         created=created,
         expires_at=_time(session.get("expires_at"), kind, "expires_at"),
         livemode=_bool(session, "livemode", kind),
@@ -463,7 +597,7 @@ def portal_session_from_stripe(obj: Mapping[str, Any]) -> PortalSession:
         raise _fail(kind, "customer", "missing")
     return _build(
         PortalSession,
-        id=_str(session, "id", kind),
+        id=_ident(session, "id", kind),
         url=_str(session, "url", kind),
         customer_id=customer_id,
         return_url=_opt_str(session, "return_url", kind),
@@ -508,8 +642,14 @@ def invoice_subscription_id(invoice: Mapping[str, Any]) -> str | None:
             return found
         # 2018 era: the id of a subscription line was the subscription's id.
         line_id = line.get("id")
-        if line.get("type") == "subscription" and str(line_id).startswith("sub_"):
-            return str(line_id)
+        if (
+            line.get("type") == "subscription"
+            and type(line_id) is str
+            and line_id.startswith("sub_")
+            and len(line_id) <= _ID_MAX
+            and "\x00" not in line_id
+        ):
+            return line_id
     return None
 
 
@@ -526,24 +666,22 @@ def invoice_from_stripe(obj: Mapping[str, Any]) -> Invoice:
     kind = "invoice"
     inv = _mapping(obj, kind)
     subscription_id = invoice_subscription_id(inv)
-    invoice_id = inv.get("id")
-    if type(invoice_id) is not str or not invoice_id:
-        raise _fail(kind, "id", "missing")
-    amount = _int(inv, "amount_due", kind)
-    currency = inv.get("currency")
+    invoice_id = _ident(inv, "id", kind)
+    amount = _amount(inv, "amount_due", kind)
+    currency = _currency(inv, "currency", kind)
     amount_due: Money | None = None
-    if amount is not None and type(currency) is str:
+    if amount is not None and currency is not None:
         try:
             amount_due = Money(amount=amount, currency=currency)
         except ValueError:
-            raise _fail(kind, "currency", f"bad value {currency!r}") from None
+            raise _fail(kind, "currency", f"bad value {_shown(currency)}") from None
     return _build(
         Invoice,
         id=invoice_id,
         customer_id=_ref(inv, "customer", kind),
         subscription_id=subscription_id,
         amount_due=amount_due,
-        attempt_count=_int(inv, "attempt_count", kind),
+        attempt_count=_bounded(inv, "attempt_count", kind, 0, _QUANTITY_MAX),
         next_payment_attempt=_time(inv.get("next_payment_attempt"), kind, "next_payment_attempt"),
         hosted_invoice_url=_opt_str(inv, "hosted_invoice_url", kind),
     )
@@ -559,7 +697,7 @@ def previous_status(previous: Mapping[str, Any]) -> SubscriptionStatus | None:
         return None
     status = _STATUSES.get(raw) if type(raw) is str else None
     if status is None:
-        raise _fail("data.previous_attributes", "status", f"unknown value {raw!r}")
+        raise _fail("data.previous_attributes", "status", f"unknown value {_shown(raw)}")
     return status
 
 
@@ -578,3 +716,247 @@ def previous_price_id(previous: Mapping[str, Any]) -> str | None:
             where = f"{kind}.items.data[0]"
             return _ref(first, "price", where) or _ref(first, "plan", where)
     return _ref(previous, "plan", kind)
+
+
+# ------------------------------------------------------------------ subscription management
+
+_INVOICE_STATUSES = frozenset({"draft", "open", "paid", "uncollectible", "void"})
+_SCHEDULE_STATUSES = frozenset({"not_started", "active", "completed", "released", "canceled"})
+_END_BEHAVIORS = frozenset({"release", "cancel", "none", "renew"})
+_PRORATIONS = frozenset({"create_prorations", "none", "always_invoice"})
+_DURATIONS = frozenset({"once", "repeating", "forever"})
+
+
+def subscription_item_id(obj: Mapping[str, Any]) -> str | None:
+    """The id (``si_...``) of a subscription's first item, or ``None`` without items."""
+    kind = "subscription"
+    items = _list_data(_mapping(obj, kind), "items", kind)
+    if not items:
+        return None
+    return _str(_mapping(items[0], "subscription.items.data[0]"), "id", "subscription.items")
+
+
+def subscription_update_result_from_stripe(obj: Mapping[str, Any]) -> SubscriptionUpdateResult:
+    """A :class:`~billingkit.ports.SubscriptionUpdateResult` from an updated subscription.
+
+    ``latest_invoice`` may be an id or the expanded invoice (then its status and hosted URL
+    are read, and the payment intent's status from a legacy expanded ``payment_intent`` or
+    from the first expanded entry of ``payments``). A non-null ``pending_update`` means the
+    change is not applied yet.
+    """
+    kind = "subscription"
+    sub = _mapping(obj, kind)
+    pending = sub.get("pending_update")
+    pending_expires = None
+    if pending is not None:
+        pending_map = _mapping(pending, "subscription.pending_update")
+        pending_expires = _time(pending_map.get("expires_at"), kind, "pending_update.expires_at")
+    invoice_id = _ref(sub, "latest_invoice", kind)
+    invoice_status: str | None = None
+    hosted_url: str | None = None
+    intent_status: str | None = None
+    invoice = sub.get("latest_invoice")
+    if isinstance(invoice, Mapping):
+        ikind = "subscription.latest_invoice"
+        invoice_status = _opt_str(invoice, "status", ikind)
+        if invoice_status is not None and invoice_status not in _INVOICE_STATUSES:
+            raise _fail(ikind, "status", f"unknown value {invoice_status!r}")
+        hosted_url = _opt_str(invoice, "hosted_invoice_url", ikind)
+        intent = invoice.get("payment_intent")
+        if not isinstance(intent, Mapping):
+            payments = _list_data(invoice, "payments", ikind)
+            first = payments[0] if payments and isinstance(payments[0], Mapping) else {}
+            payment = first.get("payment")
+            intent = payment.get("payment_intent") if isinstance(payment, Mapping) else None
+        if isinstance(intent, Mapping):
+            intent_status = _opt_str(intent, "status", "payment_intent")
+    return SubscriptionUpdateResult(
+        subscription=subscription_from_stripe(sub),
+        item_id=subscription_item_id(sub),
+        applied=pending is None,
+        pending_expires_at=pending_expires,
+        invoice_id=invoice_id,
+        invoice_status=cast("Any", invoice_status),
+        hosted_invoice_url=hosted_url,
+        payment_intent_status=intent_status,
+    )
+
+
+def _money(obj: Mapping[str, Any], field: str, kind: str, currency: str) -> Money:
+    amount = _int(obj, field, kind)
+    return Money(amount=amount or 0, currency=currency)
+
+
+def _invoice_line(raw: object, index: int, currency: str) -> InvoiceLine:
+    kind = f"invoice.lines.data[{index}]"
+    line = _mapping(raw, kind)
+    proration = _bool(line, "proration", kind)
+    price_id = _ref(line, "price", kind)
+    parent = line.get("parent")
+    if isinstance(parent, Mapping):
+        details = parent.get("subscription_item_details") or parent.get("invoice_item_details")
+        if isinstance(details, Mapping):
+            proration = proration or _bool(details, "proration", f"{kind}.parent")
+    pricing = line.get("pricing")
+    if price_id is None and isinstance(pricing, Mapping):
+        price_details = pricing.get("price_details")
+        if isinstance(price_details, Mapping):
+            price_id = _ref(price_details, "price", f"{kind}.pricing.price_details")
+    period = line.get("period")
+    start = end = None
+    if isinstance(period, Mapping):
+        start = _time(period.get("start"), kind, "period.start")
+        end = _time(period.get("end"), kind, "period.end")
+    return InvoiceLine(
+        amount=_money(line, "amount", kind, currency),
+        description=_opt_str(line, "description", kind),
+        price_id=price_id,
+        quantity=_int(line, "quantity", kind),
+        proration=proration,
+        period_start=start,
+        period_end=end,
+    )
+
+
+def invoice_preview_from_stripe(obj: Mapping[str, Any], *, charged_now: bool) -> InvoicePreview:
+    """An :class:`~billingkit.ports.InvoicePreview` from ``invoices.create_preview``'s answer.
+
+    ``charged_now`` says whether the previewed invoice is issued at once (the change used
+    ``always_invoice``): then its ``amount_due`` is ``due_now``; otherwise it is the next
+    invoice (``next_invoice_total``, dated ``next_payment_attempt`` or else
+    ``period_end``/``created``) and nothing is due now. Lines of any API era are read
+    (``proration`` on the line before basil, on ``parent.*_details`` after).
+    """
+    kind = "invoice"
+    inv = _mapping(obj, kind)
+    currency = _str(inv, "currency", kind).lower()
+    lines = tuple(
+        _invoice_line(raw, index, currency)
+        for index, raw in enumerate(_list_data(inv, "lines", kind))
+    )
+    discount = 0
+    for raw in inv.get("total_discount_amounts") or []:
+        discount += _int(_mapping(raw, "invoice.total_discount_amounts"), "amount", kind) or 0
+    proration = sum(line.amount.amount for line in lines if line.proration)
+    amount_due = _money(inv, "amount_due", kind, currency)
+    zero = Money(amount=0, currency=currency)
+    next_at = _time(inv.get("next_payment_attempt"), kind, "next_payment_attempt")
+    if next_at is None:
+        next_at = _time(inv.get("period_end"), kind, "period_end") or _time(
+            inv.get("created"), kind, "created"
+        )
+    return InvoicePreview(
+        currency=currency,
+        amount_due=amount_due,
+        total=_money(inv, "total", kind, currency),
+        discount_total=Money(amount=discount, currency=currency),
+        proration_total=Money(amount=proration, currency=currency),
+        due_now=amount_due if charged_now else zero,
+        next_invoice_total=None if charged_now else amount_due,
+        next_invoice_at=None if charged_now else next_at,
+        lines=lines,
+    )
+
+
+def _phase_item(phase: Mapping[str, Any], kind: str) -> tuple[str, int]:
+    items = _list_data(phase, "items", kind)
+    if not items:
+        raise _fail(kind, "items", "empty")
+    item = _mapping(items[0], f"{kind}.items[0]")
+    price_id = _ref(item, "price", f"{kind}.items[0]") or _ref(item, "plan", f"{kind}.items[0]")
+    if price_id is None:
+        raise _fail(kind, "items[0].price", "missing")
+    return price_id, _int(item, "quantity", f"{kind}.items[0]") or 1
+
+
+def subscription_schedule_from_stripe(obj: Mapping[str, Any]) -> SubscriptionSchedule:
+    """A :class:`~billingkit.ports.SubscriptionSchedule` from a ``subscription_schedule``."""
+    kind = "subscription_schedule"
+    sched = _mapping(obj, kind)
+    status = _str(sched, "status", kind)
+    if status not in _SCHEDULE_STATUSES:
+        raise _fail(kind, "status", f"unknown value {status!r}")
+    end_behavior = _opt_str(sched, "end_behavior", kind) or "release"
+    if end_behavior not in _END_BEHAVIORS:
+        raise _fail(kind, "end_behavior", f"unknown value {end_behavior!r}")
+    customer_id = _ref(sched, "customer", kind)
+    if customer_id is None:
+        raise _fail(kind, "customer", "missing")
+    phases = []
+    for index, raw in enumerate(sched.get("phases") or []):
+        pkind = f"{kind}.phases[{index}]"
+        phase = _mapping(raw, pkind)
+        price_id, quantity = _phase_item(phase, pkind)
+        behavior = _opt_str(phase, "proration_behavior", pkind)
+        if behavior is not None and behavior not in _PRORATIONS:
+            raise _fail(pkind, "proration_behavior", f"unknown value {behavior!r}")
+        phases.append(
+            SubscriptionSchedulePhase(
+                price_id=price_id,
+                quantity=quantity,
+                start=_req_time(phase, "start_date", pkind),
+                end=_time(phase.get("end_date"), pkind, "end_date"),
+                proration_behavior=cast("Any", behavior),
+            )
+        )
+    current = sched.get("current_phase")
+    current_start = current_end = None
+    if isinstance(current, Mapping):
+        current_start = _time(current.get("start_date"), kind, "current_phase.start_date")
+        current_end = _time(current.get("end_date"), kind, "current_phase.end_date")
+    return SubscriptionSchedule(
+        id=_str(sched, "id", kind),
+        subscription_id=_ref(sched, "subscription", kind),
+        customer_id=customer_id,
+        status=cast("Any", status),
+        end_behavior=cast("Any", end_behavior),
+        current_phase_start=current_start,
+        current_phase_end=current_end,
+        phases=tuple(phases),
+        released_subscription_id=_opt_str(sched, "released_subscription", kind),
+        metadata=_metadata(sched, kind),
+    )
+
+
+def promotion_code_from_stripe(obj: Mapping[str, Any]) -> PromotionCode:
+    """A :class:`~billingkit.ports.PromotionCode` from a ``promotion_code`` object.
+
+    The coupon is read from ``coupon`` (before 2025-09-30.clover) or ``promotion.coupon``
+    (clover and later), expanded in either place.
+    """
+    kind = "promotion_code"
+    promo = _mapping(obj, kind)
+    coupon: object = promo.get("coupon")
+    promotion = promo.get("promotion")
+    if coupon is None and isinstance(promotion, Mapping):
+        coupon = promotion.get("coupon")
+    if not isinstance(coupon, Mapping):
+        raise _fail(kind, "coupon", "expected the expanded coupon")
+    ckind = "coupon"
+    percent = coupon.get("percent_off")
+    if percent is not None and (type(percent) not in (int, float) or isinstance(percent, bool)):
+        raise _fail(ckind, "percent_off", "expected a number")
+    amount_off = _int(coupon, "amount_off", ckind)
+    currency = _opt_str(coupon, "currency", ckind)
+    if amount_off is not None and not currency:
+        raise _fail(ckind, "currency", "missing for amount_off")
+    duration = _opt_str(coupon, "duration", ckind) or "once"
+    if duration not in _DURATIONS:
+        raise _fail(ckind, "duration", f"unknown value {duration!r}")
+    return PromotionCode(
+        id=_str(promo, "id", kind),
+        code=_str(promo, "code", kind),
+        active=_bool(promo, "active", kind),
+        coupon_id=_str(coupon, "id", ckind),
+        percent_off=None if percent is None else Decimal(str(percent)),
+        amount_off=None
+        if amount_off is None
+        else Money(amount=amount_off, currency=str(currency).lower()),
+        duration=cast("Any", duration),
+        duration_in_months=_int(coupon, "duration_in_months", ckind),
+        expires_at=_time(promo.get("expires_at"), kind, "expires_at"),
+        max_redemptions=_int(promo, "max_redemptions", kind),
+        times_redeemed=_int(promo, "times_redeemed", kind) or 0,
+        customer_id=_ref(promo, "customer", kind),
+        metadata=_metadata(promo, kind),
+    )

@@ -84,9 +84,11 @@ STATUS_TEXT = {
     400: "Bad Request",
     401: "Unauthorized",
     402: "Payment Required",
+    403: "Forbidden",
     404: "Not Found",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    502: "Bad Gateway",
 }
 
 # --------------------------------------------------------------------------- helpers
@@ -136,10 +138,18 @@ def interaction(
     form: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
     status: int = 200,
-    body: dict[str, Any],
+    body: dict[str, Any] | None = None,
     compact: bool = False,
+    raw_body: str | None = None,
+    content_type: str = "application/json",
+    stripe_headers: bool = True,
 ) -> dict[str, Any]:
-    """One vcrpy interaction, request and response, in the cassette YAML layout."""
+    """One vcrpy interaction, request and response, in the cassette YAML layout.
+
+    ``raw_body`` (with its ``content_type``) stands for an answer that is not Stripe's JSON,
+    e.g. a proxy's HTML error page; ``stripe_headers=False`` leaves out the headers only
+    Stripe sends (``Request-Id``, ``Stripe-Version``).
+    """
     uri = API + path
     if query:
         uri += "?" + urlencode(flatten(query), safe="[]", quote_via=quote)
@@ -150,19 +160,23 @@ def interaction(
     encoded = None
     if method == "POST":
         headers["Content-Type"] = ["application/x-www-form-urlencoded"]
-        encoded = urlencode(flatten(form or {}), safe="[]", quote_via=quote)
+        # a POST without parameters has no body at all (resume, release)
+        encoded = None if form is None else urlencode(flatten(form), safe="[]", quote_via=quote)
     if idempotency_key is not None:
         headers["Idempotency-Key"] = [idempotency_key]
     request_id = _request_id(f"{name}:{method}:{uri}:{encoded}:{status}")
     response_headers: dict[str, list[str]] = {
-        "Content-Type": ["application/json"],
+        "Content-Type": [content_type],
         "Server": ["nginx"],
         "Cache-Control": ["no-cache, no-store"],
         "Request-Id": [request_id],
         "Stripe-Version": [API_VERSION],
         "Strict-Transport-Security": ["max-age=63072000; includeSubDomains; preload"],
     }
-    if method == "POST":
+    if not stripe_headers:
+        del response_headers["Request-Id"], response_headers["Stripe-Version"]
+    body = body if body is not None else {}
+    if method == "POST" and stripe_headers:
         response_headers["Idempotency-Key"] = [idempotency_key or "SDK-generated"]
         response_headers["Original-Request"] = [request_id]
     if status >= 400 and isinstance(body.get("error"), dict):
@@ -172,7 +186,11 @@ def interaction(
     return {
         "request": {"body": encoded, "headers": headers, "method": method, "uri": uri},
         "response": {
-            "body": {"string": json.dumps(body, indent=None if compact else 2)},
+            "body": {
+                "string": raw_body
+                if raw_body is not None
+                else json.dumps(body, indent=None if compact else 2)
+            },
             "headers": response_headers,
             "status": {"code": status, "message": STATUS_TEXT[status]},
         },
@@ -373,6 +391,17 @@ def error(
     body.update(extra)
     return {"error": body}
 
+
+# Error pages an HTTP proxy between the app and Stripe answers with (not Stripe's JSON).
+PROXY_502_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n" + "<!-- a padding comment to make the page long -->\r\n" * 20
+)
+PROXY_404_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body>"
+    "<h1>Not Found</h1><p>The requested URL was not found on this proxy.</p></body></html>\n"
+)
 
 # --------------------------------------------------------------------------- scenarios
 
@@ -718,6 +747,47 @@ def build() -> None:
         status=500,
         body=error("api_error", "An unknown error occurred"),
     )
+    single(
+        "error_not_found_without_code",
+        "Stripe's 404 body for an unknown URL, which has no code (synthetic)",
+        "GET",
+        f"/v1/subscriptions/{syn['subscription_id']}",
+        status=404,
+        body=error(
+            "invalid_request_error",
+            f"Unrecognized request URL (GET: /v1/subscriptions/{syn['subscription_id']}). "
+            "Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
+        ),
+    )
+    single(
+        "error_proxy_html_502",
+        "a proxy's HTML 502 page, not Stripe's JSON (synthetic)",
+        "GET",
+        f"/v1/customers/{syn['customer_id']}",
+        status=502,
+        raw_body=PROXY_502_PAGE,
+        content_type="text/html",
+        stripe_headers=False,
+    )
+    single(
+        "error_proxy_html_404",
+        "a proxy's HTML 404 page, not Stripe's JSON (synthetic)",
+        "GET",
+        f"/v1/customers/{syn['customer_id']}",
+        status=404,
+        raw_body=PROXY_404_PAGE,
+        content_type="text/html",
+        stripe_headers=False,
+    )
+    single(
+        "error_proxy_json_403",
+        "an API gateway's JSON 403 without Stripe's error object (synthetic)",
+        "GET",
+        f"/v1/customers/{syn['customer_id']}",
+        status=403,
+        raw_body='{"message": "Forbidden: egress denied for key sk_test_********4242"}',
+        stripe_headers=False,
+    )
     retry_form = {"metadata": {"user_id": syn["user_id"]}, "email": "retry@example.com"}
     write(
         "retry_server_error",
@@ -904,5 +974,533 @@ def build_flows(world: dict[str, Any]) -> None:
     )
 
 
+# ------------------------------------------------------------------ subscription management
+# All synthetic: built from subscription.json and invoice.json (openapi 2026-07-29), and for
+# the schedule and promotion code (no fixture held) from the API reference's object layout.
+
+MGMT_SUB = "sub_1Pgc6rB7WZ01zgkWManage01"
+MGMT_CUS = "cus_QXg1ManageBk0001"
+MGMT_ITEM = "si_QXg1ManageItem01"
+MGMT_SCHED = "sub_sched_1PgcManageBk0001"
+MGMT_PROMO = "promo_1PgcManageSpring25"
+MGMT_KEY = "bk-synthetic-manage"
+PERIOD_START = NOW - 10 * 86400
+PERIOD_END = PERIOD_START + 31 * 86400
+
+
+def managed_subscription(*, quantity: int = 1, status: str = "active") -> dict[str, Any]:
+    """The subscription the management cassettes change (pro monthly, 10 days in)."""
+    obj = subscription(MGMT_SUB, MGMT_CUS, status=status, user_id="user-manage")
+    obj.update(created=PERIOD_START, start_date=PERIOD_START, billing_cycle_anchor=PERIOD_START)
+    item = obj["items"]["data"][0]
+    item.update(
+        id=MGMT_ITEM,
+        quantity=quantity,
+        created=PERIOD_START,
+        current_period_start=PERIOD_START,
+        current_period_end=PERIOD_END,
+    )
+    return obj
+
+
+def proration_line(line_id: str, amount: int, quantity: int, label: str) -> dict[str, Any]:
+    line = copy.deepcopy(fixture("invoice")["lines"]["data"][0])
+    price_id = RECORDED["prices"]["billingkit_test_pro_month"]
+    line.update(
+        id=line_id,
+        amount=amount,
+        subtotal=amount,
+        quantity=quantity,
+        description=f"{label} {quantity} × billingkit test Pro after 29 Jul 2026",  # noqa: RUF001
+        discountable=False,
+        period={"start": NOW, "end": PERIOD_END},
+        invoice="in_1PgcManageProration1",
+    )
+    line["parent"] = {
+        "invoice_item_details": None,
+        "subscription_item_details": {
+            "invoice_item": None,
+            "proration": True,
+            "proration_details": {"credited_items": None},
+            "subscription": MGMT_SUB,
+            "subscription_item": MGMT_ITEM,
+        },
+        "type": "subscription_item_details",
+    }
+    line["pricing"] = {
+        "price_details": {
+            "price": price_id,
+            "product": RECORDED["products"]["billingkit test Pro"],
+        },
+        "type": "price_details",
+        "unit_amount_decimal": "2000",
+    }
+    return line
+
+
+def management_invoice(*, status: str, paid: bool, invoice_id: str) -> dict[str, Any]:
+    """Seats 1 -> 3, 21 of 31 days left: credit 2000 x 21/31, charge 6000 x 21/31."""
+    obj = fixture("invoice")
+    lines = [
+        proration_line("il_1PgcManageCredit01", -1355, 1, "Unused time on"),
+        proration_line("il_1PgcManageCharge01", 4065, 3, "Remaining time on"),
+    ]
+    for line in lines:
+        line["invoice"] = invoice_id
+    total = 4065 - 1355
+    obj.update(
+        id=invoice_id,
+        customer=MGMT_CUS,
+        status=status,
+        billing_reason="subscription_update",
+        subscription=None,
+        amount_due=total,
+        amount_paid=total if paid else 0,
+        amount_remaining=0 if paid else total,
+        subtotal=total,
+        subtotal_excluding_tax=total,
+        total=total,
+        total_excluding_tax=total,
+        total_discount_amounts=[],
+        discounts=[],
+        starting_balance=0,
+        created=NOW,
+        period_start=PERIOD_START,
+        period_end=NOW,
+        hosted_invoice_url=f"https://invoice.stripe.com/i/acct_1PgcManage/test_{invoice_id}",
+        next_payment_attempt=None,
+        attempted=True,
+        attempt_count=1,
+    )
+    obj["lines"] = {
+        "object": "list",
+        "data": lines,
+        "has_more": False,
+        "total_count": 2,
+        "url": f"/v1/invoices/{invoice_id}/lines",
+    }
+    obj["parent"] = {
+        "quote_details": None,
+        "subscription_details": {"metadata": {"user_id": "user-manage"}, "subscription": MGMT_SUB},
+        "type": "subscription_details",
+    }
+    return obj
+
+
+def schedule_object(*, phases: int, status: str = "active") -> dict[str, Any]:
+    """A subscription_schedule in the API reference's layout (no fixture held)."""
+    price_month = RECORDED["prices"]["billingkit_test_pro_month"]
+    price_year = RECORDED["prices"]["billingkit_test_pro_year"]
+
+    def phase(price: str, quantity: int, start: int, end: int, proration: str) -> dict[str, Any]:
+        return {
+            "add_invoice_items": [],
+            "application_fee_percent": None,
+            "billing_cycle_anchor": None,
+            "collection_method": None,
+            "currency": "usd",
+            "default_payment_method": None,
+            "default_tax_rates": [],
+            "description": None,
+            "discounts": [],
+            "end_date": end,
+            "invoice_settings": None,
+            "items": [
+                {
+                    "discounts": [],
+                    "metadata": {},
+                    "plan": price,
+                    "price": price,
+                    "quantity": quantity,
+                    "tax_rates": [],
+                }
+            ],
+            "metadata": {},
+            "on_behalf_of": None,
+            "proration_behavior": proration,
+            "start_date": start,
+            "transfer_data": None,
+            "trial_end": None,
+        }
+
+    listed = [phase(price_month, 1, PERIOD_START, PERIOD_END, "create_prorations")]
+    if phases == 2:
+        listed.append(phase(price_year, 1, PERIOD_END, PERIOD_END + 365 * 86400, "none"))
+    released = status == "released"
+    return {
+        "id": MGMT_SCHED,
+        "object": "subscription_schedule",
+        "application": None,
+        "billing_mode": {"type": "flexible"},
+        "canceled_at": None,
+        "completed_at": None,
+        "created": NOW,
+        "current_phase": None if released else {"end_date": PERIOD_END, "start_date": PERIOD_START},
+        "customer": MGMT_CUS,
+        "customer_account": None,
+        "default_settings": {
+            "application_fee_percent": None,
+            "billing_cycle_anchor": "automatic",
+            "collection_method": "charge_automatically",
+            "default_payment_method": None,
+            "description": None,
+            "invoice_settings": {"account_tax_ids": None, "days_until_due": None},
+            "on_behalf_of": None,
+            "transfer_data": None,
+        },
+        "end_behavior": "release",
+        "livemode": False,
+        "metadata": {},
+        "phases": listed,
+        "released_at": NOW if released else None,
+        "released_subscription": MGMT_SUB if released else None,
+        "status": status,
+        "subscription": None if released else MGMT_SUB,
+        "test_clock": None,
+    }
+
+
+def promotion_code_object() -> dict[str, Any]:
+    """A promotion_code (clover+ layout, coupon expanded) from the API reference."""
+    return {
+        "id": MGMT_PROMO,
+        "object": "promotion_code",
+        "active": True,
+        "code": "SPRING25",
+        "created": NOW,
+        "customer": None,
+        "customer_account": None,
+        "expires_at": None,
+        "livemode": False,
+        "max_redemptions": None,
+        "metadata": {},
+        "promotion": {
+            "coupon": {
+                "id": "spring25",
+                "object": "coupon",
+                "amount_off": None,
+                "created": NOW,
+                "currency": None,
+                "duration": "repeating",
+                "duration_in_months": 3,
+                "livemode": False,
+                "max_redemptions": None,
+                "metadata": {},
+                "name": "Spring 25 %",
+                "percent_off": 25.0,
+                "redeem_by": None,
+                "times_redeemed": 4,
+                "valid": True,
+            },
+            "type": "coupon",
+        },
+        "restrictions": {
+            "first_time_transaction": False,
+            "minimum_amount": None,
+            "minimum_amount_currency": None,
+        },
+        "times_redeemed": 4,
+    }
+
+
+def build_management() -> None:
+    """Cassettes for the subscription management calls and the errors each can meet."""
+    seats = {
+        "expand": ["latest_invoice"],
+        "items": [{"id": MGMT_ITEM, "quantity": 3}],
+        "proration_behavior": "always_invoice",
+        "payment_behavior": "pending_if_incomplete",
+    }
+    applied = managed_subscription(quantity=3)
+    applied["latest_invoice"] = management_invoice(
+        status="paid", paid=True, invoice_id="in_1PgcManageProration1"
+    )
+    single(
+        "update_subscription_applied",
+        "subscription.json + invoice.json (synthetic)",
+        "POST",
+        f"/v1/subscriptions/{MGMT_SUB}",
+        form=seats,
+        idempotency_key=f"{MGMT_KEY}-seats",
+        body=applied,
+    )
+    pending = managed_subscription(quantity=1)
+    pending["latest_invoice"] = management_invoice(
+        status="open", paid=False, invoice_id="in_1PgcManageProration2"
+    )
+    pending_item = copy.deepcopy(pending["items"]["data"][0])
+    pending_item["quantity"] = 3
+    pending["pending_update"] = {
+        "billing_cycle_anchor": None,
+        "expires_at": NOW + 23 * 3600,
+        "subscription_items": [pending_item],
+        "trial_end": None,
+        "trial_from_plan": None,
+    }
+    single(
+        "update_subscription_pending",
+        "subscription.json + invoice.json (synthetic: the card declined)",
+        "POST",
+        f"/v1/subscriptions/{MGMT_SUB}",
+        form=seats,
+        idempotency_key=f"{MGMT_KEY}-seats-declined",
+        body=pending,
+    )
+    strict = dict(seats, payment_behavior="error_if_incomplete")
+    single(
+        "update_subscription_card_declined",
+        "Stripe's 402 card_error body (synthetic)",
+        "POST",
+        f"/v1/subscriptions/{MGMT_SUB}",
+        form=strict,
+        idempotency_key=f"{MGMT_KEY}-seats-strict",
+        status=402,
+        body=error(
+            "card_error",
+            "Your card was declined.",
+            code="card_declined",
+            decline_code="insufficient_funds",
+        ),
+    )
+    single(
+        "update_subscription_not_found",
+        "Stripe's 404 error body (synthetic)",
+        "POST",
+        "/v1/subscriptions/sub_billingkitMissing0",
+        form={"expand": ["latest_invoice"], "cancel_at_period_end": True},
+        idempotency_key=f"{MGMT_KEY}-missing",
+        status=404,
+        body=error(
+            "invalid_request_error",
+            "No such subscription: 'sub_billingkitMissing0'",
+            code="resource_missing",
+            param="id",
+        ),
+    )
+    single(
+        "update_subscription_invalid",
+        "Stripe's 400 error body (synthetic)",
+        "POST",
+        f"/v1/subscriptions/{MGMT_SUB}",
+        form={
+            "expand": ["latest_invoice"],
+            "payment_behavior": "pending_if_incomplete",
+            "discounts": [{"promotion_code": MGMT_PROMO}],
+        },
+        idempotency_key=f"{MGMT_KEY}-pending-discount",
+        status=400,
+        body=error(
+            "invalid_request_error",
+            "`discounts` cannot be used with `payment_behavior=pending_if_incomplete`.",
+            code="parameter_invalid_empty",
+            param="discounts",
+        ),
+    )
+
+    canceled = managed_subscription()
+    canceled.update(status="canceled", canceled_at=NOW, ended_at=NOW)
+    canceled["cancellation_details"] = {
+        "comment": None,
+        "feedback": None,
+        "reason": "cancellation_requested",
+    }
+    single(
+        "cancel_subscription_now",
+        "subscription.json (synthetic)",
+        "DELETE",
+        f"/v1/subscriptions/{MGMT_SUB}",
+        query={"prorate": True, "invoice_now": True},
+        idempotency_key=f"{MGMT_KEY}-cancel",
+        body=canceled,
+    )
+    single(
+        "cancel_subscription_not_found",
+        "Stripe's 404 error body (synthetic)",
+        "DELETE",
+        "/v1/subscriptions/sub_billingkitMissing0",
+        idempotency_key=f"{MGMT_KEY}-cancel-missing",
+        status=404,
+        body=error(
+            "invalid_request_error",
+            "No such subscription: 'sub_billingkitMissing0'",
+            code="resource_missing",
+            param="id",
+        ),
+    )
+    resumed = managed_subscription()
+    resumed["billing_cycle_anchor"] = NOW
+    single(
+        "resume_subscription",
+        "subscription.json (synthetic)",
+        "POST",
+        f"/v1/subscriptions/{MGMT_SUB}/resume",
+        idempotency_key=f"{MGMT_KEY}-resume",
+        body=resumed,
+    )
+    single(
+        "resume_subscription_invalid",
+        "Stripe's 400 error body (synthetic)",
+        "POST",
+        f"/v1/subscriptions/{MGMT_SUB}/resume",
+        idempotency_key=f"{MGMT_KEY}-resume-active",
+        status=400,
+        body=error(
+            "invalid_request_error",
+            "Only paused subscriptions can be resumed.",
+            code="subscription_not_paused",
+        ),
+    )
+
+    preview_form = {
+        "customer": MGMT_CUS,
+        "subscription": MGMT_SUB,
+        "subscription_details": {
+            "proration_behavior": "always_invoice",
+            "items": [{"id": MGMT_ITEM, "quantity": 3}],
+            "proration_date": NOW,
+        },
+    }
+    preview = management_invoice(status="draft", paid=False, invoice_id="upcoming_in_manage")
+    preview.update(
+        attempted=False,
+        attempt_count=0,
+        hosted_invoice_url=None,
+        amount_remaining=preview["amount_due"],
+    )
+    single(
+        "preview_invoice",
+        "invoice.json (synthetic)",
+        "POST",
+        "/v1/invoices/create_preview",
+        form=preview_form,
+        body=preview,
+    )
+    single(
+        "preview_invoice_not_found",
+        "Stripe's 404 error body (synthetic)",
+        "POST",
+        "/v1/invoices/create_preview",
+        form=dict(preview_form, subscription="sub_billingkitMissing0"),
+        status=404,
+        body=error(
+            "invalid_request_error",
+            "No such subscription: 'sub_billingkitMissing0'",
+            code="resource_missing",
+            param="subscription",
+        ),
+    )
+    late = copy.deepcopy(preview_form)
+    late["subscription_details"]["proration_date"] = PERIOD_END + 86400
+    single(
+        "preview_invoice_invalid",
+        "Stripe's 400 error body (synthetic)",
+        "POST",
+        "/v1/invoices/create_preview",
+        form=late,
+        status=400,
+        body=error(
+            "invalid_request_error",
+            "The proration_date must be within the current billing period.",
+            param="subscription_details[proration_date]",
+        ),
+    )
+
+    price_year = RECORDED["prices"]["billingkit_test_pro_year"]
+    price_month = RECORDED["prices"]["billingkit_test_pro_month"]
+    write(
+        "schedule_subscription_change",
+        "subscription_schedule layout from the API reference (synthetic)",
+        interaction(
+            "schedule_subscription_change",
+            "POST",
+            "/v1/subscription_schedules",
+            form={"from_subscription": MGMT_SUB},
+            idempotency_key=f"{MGMT_KEY}-schedule:create",
+            body=schedule_object(phases=1),
+        ),
+        interaction(
+            "schedule_subscription_change",
+            "POST",
+            f"/v1/subscription_schedules/{MGMT_SCHED}",
+            form={
+                "end_behavior": "release",
+                "phases": [
+                    {
+                        "items": [{"price": price_month, "quantity": 1}],
+                        "start_date": PERIOD_START,
+                        "end_date": PERIOD_END,
+                    },
+                    {
+                        "items": [{"price": price_year, "quantity": 1}],
+                        "proration_behavior": "none",
+                    },
+                ],
+            },
+            idempotency_key=f"{MGMT_KEY}-schedule:phases",
+            body=schedule_object(phases=2),
+        ),
+    )
+    single(
+        "schedule_subscription_change_invalid",
+        "Stripe's 400 error body (synthetic)",
+        "POST",
+        "/v1/subscription_schedules",
+        form={"from_subscription": MGMT_SUB},
+        idempotency_key=f"{MGMT_KEY}-schedule-again:create",
+        status=400,
+        body=error(
+            "invalid_request_error",
+            f"You cannot migrate a subscription that is already attached to a schedule: "
+            f"`{MGMT_SCHED}`.",
+            param="from_subscription",
+        ),
+    )
+    single(
+        "release_subscription_schedule",
+        "subscription_schedule layout from the API reference (synthetic)",
+        "POST",
+        f"/v1/subscription_schedules/{MGMT_SCHED}/release",
+        idempotency_key=f"{MGMT_KEY}-release",
+        body=schedule_object(phases=2, status="released"),
+    )
+    single(
+        "release_subscription_schedule_not_found",
+        "Stripe's 404 error body (synthetic)",
+        "POST",
+        "/v1/subscription_schedules/sub_sched_billingkitMissing/release",
+        idempotency_key=f"{MGMT_KEY}-release-missing",
+        status=404,
+        body=error(
+            "invalid_request_error",
+            "No such subscription schedule: 'sub_sched_billingkitMissing'",
+            code="resource_missing",
+            param="schedule",
+        ),
+    )
+    promo_query = {"active": True, "expand": ["data.promotion.coupon"], "limit": 10}
+    single(
+        "find_promotion_code",
+        "promotion_code layout from the API reference (synthetic)",
+        "GET",
+        "/v1/promotion_codes",
+        query={**promo_query, "code": "SPRING25"},
+        body={
+            "object": "list",
+            "data": [promotion_code_object()],
+            "has_more": False,
+            "url": "/v1/promotion_codes",
+        },
+    )
+    single(
+        "find_promotion_code_none",
+        "Stripe's empty list (synthetic)",
+        "GET",
+        "/v1/promotion_codes",
+        query={**promo_query, "code": "NOSUCHCODE"},
+        body={"object": "list", "data": [], "has_more": False, "url": "/v1/promotion_codes"},
+    )
+
+
 if __name__ == "__main__":
     build()
+    build_management()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
 
 import pytest
@@ -158,9 +158,9 @@ class Receiver:
 def call_asgi(
     app: FastAPI, headers: dict[str, str], receive: Receiver
 ) -> tuple[int, dict[str, str], Any]:
-    messages: list[dict[str, Any]] = []
+    messages: list[MutableMapping[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         messages.append(message)
 
     scope = {

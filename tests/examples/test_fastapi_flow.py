@@ -111,12 +111,12 @@ def test_webhook_duplicates_forgeries_and_a_failure(
         ledger = {event.id: event.status for event in uow.list_events(limit=100)}
     assert set(ledger) == {event["id"] for event in fake.emitted_events()}
     at = int(fake.now().timestamp())
-    for event in fake.emitted_events():
-        again = signed_delivery(event, SECRET, timestamp=at)
+    for emitted in fake.emitted_events():
+        again = signed_delivery(emitted, SECRET, timestamp=at)
         answer = client.post("/webhooks/stripe", content=again.payload,
                              headers={"Stripe-Signature": again.signature})  # fmt: skip
         assert answer.json()["outcome"] == "duplicate"
-        forged = signed_delivery(event, "whsec_wrong", timestamp=at)
+        forged = signed_delivery(emitted, "whsec_wrong", timestamp=at)
         answer = client.post("/webhooks/stripe", content=forged.payload,
                              headers={"Stripe-Signature": forged.signature})  # fmt: skip
         assert answer.status_code == 400

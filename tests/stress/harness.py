@@ -236,6 +236,27 @@ class StressGateway(StripeGateway):
     def create_billing_portal_session(self, **kwargs: Any) -> PortalSession:
         return self._unused(**kwargs)  # type: ignore[no-any-return]
 
+    def modify_subscription(self, update: Any) -> Any:
+        return self._unused(update)
+
+    def cancel_subscription_now(self, subscription_id: str, **kwargs: Any) -> Any:
+        return self._unused(subscription_id, **kwargs)
+
+    def resume_paused_subscription(self, subscription_id: str, **kwargs: Any) -> Any:
+        return self._unused(subscription_id, **kwargs)
+
+    def preview_invoice(self, request: Any) -> Any:
+        return self._unused(request)
+
+    def schedule_subscription_change(self, change: Any) -> Any:
+        return self._unused(change)
+
+    def release_subscription_schedule(self, schedule_id: str, **kwargs: Any) -> Any:
+        return self._unused(schedule_id, **kwargs)
+
+    def find_promotion_code(self, code: str) -> Any:
+        return self._unused(code)
+
 
 class StressCatalog:
     """The two plans of the test, by price id."""

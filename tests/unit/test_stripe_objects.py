@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from billingkit.domain import Interval, Price, Subscription, SubscriptionStatus
 from billingkit.errors import WebhookPayloadError
@@ -17,6 +21,7 @@ from billingkit.ports import CheckoutSession, PortalSession, StripeCustomer
 from billingkit.stripe_objects import (
     checkout_session_from_stripe,
     customer_from_stripe,
+    invoice_from_stripe,
     invoice_subscription_id,
     portal_session_from_stripe,
     price_from_stripe,
@@ -43,9 +48,7 @@ def data_object(relative: str) -> dict[str, Any]:
 
 
 def era_files(name: str) -> list[str]:
-    return sorted(
-        str(p.relative_to(STRIPE)) for p in OPENAPI.glob(f"*/{name}.json")
-    )
+    return sorted(str(p.relative_to(STRIPE)) for p in OPENAPI.glob(f"*/{name}.json"))
 
 
 def ts(moment: datetime | None) -> int | None:
@@ -175,7 +178,7 @@ def test_null_optional_timestamps_stay_none() -> None:
         (lambda o: o.pop("customer"), "subscription.customer"),
         (lambda o: o.update(customer={"object": "customer"}), "subscription.customer.id"),
         (lambda o: o.update(customer=42), "subscription.customer"),
-        (lambda o: o.pop("created"), "subscription.created"),
+        (lambda o: [o.pop("created"), o.pop("start_date")], "subscription.created"),
         (lambda o: o.update(created="yesterday"), "subscription.created"),
         (lambda o: o.update(trial_end="soon"), "subscription.trial_end"),
         (lambda o: o.update(cancel_at_period_end="no"), "subscription.cancel_at_period_end"),
@@ -204,12 +207,16 @@ def test_not_an_object_is_a_payload_error() -> None:
 # --------------------------------------------------------------------------- prices
 
 
-PRICE_FILES = era_files("price") + era_files("plan") + [
-    "dj-stripe/price_gold21323.json",
-    "dj-stripe/price_silver41294.json",
-    "dj-stripe/plan_gold21323.json",
-    "dj-stripe/plan_silver41294.json",
-]
+PRICE_FILES = (
+    era_files("price")
+    + era_files("plan")
+    + [
+        "dj-stripe/price_gold21323.json",
+        "dj-stripe/price_silver41294.json",
+        "dj-stripe/plan_gold21323.json",
+        "dj-stripe/plan_silver41294.json",
+    ]
+)
 
 
 @pytest.mark.parametrize("relative", PRICE_FILES)
@@ -458,6 +465,476 @@ def test_malformed_invoice_is_rejected() -> None:
 
 
 def test_parsed_values_are_the_domain_types() -> None:
-    assert isinstance(subscription_from_stripe(load(f"openapi/{DAHLIA}/subscription.json")),
-                      Subscription)
+    assert isinstance(
+        subscription_from_stripe(load(f"openapi/{DAHLIA}/subscription.json")), Subscription
+    )
     assert isinstance(price_from_stripe(load(f"openapi/{DAHLIA}/price.json")), Price)
+
+
+# --------------------------------------------------------------------------- era fallbacks
+
+DERIVED = Path(__file__).parents[1] / "fixtures" / "derived" / "readers"
+
+
+def test_pre_2014_subscription_reads_created_from_start() -> None:
+    raw = json.loads((DERIVED / "subscription.pre_2014_start_only.json").read_text("utf-8"))
+    obj = raw["object"]
+    assert "created" not in obj and "start_date" not in obj and "items" not in obj
+    sub = subscription_from_stripe(obj)
+    assert ts(sub.created) == obj["start"] == 1_357_000_000
+    assert sub.price_id == obj["plan"]["id"]  # the subscription's own legacy plan
+    assert sub.quantity == obj["quantity"]
+    assert_valid(sub)
+
+
+def test_subscription_created_falls_back_to_start_date_then_start() -> None:
+    raw = load("openapi/2019-11-07_a2f0a361/subscription.json")
+    raw.update(created=None, start_date=1_500_000_000, start=1_400_000_000)
+    assert ts(subscription_from_stripe(raw).created) == 1_500_000_000  # start_date first
+    del raw["start_date"]
+    assert ts(subscription_from_stripe(raw).created) == 1_400_000_000  # then start
+    raw["created"] = 1_600_000_000
+    assert ts(subscription_from_stripe(raw).created) == 1_600_000_000  # created wins
+    del raw["created"], raw["start"]
+    with pytest.raises(WebhookPayloadError, match=re.escape("subscription.created: missing")):
+        subscription_from_stripe(raw)
+
+
+def test_a_bad_fallback_is_named_not_skipped() -> None:
+    raw = load("openapi/2019-11-07_a2f0a361/subscription.json")
+    del raw["created"]
+    raw["start_date"] = "2019-11-05"
+    with pytest.raises(WebhookPayloadError, match=re.escape("subscription.start_date")):
+        subscription_from_stripe(raw)
+
+
+# --------------------------------------------------------------------------- out-of-range values
+
+MAX_TS = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda o: o.update(created=MAX_TS + 1), "subscription.created"),
+        (lambda o: o.update(created=10**20), "subscription.created"),
+        (lambda o: o.update(created=-1), "subscription.created"),
+        (lambda o: o.update(created=True), "subscription.created"),
+        (lambda o: o.update(created=1_700_000_000.5), "subscription.created"),
+        (lambda o: o.update(trial_end=float("nan")), "subscription.trial_end"),
+        (lambda o: o.update(trial_end=float("inf")), "subscription.trial_end"),
+        (lambda o: o.update(canceled_at=1e300), "subscription.canceled_at"),
+        (lambda o: o.update(status={"value": "active"}), "subscription.status"),
+        (lambda o: o.update(status=["active"]), "subscription.status"),
+        (lambda o: o.update(livemode="false"), "subscription.livemode"),
+        (lambda o: o.update(id="sub_\x00"), "subscription.id"),
+        (lambda o: o.update(metadata={"user_id": 7}), "subscription.metadata.user_id"),
+        (lambda o: o.update(metadata={"user_id": "u" * 501}), "subscription.metadata.user_id"),
+        (lambda o: o.update(metadata={"k" * 41: "v"}), "subscription.metadata"),
+        (lambda o: o.update(metadata={f"k{i}": "v" for i in range(51)}), "subscription.metadata"),
+        (
+            lambda o: o["items"]["data"][0].update(quantity=10**30),
+            "subscription.items.data[0].quantity",
+        ),
+        (
+            lambda o: o["items"]["data"][0].update(quantity=-1),
+            "subscription.items.data[0].quantity",
+        ),
+        (
+            lambda o: o["items"]["data"][0].update(quantity=True),
+            "subscription.items.data[0].quantity",
+        ),
+        (
+            lambda o: o["items"]["data"][0].update(current_period_end=10**20),
+            "subscription.items.data[0].current_period_end",
+        ),
+        (
+            lambda o: o["items"]["data"][0].update(current_period_start=float("nan")),
+            "subscription.items.data[0].current_period_start",
+        ),
+    ],
+)
+def test_out_of_range_subscription_values_name_the_field(mutate: Any, field: str) -> None:
+    raw = load(f"openapi/{DAHLIA}/subscription.json")
+    item = raw["items"]["data"][0]
+    item["current_period_start"], item["current_period_end"] = 1_700_000_000, 1_702_592_000
+    mutate(raw)
+    with pytest.raises(WebhookPayloadError, match=re.escape(field)):
+        subscription_from_stripe(raw)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda o: o.update(unit_amount=10**30), "price.unit_amount"),
+        (lambda o: o.update(unit_amount=-5), "price.unit_amount"),
+        (lambda o: o.update(currency="ÄÖÜ"), "price.currency"),
+        (lambda o: o.update(active="false"), "price.active"),
+        (lambda o: o.update(type={"x": 1}), "price.type"),
+        (lambda o: o.update(billing_scheme=["tiered"]), "price.billing_scheme"),
+        (lambda o: o.update(object={"nested": True}, id=None), "price.id"),
+        (lambda o: o["recurring"].update(interval_count=0), "price.recurring.interval_count"),
+        (lambda o: o["recurring"].update(interval_count=10**20), "price.recurring.interval_count"),
+        (lambda o: o["recurring"].update(interval={"month": 1}), "price.recurring.interval"),
+        (lambda o: o.update(recurring="month"), "price.recurring"),
+    ],
+)
+def test_out_of_range_price_values_name_the_field(mutate: Any, field: str) -> None:
+    raw = load(f"openapi/{DAHLIA}/price.json")
+    mutate(raw)
+    with pytest.raises(WebhookPayloadError, match=re.escape(field)):
+        price_from_stripe(raw)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("mode", {"type": "subscription"}),
+        ("mode", ["payment"]),
+        ("status", {}),
+        ("payment_status", []),
+        ("created", 10**20),
+        ("created", float("nan")),
+        ("expires_at", MAX_TS + 1),
+        ("amount_total", 10**30),
+        ("amount_total", -1),
+        ("currency", "dollars"),
+        ("customer_details", "ada@example.com"),
+    ],
+)
+def test_out_of_range_session_values_name_the_field(field: str, value: object) -> None:
+    raw = load(f"openapi/{DAHLIA}/checkout.session.json")
+    raw[field] = value
+    with pytest.raises(WebhookPayloadError, match=re.escape(f"checkout.session.{field}")):
+        checkout_session_from_stripe(raw)
+
+
+def test_nested_subscription_errors_name_the_session_path() -> None:
+    raw = data_object("pay/checkout.session.completed.json")
+    raw["subscription"] = load(f"openapi/{DAHLIA}/subscription.json")
+    raw["subscription"]["status"] = "frozen"
+    with pytest.raises(
+        WebhookPayloadError, match=re.escape("checkout.session.subscription.status")
+    ):
+        checkout_session_from_stripe(raw, created_fallback=EVENT_CREATED)
+
+
+def test_timestamps_at_the_edges_of_the_range_are_read() -> None:
+    raw = load(f"openapi/{DAHLIA}/subscription.json")
+    raw.update(created=0, trial_end=MAX_TS)
+    sub = subscription_from_stripe(raw)
+    assert sub.created == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert sub.trial_end == datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+
+
+# --------------------------------------------------------------------------- every field, fuzzed
+#
+# The fields each reader touches are found by running it on a real fixture wrapped in a
+# recording mapping (every key it asks for, present or not, plus the keys asked for once a
+# touched field is removed, which is where the era fallbacks are read). Each is then set to
+# wrong types and out-of-range values: the reader must give a valid value or a
+# WebhookPayloadError naming the field; nothing else may escape.
+
+Path_ = tuple[str | int, ...]
+
+
+class _Recording(Mapping[str, Any]):
+    """A read-only view of a JSON object that records every key looked up (by path)."""
+
+    def __init__(self, data: dict[str, Any], path: Path_, seen: set[Path_]) -> None:
+        self._data, self._path, self._seen = data, path, seen
+
+    def __getitem__(self, key: str) -> Any:
+        path = (*self._path, key)
+        self._seen.add(path)
+        return _record(self._data[key], path, self._seen)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _record(value: Any, path: Path_, seen: set[Path_]) -> Any:
+    if isinstance(value, dict):
+        return _Recording(value, path, seen)
+    if isinstance(value, list):
+        return [_record(item, (*path, index), seen) for index, item in enumerate(value)]
+    return value
+
+
+def _touched(read: Any, obj: dict[str, Any]) -> set[Path_]:
+    seen: set[Path_] = set()
+    with contextlib.suppress(WebhookPayloadError):
+        read(_record(obj, (), seen))
+    return seen
+
+
+def _set(obj: dict[str, Any], path: Path_, value: Any) -> None:
+    """Set (or with ``_DELETE``, remove) the field at ``path``, creating nothing above it."""
+    target: Any = obj
+    for step in path[:-1]:
+        target = target[step]
+    last = path[-1]
+    if value is not _DELETE:
+        target[last] = value
+    elif isinstance(target, dict):
+        target.pop(last, None)
+    elif isinstance(last, int):
+        del target[last]
+
+
+def _exists(obj: Any, path: Path_) -> bool:
+    """Whether the object holding the last step of ``path`` exists (the step itself may not)."""
+    for step in path[:-1]:
+        in_list = isinstance(obj, list) and isinstance(step, int) and step < len(obj)
+        if not (in_list or (isinstance(obj, dict) and step in obj)):
+            return False
+        obj = obj[step]
+    last = path[-1]
+    if isinstance(last, int):
+        return isinstance(obj, list) and last < len(obj)
+    return isinstance(obj, dict)
+
+
+def fields_touched(read: Any, obj: dict[str, Any]) -> list[Path_]:
+    """Every path ``read`` looks at in ``obj``, with its parents and its era fallbacks.
+
+    A fallback is only read when what it stands in for is missing, so each touched field is
+    removed in turn (recursively, while that reveals new fields) and the reads recorded.
+    """
+    seen = _touched(read, obj)
+    work = [(obj, seen)]
+    while work:
+        base, touched = work.pop()
+        for path in sorted(touched, key=dotted):
+            if not _exists(base, path) or path[-1] not in _parent(base, path):
+                continue
+            without = copy.deepcopy(base)
+            _set(without, path, _DELETE)
+            found = _touched(read, without)
+            if found - seen:
+                seen |= found
+                work.append((without, found))
+    every = {path[:end] for path in seen for end in range(1, len(path) + 1)}
+    return sorted(every, key=dotted)
+
+
+def _parent(obj: Any, path: Path_) -> Any:
+    for step in path[:-1]:
+        obj = obj[step]
+    return obj
+
+
+_DELETE = object()
+
+
+def dotted(path: Path_) -> str:
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else f".{step}"
+    return text
+
+
+BAD_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            _DELETE,
+            None,
+            True,
+            False,
+            0,
+            -1,
+            1,
+            2**63,
+            2**63 - 1,
+            -(2**63) - 1,
+            10**20,
+            10**30,
+            -(10**30),
+            MAX_TS,
+            MAX_TS + 1,
+            float("nan"),
+            float("inf"),
+            float("-inf"),
+            1e300,
+            1.5,
+            1_700_000_000.0,
+            "",
+            "x",
+            "\x00",
+            "sub_\x00",
+            "x" * 600,
+            "active",
+            "usd",
+            "ÄÖÜ",
+            "subscription",
+            "month",
+            {},
+            [],
+            {"id": 5},
+            {"id": "x"},
+            {"id": ""},
+            ["x"],
+            {"data": "x"},
+            {"data": [1]},
+            {"data": None},
+        ]
+    ),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=6),
+    st.dictionaries(
+        st.text(max_size=3), st.integers() | st.text(max_size=3) | st.none(), max_size=3
+    ),
+    st.lists(st.integers() | st.text(max_size=2), max_size=2),
+)
+
+INT64 = range(-(2**63), 2**63)
+
+
+def assert_sane(value: Any, where: str = "value") -> None:
+    """No unbounded integer, NUL byte or non-finite float reached a parsed value."""
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        assert value in INT64, where
+    elif isinstance(value, float):
+        raise AssertionError(f"{where} is a float")
+    elif isinstance(value, str):
+        assert "\x00" not in value, where
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            assert_sane(key, f"{where} key")
+            assert_sane(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            assert_sane(item, f"{where}[{index}]")
+
+
+def _session(obj: Mapping[str, Any]) -> CheckoutSession:
+    return checkout_session_from_stripe(obj, created_fallback=EVENT_CREATED)
+
+
+READERS: list[tuple[str, Any, str, list[str]]] = [
+    ("subscription", subscription_from_stripe, r"subscription", SUBSCRIPTION_FILES),
+    ("price", price_from_stripe, r"(?:price|plan)", PRICE_FILES),
+    ("customer", customer_from_stripe, r"customer", CUSTOMER_FILES),
+    ("session", _session, r"checkout\.session", era_files("checkout.session")),
+    (
+        "portal",
+        portal_session_from_stripe,
+        r"billing_portal\.session",
+        era_files("billing_portal.session"),
+    ),
+    (
+        "invoice_reader",
+        invoice_from_stripe,
+        r"invoice",
+        [*era_files("invoice"), "pay/invoice.payment_failed.json", "pay/invoice.updated.json"],
+    ),
+    (
+        "invoice",
+        invoice_subscription_id,
+        r"invoice",
+        [*era_files("invoice"), "pay/invoice.payment_failed.json", "pay/invoice.updated.json"],
+    ),
+]
+FUZZ_CASES = [
+    pytest.param(read, prefix, relative, id=f"{name}:{relative}")
+    for name, read, prefix, files in READERS
+    for relative in files
+]
+
+
+@pytest.mark.parametrize(("read", "prefix", "relative"), FUZZ_CASES)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_touched_field_is_checked(
+    read: Any, prefix: str, relative: str, data: st.DataObject
+) -> None:
+    key = relative + repr(read)
+    if key not in _FIELDS:
+        raw = data_object(relative)
+        _FIELDS[key] = (json.dumps(raw), fields_touched(read, raw))
+    text, fields = _FIELDS[key]
+    obj = json.loads(text)  # a fresh copy, faster than deepcopy
+    path = data.draw(st.sampled_from(fields), label="field")
+    value = data.draw(BAD_VALUES, label="value")
+    if not _exists(obj, path):
+        return
+    _set(obj, path, value)
+    try:
+        parsed = read(obj)
+    except WebhookPayloadError as exc:
+        named = [path, path[:-1]] if len(path) > 1 else [path]
+        assert any(
+            re.search(prefix + re.escape(dotted(field)) + r"(?!\w)", str(exc)) for field in named
+        ), f"{exc} does not name {dotted(path)}"
+        return
+    if parsed is not None and not isinstance(parsed, str):
+        assert_valid(parsed)
+        assert_sane(parsed.model_dump())
+    else:
+        assert_sane(parsed)
+
+
+_FIELDS: dict[str, tuple[str, list[Path_]]] = {}
+
+
+def test_the_touched_fields_include_the_ones_that_matter() -> None:
+    sub = {
+        dotted(p)
+        for p in fields_touched(
+            subscription_from_stripe, load(f"openapi/{DAHLIA}/subscription.json")
+        )
+    }
+    assert {".id", ".customer", ".status", ".created", ".start_date", ".start", ".metadata"} <= sub
+    assert {".items.data[0].quantity", ".items.data[0].price.id", ".trial_end"} <= sub
+    price = {
+        dotted(p) for p in fields_touched(price_from_stripe, load(f"openapi/{DAHLIA}/price.json"))
+    }
+    assert {
+        ".currency",
+        ".unit_amount",
+        ".recurring.interval",
+        ".recurring.interval_count",
+    } <= price
+
+
+def test_quantity_falls_back_to_the_subscription_then_to_one() -> None:
+    raw = load("openapi/2019-11-07_a2f0a361/subscription.json")
+    raw["items"]["data"][0]["quantity"] = None
+    raw["quantity"] = 3
+    assert subscription_from_stripe(raw).quantity == 3  # the subscription's own (legacy)
+    raw["quantity"] = None
+    assert subscription_from_stripe(raw).quantity == 1
+
+
+def test_session_mode_is_inferred_from_a_setup_intent_and_null_payment_status_is_unpaid() -> None:
+    raw = load("openapi/2019-11-07_a2f0a361/checkout.session.json")
+    raw.pop("mode", None)
+    raw.update(subscription=None, setup_intent="seti_1", payment_status=None)
+    session = checkout_session_from_stripe(raw, created_fallback=EVENT_CREATED)
+    assert session.mode == "setup"
+    assert session.payment_status == "unpaid"  # never trusted as paid
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("id", "in_\x00"),
+        ("id", "x" * 256),
+        ("amount_due", -5),
+        ("amount_due", 10**30),
+        ("attempt_count", -1),
+        ("next_payment_attempt", float("nan")),
+        ("currency", {"code": "usd"}),
+    ],
+)
+def test_out_of_range_invoice_values_name_the_field(field: str, value: object) -> None:
+    raw = load(f"openapi/{DAHLIA}/invoice.json")
+    raw[field] = value
+    with pytest.raises(WebhookPayloadError, match=re.escape(f"invoice.{field}")):
+        invoice_from_stripe(raw)

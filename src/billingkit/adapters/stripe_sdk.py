@@ -25,14 +25,29 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import stripe
 from stripe.params import (
     CustomerCreateParams,
     CustomerRetrieveParams,
+    InvoiceCreatePreviewParams,
+    InvoiceCreatePreviewParamsDiscount,
+    InvoiceCreatePreviewParamsSubscriptionDetails,
+    InvoiceCreatePreviewParamsSubscriptionDetailsItem,
     PriceListParams,
+    PromotionCodeListParams,
+    SubscriptionCancelParams,
+    SubscriptionResumeParams,
     SubscriptionRetrieveParams,
+    SubscriptionScheduleCreateParams,
+    SubscriptionScheduleReleaseParams,
+    SubscriptionScheduleRetrieveParams,
+    SubscriptionScheduleUpdateParams,
+    SubscriptionScheduleUpdateParamsPhase,
+    SubscriptionUpdateParams,
+    SubscriptionUpdateParamsItem,
 )
 from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
 from stripe.params.checkout import (
@@ -57,16 +72,27 @@ from billingkit.errors import (
 from billingkit.ports import (
     CheckoutSession,
     CheckoutSessionRequest,
+    InvoicePreview,
+    InvoicePreviewRequest,
     PortalSession,
+    PromotionCode,
+    ScheduledChange,
     StripeCustomer,
     StripeGateway,
+    SubscriptionSchedule,
+    SubscriptionUpdate,
+    SubscriptionUpdateResult,
 )
 from billingkit.stripe_objects import (
     checkout_session_from_stripe,
     customer_from_stripe,
+    invoice_preview_from_stripe,
     portal_session_from_stripe,
     price_from_stripe,
+    promotion_code_from_stripe,
     subscription_from_stripe,
+    subscription_schedule_from_stripe,
+    subscription_update_result_from_stripe,
 )
 
 __all__ = ["LOOKUP_KEYS_PER_REQUEST", "PRICES_PAGE_SIZE", "StripeSdkGateway", "sdk_api_version"]
@@ -79,6 +105,12 @@ PRICES_PAGE_SIZE = 100
 # Secret and restricted keys, also in the masked form Stripe echoes ("sk_test_********1234").
 _T = TypeVar("_T")
 _KEY_PATTERN = re.compile(r"(?:sk|rk)_(?:test|live)_[A-Za-z0-9*]+")
+# Bearer tokens a proxy page may echo back from the request.
+_BEARER_PATTERN = re.compile(r"(?i)bearer\s+\S+")
+_TAG_PATTERN = re.compile(r"<[^>]*>")
+_SPACE_PATTERN = re.compile(r"\s+")
+#: Characters of a non-Stripe error body quoted in a GatewayError's message.
+_BODY_EXCERPT_CHARS = 120
 
 
 def sdk_api_version() -> str:
@@ -89,7 +121,22 @@ def sdk_api_version() -> str:
 
 
 def _redact(text: str) -> str:
-    return _KEY_PATTERN.sub("[redacted key]", text)
+    return _KEY_PATTERN.sub("[redacted key]", _BEARER_PATTERN.sub("Bearer [redacted]", text))
+
+
+def _excerpt(body: str | None) -> str:
+    """A short, one-line, redacted excerpt of an error body that is not Stripe's JSON.
+
+    HTML tags are dropped (a proxy's error page then reads as its title and text), runs of
+    whitespace become one space, and the result is cut to 120 characters.
+    """
+    text = _SPACE_PATTERN.sub(" ", _TAG_PATTERN.sub(" ", body or "")).strip()
+    text = _redact(text)
+    if not text:
+        return "(empty body)"
+    if len(text) > _BODY_EXCERPT_CHARS:
+        text = text[:_BODY_EXCERPT_CHARS].rstrip() + "..."
+    return repr(text)
 
 
 class StripeSdkGateway(StripeGateway):
@@ -310,6 +357,195 @@ class StripeSdkGateway(StripeGateway):
             )
         return _mapped(subscription_from_stripe, subscription.to_dict())
 
+    # ----------------------------------------------------------------------------- management
+
+    def modify_subscription(self, update: SubscriptionUpdate) -> SubscriptionUpdateResult:
+        """``POST /v1/subscriptions/{id}`` with the latest invoice expanded; one request.
+
+        Only the fields set on ``update`` are sent (the item by id, so it is changed, not
+        added). ``payment_intent_status`` stays ``None``: since basil the payment intent is
+        no longer on the invoice, and the hosted invoice URL is where the customer pays.
+        """
+        params: SubscriptionUpdateParams = {"expand": ["latest_invoice"]}
+        if update.item_id is not None and (
+            update.price_id is not None or update.quantity is not None
+        ):
+            item: SubscriptionUpdateParamsItem = {"id": update.item_id}
+            if update.price_id is not None:
+                item["price"] = update.price_id
+            if update.quantity is not None:
+                item["quantity"] = update.quantity
+            params["items"] = [item]
+        if update.proration_behavior is not None:
+            params["proration_behavior"] = update.proration_behavior
+        if update.proration_date is not None:
+            params["proration_date"] = int(update.proration_date.timestamp())
+        if update.payment_behavior is not None:
+            params["payment_behavior"] = update.payment_behavior
+        if update.promotion_code is not None:
+            params["discounts"] = [{"promotion_code": update.promotion_code}]
+        if update.cancel_at_period_end is not None:
+            params["cancel_at_period_end"] = update.cancel_at_period_end
+        if update.metadata is not None:
+            params["metadata"] = dict(update.metadata)
+        with _translated("update subscription"):
+            subscription = self._client.v1.subscriptions.update(
+                update.subscription_id,
+                params=params,
+                options=self._options(update.idempotency_key),
+            )
+        return _mapped(subscription_update_result_from_stripe, subscription.to_dict())
+
+    def cancel_subscription_now(
+        self,
+        subscription_id: str,
+        *,
+        prorate: bool = False,
+        invoice_now: bool = False,
+        idempotency_key: str,
+    ) -> Subscription:
+        """``DELETE /v1/subscriptions/{id}`` (``prorate``/``invoice_now`` sent when set)."""
+        params: SubscriptionCancelParams = {}
+        if prorate:
+            params["prorate"] = True
+        if invoice_now:
+            params["invoice_now"] = True
+        with _translated("cancel subscription"):
+            subscription = self._client.v1.subscriptions.cancel(
+                subscription_id, params=params, options=self._options(idempotency_key)
+            )
+        return _mapped(subscription_from_stripe, subscription.to_dict())
+
+    def resume_paused_subscription(
+        self, subscription_id: str, *, idempotency_key: str
+    ) -> Subscription:
+        """``POST /v1/subscriptions/{id}/resume`` with Stripe's defaults."""
+        params: SubscriptionResumeParams = {}
+        with _translated("resume subscription"):
+            subscription = self._client.v1.subscriptions.resume(
+                subscription_id, params=params, options=self._options(idempotency_key)
+            )
+        return _mapped(subscription_from_stripe, subscription.to_dict())
+
+    def preview_invoice(self, request: InvoicePreviewRequest) -> InvoicePreview:
+        """``POST /v1/invoices/create_preview`` for the subscription change; one request."""
+        details: InvoiceCreatePreviewParamsSubscriptionDetails = {
+            "proration_behavior": request.proration_behavior
+        }
+        if request.item_id is not None and (
+            request.price_id is not None or request.quantity is not None
+        ):
+            item: InvoiceCreatePreviewParamsSubscriptionDetailsItem = {"id": request.item_id}
+            if request.price_id is not None:
+                item["price"] = request.price_id
+            if request.quantity is not None:
+                item["quantity"] = request.quantity
+            details["items"] = [item]
+        if request.proration_date is not None:
+            details["proration_date"] = int(request.proration_date.timestamp())
+        if request.cancel_at_period_end is not None:
+            details["cancel_at_period_end"] = request.cancel_at_period_end
+        params: InvoiceCreatePreviewParams = {
+            "customer": request.customer_id,
+            "subscription": request.subscription_id,
+            "subscription_details": details,
+        }
+        if request.promotion_code is not None:
+            discount: InvoiceCreatePreviewParamsDiscount = {
+                "promotion_code": request.promotion_code
+            }
+            params["discounts"] = [discount]
+        with _translated("preview invoice"):
+            invoice = self._client.v1.invoices.create_preview(
+                params=params, options=self._options()
+            )
+        charged_now = request.proration_behavior == "always_invoice"
+        return _mapped(
+            lambda raw: invoice_preview_from_stripe(raw, charged_now=charged_now),
+            invoice.to_dict(),
+        )
+
+    def schedule_subscription_change(self, change: ScheduledChange) -> SubscriptionSchedule:
+        """Create a schedule ``from_subscription`` then set its two phases: two requests.
+
+        Keys ``{key}:create`` and ``{key}:phases``. With ``existing_schedule_id`` the
+        schedule is retrieved instead of created (its current phase is needed).
+        """
+        key = change.idempotency_key
+        with _translated("schedule subscription change"):
+            if change.existing_schedule_id is None:
+                create: SubscriptionScheduleCreateParams = {
+                    "from_subscription": change.subscription_id
+                }
+                schedule = self._client.v1.subscription_schedules.create(
+                    params=create, options=self._options(f"{key}:create")
+                )
+            else:
+                retrieve: SubscriptionScheduleRetrieveParams = {}
+                schedule = self._client.v1.subscription_schedules.retrieve(
+                    change.existing_schedule_id, params=retrieve, options=self._options()
+                )
+            current = _mapped(subscription_schedule_from_stripe, schedule.to_dict())
+            if not current.phases:
+                raise GatewayError(f"schedule {current.id} has no phase to keep")
+            first = current.phases[0]
+            now: SubscriptionScheduleUpdateParamsPhase = {
+                "items": [{"price": first.price_id, "quantity": first.quantity}],
+                "start_date": int(first.start.timestamp()),
+            }
+            if first.end is not None:
+                now["end_date"] = int(first.end.timestamp())
+            later: SubscriptionScheduleUpdateParamsPhase = {
+                "items": [{"price": change.price_id, "quantity": change.quantity}],
+                "proration_behavior": "none",
+            }
+            update: SubscriptionScheduleUpdateParams = {
+                "end_behavior": "release",
+                "phases": [now, later],
+            }
+            if change.metadata:
+                update["metadata"] = dict(change.metadata)
+            schedule = self._client.v1.subscription_schedules.update(
+                current.id, params=update, options=self._options(f"{key}:phases")
+            )
+        return _mapped(subscription_schedule_from_stripe, schedule.to_dict())
+
+    def release_subscription_schedule(
+        self, schedule_id: str, *, idempotency_key: str
+    ) -> SubscriptionSchedule:
+        """``POST /v1/subscription_schedules/{id}/release``."""
+        params: SubscriptionScheduleReleaseParams = {}
+        with _translated("release subscription schedule"):
+            schedule = self._client.v1.subscription_schedules.release(
+                schedule_id, params=params, options=self._options(idempotency_key)
+            )
+        return _mapped(subscription_schedule_from_stripe, schedule.to_dict())
+
+    def find_promotion_code(self, code: str) -> PromotionCode | None:
+        """``GET /v1/promotion_codes?code=...&active=true`` with the coupon expanded.
+
+        Stripe's ``active`` does not cover expiry or used-up codes, so those are checked
+        here too (against the machine's clock).
+        """
+        params: PromotionCodeListParams = {
+            "active": True,
+            "code": code,
+            "expand": ["data.promotion.coupon"],
+            "limit": 10,
+        }
+        with _translated("find promotion code"):
+            page = self._client.v1.promotion_codes.list(params=params, options=self._options())
+        now = datetime.now(timezone.utc)
+        for raw in page.to_dict().get("data") or []:
+            promo = _mapped(promotion_code_from_stripe, raw)
+            expired = promo.expires_at is not None and promo.expires_at <= now
+            used_up = (
+                promo.max_redemptions is not None and promo.times_redeemed >= promo.max_redemptions
+            )
+            if promo.active and not expired and not used_up:
+                return promo
+        return None
+
 
 # --------------------------------------------------------------------------- mapping
 
@@ -334,10 +570,18 @@ def _translated(operation: str) -> Iterator[None]:
 def gateway_error(exc: stripe.StripeError, operation: str) -> GatewayError:
     """Translate one SDK exception into billingkit's :class:`GatewayError` tree.
 
-    The type is chosen from the exception class and Stripe's structured ``code``, never from
-    message text. Any API key in Stripe's message (it echoes a masked one on 401) is redacted.
+    The type is chosen from the exception class, Stripe's structured ``code`` and the HTTP
+    status, never from message text: any 404 is :class:`GatewayNotFoundError` (with or
+    without Stripe's ``resource_missing`` code). An answer whose body is not Stripe's JSON
+    error object (an HTML page from a proxy, a gateway's own JSON) is classified by its HTTP
+    status alone (404 not found, 429 rate limit, 409 and 5xx retryable server errors, any
+    other status a plain :class:`GatewayError`), and its message names the status and quotes
+    a short excerpt of the body. Any API key or bearer token in a message (Stripe echoes a
+    masked key on 401) is redacted.
     """
     status = exc.http_status
+    if status is not None and exc.error is None and isinstance(exc, stripe.APIError):
+        return _foreign_error(exc, status, operation)
     code = exc.code or (exc.error.code if exc.error is not None else None)
     detail = _redact(exc.user_message or type(exc).__name__)
     kind: type[GatewayError] = GatewayError
@@ -346,7 +590,9 @@ def gateway_error(exc: stripe.StripeError, operation: str) -> GatewayError:
         kind = GatewayAuthenticationError
     elif isinstance(exc, stripe.CardError):
         kind = GatewayCardError
-    elif isinstance(exc, stripe.InvalidRequestError) and code == "resource_missing":
+    elif isinstance(exc, stripe.InvalidRequestError) and (
+        code == "resource_missing" or status == 404
+    ):
         kind = GatewayNotFoundError
     elif isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
         kind = GatewayInvalidRequestError
@@ -355,8 +601,10 @@ def gateway_error(exc: stripe.StripeError, operation: str) -> GatewayError:
     elif isinstance(exc, stripe.APIConnectionError):
         kind, retryable = GatewayConnectionError, True
     elif isinstance(exc, stripe.APIError):
-        kind = GatewayServerError
-        retryable = status is None or status >= 500 or status == 409
+        kind = GatewayNotFoundError if status == 404 else GatewayServerError
+        retryable = kind is GatewayServerError and (
+            status is None or status >= 500 or status == 409
+        )
     return kind(
         f"Stripe {operation} failed: {detail}",
         retryable=retryable,
@@ -364,4 +612,25 @@ def gateway_error(exc: stripe.StripeError, operation: str) -> GatewayError:
         code=code,
         request_id=exc.request_id,
         user_message=detail if kind is GatewayCardError else None,
+    )
+
+
+def _foreign_error(exc: stripe.StripeError, status: int, operation: str) -> GatewayError:
+    """An HTTP error whose body is not Stripe's JSON error object (e.g. a proxy's page)."""
+    kind: type[GatewayError] = GatewayError
+    retryable = False
+    if status == 404:
+        kind = GatewayNotFoundError
+    elif status == 429:
+        kind, retryable = GatewayRateLimitError, True
+    elif status >= 500 or status == 409:
+        kind, retryable = GatewayServerError, True
+    body = exc.http_body
+    return kind(
+        f"Stripe {operation} failed: HTTP {status}, a body that is not Stripe's JSON: "
+        f"{_excerpt(body if isinstance(body, str) else None)}",
+        retryable=retryable,
+        http_status=status,
+        code=None,
+        request_id=exc.request_id,
     )

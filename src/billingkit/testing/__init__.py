@@ -41,16 +41,20 @@ state and the parts it calls (no mixins, no cycles):
 - ``_state``: ``FakeState``, the Stripe objects, deterministic ids, the clock and the event
   queue (``emit``); lookups that raise Stripe's 404.
 - ``_controls``: call counting, injected failures and the idempotency cache.
-- ``_catalog``: seeding and changing products and prices (later coupons, promotion codes).
-- ``_invoices``: invoices and payment attempts, which answer a ``Payment`` outcome (later
-  invoice previews and proration lines).
+- ``_catalog``: seeding and changing products and prices, coupons and promotion codes.
+- ``_invoices``: invoices (lines, discounts, customer balance) and payment attempts, which
+  answer a ``Payment`` outcome.
 - ``_subscriptions``: the subscription simulation (start, update, pause, resume, renew,
   collect, end), shared by the schedule and the portal-like controls (later plan changes
   with proration, subscription schedules).
 - ``_customers``: customers, declining cards and portal sessions (later payment methods).
+- ``_changes``: subscription management as the app asks for it (the port's
+  ``modify_subscription``, ``cancel_subscription_now``, ``preview_invoice``, subscription
+  schedules): by-second prorations, pending updates, previews, promotion-code discounts.
 - ``_checkout``: Checkout Sessions: create, complete, expire (later setup mode).
 - ``_schedule``: the billing clock, i.e. which step is due when ``advance`` runs (session
-  expiry, trial notices, period ends, payment retries), earliest first.
+  expiry, trial notices, period ends and schedule phases, payment retries, pending-update
+  expiry), earliest first.
 - ``_shapes`` and ``_events``: Stripe's JSON shapes, event envelopes and signing.
 
 A new port method is a facade method plus the part it belongs to; a paginated list call

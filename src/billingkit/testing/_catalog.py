@@ -134,3 +134,111 @@ class Catalog:
         if changes:
             state.emit("price.updated", price, state.timestamp(), previous=changes)
         return price
+
+    # ------------------------------------------------------------------ promotion codes
+
+    def add_promotion_code(
+        self,
+        code: str,
+        *,
+        percent_off: float | None,
+        amount_off: int | None,
+        currency: str | None,
+        duration: str,
+        duration_in_months: int | None,
+        expires_at: int | None,
+        max_redemptions: int | None,
+        active: bool,
+    ) -> dict[str, Any]:
+        """Seed a coupon and a promotion code for it; returns the promotion code's JSON."""
+        if (percent_off is None) == (amount_off is None):
+            raise ConfigurationError("give exactly one of percent_off and amount_off")
+        if percent_off is not None and not 0 < percent_off <= 100:
+            raise ConfigurationError("percent_off must be in (0, 100]")
+        if amount_off is not None and (isinstance(amount_off, bool) or amount_off <= 0):
+            raise ConfigurationError("amount_off must be a positive integer of minor units")
+        if amount_off is not None and not currency:
+            raise ConfigurationError("amount_off needs a currency")
+        if duration not in ("once", "repeating", "forever"):
+            raise ConfigurationError("duration is 'once', 'repeating' or 'forever'")
+        if (duration == "repeating") != (duration_in_months is not None):
+            raise ConfigurationError("duration_in_months goes with duration='repeating' only")
+        if not code:
+            raise ConfigurationError("a promotion code needs a code")
+        state = self._state
+        if any(p["code"].lower() == code.lower() and p["active"] for p in self._codes()):
+            raise ConfigurationError(f"an active promotion code {code!r} already exists")
+        at = state.timestamp()
+        coupon = _shapes.coupon_json(
+            id=state.new_id("coupon"),
+            created=at,
+            percent_off=percent_off,
+            amount_off=amount_off,
+            currency=currency.lower() if currency else None,
+            duration=duration,
+            duration_in_months=duration_in_months,
+            livemode=state.livemode,
+        )
+        state.coupons[coupon["id"]] = coupon
+        promo = _shapes.promotion_code_json(
+            id=state.new_id("promo"),
+            code=code,
+            coupon=coupon,
+            created=at,
+            expires_at=expires_at,
+            max_redemptions=max_redemptions,
+            active=active,
+            livemode=state.livemode,
+        )
+        state.promotion_codes[promo["id"]] = promo
+        return promo
+
+    def _codes(self) -> list[dict[str, Any]]:
+        return list(self._state.promotion_codes.values())
+
+    def usable(self, promo: dict[str, Any]) -> bool:
+        """Whether the promotion code can be redeemed now (active, unexpired, not used up)."""
+        expires = promo["expires_at"]
+        limit = promo["max_redemptions"]
+        return (
+            promo["active"]
+            and (expires is None or expires > self._state.timestamp())
+            and (limit is None or promo["times_redeemed"] < limit)
+        )
+
+    def find_promotion_code(self, code: str) -> dict[str, Any] | None:
+        """The usable promotion code with this customer-facing code (case-insensitive)."""
+        for promo in self._codes():
+            if promo["code"].lower() == code.lower() and self.usable(promo):
+                return promo
+        return None
+
+    def redeemable(self, promotion_code_id: str) -> dict[str, Any]:
+        """The promotion code ``promo_...`` if usable now, else Stripe's 400."""
+        promo = self._state.promotion_codes.get(promotion_code_id)
+        if promo is None:
+            raise not_found("promotion_code", promotion_code_id)
+        if not self.usable(promo):
+            raise invalid(f"The promotion code {promo['code']!r} is not active.")
+        return promo
+
+    def redeem(self, promo: dict[str, Any]) -> dict[str, Any]:
+        """Count one redemption; returns the coupon."""
+        promo["times_redeemed"] += 1
+        coupon = self._state.coupons[promo["promotion"]["coupon"]["id"]]
+        coupon["times_redeemed"] += 1
+        promo["promotion"]["coupon"] = copy.deepcopy(coupon)
+        return coupon
+
+    def set_promotion_code_active(self, promotion_code_id: str, active: bool) -> dict[str, Any]:
+        """Activate or deactivate a promotion code; emits ``promotion_code.updated``."""
+        state = self._state
+        promo = state.promotion_codes.get(promotion_code_id)
+        if promo is None:
+            raise not_found("promotion_code", promotion_code_id)
+        before = copy.deepcopy(promo)
+        promo["active"] = active
+        changes = diff(before, promo)
+        if changes:
+            state.emit("promotion_code.updated", promo, state.timestamp(), previous=changes)
+        return promo

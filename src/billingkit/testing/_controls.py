@@ -26,6 +26,13 @@ PORT_OPERATIONS = frozenset(
         "list_prices",
         "retrieve_subscription",
         "create_billing_portal_session",
+        "modify_subscription",
+        "cancel_subscription_now",
+        "resume_paused_subscription",
+        "preview_invoice",
+        "schedule_subscription_change",
+        "release_subscription_schedule",
+        "find_promotion_code",
     }
 )
 _IDEMPOTENCY_TTL = timedelta(hours=24)

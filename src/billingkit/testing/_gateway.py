@@ -20,16 +20,28 @@ from billingkit.ports import (
     CheckoutSession,
     CheckoutSessionRequest,
     Clock,
+    InvoicePreview,
+    InvoicePreviewRequest,
     PortalSession,
+    PromotionCode,
+    ScheduledChange,
     StripeCustomer,
     StripeGateway,
+    SubscriptionSchedule,
+    SubscriptionUpdate,
+    SubscriptionUpdateResult,
 )
 from billingkit.stripe_objects import (
     checkout_session_from_stripe,
     customer_from_stripe,
+    invoice_preview_from_stripe,
+    promotion_code_from_stripe,
     subscription_from_stripe,
+    subscription_schedule_from_stripe,
+    subscription_update_result_from_stripe,
 )
 from billingkit.testing._catalog import UNSET, Catalog, Unset
+from billingkit.testing._changes import Changes
 from billingkit.testing._checkout import Checkout
 from billingkit.testing._controls import Controls
 from billingkit.testing._customers import Customers
@@ -106,7 +118,8 @@ class FakeStripeGateway(StripeGateway):
         self._subscriptions = Subscriptions(state, self._invoices)
         self._customers = Customers(state, self._subscriptions)
         self._checkout = Checkout(state, self._customers, self._subscriptions, self._invoices)
-        self._schedule = Schedule(state, self._checkout, self._subscriptions)
+        self._changes = Changes(state, self._catalog, self._invoices, self._subscriptions)
+        self._schedule = Schedule(state, self._checkout, self._subscriptions, self._changes)
 
     def __repr__(self) -> str:
         state = self._state
@@ -469,3 +482,182 @@ class FakeStripeGateway(StripeGateway):
         """Delete a customer: its live subscriptions end, then ``customer.deleted``."""
         with self._lock:
             self._customers.delete(customer_id)
+
+    # ------------------------------------------------------------------ promotion codes
+
+    def add_promotion_code(
+        self,
+        code: str,
+        *,
+        percent_off: float | None = None,
+        amount_off: int | None = None,
+        currency: str | None = None,
+        duration: str = "once",
+        duration_in_months: int | None = None,
+        expires_at: datetime | None = None,
+        max_redemptions: int | None = None,
+        active: bool = True,
+    ) -> PromotionCode:
+        """Seed a coupon and a customer-facing promotion ``code`` for it.
+
+        Exactly one of ``percent_off`` (0-100) or ``amount_off`` (minor units of
+        ``currency``). ``duration`` ``once`` discounts one invoice, ``repeating``
+        ``duration_in_months`` months of invoices, ``forever`` all. Returns the code as
+        :meth:`find_promotion_code` answers it (its ``id`` is ``promo_fakeNNNN``).
+        """
+        if expires_at is not None and expires_at.tzinfo is None:
+            raise ConfigurationError("expires_at must be a timezone-aware datetime")
+        with self._lock:
+            promo = self._catalog.add_promotion_code(
+                code,
+                percent_off=percent_off,
+                amount_off=amount_off,
+                currency=currency,
+                duration=duration,
+                duration_in_months=duration_in_months,
+                expires_at=None if expires_at is None else int(expires_at.timestamp()),
+                max_redemptions=max_redemptions,
+                active=active,
+            )
+            return promotion_code_from_stripe(promo)
+
+    def set_promotion_code_active(self, promotion_code_id: str, active: bool) -> PromotionCode:
+        """Deactivate (or reactivate) a promotion code; emits ``promotion_code.updated``."""
+        with self._lock:
+            promo = self._catalog.set_promotion_code_active(promotion_code_id, active)
+            return promotion_code_from_stripe(promo)
+
+    # ------------------------------------------------------------------ subscription management
+
+    def _update_result(self, sub_json: dict[str, Any]) -> SubscriptionUpdateResult:
+        """The sub as ``modify_subscription`` answers it (latest invoice expanded)."""
+        expanded = copy.deepcopy(sub_json)
+        invoice = self._state.invoices.get(sub_json["latest_invoice"] or "")
+        if invoice is not None:
+            invoice = copy.deepcopy(invoice)
+            if invoice["status"] == "open":
+                invoice["hosted_invoice_url"] = (
+                    f"https://invoice.stripe.com/i/acct_fake/{invoice['id']}"
+                )
+            intent = None
+            if invoice["attempted"]:
+                intent = "succeeded" if invoice["status"] == "paid" else "requires_payment_method"
+            if intent is not None:
+                payment = {"payment_intent": {"id": f"pi_{invoice['id']}", "status": intent}}
+                invoice["payments"] = {"object": "list", "data": [{"payment": payment}]}
+            expanded["latest_invoice"] = invoice
+        return subscription_update_result_from_stripe(expanded)
+
+    def modify_subscription(self, update: SubscriptionUpdate) -> SubscriptionUpdateResult:
+        """Change the item, discount or scheduled end as Stripe's update does.
+
+        Prorations by the second (see :mod:`billingkit.testing._changes`):
+        ``create_prorations`` puts the credit and charge on the next invoice,
+        ``always_invoice`` (and any interval change) invoices and charges them now,
+        ``none`` makes none. With ``pending_if_incomplete`` a declined card leaves the
+        subscription on its old price with a ``pending_update`` (emits ``invoice.created``,
+        ``invoice.finalized``, ``invoice.payment_failed``, ``customer.subscription.updated``);
+        paying that invoice later (:meth:`retry_payment`) applies it
+        (``customer.subscription.updated``, ``customer.subscription.pending_update_applied``),
+        and after 23 hours it expires (``customer.subscription.pending_update_expired``).
+        ``error_if_incomplete`` raises ``GatewayCardError`` and changes nothing. A success
+        emits ``customer.subscription.updated`` then the invoice events.
+        """
+        params = update.model_dump(mode="json", exclude={"idempotency_key"})
+
+        def modify() -> SubscriptionUpdateResult:
+            return self._update_result(self._changes.modify(update))
+
+        with self._lock:
+            operation = "modify_subscription"
+            return self._controls.call(operation, modify, update.idempotency_key, params)
+
+    def cancel_subscription_now(
+        self,
+        subscription_id: str,
+        *,
+        prorate: bool = False,
+        invoice_now: bool = False,
+        idempotency_key: str,
+    ) -> Subscription:
+        """End now (emits ``customer.subscription.deleted``).
+
+        ``prorate`` credits the unused time; with ``invoice_now`` a final invoice carries it
+        (a net credit goes to the customer's balance), else it waits on the customer.
+        """
+        params = {"id": subscription_id, "prorate": prorate, "invoice_now": invoice_now}
+
+        def cancel() -> Subscription:
+            sub = self._changes.cancel_now(
+                subscription_id, prorate=prorate, invoice_now=invoice_now
+            )
+            return subscription_from_stripe(sub.json)
+
+        with self._lock:
+            operation = "cancel_subscription_now"
+            return self._controls.call(operation, cancel, idempotency_key, params)
+
+    def resume_paused_subscription(
+        self, subscription_id: str, *, idempotency_key: str
+    ) -> Subscription:
+        """Resume a paused subscription, like :meth:`resume_subscription`, as a port call."""
+
+        def resume() -> Subscription:
+            sub = self._state.sub(subscription_id)
+            self._subscriptions.resume(sub)
+            return subscription_from_stripe(sub.json)
+
+        with self._lock:
+            operation = "resume_paused_subscription"
+            params = {"id": subscription_id}
+            return self._controls.call(operation, resume, idempotency_key, params)
+
+    def preview_invoice(self, request: InvoicePreviewRequest) -> InvoicePreview:
+        """What :meth:`modify_subscription` with the same fields would bill; no side effect."""
+
+        def preview() -> InvoicePreview:
+            invoice = self._changes.preview(request)
+            charged_now = request.proration_behavior == "always_invoice"
+            return invoice_preview_from_stripe(invoice, charged_now=charged_now)
+
+        with self._lock:
+            return self._controls.call("preview_invoice", preview)
+
+    def schedule_subscription_change(self, change: ScheduledChange) -> SubscriptionSchedule:
+        """A schedule whose second phase, from the period end, has the new price.
+
+        At that period end (:meth:`advance`) the subscription renews on the new price and
+        ``subscription_schedule.updated`` is emitted; at the end of that phase the schedule
+        completes (``subscription_schedule.completed``) and the subscription runs on.
+        """
+        params = change.model_dump(mode="json", exclude={"idempotency_key"})
+
+        def schedule() -> SubscriptionSchedule:
+            return subscription_schedule_from_stripe(self._changes.schedule_change(change))
+
+        with self._lock:
+            operation = "schedule_subscription_change"
+            return self._controls.call(operation, schedule, change.idempotency_key, params)
+
+    def release_subscription_schedule(
+        self, schedule_id: str, *, idempotency_key: str
+    ) -> SubscriptionSchedule:
+        """Release: the scheduled change is dropped (``subscription_schedule.released``)."""
+
+        def release() -> SubscriptionSchedule:
+            return subscription_schedule_from_stripe(self._changes.release(schedule_id))
+
+        with self._lock:
+            operation = "release_subscription_schedule"
+            params = {"id": schedule_id}
+            return self._controls.call(operation, release, idempotency_key, params)
+
+    def find_promotion_code(self, code: str) -> PromotionCode | None:
+        """The active, unexpired, not used-up promotion code ``code`` (case-insensitive)."""
+
+        def find() -> PromotionCode | None:
+            promo = self._catalog.find_promotion_code(code)
+            return None if promo is None else promotion_code_from_stripe(promo)
+
+        with self._lock:
+            return self._controls.call("find_promotion_code", find)

@@ -9,6 +9,8 @@ previews and proration lines belong here.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 from typing import Any
 
@@ -51,7 +53,8 @@ class Invoices:
     def open(self, sub: SubRecord, at: int, reason: str, invoice_id: str) -> dict[str, Any]:
         """Create the invoice ``invoice_id`` for the sub's current period.
 
-        Emits ``invoice.created`` then ``invoice.finalized``, both at ``at``.
+        Proration items waiting on the sub (``create_prorations``) are added to it and its
+        coupon applied. Emits ``invoice.created`` then ``invoice.finalized``, both at ``at``.
         """
         state = self._state
         item = sub.json["items"]["data"][0]
@@ -72,6 +75,66 @@ class Invoices:
             amount=amount,
             livemode=state.livemode,
         )
+        if trialing:
+            self.set_lines(invoice, invoice["lines"]["data"], None)
+        else:
+            pending = [dict(line, invoice=invoice_id) for line in sub.pending_items]
+            sub.pending_items = []
+            self.set_lines(invoice, invoice["lines"]["data"] + pending, self.coupon_of(sub))
+        return self.issue(sub, invoice, at)
+
+    def draft(
+        self,
+        sub: SubRecord,
+        sub_json: Mapping[str, Any],
+        at: int,
+        reason: str,
+        invoice_id: str,
+        lines: list[dict[str, Any]] | None,
+        coupon: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        """A draft invoice (not stored, no event) for ``sub_json``'s item.
+
+        ``lines`` replace the default line (a full period of the item's price), unless
+        ``None``. ``coupon`` discounts the discountable lines.
+        """
+        state = self._state
+        item = sub_json["items"]["data"][0]
+        price = item["price"]
+        customer = state.customers.get(sub_json["customer"], {})
+        invoice = _shapes.invoice_json(
+            id=invoice_id,
+            number=f"FAKE-{invoice_id[-4:]}",
+            customer=sub_json["customer"],
+            customer_email=customer.get("email"),
+            subscription=sub_json,
+            product_name=state.products[price["product"]]["name"],
+            line_id=state.new_id("il") if lines is None else f"il_{invoice_id}",
+            created=at,
+            billing_reason=reason,
+            amount=(price["unit_amount"] or 0) * item["quantity"],
+            livemode=state.livemode,
+        )
+        chosen = invoice["lines"]["data"] if lines is None else lines
+        self.set_lines(invoice, [dict(line, invoice=invoice_id) for line in chosen], coupon)
+        return invoice
+
+    def issue(self, sub: SubRecord, invoice: dict[str, Any], at: int) -> dict[str, Any]:
+        """Store a draft, make it the sub's latest invoice and finalize it.
+
+        Emits ``invoice.created`` then ``invoice.finalized``, both at ``at``. A customer's
+        credit balance pays what it can (a negative total adds to that credit).
+        """
+        state = self._state
+        customer = state.customers.get(sub.json["customer"])
+        balance = (customer or {}).get("balance") or 0
+        if customer is not None and (balance or invoice["total"] < 0):
+            due = invoice["total"] + balance
+            invoice["starting_balance"] = balance
+            invoice["ending_balance"] = min(due, 0)
+            invoice["amount_due"] = invoice["amount_remaining"] = max(due, 0)
+            customer["balance"] = min(due, 0)
+        invoice_id = invoice["id"]
         state.invoices[invoice_id] = invoice
         sub.json["latest_invoice"] = invoice_id
         state.emit("invoice.created", invoice, at)
@@ -79,7 +142,57 @@ class Invoices:
         invoice["effective_at"] = at
         invoice["status_transitions"]["finalized_at"] = at
         state.emit("invoice.finalized", invoice, at)
+        if invoice["total_discount_amounts"] and sub.coupon_invoices_left is not None:
+            sub.coupon_invoices_left -= 1
+            if sub.coupon_invoices_left <= 0:
+                sub.coupon, sub.coupon_invoices_left = None, None
+                sub.json["discounts"] = []
         return invoice
+
+    def coupon_of(self, sub: SubRecord) -> dict[str, Any] | None:
+        """The coupon discounting the sub's next invoice, if any."""
+        return sub.coupon
+
+    def set_lines(
+        self,
+        invoice: dict[str, Any],
+        lines: list[dict[str, Any]],
+        coupon: Mapping[str, Any] | None,
+    ) -> None:
+        """Put ``lines`` on ``invoice`` and recompute its amounts (with ``coupon``'s discount).
+
+        A percentage is taken of the discountable lines (rounded half up); an amount off is
+        capped at them. A negative total leaves nothing due.
+        """
+        subtotal = sum(line["amount"] for line in lines)
+        discountable = max(sum(line["amount"] for line in lines if line["discountable"]), 0)
+        discount = 0
+        if coupon is not None:
+            if coupon["percent_off"] is not None:
+                exact = Decimal(discountable) * Decimal(str(coupon["percent_off"])) / 100
+                discount = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            elif coupon["amount_off"] is not None:
+                discount = coupon["amount_off"]
+            discount = max(0, min(discount, discountable))
+        total = subtotal - discount
+        invoice["lines"]["data"] = lines
+        invoice["lines"]["total_count"] = len(lines)
+        invoice["subtotal"] = invoice["subtotal_excluding_tax"] = subtotal
+        invoice["total"] = invoice["total_excluding_tax"] = total
+        invoice["amount_due"] = invoice["amount_remaining"] = max(total, 0)
+        invoice["total_discount_amounts"] = (
+            [{"amount": discount, "discount": f"di_{coupon['id']}"}]
+            if coupon is not None and discount
+            else []
+        )
+        if coupon is not None:
+            invoice["discounts"] = [f"di_{coupon['id']}"]
+
+    def declines(self, sub: SubRecord, amount: int) -> bool:
+        """Whether a payment of ``amount`` for the sub would be declined now."""
+        return amount > 0 and (
+            sub.fail_next_payment or sub.json["customer"] in self._state.declining
+        )
 
     def attempt(
         self, sub: SubRecord, invoice: dict[str, Any], at: int, *, may_fail: bool

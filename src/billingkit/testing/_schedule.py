@@ -1,7 +1,8 @@
 """The billing clock: what falls due as the fake's time moves, run in time order.
 
 Steps: Checkout Session expiry, trial-will-end notices, trial and period ends (renewal or
-cancellation at period end) and automatic payment retries. What each step does to a
+cancellation at period end, entering a subscription schedule's next phase), automatic payment
+retries and the expiry of pending updates (23 h). What each step does to a
 subscription is :class:`~billingkit.testing._subscriptions.Subscriptions`' business; this
 module only knows *when*. A new timed behaviour (a subscription schedule's next phase, a
 meter's billing) adds its offers to :meth:`Schedule._next_due`.
@@ -15,6 +16,7 @@ from functools import partial
 from typing import Any
 
 from billingkit.domain import from_timestamp
+from billingkit.testing._changes import Changes
 from billingkit.testing._checkout import Checkout
 from billingkit.testing._state import LIVE, FakeState, SubRecord
 from billingkit.testing._subscriptions import Subscriptions
@@ -28,10 +30,17 @@ _MAX_STEPS = 100_000
 class Schedule:
     """Runs every step due up to a moment, earliest first, then sets the clock there."""
 
-    def __init__(self, state: FakeState, checkout: Checkout, subscriptions: Subscriptions) -> None:
+    def __init__(
+        self,
+        state: FakeState,
+        checkout: Checkout,
+        subscriptions: Subscriptions,
+        changes: Changes,
+    ) -> None:
         self._state = state
         self._checkout = checkout
         self._subscriptions = subscriptions
+        self._changes = changes
 
     def advance_to(self, moment: datetime) -> None:
         """Run the due steps up to ``moment`` (aware), then move the clock to it."""
@@ -74,6 +83,9 @@ class Schedule:
                 offer(trial_end, partial(self._period_ends, sub))
             elif status in LIVE:
                 offer(period_end, partial(self._period_ends, sub))
+            expiry = self._changes.pending_expiry(sub)
+            if expiry is not None:
+                offer(from_timestamp(expiry), partial(self._subscriptions.expire_pending, sub))
         for invoice in state.invoices.values():
             retry = invoice["next_payment_attempt"]
             if invoice["status"] == "open" and retry is not None:
@@ -89,6 +101,7 @@ class Schedule:
         if sub.json["cancel_at_period_end"]:
             self._subscriptions.end(sub, self._state.timestamp(), reason="cancellation_requested")
         else:
+            self._changes.at_period_end(sub)
             self._subscriptions.renew(sub)
 
     def _retry(self, invoice: dict[str, Any]) -> None:

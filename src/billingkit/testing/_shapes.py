@@ -15,14 +15,19 @@ from billingkit.domain import Money
 
 __all__ = [
     "checkout_session_json",
+    "coupon_json",
     "customer_json",
     "invoice_json",
+    "line_json",
     "payment_intent_json",
     "plan_json",
     "price_json",
     "product_json",
+    "promotion_code_json",
+    "schedule_phase_json",
     "subscription_item_json",
     "subscription_json",
+    "subscription_schedule_json",
 ]
 
 
@@ -508,4 +513,203 @@ def payment_intent_json(
         "payment_method": None,
         "payment_method_types": ["card"],
         "status": "succeeded",
+    }
+
+
+def line_json(
+    *,
+    id: str,
+    invoice: str | None,
+    subscription: Mapping[str, Any],
+    price: Mapping[str, Any],
+    quantity: int,
+    amount: int,
+    description: str,
+    period_start: int,
+    period_end: int,
+    proration: bool,
+    livemode: bool,
+) -> dict[str, Any]:
+    """An invoice ``line_item`` for a subscription item: a period of a price or a proration."""
+    item = subscription["items"]["data"][0]
+    return {
+        "id": id,
+        "object": "line_item",
+        "amount": amount,
+        "currency": price["currency"],
+        "description": description,
+        "discount_amounts": [],
+        "discountable": not proration,
+        "discounts": [],
+        "invoice": invoice,
+        "livemode": livemode,
+        "metadata": {},
+        "parent": {
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": proration,
+                "proration_details": {"credited_items": None},
+                "subscription": subscription["id"],
+                "subscription_item": item["id"],
+            },
+            "type": "subscription_item_details",
+        },
+        "period": {"end": period_end, "start": period_start},
+        "pretax_credit_amounts": [],
+        "pricing": {
+            "price_details": {"price": price["id"], "product": price["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": price["unit_amount_decimal"],
+        },
+        "quantity": quantity,
+        "subtotal": amount,
+        "taxes": [],
+    }
+
+
+def coupon_json(
+    *,
+    id: str,
+    created: int,
+    percent_off: float | None,
+    amount_off: int | None,
+    currency: str | None,
+    duration: str,
+    duration_in_months: int | None,
+    livemode: bool,
+) -> dict[str, Any]:
+    """A ``coupon`` object."""
+    return {
+        "id": id,
+        "object": "coupon",
+        "amount_off": amount_off,
+        "created": created,
+        "currency": currency,
+        "duration": duration,
+        "duration_in_months": duration_in_months,
+        "livemode": livemode,
+        "max_redemptions": None,
+        "metadata": {},
+        "name": None,
+        "percent_off": percent_off,
+        "redeem_by": None,
+        "times_redeemed": 0,
+        "valid": True,
+    }
+
+
+def promotion_code_json(
+    *,
+    id: str,
+    code: str,
+    coupon: Mapping[str, Any],
+    created: int,
+    expires_at: int | None,
+    max_redemptions: int | None,
+    active: bool,
+    livemode: bool,
+) -> dict[str, Any]:
+    """A ``promotion_code`` (clover+ shape: the coupon under ``promotion``)."""
+    return {
+        "id": id,
+        "object": "promotion_code",
+        "active": active,
+        "code": code,
+        "created": created,
+        "customer": None,
+        "customer_account": None,
+        "expires_at": expires_at,
+        "livemode": livemode,
+        "max_redemptions": max_redemptions,
+        "metadata": {},
+        "promotion": {"coupon": copy.deepcopy(dict(coupon)), "type": "coupon"},
+        "restrictions": {
+            "first_time_transaction": False,
+            "minimum_amount": None,
+            "minimum_amount_currency": None,
+        },
+        "times_redeemed": 0,
+    }
+
+
+def schedule_phase_json(
+    *, price: str, quantity: int, start: int, end: int | None, proration_behavior: str
+) -> dict[str, Any]:
+    """One ``phases[]`` entry of a subscription schedule."""
+    return {
+        "add_invoice_items": [],
+        "application_fee_percent": None,
+        "billing_cycle_anchor": None,
+        "collection_method": None,
+        "currency": None,
+        "default_payment_method": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": [],
+        "end_date": end,
+        "invoice_settings": None,
+        "items": [
+            {
+                "discounts": [],
+                "metadata": {},
+                "plan": price,
+                "price": price,
+                "quantity": quantity,
+                "tax_rates": [],
+            }
+        ],
+        "metadata": {},
+        "on_behalf_of": None,
+        "proration_behavior": proration_behavior,
+        "start_date": start,
+        "transfer_data": None,
+        "trial_end": None,
+    }
+
+
+def subscription_schedule_json(
+    *,
+    id: str,
+    customer: str,
+    subscription: str,
+    created: int,
+    phases: list[dict[str, Any]],
+    metadata: Mapping[str, str],
+    livemode: bool,
+) -> dict[str, Any]:
+    """An active ``subscription_schedule`` (``end_behavior`` ``release``)."""
+    first = phases[0]
+    return {
+        "id": id,
+        "object": "subscription_schedule",
+        "application": None,
+        "billing_mode": {"type": "flexible"},
+        "canceled_at": None,
+        "completed_at": None,
+        "created": created,
+        "current_phase": {"end_date": first["end_date"], "start_date": first["start_date"]},
+        "customer": customer,
+        "customer_account": None,
+        "default_settings": {
+            "application_fee_percent": None,
+            "automatic_tax": {"enabled": False, "liability": None},
+            "billing_cycle_anchor": "automatic",
+            "billing_thresholds": None,
+            "collection_method": "charge_automatically",
+            "default_payment_method": None,
+            "description": None,
+            "invoice_settings": {"account_tax_ids": None, "days_until_due": None},
+            "on_behalf_of": None,
+            "transfer_data": None,
+        },
+        "end_behavior": "release",
+        "livemode": livemode,
+        "metadata": dict(metadata),
+        "phases": phases,
+        "released_at": None,
+        "released_subscription": None,
+        "status": "active",
+        "subscription": subscription,
+        "test_clock": None,
     }

@@ -11,7 +11,7 @@ import copy
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,15 @@ class SubRecord:
     period_index: int
     trial_will_end_sent: bool = False
     fail_next_payment: bool = False
+    #: Proration invoice items waiting for the next invoice (``create_prorations``).
+    pending_items: list[dict[str, Any]] = field(default_factory=list)
+    #: A ``pending_if_incomplete`` change waiting for its invoice: the item JSON to apply,
+    #: its interval and the invoice id.
+    pending: dict[str, Any] | None = None
+    #: The coupon discounting the sub's invoices, and how many invoices it still applies
+    #: to (``None``: forever).
+    coupon: dict[str, Any] | None = None
+    coupon_invoices_left: int | None = None
 
 
 @dataclass
@@ -101,6 +110,11 @@ class FakeState:
         self.subs: dict[str, SubRecord] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.payment_intents: dict[str, dict[str, Any]] = {}
+        self.coupons: dict[str, dict[str, Any]] = {}
+        self.promotion_codes: dict[str, dict[str, Any]] = {}
+        self.schedules: dict[str, dict[str, Any]] = {}
+        #: Proration credits of subscriptions canceled without ``invoice_now``, per customer.
+        self.customer_items: dict[str, list[dict[str, Any]]] = {}
         #: Events not yet drained, and every event ever emitted (both oldest first).
         self.pending: list[dict[str, Any]] = []
         self.log: list[dict[str, Any]] = []
@@ -179,6 +193,9 @@ class FakeState:
             self.prices,
             self.invoices,
             self.payment_intents,
+            self.coupons,
+            self.promotion_codes,
+            self.schedules,
         ):
             if object_id in store:
                 return store[object_id]

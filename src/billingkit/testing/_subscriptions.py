@@ -195,6 +195,12 @@ class Subscriptions:
         A decline makes an ``active``/``trialing`` sub ``past_due`` and ends it once no retry
         is left; a payment makes a ``past_due``/``unpaid``/``incomplete`` sub ``active``.
         """
+        if sub.pending is not None and invoice["id"] == sub.pending["invoice"]:
+            if self._invoices.attempt(sub, invoice, at, may_fail=may_fail) is Payment.PAID:
+                self.apply_pending(sub, at)
+            else:
+                invoice["next_payment_attempt"] = None  # a pending update is not retried
+            return
         outcome = self._invoices.attempt(sub, invoice, at, may_fail=may_fail)
         status = sub.json["status"]
         if outcome is Payment.EXHAUSTED:
@@ -204,6 +210,57 @@ class Subscriptions:
                 self._set_status(sub, "past_due", at)
         elif status in ("past_due", "unpaid", "incomplete"):
             self._set_status(sub, "active", at)
+
+    def set_item(
+        self, sub: SubRecord, price: dict[str, Any], quantity: int, *, restart_at: int | None
+    ) -> None:
+        """Put ``price`` x ``quantity`` on the sub's item (no event).
+
+        ``restart_at`` starts a new billing period there (an interval change resets the
+        billing cycle anchor, as Stripe does).
+        """
+        item = sub.json["items"]["data"][0]
+        item["price"] = copy.deepcopy(price)
+        item["plan"] = _shapes.plan_json(price)
+        item["quantity"] = quantity
+        sub.json["currency"] = price["currency"]
+        recurring = price["recurring"]
+        sub.interval = recurring["interval"]
+        sub.interval_count = recurring["interval_count"]
+        if restart_at is not None:
+            sub.anchor, sub.period_index = from_timestamp(restart_at), 0
+            self._set_period(sub, restart_at, to_timestamp(self._period_end(sub)))
+            sub.json["billing_cycle_anchor"] = restart_at
+
+    def apply_pending(self, sub: SubRecord, at: int) -> None:
+        """The pending update's invoice was paid: apply it.
+
+        Emits ``customer.subscription.updated`` then
+        ``customer.subscription.pending_update_applied``.
+        """
+        pending = sub.pending
+        if pending is None:
+            return
+        before = copy.deepcopy(sub.json)
+        self.set_item(sub, pending["price"], pending["quantity"], restart_at=pending["restart_at"])
+        sub.pending = None
+        sub.json["pending_update"] = None
+        state = self._state
+        state.emit("customer.subscription.updated", sub.json, at, previous=diff(before, sub.json))
+        state.emit("customer.subscription.pending_update_applied", sub.json, at)
+
+    def expire_pending(self, sub: SubRecord) -> None:
+        """The pending update was not paid within 23 hours: drop it.
+
+        Emits ``customer.subscription.pending_update_expired``. The subscription keeps its
+        old price; the unpaid invoice stays open with no automatic retry.
+        """
+        if sub.pending is None:
+            return
+        sub.pending = None
+        sub.json["pending_update"] = None
+        state = self._state
+        state.emit("customer.subscription.pending_update_expired", sub.json, state.timestamp())
 
     def end(self, sub: SubRecord, at: int, *, reason: str) -> None:
         """Cancel for good; emits ``customer.subscription.deleted``."""

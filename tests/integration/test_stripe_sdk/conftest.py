@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import stripe
+from stripe.params import PriceCreateParams
 from stripe_cassettes import CassetteKit, load_world, save_world
 
 from billingkit.adapters.stripe_sdk import StripeSdkGateway
@@ -98,20 +99,16 @@ def seed_test_mode(client: stripe.StripeClient, catalog: list[dict[str, Any]]) -
             )
         if entry["lookup_key"] in prices:
             continue
-        created = client.v1.prices.create(
-            params={
-                "product": products[entry["product_name"]],
-                "currency": entry["currency"],
-                "unit_amount": entry["unit_amount"],
-                "lookup_key": entry["lookup_key"],
-                "transfer_lookup_key": True,
-                **(
-                    {}
-                    if entry["interval"] == "one_time"
-                    else {"recurring": {"interval": entry["interval"]}}
-                ),
-            }
-        )
+        params: PriceCreateParams = {
+            "product": products[entry["product_name"]],
+            "currency": entry["currency"],
+            "unit_amount": entry["unit_amount"],
+            "lookup_key": entry["lookup_key"],
+            "transfer_lookup_key": True,
+        }
+        if entry["interval"] != "one_time":
+            params["recurring"] = {"interval": entry["interval"]}
+        created = client.v1.prices.create(params=params)
         prices[entry["lookup_key"]] = created.id
     email = "world@example.com"
     customer = client.v1.customers.create(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import stripe
 from stripe_cassettes import CassetteKit, idempotency_key, response_header
 
-from billingkit.adapters.stripe_sdk import StripeSdkGateway
+from billingkit.adapters.stripe_sdk import StripeSdkGateway, gateway_error
 from billingkit.errors import (
     GatewayAuthenticationError,
     GatewayCardError,
@@ -177,3 +178,108 @@ def test_unreachable_server_is_a_retryable_connection_error() -> None:
     assert error.http_status is None
     assert error.request_id is None
     _assert_safe(error, "connectionCheckKey")
+
+
+def test_404_without_resource_missing_is_still_not_found(
+    api_key: str, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    # Stripe answers an unknown URL with a 404 that carries no code.
+    gateway = StripeSdkGateway.from_api_key(api_key, max_network_retries=0)
+    with (
+        cassettes.use("error_not_found_without_code", synthetic=True) as cassette,
+        pytest.raises(GatewayNotFoundError) as caught,
+    ):
+        gateway.retrieve_subscription(world["synthetic"]["subscription_id"])
+    error = caught.value
+    assert isinstance(error, LookupError)
+    assert error.http_status == 404
+    assert error.code is None
+    assert error.retryable is False
+    assert error.request_id == response_header(cassette, 0, "request-id")
+    assert "Unrecognized request URL" in str(error)
+
+
+def test_proxy_html_502_names_the_status_and_an_excerpt(
+    api_key: str, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    gateway = StripeSdkGateway.from_api_key(api_key, max_network_retries=0)
+    with (
+        cassettes.use("error_proxy_html_502", synthetic=True),
+        pytest.raises(GatewayServerError) as caught,
+    ):
+        gateway.retrieve_customer(world["synthetic"]["customer_id"])
+    error = caught.value
+    assert error.http_status == 502
+    assert error.retryable is True
+    assert error.request_id is None and error.code is None
+    message = str(error)
+    assert "HTTP 502" in message
+    assert "not Stripe's JSON" in message
+    assert "502 Bad Gateway" in message  # the excerpt, tags and whitespace removed
+    assert "<html>" not in message and "\r" not in message
+    assert len(message) < 300  # an excerpt, not the whole page
+    _assert_safe(error)
+
+
+def test_proxy_html_404_is_not_found_with_the_status_and_an_excerpt(
+    api_key: str, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    gateway = StripeSdkGateway.from_api_key(api_key, max_network_retries=0)
+    with (
+        cassettes.use("error_proxy_html_404", synthetic=True),
+        pytest.raises(GatewayNotFoundError) as caught,
+    ):
+        gateway.retrieve_customer(world["synthetic"]["customer_id"])
+    error = caught.value
+    assert error.http_status == 404
+    assert error.retryable is False
+    assert "HTTP 404" in str(error) and "not found on this proxy" in str(error)
+    _assert_safe(error)
+
+
+def test_json_that_is_not_a_stripe_error_names_the_status_without_the_key(
+    api_key: str, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    gateway = StripeSdkGateway.from_api_key(api_key, max_network_retries=0)
+    with (
+        cassettes.use("error_proxy_json_403", synthetic=True),
+        pytest.raises(GatewayError) as caught,
+    ):
+        gateway.retrieve_customer(world["synthetic"]["customer_id"])
+    error = caught.value
+    assert type(error) is GatewayError  # a 403 from something that is not Stripe
+    assert error.http_status == 403
+    assert error.retryable is False
+    assert "HTTP 403" in str(error) and "egress denied" in str(error)
+    _assert_safe(error, "4242")
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (404, GatewayNotFoundError, False),
+        (429, GatewayRateLimitError, True),
+        (409, GatewayServerError, True),
+        (503, GatewayServerError, True),
+        (401, GatewayError, False),
+        (418, GatewayError, False),
+    ],
+)
+def test_a_body_that_is_not_stripes_json_is_classified_by_status(
+    status: int, kind: type[GatewayError], retryable: bool
+) -> None:
+    # What the SDK raises when it cannot read the body (the cassette tests cover 404/502/403
+    # end to end); a proxy page may echo the request's credentials, which must not show.
+    page = f"<html><body><h1>Error {status}</h1><p>Authorization: Bearer sk_live_abc123</p>"
+    exc = stripe.APIError(f"Invalid response body from API: {page}", page, status, {})
+    error = gateway_error(exc, "retrieve customer")
+    assert type(error) is kind
+    assert error.retryable is retryable
+    assert error.http_status == status and error.code is None
+    assert f"HTTP {status}" in str(error) and f"Error {status}" in str(error)
+    _assert_safe(error, "abc123")
+
+
+def test_an_empty_non_json_body_says_so() -> None:
+    error = gateway_error(stripe.APIError("Invalid response body from API: ", "", 502, {}), "x")
+    assert "HTTP 502" in str(error) and "(empty body)" in str(error)

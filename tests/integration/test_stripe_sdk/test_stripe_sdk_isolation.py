@@ -124,7 +124,7 @@ def test_api_version_is_pinned_to_the_sdk_default_and_overridable(
 
 def test_options_of_from_api_key_are_keyword_only() -> None:
     with pytest.raises(TypeError):
-        StripeSdkGateway.from_api_key("sk_test_x", "2026-10-28.endive")  # type: ignore[misc]  # the point
+        StripeSdkGateway.from_api_key("sk_test_x", "2026-10-28.endive")  # type: ignore[call-arg]  # the point
 
 
 def test_no_sdk_object_leaks_checker_catches_a_leak(no_sdk_objects: Any) -> None:

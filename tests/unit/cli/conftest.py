@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from cli_support import MODULE, App, build_app, install
 from click.testing import CliRunner, Result
 
 from billingkit.cli import cli
+
+from .cli_support import MODULE, App, build_app, install
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_support import MODULE, App, assert_clean_error
 from click.testing import CliRunner, Result
 
 from billingkit.cli import cli
 from billingkit.cli._app import find_billing
+
+from .cli_support import MODULE, App, assert_clean_error
 
 
 def test_object_factory_and_module_default_all_find_the_same_billing(app: App) -> None:

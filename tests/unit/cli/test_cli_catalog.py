@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from cli_support import App, assert_clean_error
 from click.testing import Result
 
 from billingkit.errors import GatewayServerError
+
+from .cli_support import App, assert_clean_error
 
 
 def test_the_table_shows_every_plan_and_price_after_one_stripe_call(

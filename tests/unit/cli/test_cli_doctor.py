@@ -7,12 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_support import App, build_app, install
 from click.testing import Result
 
 from billingkit import Billing, BillingConfig, PlanDefinition
 from billingkit.adapters.sqlalchemy import SqlAlchemyRepository
 from billingkit.errors import GatewayAuthenticationError
+
+from .cli_support import App, build_app, install
 
 
 def _checks(result: Result) -> dict[str, dict[str, object]]:

@@ -6,13 +6,15 @@ import io
 import json
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from cli_support import App, assert_clean_error
 from click.testing import Result
 from rich.console import Console
 
 import billingkit.cli._common as common
+
+from .cli_support import App, assert_clean_error
 
 
 def _ledger(app: App) -> dict[str, str]:
@@ -83,8 +85,8 @@ def test_list_filters_by_type_pattern_since_and_limit(
     assert [row["id"] for row in two] == [row["id"] for row in early[:2]]
 
 
-def _rows(run: Callable[..., Result]) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = json.loads(
+def _rows(run: Callable[..., Result]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(
         run("events", "list", "--json", "--limit", "500").stdout
     )
     return rows

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from cli_support import App, assert_clean_error, build_app, install
 from click.testing import Result
 
 from billingkit import Billing, SubscriptionStatus
 from billingkit.ports import system_clock
 from billingkit.services.webhooks import parse_event
+
+from .cli_support import App, assert_clean_error, build_app, install
 
 
 class _Endpoint:

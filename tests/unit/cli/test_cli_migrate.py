@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cli_support import App, assert_clean_error, build_app, install
 from click.testing import Result
 
 from billingkit import Billing
 from billingkit.adapters.sqlalchemy import SqlAlchemyRepository, metadata
 
+from .cli_support import App, assert_clean_error, build_app, install
+
 VERSION_TABLE = "billingkit_alembic_version"
 
 
 @pytest.fixture
-def sql_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def sql_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     database = tmp_path / "billing.db"
     base = build_app()
     repository = SqlAlchemyRepository(f"sqlite:///{database}")

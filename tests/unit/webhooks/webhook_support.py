@@ -117,6 +117,27 @@ class SubscriptionGateway(StripeGateway):
     ) -> PortalSession:
         raise AssertionError("unexpected gateway call")
 
+    def modify_subscription(self, update: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
+    def cancel_subscription_now(self, subscription_id: str, **options: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
+    def resume_paused_subscription(self, subscription_id: str, **options: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
+    def preview_invoice(self, request: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
+    def schedule_subscription_change(self, change: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
+    def release_subscription_schedule(self, schedule_id: str, **options: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
+    def find_promotion_code(self, code: str) -> Any:
+        raise AssertionError("unexpected gateway call")
+
 
 class Harness:
     """A processor over an in-memory repository, with signed delivery at the clock's time."""
