@@ -68,6 +68,7 @@ from billingkit.services.hooks import (
     PlanChanged,
     SubscriptionActivated,
     SubscriptionCanceled,
+    SubscriptionPlanUnknown,
     TrialWillEnd,
 )
 from billingkit.services.webhooks import (
@@ -150,6 +151,7 @@ __all__ = [
     "Subscription",
     "SubscriptionActivated",
     "SubscriptionCanceled",
+    "SubscriptionPlanUnknown",
     "SubscriptionStatus",
     "TrialWillEnd",
     "UnitOfWork",

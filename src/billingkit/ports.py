@@ -510,6 +510,20 @@ class UnitOfWork(abc.ABC):
         """
 
     @abc.abstractmethod
+    def relink_customer(self, link: CustomerLink, *, replacing: str) -> CustomerLink:
+        """Link ``link.user_id`` to a fresh customer in place of the deleted ``replacing``.
+
+        Atomic compare-and-swap on the user's current link: when it is ``replacing`` and
+        marked ``deleted``, ``link`` becomes the current link and the old one is kept as
+        history (:meth:`customer_by_id` still answers it, the user's subscriptions on it are
+        still the user's); :meth:`customer_for_user` answers ``link`` from then on. Returns
+        the user's current link: ``link``, or the one another writer put in place of
+        ``replacing`` first. Raises :class:`~billingkit.errors.ConflictError` when the user's
+        current link is not ``replacing`` nor a replacement of it, when ``replacing`` is not
+        deleted, or when ``link.customer_id`` is already linked.
+        """
+
+    @abc.abstractmethod
     def update_customer(self, link: CustomerLink) -> SaveOutcome:
         """Replace the stored email/deleted of ``link.customer_id`` if ``link`` is newer.
 

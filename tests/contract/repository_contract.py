@@ -997,6 +997,108 @@ class RepositoryContract:
             assert uow.customer_by_id("cus_unknown") is None
             assert uow.customer_for_user("user_1") is None
 
+    # ------------------------------------------------------------------ customer history
+
+    def _deleted_link(self, repository: Repository) -> CustomerLink:
+        _write(repository, lambda uow: uow.link_customer(make_link("user_1", "cus_old")))
+        dead = make_link("user_1", "cus_old", deleted=True, watermark=40)
+        assert _write(repository, lambda uow: uow.update_customer(dead)) is SaveOutcome.WRITTEN
+        return dead
+
+    def test_relink_replaces_a_deleted_link_and_keeps_it_as_history(
+        self, repository: Repository
+    ) -> None:
+        dead = self._deleted_link(repository)
+        _write(
+            repository,
+            lambda uow: uow.save_subscription(
+                make_subscription("sub_old", customer_id="cus_old", user_id=None)
+            ),
+        )
+        fresh = make_link("user_1", "cus_new", email="new@example.com")
+        stored = _write(repository, lambda uow: uow.relink_customer(fresh, replacing="cus_old"))
+        assert stored == fresh
+        _write(
+            repository,
+            lambda uow: uow.save_subscription(
+                make_subscription("sub_new", customer_id="cus_new", user_id=None)
+            ),
+        )
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") == fresh
+            assert uow.customer_by_id("cus_new") == fresh
+            assert uow.customer_by_id("cus_old") == dead  # history: same user, deleted
+            found = {sub.id for sub in uow.subscriptions_for_user("user_1")}
+        assert found == {"sub_old", "sub_new"}
+
+    def test_relink_twice_keeps_every_old_link(self, repository: Repository) -> None:
+        self._deleted_link(repository)
+        _write(
+            repository,
+            lambda uow: uow.relink_customer(make_link("user_1", "cus_mid"), replacing="cus_old"),
+        )
+        dead_mid = make_link("user_1", "cus_mid", deleted=True, watermark=50)
+        _write(repository, lambda uow: uow.update_customer(dead_mid))
+        last = make_link("user_1", "cus_last")
+        assert (
+            _write(repository, lambda uow: uow.relink_customer(last, replacing="cus_mid")) == last
+        )
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") == last
+            assert uow.customer_by_id("cus_mid") == dead_mid
+            old = uow.customer_by_id("cus_old")
+            assert old is not None and (old.user_id, old.deleted) == ("user_1", True)
+
+    def test_relink_of_a_live_link_is_refused(self, repository: Repository) -> None:
+        live = make_link("user_1", "cus_old")
+        _write(repository, lambda uow: uow.link_customer(live))
+        with pytest.raises(ConflictError), repository.unit_of_work() as uow:
+            uow.relink_customer(make_link("user_1", "cus_new"), replacing="cus_old")
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") == live
+            assert uow.customer_by_id("cus_new") is None
+
+    def test_relink_after_another_writer_returns_the_current_link(
+        self, repository: Repository
+    ) -> None:
+        self._deleted_link(repository)
+        winner = make_link("user_1", "cus_winner")
+        _write(repository, lambda uow: uow.relink_customer(winner, replacing="cus_old"))
+        late = make_link("user_1", "cus_late")
+        assert _write(repository, lambda uow: uow.relink_customer(late, replacing="cus_old")) == (
+            winner
+        )
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") == winner
+            assert uow.customer_by_id("cus_late") is None
+
+    def test_relink_to_a_customer_of_another_user_conflicts(self, repository: Repository) -> None:
+        self._deleted_link(repository)
+        _write(repository, lambda uow: uow.link_customer(make_link("user_2", "cus_2")))
+        with pytest.raises(ConflictError), repository.unit_of_work() as uow:
+            uow.relink_customer(make_link("user_1", "cus_2"), replacing="cus_old")
+        with repository.unit_of_work() as uow:
+            current = uow.customer_for_user("user_1")
+            assert current is not None and current.customer_id == "cus_old"
+
+    def test_relink_of_a_user_without_that_link_conflicts(self, repository: Repository) -> None:
+        with pytest.raises(ConflictError), repository.unit_of_work() as uow:
+            uow.relink_customer(make_link("user_1", "cus_new"), replacing="cus_none")
+        with repository.unit_of_work() as uow:
+            assert uow.customer_for_user("user_1") is None
+
+    def test_an_old_link_still_takes_updates_without_touching_the_current_one(
+        self, repository: Repository
+    ) -> None:
+        self._deleted_link(repository)
+        fresh = make_link("user_1", "cus_new")
+        _write(repository, lambda uow: uow.relink_customer(fresh, replacing="cus_old"))
+        late = make_link("user_1", "cus_old", email="late@example.com", deleted=True, watermark=60)
+        assert _write(repository, lambda uow: uow.update_customer(late)) is SaveOutcome.WRITTEN
+        with repository.unit_of_work() as uow:
+            assert uow.customer_by_id("cus_old") == late
+            assert uow.customer_for_user("user_1") == fresh
+
     # ------------------------------------------------------------------ checkout sessions
 
     def test_checkout_save_get_and_replace(self, repository: Repository) -> None:

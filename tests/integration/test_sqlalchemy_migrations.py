@@ -99,7 +99,10 @@ def test_the_migrations_ship_as_package_files() -> None:
 
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert sorted(p.name for p in VERSIONS_DIR.glob("bk*.py")) == ["bk0001_initial_schema.py"]
+    assert sorted(p.name for p in VERSIONS_DIR.glob("bk*.py")) == [
+        "bk0001_initial_schema.py",
+        "bk0002_customer_history.py",
+    ]
 
 
 def test_a_bad_url_is_a_configuration_error() -> None:

@@ -435,3 +435,35 @@ def test_a_naive_clock_is_refused_when_the_catalog_is_built(gateway: Gateway) ->
     with pytest.raises(ConfigurationError, match="timezone-aware"):
         PlanCatalog(config, gateway=gateway, clock=lambda: datetime(2026, 1, 1, 12, 0))
     assert gateway.total_calls == 0
+
+
+# ------------------------------------------------------------------------------ issue 11 item 6
+
+
+def test_an_unprefixed_reference_no_lookup_key_matches_is_taken_as_a_legacy_id(
+    gateway: Gateway,
+) -> None:
+    # Legacy Stripe plans often have custom ids without a prefix ("gold-monthly").
+    gateway.add_price(price_id="gold-monthly", amount=900, interval="month", product_name="Gold")
+    plans = (
+        *PLANS,
+        PlanDefinition(key="gold", name="Gold", order=3, prices={"month": "gold-monthly"}),
+    )
+    catalog = make_catalog(gateway, plans)
+    assert catalog.plan("gold").definition.prices[Interval.MONTH] == PriceRef(
+        lookup_key="gold-monthly"
+    )
+    assert catalog.price_for("gold", "month").id == "gold-monthly"
+    assert catalog.plan_key_for_price("gold-monthly") == "gold"
+    # no price has the lookup key "gold-monthly": one more call asks for it (only) by id
+    assert gateway.list_args[1:] == [(("gold-monthly",), ())]
+    catalog.plans()
+    assert gateway.calls["list_prices"] == 2  # cached like the rest
+
+
+def test_a_lookup_key_wins_over_a_price_whose_id_is_the_same_string(gateway: Gateway) -> None:
+    gateway.add_price(price_id="team_monthly", amount=1, interval="month")
+    catalog = make_catalog(gateway)
+    assert catalog.price_for("team", "month").id == "price_teamM"
+    assert catalog.plan_key_for_price("price_teamM") == "team"
+    assert catalog.plan_key_for_price("team_monthly") is None

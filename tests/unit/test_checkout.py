@@ -1185,3 +1185,59 @@ def test_a_naive_clock_is_refused_when_the_service_is_built() -> None:
             clock=lambda: datetime(2026, 1, 1, 12, 0),
         )
     assert world.stripe.total_calls == 0
+
+
+# --------------------------------------------------------------------------- issue 11 item 10
+
+
+def _delete_customer_of(world: World, user_id: str) -> str:
+    """Delete the user's Stripe customer at Stripe and deliver what Stripe sends."""
+    link = world.link(user_id)
+    assert link is not None
+    world.deliver_events()
+    world.stripe.delete_customer(link.customer_id)
+    world.deliver_events()
+    after = world.link(user_id)
+    assert after is not None and after.deleted
+    return link.customer_id
+
+
+def test_billing_portal_for_a_deleted_customer_is_no_customer(world: World) -> None:
+    world.start()
+    _delete_customer_of(world, "u1")
+    world.stripe.reset_calls()
+    with pytest.raises(NoCustomerError):
+        world.service.open_billing_portal("u1", "https://app.example/account")
+    assert world.stripe.total_calls == 0
+
+
+def test_a_checkout_after_the_customer_was_deleted_links_a_fresh_customer(world: World) -> None:
+    start = world.start()
+    world.stripe.complete_checkout(start.session_id)
+    old = _delete_customer_of(world, "u1")
+    world.stripe.reset_calls()
+    again = world.start()
+    assert world.stripe.calls == {"create_customer": 1, "create_checkout_session": 1}
+    link = world.link("u1")
+    assert link is not None and link.customer_id != old and not link.deleted
+    record = world.record(again.session_id)
+    assert record is not None and record.customer_id == link.customer_id
+    with world.repo.unit_of_work() as uow:
+        history = uow.customer_by_id(old)  # the old link is kept as history
+    assert history is not None and (history.user_id, history.deleted) == ("u1", True)
+    # The replacement's key differs from the first customer's, so Stripe makes a new one.
+    assert world.stripe.customer_keys[-1] != customer_idempotency_key("u1")
+    # A later checkout uses the fresh customer.
+    world.stripe.expire_checkout(again.session_id)
+    world.stripe.reset_calls()
+    world.start(plan_key="team")
+    assert "create_customer" not in world.stripe.calls
+
+
+def test_an_open_session_of_a_deleted_customer_is_not_reused(world: World) -> None:
+    first = world.start()
+    old = _delete_customer_of(world, "u1")
+    again = world.start()
+    assert not again.reused and again.session_id != first.session_id
+    link = world.link("u1")
+    assert link is not None and link.customer_id != old

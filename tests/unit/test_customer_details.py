@@ -302,3 +302,32 @@ def test_a_naive_clock_is_refused_when_the_service_is_built(world: World) -> Non
             catalog=world.catalog,
             clock=lambda: datetime(2026, 3, 10, 12, 0),
         )
+
+
+# --------------------------------------------------------------------------- issue 11 item 6
+
+
+def test_plan_problem_says_why_the_plan_is_none(world: World) -> None:
+    assert world.for_user().plan_problem is None  # the free plan
+    world.subscribe(plan_key=None, price_id="price_nobody_sells")
+    details = world.for_user()
+    assert details.plan is None and details.has_access
+    assert details.plan_problem is not None and "price_nobody_sells" in details.plan_problem
+
+
+def test_plan_problem_names_a_plan_removed_from_the_config(world: World) -> None:
+    world.subscribe(plan_key="legacy", price_id="price_legacy")
+    problem = world.for_user().plan_problem
+    assert problem is not None and "'legacy'" in problem
+
+
+def test_plan_problem_is_none_when_the_plan_is_known(world: World) -> None:
+    world.subscribe()
+    details = world.for_user()
+    assert (details.plan, details.plan_problem) == (PRO, None)
+
+
+def test_plan_problem_without_subscription_and_without_free_plan() -> None:
+    world = World(free_plan=None)
+    problem = world.details.for_user("u1").plan_problem
+    assert problem is not None and "free plan" in problem

@@ -65,6 +65,7 @@ PUBLIC_API = [
     "Subscription",
     "SubscriptionActivated",
     "SubscriptionCanceled",
+    "SubscriptionPlanUnknown",
     "SubscriptionStatus",
     "TrialWillEnd",
     "UnitOfWork",

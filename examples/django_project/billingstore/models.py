@@ -6,7 +6,8 @@ number of processes and threads:
 * ``StoredEvent.id`` is the primary key: an event id is claimed at most once (a duplicate
   insert fails with ``IntegrityError``, never a read-then-write);
 * ``StoredCustomer`` has ``customer_id`` as primary key *and* ``user_id`` unique: one Stripe
-  customer per user and one user per Stripe customer;
+  customer per user and one user per Stripe customer; a user's former customers (deleted at
+  Stripe and replaced) move to ``StoredCustomerHistory``;
 * ``StoredSubscription.id`` and ``StoredCheckout.session_id`` are primary keys.
 
 Field sizes follow billingkit's SQLAlchemy schema (Stripe ids fit in 255 characters).
@@ -28,6 +29,17 @@ class StoredCustomer(models.Model):
     email = models.CharField(max_length=512, null=True)
     deleted = models.BooleanField(default=False)
     watermark = models.BigIntegerField(default=0)
+
+
+class StoredCustomerHistory(models.Model):
+    """A user's former link to a deleted Stripe customer, replaced by ``replaced_by``."""
+
+    customer_id = models.CharField(max_length=_ID, primary_key=True)
+    user_id = models.CharField(max_length=_ID, db_index=True)
+    email = models.CharField(max_length=512, null=True)
+    deleted = models.BooleanField(default=False)
+    watermark = models.BigIntegerField(default=0)
+    replaced_by = models.CharField(max_length=_ID)
 
 
 class StoredSubscription(models.Model):

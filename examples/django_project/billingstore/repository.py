@@ -64,7 +64,13 @@ from billingkit.ports import (
     SaveOutcome,
     UnitOfWorkBase,
 )
-from billingstore.models import StoredCheckout, StoredCustomer, StoredEvent, StoredSubscription
+from billingstore.models import (
+    StoredCheckout,
+    StoredCustomer,
+    StoredCustomerHistory,
+    StoredEvent,
+    StoredSubscription,
+)
 
 __all__ = ["DjangoRepository"]
 
@@ -217,6 +223,9 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
     def _customers(self) -> QuerySet[StoredCustomer]:
         return StoredCustomer.objects.using(self._alias)
 
+    def _history(self) -> QuerySet[StoredCustomerHistory]:
+        return StoredCustomerHistory.objects.using(self._alias)
+
     def _subscriptions(self) -> QuerySet[StoredSubscription]:
         return StoredSubscription.objects.using(self._alias)
 
@@ -236,7 +245,53 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
     @_operation
     def customer_by_id(self, customer_id: str) -> CustomerLink | None:
         row = self._customers().filter(customer_id=customer_id).values(*_CUSTOMER_FIELDS).first()
+        if row is None:
+            row = self._history().filter(customer_id=customer_id).values(*_CUSTOMER_FIELDS).first()
         return None if row is None else CustomerLink.model_validate(row)
+
+    @_operation
+    def relink_customer(self, link: CustomerLink, *, replacing: str) -> CustomerLink:
+        if (
+            self._customers().filter(customer_id=link.customer_id).exists()
+            or self._history().filter(customer_id=link.customer_id).exists()
+        ):
+            raise ConflictError(f"Stripe customer {link.customer_id!r} is already linked")
+        old = (
+            self._customers()
+            .filter(user_id=link.user_id, customer_id=replacing)
+            .values(*_CUSTOMER_FIELDS)
+            .first()
+        )
+        if old is not None:
+            if not old["deleted"]:
+                raise ConflictError(
+                    f"Stripe customer {replacing!r} is not deleted: it cannot be replaced"
+                )
+            swapped = (
+                self._customers()
+                .filter(user_id=link.user_id, customer_id=replacing, deleted=True)
+                .update(
+                    customer_id=link.customer_id,
+                    email=link.email,
+                    deleted=link.deleted,
+                    watermark=link.watermark,
+                )
+            )
+            if swapped == 1:
+                self._history().create(
+                    customer_id=replacing,
+                    user_id=link.user_id,
+                    email=old["email"],
+                    deleted=True,
+                    watermark=old["watermark"],
+                    replaced_by=link.customer_id,
+                )
+                return link
+        replaced = self._history().filter(customer_id=replacing, user_id=link.user_id).exists()
+        current = self._customers().filter(user_id=link.user_id).values(*_CUSTOMER_FIELDS).first()
+        if replaced and current is not None:
+            return CustomerLink.model_validate(current)  # another writer replaced it first
+        raise ConflictError(f"user {link.user_id!r} is not linked to {replacing!r}")
 
     @_operation
     def link_customer(self, link: CustomerLink) -> CustomerLink:
@@ -265,6 +320,12 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
             .filter(customer_id=link.customer_id, watermark__lte=link.watermark)
             .update(email=link.email, deleted=link.deleted, watermark=link.watermark)
         )
+        if written == 0:
+            written = (
+                self._history()
+                .filter(customer_id=link.customer_id, watermark__lte=link.watermark)
+                .update(email=link.email, deleted=link.deleted, watermark=link.watermark)
+            )
         return SaveOutcome.WRITTEN if written == 1 else SaveOutcome.STALE
 
     # ---------------------------------------------------------------------- subscriptions
@@ -278,9 +339,10 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
     @_operation
     def subscriptions_for_user(self, user_id: str) -> list[Subscription]:
         linked = self._customers().filter(user_id=user_id).values("customer_id")
+        former = self._history().filter(user_id=user_id).values("customer_id")
         rows = (
             self._subscriptions()
-            .filter(Q(user_id=user_id) | Q(customer_id__in=linked))
+            .filter(Q(user_id=user_id) | Q(customer_id__in=linked) | Q(customer_id__in=former))
             .order_by("-created", "-id")
             .values(*_SUBSCRIPTION_FIELDS)
         )

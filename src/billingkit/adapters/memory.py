@@ -68,6 +68,7 @@ class _Tables:
         "events",
         "links_by_customer",
         "links_by_user",
+        "old_links_by_user",
         "subscriptions",
         "subscriptions_by_customer",
         "subscriptions_by_user",
@@ -76,6 +77,8 @@ class _Tables:
     def __init__(self) -> None:
         self.links_by_user: dict[str, CustomerLink] = {}
         self.links_by_customer: dict[str, CustomerLink] = {}
+        # the customer ids a user was linked to before (relink_customer), oldest first
+        self.old_links_by_user: dict[str, tuple[str, ...]] = {}
         self.subscriptions: dict[str, Subscription] = {}
         # index value: an insertion-ordered set of subscription ids
         self.subscriptions_by_customer: dict[str, dict[str, None]] = {}
@@ -194,6 +197,29 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         return link
 
     @override
+    def relink_customer(self, link: CustomerLink, *, replacing: str) -> CustomerLink:
+        self._check()
+        t = self._t
+        current = t.links_by_user.get(link.user_id)
+        if current is None:
+            raise ConflictError(f"user {link.user_id!r} is not linked to {replacing!r}")
+        if current.customer_id != replacing:
+            if replacing in t.old_links_by_user.get(link.user_id, ()):
+                return current  # another writer replaced it first
+            raise ConflictError(f"user {link.user_id!r} is not linked to {replacing!r}")
+        if not current.deleted:
+            raise ConflictError(
+                f"Stripe customer {replacing!r} is not deleted: it cannot be replaced"
+            )
+        if link.customer_id in t.links_by_customer:
+            raise ConflictError(f"Stripe customer {link.customer_id!r} is already linked to a user")
+        history = t.old_links_by_user.get(link.user_id, ())
+        self._put(t.old_links_by_user, link.user_id, (*history, replacing))
+        self._put(t.links_by_user, link.user_id, link)
+        self._put(t.links_by_customer, link.customer_id, link)
+        return link
+
+    @override
     def update_customer(self, link: CustomerLink) -> SaveOutcome:
         self._check()
         t = self._t
@@ -204,7 +230,9 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
             update={"email": link.email, "deleted": link.deleted, "watermark": link.watermark}
         )
         self._put(t.links_by_customer, stored.customer_id, updated)
-        self._put(t.links_by_user, stored.user_id, updated)
+        current = t.links_by_user.get(stored.user_id)
+        if current is not None and current.customer_id == stored.customer_id:
+            self._put(t.links_by_user, stored.user_id, updated)
         return SaveOutcome.WRITTEN
 
     # --------------------------------------------------------------------- subscriptions
@@ -221,7 +249,8 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         ids: dict[str, None] = dict(t.subscriptions_by_user.get(user_id, {}))
         link = t.links_by_user.get(user_id)
         if link is not None:
-            ids.update(t.subscriptions_by_customer.get(link.customer_id, {}))
+            for customer_id in (*t.old_links_by_user.get(user_id, ()), link.customer_id):
+                ids.update(t.subscriptions_by_customer.get(customer_id, {}))
         found = [t.subscriptions[sub_id] for sub_id in ids]
         found.sort(key=lambda sub: (sub.created, sub.id), reverse=True)
         return found

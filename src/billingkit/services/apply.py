@@ -314,8 +314,9 @@ def apply_checkout_session(
 
     ``user_id`` is the user the caller verified (``confirm_checkout``); without it the user
     comes from the stored record, the session's ``metadata["user_id"]`` or its
-    ``client_reference_id``. Links the session's customer to the user, moves the stored
-    record forward (never back) and stores an expanded ``subscription`` with
+    ``client_reference_id``, and last from the user already linked to the session's
+    customer (a session billingkit did not start). Links the session's customer to the user,
+    moves the stored record forward (never back) and stores an expanded ``subscription`` with
     :func:`apply_fetched_subscription`. Never calls the gateway.
     """
     record = uow.get_checkout(session.id)
@@ -325,6 +326,9 @@ def apply_checkout_session(
         link = link_customer(
             uow, user_id=owner, customer_id=session.customer_id, email=session.customer_email
         )
+    elif owner is None and session.customer_id is not None:
+        link = uow.customer_by_id(session.customer_id)
+        owner = link.user_id if link is not None else None
 
     newly_completed = False
     if record is not None:

@@ -219,6 +219,13 @@ class PlanCatalog:
             prices = self._gateway.list_prices(
                 price_ids=list(self._configured_ids), lookup_keys=list(self._configured_keys)
             )
+            # A reference without a price_/plan_ prefix is a lookup key or, when no price
+            # has that key, the custom id of a legacy plan: those are asked for by id, in a
+            # second call made only when some reference matched nothing.
+            seen = {price.id for price in prices} | {price.lookup_key for price in prices}
+            unmatched = [key for key in self._configured_keys if key not in seen]
+            if unmatched:
+                prices = [*prices, *self._gateway.list_prices(price_ids=unmatched)]
         except GatewayError as error:
             if previous is None:
                 self._cold_failure = (error, now + self._backoff)
@@ -260,7 +267,7 @@ class PlanCatalog:
                 found = (
                     by_id.get(ref.price_id)
                     if ref.price_id is not None
-                    else by_lookup_key.get(ref.lookup_key or "")
+                    else by_lookup_key.get(ref.lookup_key or "") or by_id.get(ref.lookup_key or "")
                 )
                 if found is None:
                     logger.warning("plan %r: %s price %s not in Stripe", key, interval.value, ref)

@@ -178,13 +178,17 @@ def _digest(namespace: str, *parts: str) -> str:
     return hasher.hexdigest()
 
 
-def customer_idempotency_key(user_id: str) -> str:
+def customer_idempotency_key(user_id: str, *, replacing: str | None = None) -> str:
     """The idempotency key for creating ``user_id``'s Stripe customer.
 
     Stable for a user (and not revealing the id), so every concurrent or retried creation for
-    the same user sends the same key and Stripe creates one customer.
+    the same user sends the same key and Stripe creates one customer. A customer created in
+    place of the deleted customer ``replacing`` gets a key of its own, stable for that
+    replacement.
     """
-    return "billingkit-customer-" + _digest("billingkit/customer/v1", user_id)[:48]
+    if replacing is None:
+        return "billingkit-customer-" + _digest("billingkit/customer/v1", user_id)[:48]
+    return "billingkit-customer-" + _digest("billingkit/customer/v2", user_id, replacing)[:48]
 
 
 def checkout_request_key(
@@ -385,17 +389,26 @@ class CheckoutService:
         with self._repository.unit_of_work() as uow:
             if request.mode == "subscription":
                 self._refuse_if_subscribed(uow, request.user_id)
-            duplicate = self._open_duplicate(uow, request.user_id, request.request_key, now)
-            in_flight = self._in_flight(uow, request, now)
             link = uow.customer_for_user(request.user_id)
+            # A session of a deleted customer cannot be paid: never reuse one.
+            replace = link is not None and link.deleted
+            duplicate = (
+                None
+                if replace
+                else self._open_duplicate(uow, request.user_id, request.request_key, now)
+            )
+            in_flight = self._in_flight(uow, request, now)
         superseded: str | None = None
         if duplicate is not None or in_flight:
             reused, superseded = self._check_at_stripe(request, duplicate, in_flight)
             if reused is not None:
                 return reused
-        customer_id = (
-            link.customer_id if link is not None else self._create_customer(request.user_id, email)
-        )
+        if link is None:
+            customer_id = self._create_customer(request.user_id, email)
+        elif link.deleted:
+            customer_id = self._replace_customer(request.user_id, email, link.customer_id)
+        else:
+            customer_id = link.customer_id
         for _ in range(_MAX_SUPERSEDED):
             session = self._create_session(request, customer_id, now, superseded=superseded)
             started = self._persist(request, customer_id, session, now)
@@ -667,6 +680,22 @@ class CheckoutService:
             )
             return winner.customer_id
 
+    def _replace_customer(self, user_id: str, email: str | None, deleted: str) -> str:
+        """A fresh customer for a user whose customer was deleted; the old link is history.
+
+        The idempotency key names the deleted customer, so retries and concurrent requests
+        replacing the same customer make one new customer, and the first one's key (which
+        Stripe would answer with the deleted customer) is never reused.
+        """
+        customer = self._gateway.create_customer(
+            user_id=user_id,
+            email=email,
+            idempotency_key=customer_idempotency_key(user_id, replacing=deleted),
+        )
+        link = CustomerLink(user_id=user_id, customer_id=customer.id, email=customer.email)
+        with self._repository.unit_of_work() as uow:
+            return uow.relink_customer(link, replacing=deleted).customer_id
+
     # ------------------------------------------------------------------------- confirm
 
     def confirm_checkout(self, session_id: str, user_id: str) -> CheckoutConfirmation:
@@ -740,7 +769,8 @@ class CheckoutService:
 
         Raises:
             InvalidInputError: an empty ``user_id`` or a malformed ``return_url``.
-            NoCustomerError: the user has no Stripe customer (never started a checkout).
+            NoCustomerError: the user has no Stripe customer (never started a checkout), or
+                it was deleted at Stripe (``customer.deleted``).
             GatewayError: Stripe failed.
         """
         user_id = _require_text("user_id", user_id)
@@ -749,6 +779,10 @@ class CheckoutService:
             link = uow.customer_for_user(user_id)
         if link is None:
             raise NoCustomerError("this user has no Stripe customer yet; start a checkout first")
+        if link.deleted:
+            raise NoCustomerError(
+                "this user's Stripe customer was deleted; a new checkout creates a new one"
+            )
         portal = self._gateway.create_billing_portal_session(
             customer_id=link.customer_id, return_url=return_url
         )

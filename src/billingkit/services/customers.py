@@ -35,6 +35,9 @@ class BillingDetails(Value):
             price no configured plan uses).
         plan: that plan's definition, or ``None`` when ``plan_key`` is not (or no longer) in
             the configuration: status and access are still reported.
+        plan_problem: why ``plan`` is ``None``, in words for a log or an alert (the price no
+            configured plan uses, the plan key no longer configured, no free plan), else
+            ``None``. Webhooks signal the unknown price once with ``SubscriptionPlanUnknown``.
         subscription_id: the subscription these details describe, or ``None``.
         status: its Stripe status, or ``None`` without a (live) subscription.
         has_access: whether the app should grant the plan's features (see
@@ -49,6 +52,7 @@ class BillingDetails(Value):
     user_id: str
     plan_key: str | None = None
     plan: PlanDefinition | None = None
+    plan_problem: str | None = None
     subscription_id: str | None = None
     status: SubscriptionStatus | None = None
     has_access: bool = False
@@ -125,10 +129,23 @@ class CustomerDetails:
         plan_key = subscription.plan_key
         if plan_key is None and subscription.price_id is not None:
             plan_key = self._catalog.plan_key_for_price(subscription.price_id, load=False)
+        plan = self._config.plan_definition(plan_key) if plan_key is not None else None
+        problem: str | None = None
+        if plan is not None:
+            problem = None
+        elif plan_key is not None:
+            problem = f"the subscription's plan {plan_key!r} is not configured"
+        elif subscription.price_id is None:
+            problem = "the subscription has no price"
+        else:
+            problem = (
+                f"the subscription's price {subscription.price_id!r} matches no configured plan"
+            )
         return BillingDetails(
             user_id=user_id,
             plan_key=plan_key,
-            plan=self._config.plan_definition(plan_key) if plan_key is not None else None,
+            plan=plan,
+            plan_problem=problem,
             subscription_id=subscription.id,
             status=subscription.status,
             has_access=access,
@@ -156,7 +173,9 @@ class CustomerDetails:
     def _free(self, user_id: str) -> BillingDetails:
         key = self._config.free_plan
         if key is None:
-            return BillingDetails(user_id=user_id)
+            return BillingDetails(
+                user_id=user_id, plan_problem="no subscription and no free plan configured"
+            )
         return BillingDetails(
             user_id=user_id,
             plan_key=key,

@@ -34,6 +34,7 @@ __all__ = [
     "PlanChanged",
     "SubscriptionActivated",
     "SubscriptionCanceled",
+    "SubscriptionPlanUnknown",
     "TrialWillEnd",
 ]
 
@@ -48,6 +49,7 @@ class HookKind(str, Enum):
     PAYMENT_ACTION_REQUIRED = "payment_action_required"
     TRIAL_WILL_END = "trial_will_end"
     CHECKOUT_COMPLETED = "checkout_completed"
+    SUBSCRIPTION_PLAN_UNKNOWN = "subscription_plan_unknown"
 
 
 class HookEvent(Value):
@@ -152,6 +154,23 @@ class CheckoutCompleted(HookEvent):
     plan_key: str | None = None
 
 
+class SubscriptionPlanUnknown(HookEvent):
+    """A subscription is now billed at a price no configured plan uses.
+
+    Its ``plan_key`` is stored as ``None``, so the user gets no plan features: alert on it
+    (a price created in the Dashboard, a legacy plan missing from the configuration). Fires
+    once per transition of the subscription to such a price: when it is first stored, or
+    when it moves to it from another price or from a known plan; not again for later
+    events at the same price. ``BillingDetails.plan_problem`` says the same to readers.
+    """
+
+    kind: ClassVar[HookKind] = HookKind.SUBSCRIPTION_PLAN_UNKNOWN
+
+    subscription_id: str
+    price_id: str
+    subscription: Subscription
+
+
 _E = TypeVar("_E", bound=HookEvent)
 _EVENT_CLASSES: dict[HookKind, type[HookEvent]] = {
     cls.kind: cls
@@ -163,6 +182,7 @@ _EVENT_CLASSES: dict[HookKind, type[HookEvent]] = {
         PaymentActionRequired,
         TrialWillEnd,
         CheckoutCompleted,
+        SubscriptionPlanUnknown,
     )
 }
 #: A registered callback; its return value is ignored.

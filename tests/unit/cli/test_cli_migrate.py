@@ -44,7 +44,9 @@ def test_check_sql_then_migrate_then_check(sql_app: Path, run: Callable[..., Res
     as_json = json.loads(run("migrate", "--check", "--json").stdout)
     assert as_json["at_head"] is False
     assert as_json["current"] == []
-    assert [p["revision"] for p in as_json["pending"]] == as_json["heads"]
+    pending_revisions = [p["revision"] for p in as_json["pending"]]
+    assert pending_revisions == ["bk0001", "bk0002"]  # oldest first, ending at the head
+    assert pending_revisions[-1:] == as_json["heads"]
 
     sql = run("migrate", "--sql")
     assert sql.exit_code == 0, sql.output
@@ -57,7 +59,7 @@ def test_check_sql_then_migrate_then_check(sql_app: Path, run: Callable[..., Res
     state = json.loads(applied.stdout)
     assert state["at_head"] is True
     assert state["current"] == state["heads"]
-    assert state["applied"] == as_json["heads"]
+    assert state["applied"] == pending_revisions
     assert VERSION_TABLE in _tables(sql_app)
 
     at_head = run("migrate", "--check")

@@ -7,7 +7,7 @@ import pytest
 from billingkit.services.hooks import CheckoutCompleted
 from billingkit.services.webhooks import WebhookOutcome
 
-from .webhook_support import ERAS, Harness, checkout_record, load, recorder
+from .webhook_support import ERAS, Harness, checkout_record, link, load, recorder
 
 
 def test_checkout_completed_links_customer_advances_record_and_fires_hook() -> None:
@@ -72,3 +72,35 @@ def test_async_payment_events_move_the_record_forward_only() -> None:
         "paid",
         "unpaid",
     ]
+
+
+def test_a_session_billingkit_did_not_start_names_the_user_linked_to_its_customer() -> None:
+    # Issue 11 item 7: no checkout record, no metadata, no client_reference_id; the
+    # customer is already linked, so the hook (and the subscription) name that user.
+    h = Harness()
+    seen = recorder(h)
+    session = {
+        **load("pay/checkout.session.completed.json")["object"],
+        "metadata": {},
+        "client_reference_id": None,
+    }
+    link(h, "user_linked", session["customer"])
+    assert h.deliver(h.event("checkout.session.completed", session)).outcome is (
+        WebhookOutcome.PROCESSED
+    )
+    completed = [e for e in seen if isinstance(e, CheckoutCompleted)]
+    assert [e.user_id for e in completed] == ["user_linked"]
+
+
+def test_a_session_of_an_unknown_customer_still_has_no_user() -> None:
+    h = Harness()
+    seen = recorder(h)
+    session = {
+        **load("pay/checkout.session.completed.json")["object"],
+        "metadata": {},
+        "client_reference_id": None,
+    }
+    h.deliver(h.event("checkout.session.completed", session))
+    assert [e.user_id for e in seen if isinstance(e, CheckoutCompleted)] == [None]
+    with h.repository.unit_of_work() as uow:
+        assert uow.customer_by_id(session["customer"]) is None

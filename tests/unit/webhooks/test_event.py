@@ -34,7 +34,17 @@ def test_signed_but_malformed_bodies_are_payload_errors(body: bytes, message: st
     h = Harness()
     with pytest.raises(WebhookPayloadError, match=message):
         h.processor.handle(body, h.sign(body))
-    assert h.snapshot() == Harness().snapshot()
+    after, empty = h.snapshot(), Harness().snapshot()
+    # A verified body with a usable event id is recorded as failed; nothing else is stored.
+    assert {k: v for k, v in after.items() if k != "events"} == {
+        k: v for k, v in empty.items() if k != "events"
+    }
+    recorded = h.stored_event("evt_1")
+    if b'"id": "evt_1"' in body:
+        assert recorded is not None and recorded.status.value == "failed"
+        assert recorded.payload == body and message in (recorded.last_error or "")
+    else:
+        assert after == empty
 
 
 def test_livemode_mismatch_is_rejected_both_ways() -> None:
@@ -58,3 +68,92 @@ def test_parse_event_reads_the_envelope() -> None:
     assert parsed.object == event["data"]["object"]
     assert parsed.previous_attributes == event["data"].get("previous_attributes")
     assert parsed.created_at.timestamp() == event["created"]
+
+
+# --------------------------------------------------------------------------- issue 11 items 3-4
+
+
+def _envelope(**changes: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "id": "evt_1Pgc76B7WZ01zgkWwyRHS12y",
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "created": 1_772_000_000,
+        "livemode": False,
+        "api_version": "2025-03-31.basil",
+        "data": {"object": dict(SUB)},
+    }
+    body.update(changes)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"created": 253402300800}, "created"),
+        ({"created": 10**20}, "created"),
+        ({"created": -1}, "created"),
+        ({"created": 1.5}, "created"),
+        ({"created": True}, "created"),
+        ({"livemode": {"x": 1}}, "livemode"),
+        ({"api_version": {"v": 1}}, "api_version"),
+        ({"api_version": "2025\x00"}, "api_version"),
+        ({"api_version": "x" * 65}, "api_version"),
+        ({"type": "a" * 256}, "type"),
+        ({"type": "customer.subscription.updated\x00"}, "type"),
+        ({"type": ["customer.updated"]}, "type"),
+        ({"data": {"object": {**SUB, "id": "sub_" + "x" * 300}}}, "data.object.id"),
+        ({"data": {"object": {**SUB, "id": "sub_1\x00"}}}, "data.object.id"),
+        ({"data": {"object": {**SUB, "id": 12}}}, "data.object.id"),
+    ],
+)
+def test_an_out_of_range_envelope_is_a_400_naming_the_field_and_is_recorded(
+    changes: dict[str, object], field: str
+) -> None:
+    h = Harness()
+    body = json.dumps(_envelope(**changes)).encode()
+    response = h.processor.handle_http(body, h.sign(body))
+    assert response.status == 400
+    assert field in json.loads(response.body)["error"]
+    record = h.stored_event("evt_1Pgc76B7WZ01zgkWwyRHS12y")
+    assert record is not None
+    assert record.status.value == "failed"
+    assert field in (record.last_error or "")
+    assert record.payload == body
+    # Only the ledger changed.
+    assert {k: v for k, v in h.snapshot().items() if k != "events"} == {
+        k: v for k, v in Harness().snapshot().items() if k != "events"
+    }
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    ["evt_" + "x" * 252, "evt_1\x00", "evt 1", "evt_ü", "", "evt_1\n"],
+)
+def test_an_unusable_event_id_is_a_400_and_records_nothing(event_id: str) -> None:
+    h = Harness()
+    body = json.dumps(_envelope(id=event_id)).encode()
+    response = h.processor.handle_http(body, h.sign(body))
+    assert response.status == 400
+    assert "id" in json.loads(response.body)["error"]
+    assert h.snapshot() == Harness().snapshot()
+
+
+def test_the_longest_stripe_shaped_ids_are_accepted() -> None:
+    h = Harness()
+    event_id = "evt_" + "A1_" * 83 + "x"  # 254 characters
+    body = json.dumps(
+        _envelope(id=event_id, type="account.updated", created=h.clock.seconds - 5)
+    ).encode()
+    assert parse_event(body).id == event_id
+    assert h.processor.handle(body, h.sign(body)).outcome is WebhookOutcome.IGNORED
+
+
+def test_a_bad_envelope_does_not_touch_an_event_already_processed() -> None:
+    h = Harness()
+    good = h.event("customer.updated", {"id": "cus_1", "object": "customer"}, event_id="evt_same")
+    assert h.deliver(good).outcome is WebhookOutcome.IGNORED
+    before = h.stored_event("evt_same")
+    bad = json.dumps({**good, "created": 10**20}).encode()
+    assert h.processor.handle_http(bad, h.sign(bad)).status == 400
+    assert h.stored_event("evt_same") == before

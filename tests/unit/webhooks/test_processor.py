@@ -28,6 +28,7 @@ from billingkit.services.hooks import (
 )
 from billingkit.services.webhooks import WebhookOutcome, WebhookProcessor
 from billingkit.services.webhooks import processor as processor_module
+from billingkit.services.webhooks.event import usable_event_id
 from billingkit.services.webhooks.handlers import HandlerContext
 from billingkit.signature import signature_header
 
@@ -258,8 +259,22 @@ def test_fuzz_only_typed_errors_and_nothing_stored(
     signature = h.sign(body) if signed else header
     try:
         result = h.processor.handle(body, signature)
-    except (WebhookVerificationError, WebhookPayloadError):
+    except WebhookVerificationError:
         assert h.snapshot() == before
+    except WebhookPayloadError:
+        after = h.snapshot()
+        recorded = after.pop("events")
+        before.pop("events")
+        assert after == before
+        # A verified body with a usable event id is recorded as failed; nothing else is.
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        event_id = usable_event_id(parsed.get("id")) if isinstance(parsed, dict) else None
+        expected = {event_id} if signed and event_id is not None else set()
+        assert set(recorded) == expected
+        assert all(record.status.value == "failed" for record in recorded.values())
     else:  # a well-formed signed event of an unknown type: recorded as ignored, nothing else
         assert signed and result.outcome is WebhookOutcome.IGNORED
 

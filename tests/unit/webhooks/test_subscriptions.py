@@ -13,6 +13,7 @@ from billingkit.services.hooks import (
     PlanChanged,
     SubscriptionActivated,
     SubscriptionCanceled,
+    SubscriptionPlanUnknown,
     TrialWillEnd,
 )
 from billingkit.services.webhooks import WebhookOutcome
@@ -266,3 +267,62 @@ def test_previous_status_reads_a_status_and_names_an_unknown_one() -> None:
         previous_status({"status": "frozen"})
     with pytest.raises(WebhookPayloadError, match=r"previous_attributes\.items\.data\[0\]\.price"):
         previous_price_id({"items": {"data": [{"price": 42}]}})
+
+
+# --------------------------------------------------------------------------- issue 11 item 6
+
+
+def _priced(obj: dict[str, Any], price_id: str) -> dict[str, Any]:
+    """``obj`` (a subscription) billed at ``price_id``."""
+    item = {**obj["items"]["data"][0], "price": {**obj["items"]["data"][0]["price"]}}
+    item["price"]["id"] = price_id
+    return {**obj, "items": {**obj["items"], "data": [item]}}
+
+
+def test_plan_unknown_fires_once_per_subscription_and_price_transition() -> None:
+    h = Harness()
+    seen = recorder(h, plan_unknown=True)
+    obj = load("pay/subscription.created.json")["object"]
+    link(h, "user_pay", obj["customer"])
+    t = h.clock.seconds
+    deliveries = [
+        ("customer.subscription.created", "price_legacy", t - 50),
+        ("customer.subscription.updated", "price_legacy", t - 40),  # same price: no news
+        ("customer.subscription.updated", "price_ancient", t - 45),  # stale: nothing stored
+        ("customer.subscription.updated", "price_basic_month", t - 30),  # a configured plan
+        ("customer.subscription.updated", "price_other", t - 20),
+        ("customer.subscription.updated", "price_basic_month", t - 10),
+        ("customer.subscription.updated", "price_other", t - 5),  # back again: a transition
+    ]
+    events = [h.event(kind, _priced(obj, price), created=at) for kind, price, at in deliveries]
+    for event in events:
+        h.deliver(event)
+    h.deliver(events[0])  # a redelivery is a duplicate
+    unknown = [e for e in seen if isinstance(e, SubscriptionPlanUnknown)]
+    assert [(e.subscription_id, e.price_id, e.user_id) for e in unknown] == [
+        (obj["id"], "price_legacy", "user_pay"),
+        (obj["id"], "price_other", "user_pay"),
+        (obj["id"], "price_other", "user_pay"),
+    ]
+    assert [e.event_id for e in unknown] == [events[0]["id"], events[4]["id"], events[6]["id"]]
+    assert unknown[0].subscription.plan_key is None
+
+
+def test_plan_unknown_fires_for_the_first_state_seen_whatever_the_event_type() -> None:
+    h = Harness()
+    seen = recorder(h, plan_unknown=True)
+    obj = _priced(load("pay/subscription.created.json")["object"], "legacy-gold")
+    h.deliver(h.event("customer.subscription.updated", obj))
+    assert [(type(e), e.user_id) for e in seen if isinstance(e, SubscriptionPlanUnknown)] == [
+        (SubscriptionPlanUnknown, None)
+    ]
+
+
+def test_plan_unknown_does_not_fire_for_a_configured_price() -> None:
+    h = Harness()
+    seen = recorder(h, plan_unknown=True)
+    obj = _priced(load("pay/subscription.created.json")["object"], "price_pro_month")
+    h.deliver(h.event("customer.subscription.created", obj))
+    assert not [e for e in seen if isinstance(e, SubscriptionPlanUnknown)]
+    stored = h.stored_subscription(obj["id"])
+    assert stored is not None and stored.plan_key == "pro"

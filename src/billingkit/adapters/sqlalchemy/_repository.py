@@ -26,6 +26,7 @@ from billingkit.adapters.sqlalchemy._dialects import (
 from billingkit.adapters.sqlalchemy._engine import create_engine, parse_url
 from billingkit.adapters.sqlalchemy._schema import (
     CHECKOUTS,
+    CUSTOMER_HISTORY,
     CUSTOMERS,
     EVENTS,
     SUBSCRIPTIONS,
@@ -65,6 +66,16 @@ def _subscription_row(sub: Subscription) -> dict[str, Any]:
 
 def _subscription(row: Row[Any]) -> Subscription:
     return Subscription.model_validate(row._asdict())
+
+
+#: The columns of a former link that make a CustomerLink.
+_HISTORY_LINK = (
+    CUSTOMER_HISTORY.c.user_id,
+    CUSTOMER_HISTORY.c.customer_id,
+    CUSTOMER_HISTORY.c.email,
+    CUSTOMER_HISTORY.c.deleted,
+    CUSTOMER_HISTORY.c.watermark,
+)
 
 
 def _link(row: Row[Any]) -> CustomerLink:
@@ -222,7 +233,72 @@ class _SqlUnitOfWork(SqlTransaction):
     @operation
     def customer_by_id(self, customer_id: str) -> CustomerLink | None:
         row = self.execute(self._sql.customer_by_id, {"b_id": customer_id}).first()
+        if row is None:
+            row = self.execute(
+                select(*_HISTORY_LINK).where(CUSTOMER_HISTORY.c.customer_id == customer_id)
+            ).first()
         return None if row is None else _link(row)
+
+    @override
+    @operation
+    def relink_customer(self, link: CustomerLink, *, replacing: str) -> CustomerLink:
+        taken = self.execute(
+            select(CUSTOMERS.c.customer_id)
+            .where(CUSTOMERS.c.customer_id == link.customer_id)
+            .union_all(
+                select(CUSTOMER_HISTORY.c.customer_id).where(
+                    CUSTOMER_HISTORY.c.customer_id == link.customer_id
+                )
+            )
+        ).first()
+        if taken is not None:
+            raise ConflictError(f"Stripe customer {link.customer_id!r} is already linked")
+        old = self.execute(
+            select(CUSTOMERS).where(
+                CUSTOMERS.c.user_id == link.user_id, CUSTOMERS.c.customer_id == replacing
+            )
+        ).first()
+        if old is not None:
+            if not old.deleted:
+                raise ConflictError(
+                    f"Stripe customer {replacing!r} is not deleted: it cannot be replaced"
+                )
+            swapped = self.execute(
+                update(CUSTOMERS)
+                .where(
+                    CUSTOMERS.c.user_id == link.user_id,
+                    CUSTOMERS.c.customer_id == replacing,
+                    CUSTOMERS.c.deleted.is_(True),
+                )
+                .values(
+                    customer_id=link.customer_id,
+                    email=link.email,
+                    deleted=link.deleted,
+                    watermark=link.watermark,
+                )
+            )
+            if swapped.rowcount == 1:
+                self.execute(
+                    CUSTOMER_HISTORY.insert().values(
+                        customer_id=replacing,
+                        user_id=link.user_id,
+                        email=old.email,
+                        deleted=True,
+                        watermark=old.watermark,
+                        replaced_by=link.customer_id,
+                    )
+                )
+                return link
+        replaced = self.execute(
+            select(CUSTOMER_HISTORY.c.customer_id).where(
+                CUSTOMER_HISTORY.c.customer_id == replacing,
+                CUSTOMER_HISTORY.c.user_id == link.user_id,
+            )
+        ).first()
+        current = self.execute(select(CUSTOMERS).where(CUSTOMERS.c.user_id == link.user_id)).first()
+        if replaced is not None and current is not None:
+            return _link(current)  # another writer replaced it first
+        raise ConflictError(f"user {link.user_id!r} is not linked to {replacing!r}")
 
     @override
     @operation
@@ -259,6 +335,16 @@ class _SqlUnitOfWork(SqlTransaction):
             )
             .values(email=link.email, deleted=link.deleted, watermark=link.watermark)
         )
+        if result.rowcount == 1:
+            return SaveOutcome.WRITTEN
+        result = self.execute(
+            update(CUSTOMER_HISTORY)
+            .where(
+                CUSTOMER_HISTORY.c.customer_id == link.customer_id,
+                CUSTOMER_HISTORY.c.watermark <= link.watermark,
+            )
+            .values(email=link.email, deleted=link.deleted, watermark=link.watermark)
+        )
         return SaveOutcome.WRITTEN if result.rowcount == 1 else SaveOutcome.STALE
 
     # ---------------------------------------------------------------------- subscriptions
@@ -273,12 +359,14 @@ class _SqlUnitOfWork(SqlTransaction):
     @operation
     def subscriptions_for_user(self, user_id: str) -> list[Subscription]:
         linked = select(CUSTOMERS.c.customer_id).where(CUSTOMERS.c.user_id == user_id)
+        former = select(CUSTOMER_HISTORY.c.customer_id).where(CUSTOMER_HISTORY.c.user_id == user_id)
         rows = self.execute(
             select(SUBSCRIPTIONS)
             .where(
                 or_(
                     SUBSCRIPTIONS.c.user_id == user_id,
                     SUBSCRIPTIONS.c.customer_id.in_(linked.scalar_subquery()),
+                    SUBSCRIPTIONS.c.customer_id.in_(former.scalar_subquery()),
                 )
             )
             .order_by(SUBSCRIPTIONS.c.created.desc(), SUBSCRIPTIONS.c.id.desc())

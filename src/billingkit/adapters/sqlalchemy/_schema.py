@@ -40,6 +40,7 @@ from sqlalchemy.types import TypeEngine
 __all__ = [
     "CHECKOUTS",
     "CUSTOMERS",
+    "CUSTOMER_HISTORY",
     "EVENTS",
     "SUBSCRIPTIONS",
     "UTCDateTime",
@@ -122,6 +123,20 @@ CUSTOMERS = Table(
     Column("email", String(512), nullable=True),
     Column("deleted", Boolean(), nullable=False, default=False),
     Column("watermark", BigInteger(), nullable=False, default=0),
+    **_MYSQL_OPTIONS,
+)
+
+#: A user's former links, moved here by ``relink_customer`` when a deleted Stripe customer is
+#: replaced: still found by customer id, still the user's for their subscriptions.
+CUSTOMER_HISTORY = Table(
+    "billingkit_customer_history",
+    metadata,
+    _id("customer_id", primary_key=True),
+    _id("user_id", nullable=False, index=True),
+    Column("email", String(512), nullable=True),
+    Column("deleted", Boolean(), nullable=False, default=False),
+    Column("watermark", BigInteger(), nullable=False, default=0),
+    _id("replaced_by", nullable=False),
     **_MYSQL_OPTIONS,
 )
 

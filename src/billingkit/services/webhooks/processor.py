@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, TypeVar, overload
 
@@ -33,7 +34,13 @@ from billingkit.ports import (
     system_clock,
 )
 from billingkit.services.hooks import HookEvent, HookRegistry
-from billingkit.services.webhooks.event import WebhookEvent, parse_event
+from billingkit.services.webhooks.event import (
+    CREATED_MAX,
+    ID_MAX,
+    WebhookEvent,
+    parse_event,
+    usable_event_id,
+)
 from billingkit.services.webhooks.handlers import HandlerContext, WebhookCatalog
 from billingkit.services.webhooks.registry import HANDLERS
 from billingkit.signature import verify_signature
@@ -159,6 +166,10 @@ class WebhookProcessor:
         Raises :class:`~billingkit.errors.WebhookPayloadError` (empty, too large, not an
         event, wrong livemode) or :class:`~billingkit.errors.WebhookVerificationError`.
         """
+        return parse_event(self._verified(payload, signature), livemode=self._livemode)
+
+    def _verified(self, payload: bytes, signature: str | None) -> bytes:
+        """The body as ``bytes`` once its size and signature are checked."""
         if not isinstance(payload, bytes):
             if not isinstance(payload, (bytearray, memoryview)):
                 raise WebhookPayloadError("the body must be the raw request bytes")
@@ -170,7 +181,7 @@ class WebhookProcessor:
             raise WebhookPayloadError(f"body larger than {self._max_bytes} bytes")
         now = int(self._clock().timestamp())
         verify_signature(payload, signature, self._secrets, now=now, tolerance=self._tolerance)
-        return parse_event(payload, livemode=self._livemode)
+        return payload
 
     def handle(self, payload: bytes, signature: str | None) -> WebhookResult:
         """Verify, record and apply one webhook request.
@@ -180,8 +191,13 @@ class WebhookProcessor:
         other exception means the event failed: it was rolled back and recorded as failed,
         and a redelivery will be processed again.
         """
-        event = self.verify(payload, signature)
-        return self._process(event, bytes(payload))
+        payload = self._verified(payload, signature)
+        try:
+            event = parse_event(payload, livemode=self._livemode)
+        except WebhookPayloadError as exc:
+            self._record_unparsable(payload, exc)
+            raise
+        return self._process(event, payload)
 
     def handle_http(self, payload: bytes, signature: str | None) -> WebhookResponse:
         """:meth:`handle`, mapped to an HTTP answer for framework glue.
@@ -252,6 +268,44 @@ class WebhookProcessor:
             self._record_failure(record, exc)
             raise
         return WebhookResult(_OUTCOME_OF_STATUS[status], event.id, event.type)
+
+    def _record_unparsable(self, payload: bytes, exc: WebhookPayloadError) -> None:
+        """Record a verified event whose envelope is malformed, when its id is usable.
+
+        The id keys the ledger entry: without a usable one nothing can be recorded (the
+        400 and a log line are all there is). The other envelope fields are kept when
+        valid, else ``type`` is empty and ``created`` is the time of receipt.
+        """
+        try:
+            body = json.loads(payload)
+        except (ValueError, RecursionError):
+            body = None
+        fields: dict[str, Any] = body if type(body) is dict else {}
+        event_id = usable_event_id(fields.get("id"))
+        if event_id is None:
+            logger.warning("verified webhook without a usable event id refused: %s", exc)
+            return
+        now = self._clock()
+        event_type = fields.get("type")
+        created = fields.get("created")
+        livemode = fields.get("livemode")
+        record = EventRecord.model_construct(
+            id=event_id,
+            type=event_type
+            if type(event_type) is str and len(event_type) <= ID_MAX and event_type.isprintable()
+            else "",
+            created=datetime.fromtimestamp(created, tz=timezone.utc)
+            if type(created) is int and 0 < created <= CREATED_MAX
+            else now,
+            livemode=livemode if type(livemode) is bool else False,
+            status=EventStatus.PROCESSING,
+            attempts=1,
+            last_error=None,
+            payload=payload,
+            received_at=now,
+            processed_at=None,
+        )
+        self._record_failure(record, exc)
 
     def _record_failure(self, record: EventRecord, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from billingkit.domain import EventStatus, Subscription, SubscriptionStatus
 from billingkit.domain.access import is_activation
-from billingkit.services.apply import SubscriptionChange, apply_subscription
+from billingkit.services.apply import FETCHED_WATERMARK, SubscriptionChange, apply_subscription
 from billingkit.services.hooks import (
     HookKind,
     PlanChanged,
     SubscriptionActivated,
     SubscriptionCanceled,
+    SubscriptionPlanUnknown,
     TrialWillEnd,
 )
 from billingkit.services.webhooks.handlers import HandlerContext
@@ -28,6 +29,7 @@ def subscription_event(ctx: HandlerContext) -> EventStatus:
     """Store the subscription state (ordering guard), then fire hooks."""
     event = ctx.event
     incoming = subscription_from_stripe(event.object)
+    before = _state_before_an_unknown_price(ctx, incoming)
     change = apply_subscription(
         ctx.uow, incoming, watermark=event.created, gateway=ctx.gateway, catalog=ctx.catalog
     )
@@ -44,7 +46,52 @@ def subscription_event(ctx: HandlerContext) -> EventStatus:
         return EventStatus.STALE
     assert current is not None  # written
     _emit_transitions(ctx, incoming, change, current)
+    if before is not None:
+        _emit_plan_unknown(ctx, before[0], incoming, current)
     return EventStatus.PROCESSED
+
+
+def _state_before_an_unknown_price(
+    ctx: HandlerContext, incoming: Subscription
+) -> tuple[Subscription | None] | None:
+    """The stored state, read only when someone listens and no plan uses the new price.
+
+    ``None`` when there is nothing to tell; else a 1-tuple with the state before (itself
+    ``None`` for a subscription not stored yet). The read costs one query on this rare
+    path only: a known price never reads.
+    """
+    if (
+        not ctx.hooks.wants(HookKind.SUBSCRIPTION_PLAN_UNKNOWN)
+        or incoming.price_id is None
+        or incoming.plan_key is not None
+        or ctx.catalog.plan_key_for_price(incoming.price_id) is not None
+    ):
+        return None
+    return (ctx.uow.get_subscription(incoming.id),)
+
+
+def _emit_plan_unknown(
+    ctx: HandlerContext, before: Subscription | None, incoming: Subscription, current: Subscription
+) -> None:
+    """Once per transition to a price no plan uses: the first event-ordered state at it."""
+    if current.price_id != incoming.price_id or current.price_id is None:
+        return  # a re-fetch stored another state
+    if (
+        before is not None
+        and before.watermark != FETCHED_WATERMARK
+        and before.price_id == current.price_id
+    ):
+        return  # told when the subscription moved to this price
+    ctx.hooks.emit(
+        SubscriptionPlanUnknown(
+            event_id=ctx.event.id,
+            event_type=ctx.event.type,
+            user_id=current.user_id,
+            subscription_id=current.id,
+            price_id=current.price_id,
+            subscription=current,
+        )
+    )
 
 
 def _emit_trial_will_end(ctx: HandlerContext, current: Subscription) -> None:
