@@ -22,6 +22,8 @@ Rules of use (enforced by :class:`~billingkit.ports.UnitOfWorkBase`, as for ever
 
 Ledger entries follow the storage rule of every adapter (``UnitOfWorkBase._storable_id``
 and ``_storable_text``), so the reference agrees with the SQL databases on what is stored.
+The ledger's keys are storable ids only, so a lookup tries the id as given first (every
+real Stripe id) and its storable key only when that misses.
 """
 
 from __future__ import annotations
@@ -373,7 +375,7 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
     def finish_event(self, event_id: str, status: EventStatus, *, processed_at: datetime) -> None:
         self._check()
         events = self._t.events
-        stored = events.get(self._storable_id(event_id))
+        stored = events.get(event_id) or events.get(self._storable_id(event_id))
         if stored is None:
             raise RepositoryError(f"event {event_id!r} is not in the ledger")
         when = aware_utc(processed_at, "processed_at")
@@ -414,7 +416,8 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
     @override
     def get_event(self, event_id: str) -> EventRecord | None:
         self._check()
-        return self._t.events.get(self._storable_id(event_id))
+        events = self._t.events
+        return events.get(event_id) or events.get(self._storable_id(event_id))
 
     def _ledger_record(self, record: EventRecord, event_id: str, **changes: Any) -> EventRecord:
         """``record`` with ``changes``, as the SQL ledgers store it (see UnitOfWorkBase)."""
