@@ -1004,7 +1004,7 @@ def managed_subscription(*, quantity: int = 1, status: str = "active") -> dict[s
 
 
 def proration_line(line_id: str, amount: int, quantity: int, label: str) -> dict[str, Any]:
-    line = copy.deepcopy(fixture("invoice")["lines"]["data"][0])
+    line: dict[str, Any] = copy.deepcopy(fixture("invoice")["lines"]["data"][0])
     price_id = RECORDED["prices"]["billingkit_test_pro_month"]
     line.update(
         id=line_id,
@@ -1389,7 +1389,7 @@ def build_management() -> None:
             param="subscription",
         ),
     )
-    late = copy.deepcopy(preview_form)
+    late: dict[str, Any] = copy.deepcopy(preview_form)
     late["subscription_details"]["proration_date"] = PERIOD_END + 86400
     single(
         "preview_invoice_invalid",

@@ -79,7 +79,7 @@ def event_types(stripe: FakeStripeGateway) -> list[str]:
 
 def line_amounts(invoice: dict[str, object]) -> list[int]:
     lines = invoice["lines"]["data"]  # type: ignore[index]
-    return [int(line["amount"]) for line in lines]  # type: ignore[index]
+    return [int(line["amount"]) for line in lines]
 
 
 # 10 days into a 31-day period, 21 days remain: 1000 * 21/31 = 677.42, 3000 * 21/31 = 2032.26

@@ -38,7 +38,7 @@ def seats(key: str, payment: str = "pending_if_incomplete") -> SubscriptionUpdat
         item_id=ITEM,
         quantity=3,
         proration_behavior="always_invoice",
-        payment_behavior=payment,  # type: ignore[arg-type]
+        payment_behavior=payment,
         idempotency_key=key,
     )
 

@@ -34,7 +34,7 @@ def state(
     trial: bool = False,
 ) -> dict[str, Any]:
     """A derived subscription object (dahlia shape) in the given state."""
-    obj = copy.deepcopy(BASE)
+    obj: dict[str, Any] = copy.deepcopy(BASE)
     start = 1_767_225_600 + period * 30 * DAY
     obj.update(
         id="sub_history",

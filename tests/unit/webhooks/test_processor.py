@@ -31,8 +31,9 @@ from billingkit.services.webhooks import processor as processor_module
 from billingkit.services.webhooks.event import usable_event_id
 from billingkit.services.webhooks.handlers import HandlerContext
 from billingkit.signature import signature_header
+from billingkit.testing import sign_payload
 
-from .webhook_support import OTHER_SECRET, SECRET, Harness, load, sign_payload
+from .webhook_support import OTHER_SECRET, SECRET, Harness, load
 
 SUB = load("openapi/2026-07-29_f0758b15/subscription.json")
 
@@ -106,7 +107,8 @@ def test_older_event_is_stale() -> None:
     old = {**SUB, "status": "past_due"}
     result = h.deliver(h.event("customer.subscription.updated", old, created=created - 1))
     assert result.outcome is WebhookOutcome.STALE
-    assert h.stored_subscription(SUB["id"]).status is SubscriptionStatus.ACTIVE
+    stored = h.stored_subscription(SUB["id"])
+    assert stored is not None and stored.status is SubscriptionStatus.ACTIVE
 
 
 # --------------------------------------------------------------------------- HTTP mapping
@@ -350,7 +352,8 @@ def test_gateway_failure_on_a_tie_is_a_failure_not_a_200() -> None:
     payload = payload_of(tied)
     assert h.processor.handle_http(payload, h.sign(payload)).status == 500
     assert h.stored_event(tied["id"]).status is EventStatus.FAILED
-    assert h.stored_subscription(SUB["id"]).status is SubscriptionStatus.ACTIVE
+    stored = h.stored_subscription(SUB["id"])
+    assert stored is not None and stored.status is SubscriptionStatus.ACTIVE
 
 
 def test_replay_applies_a_failed_event_from_the_ledger() -> None:
