@@ -1,8 +1,8 @@
 """billingkit: a correct, fast, well-tested Stripe billing core for Python web apps.
 
 The public API is what ``__all__`` lists (pinned by a test). Services depend only on the two
-ports in :mod:`billingkit.ports`; adapters live in :mod:`billingkit.adapters` and the test kit
-in :mod:`billingkit.testing`.
+ports in ``billingkit.ports``; adapters live in ``billingkit.adapters`` and the test kit
+in ``billingkit.testing``.
 
 ``StripeSdkGateway`` and ``SqlAlchemyRepository`` are imported lazily on first access, so
 ``import billingkit`` loads neither the ``stripe`` package nor SQLAlchemy.

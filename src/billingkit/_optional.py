@@ -1,11 +1,11 @@
 """Optional dependencies: a missing one is a ConfigurationError naming the extra to install.
 
-Modules that need a package only one extra installs import it inside :func:`requires_extra`::
+Modules that need a package only one extra installs import it inside ``requires_extra``::
 
     with requires_extra("flask", "flask", "werkzeug"):
         from flask import Blueprint
 
-Without Flask, importing that module raises :class:`~billingkit.errors.ConfigurationError`
+Without Flask, importing that module raises ``ConfigurationError``
 saying ``pip install "billingkit[flask]"`` instead of a bare ``ModuleNotFoundError``. Only
 the named packages are translated: a missing module of any other name is a real bug and
 propagates unchanged.
@@ -24,7 +24,7 @@ __all__ = ["MissingExtraError", "requires_extra"]
 class MissingExtraError(ConfigurationError, ImportError):
     """An optional package is not installed; the message names the extra that installs it.
 
-    Also an :class:`ImportError`, so code probing for an optional integration with
+    Also an ``ImportError``, so code probing for an optional integration with
     ``except ImportError`` keeps working.
     """
 
@@ -39,7 +39,7 @@ class MissingExtraError(ConfigurationError, ImportError):
 
 @contextmanager
 def requires_extra(extra: str, *packages: str) -> Iterator[None]:
-    """Turn a ``ModuleNotFoundError`` for one of ``packages`` into :class:`MissingExtraError`.
+    """Turn a ``ModuleNotFoundError`` for one of ``packages`` into ``MissingExtraError``.
 
     ``packages`` are top-level distribution import names (``"flask"``, ``"sqlalchemy"``);
     without any, ``extra`` itself is the package name.

@@ -1,10 +1,10 @@
-"""The optional one-line composition root: :class:`Billing` wires the four services.
+"""The optional one-line composition root: ``Billing`` wires the four services.
 
-An app needs one :class:`~billingkit.services.catalog.PlanCatalog` (one price cache), one
-:class:`~billingkit.services.checkout.CheckoutService`, one
-:class:`~billingkit.services.webhooks.WebhookProcessor` and one
-:class:`~billingkit.services.customers.CustomerDetails`, all over the same config, gateway,
-repository and clock. :meth:`Billing.build` does exactly that::
+An app needs one ``PlanCatalog`` (one price cache), one
+``CheckoutService``, one
+``WebhookProcessor`` and one
+``CustomerDetails``, all over the same config, gateway,
+repository and clock. ``Billing.build`` does exactly that::
 
     billing = Billing.build(config, gateway, repository)
     billing.webhooks.on(SubscriptionActivated, welcome)
@@ -12,7 +12,7 @@ repository and clock. :meth:`Billing.build` does exactly that::
     billing.close()  # at shutdown: releases the repository
 
 Using it is optional: the services are public and an app may still construct them by hand
-(e.g. to pass ``PlanCatalog(failure_backoff_seconds=...)``); :class:`Billing` only saves
+(e.g. to pass ``PlanCatalog(failure_backoff_seconds=...)``); ``Billing`` only saves
 writing the same wiring in every app, example and test.
 """
 
@@ -34,20 +34,20 @@ __all__ = ["Billing"]
 class Billing:
     """billingkit's four services, wired once over one config, gateway, repository and clock.
 
-    Build it with :meth:`build` in the app's composition root (at startup, never at import
+    Build it with ``build`` in the app's composition root (at startup, never at import
     time) and share it: every service is thread-safe. Register webhook hooks on
-    :attr:`webhooks` before serving requests. Constructing it directly is allowed (e.g. to
-    hold services wired by hand), but :meth:`build` is what guarantees they share one catalog
+    ``webhooks`` before serving requests. Constructing it directly is allowed (e.g. to
+    hold services wired by hand), but ``build`` is what guarantees they share one catalog
     and one clock. It compares and hashes by identity, like the services it holds.
 
     Attributes:
-        config: the app's :class:`~billingkit.config.BillingConfig`.
-        gateway: the :class:`~billingkit.ports.StripeGateway` every service talks to.
-        repository: the :class:`~billingkit.ports.Repository` every service stores into.
-        catalog: the one :class:`~billingkit.services.catalog.PlanCatalog` (price cache).
-        checkout: :class:`~billingkit.services.checkout.CheckoutService`.
-        webhooks: :class:`~billingkit.services.webhooks.WebhookProcessor`.
-        customers: :class:`~billingkit.services.customers.CustomerDetails`.
+        config: the app's ``BillingConfig``.
+        gateway: the ``StripeGateway`` every service talks to.
+        repository: the ``Repository`` every service stores into.
+        catalog: the one ``PlanCatalog`` (price cache).
+        checkout: ``CheckoutService``.
+        webhooks: ``WebhookProcessor``.
+        customers: ``CustomerDetails``.
     """
 
     config: BillingConfig
@@ -69,15 +69,15 @@ class Billing:
     ) -> Billing:
         """Wire the four services over ``gateway`` and ``repository``, all on ``clock``.
 
-        One :class:`~billingkit.services.catalog.PlanCatalog` is shared by the other three
+        One ``PlanCatalog`` is shared by the other three
         services, so the app has a single price cache that ``price.*``/``product.*`` webhooks
         invalidate. Pass ``clock=fake.now`` with
-        :class:`~billingkit.testing.FakeStripeGateway` so the events it signs verify and
+        ``FakeStripeGateway`` so the events it signs verify and
         moving its time moves the services' time.
 
-        Raises :class:`~billingkit.errors.ConfigurationError` when ``clock`` does not return
+        Raises ``ConfigurationError`` when ``clock`` does not return
         a timezone-aware ``datetime`` (it is called once, here) or ``config`` has no webhook
-        secret (from :class:`~billingkit.services.webhooks.WebhookProcessor`).
+        secret (from ``WebhookProcessor``).
         """
         require_aware_clock(clock)
         catalog = PlanCatalog(config, gateway=gateway, clock=clock)

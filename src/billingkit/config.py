@@ -1,6 +1,6 @@
 """Explicit, frozen configuration, validated when it is built.
 
-Nothing here reads the environment: the app builds a :class:`BillingConfig` in its
+Nothing here reads the environment: the app builds a ``BillingConfig`` in its
 composition root (from its own settings) and hands it to the services.
 """
 
@@ -30,7 +30,7 @@ __all__ = ["AccessPolicy", "BillingConfig"]
 class BillingConfig(Value):
     """Everything the four services need to know about the app's billing.
 
-    Build it with keyword arguments; invalid values raise :class:`ConfigurationError`.
+    Build it with keyword arguments; invalid values raise ``ConfigurationError``.
 
     Attributes:
         plans: the plans the app sells (keys unique).
@@ -41,7 +41,7 @@ class BillingConfig(Value):
         webhook_tolerance_seconds: how old a signature timestamp may be.
         webhook_max_body_bytes: larger webhook bodies are refused before parsing.
         price_cache_ttl_seconds: how long catalog prices are served from memory.
-        access: the :class:`AccessPolicy`.
+        access: the ``AccessPolicy``.
         allow_multiple_subscriptions: let a user with a live subscription start another
             checkout (apps that sell add-ons).
         checkout_dedupe_seconds: a repeated ``start_checkout`` with the same inputs within this

@@ -1,10 +1,10 @@
 """A scripted walkthrough of billingkit, printed to the terminal: ``python -m billingkit.demo``.
 
-Everything runs in process on :class:`~billingkit.testing.FakeStripeGateway` and
-:class:`~billingkit.adapters.memory.InMemoryRepository`: no network, no database, no keys.
+Everything runs in process on ``FakeStripeGateway`` and
+``InMemoryRepository``: no network, no database, no keys.
 
-The walkthrough is a list of :class:`Step` s sharing one :class:`Demo` (the composition
-root plus the demo's user). Later features extend it by appending steps to :data:`STEPS`.
+The walkthrough is a list of ``Step`` s sharing one ``Demo`` (the composition
+root plus the demo's user). Later features extend it by appending steps to ``STEPS``.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def show_details(demo: Demo) -> None:
 
 
 def print_details(demo: Demo, details: BillingDetails) -> None:
-    """Print :class:`BillingDetails` the way an account page would show them."""
+    """Print ``BillingDetails`` the way an account page would show them."""
     plan = details.plan.name if details.plan else "none"
     status = details.status.value if details.status else "no subscription"
     demo.say(f"  user {details.user_id}: plan {plan} ({status}), access: {details.has_access}")
@@ -315,7 +315,7 @@ STEPS: list[Step] = [
 
 
 def run(out: TextIO | None = None, steps: Sequence[Step] | None = None) -> int:
-    """Run ``steps`` (all of :data:`STEPS` by default), printing to ``out``; returns 0."""
+    """Run ``steps`` (all of ``STEPS`` by default), printing to ``out``; returns 0."""
     demo = build_demo(out if out is not None else sys.stdout)
     chosen = STEPS if steps is None else steps
     demo.say("billingkit demo: a fake Stripe and an in-memory database, no network")

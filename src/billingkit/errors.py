@@ -1,6 +1,6 @@
 """The whole billingkit exception tree.
 
-Every exception billingkit raises on purpose derives from :class:`BillingError`, so an app
+Every exception billingkit raises on purpose derives from ``BillingError``, so an app
 can catch the library's failures in one place. Outcomes that are not failures (a duplicate
 webhook, an ignored event type, a stale event) are result values, never exceptions.
 

@@ -1,15 +1,15 @@
 """The two ports the services depend on, and the boundary values they exchange.
 
-* :class:`StripeGateway` — every call to Stripe. Adapters: ``StripeSdkGateway`` (the real
+* ``StripeGateway`` — every call to Stripe. Adapters: ``StripeSdkGateway`` (the real
   one) and ``billingkit.testing.FakeStripeGateway``.
-* :class:`Repository` — everything that persists, through an explicit :class:`UnitOfWork`
+* ``Repository`` — everything that persists, through an explicit ``UnitOfWork``
   (one transaction that commits or rolls back as a whole). Adapters: ``InMemoryRepository``
-  (the reference semantics) and ``SqlAlchemyRepository``; :class:`UnitOfWorkBase` gives a
+  (the reference semantics) and ``SqlAlchemyRepository``; ``UnitOfWorkBase`` gives a
   new adapter the unit-of-work lifecycle, so it only writes its transaction calls and queries.
 
 Gateways return billingkit's own values, never SDK objects, and raise only the
-:class:`~billingkit.errors.GatewayError` tree. Repositories raise only the
-:class:`~billingkit.errors.RepositoryError` tree.
+``GatewayError`` tree. Repositories raise only the
+``RepositoryError`` tree.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def require_aware_clock(clock: Clock) -> Clock:
 
     Calls it a single time; a result that is not a timezone-aware ``datetime`` (a naive one
     from ``datetime.now()`` or ``datetime.utcnow()``, say) raises
-    :class:`~billingkit.errors.ConfigurationError` now, instead of failing at the first
+    ``ConfigurationError`` now, instead of failing at the first
     checkout or event. Any aware timezone is accepted: billingkit converts to UTC itself.
     """
     now = clock()
@@ -236,7 +236,7 @@ class InvoicePreviewRequest(Value):
 
     The preview is the invoice Stripe would issue: with ``always_invoice`` the one charged
     now, otherwise the next renewal invoice with the prorations on it. Same field rules as
-    :class:`SubscriptionUpdate`; pass the same ``proration_date`` to the update to be billed
+    ``SubscriptionUpdate``; pass the same ``proration_date`` to the update to be billed
     exactly what was shown.
     """
 
@@ -363,7 +363,7 @@ class StripeGateway(abc.ABC):
 
     Create calls take an ``idempotency_key`` derived by the caller from stable inputs, so a
     retried request never creates a second object. Failures raise
-    :class:`~billingkit.errors.GatewayError` subclasses with ``retryable`` set.
+    ``GatewayError`` subclasses with ``retryable`` set.
     """
 
     @abc.abstractmethod
@@ -416,7 +416,7 @@ class StripeGateway(abc.ABC):
         Prorations follow ``update.proration_behavior``; with ``pending_if_incomplete`` a
         payment that fails leaves the subscription unchanged and the result not ``applied``.
         A declined card under another payment behaviour raises
-        :class:`~billingkit.errors.GatewayCardError`.
+        ``GatewayCardError``.
         """
 
     @abc.abstractmethod
@@ -431,7 +431,7 @@ class StripeGateway(abc.ABC):
         """End the subscription at once (``DELETE /v1/subscriptions/{id}``).
 
         ``prorate`` credits the unused time; ``invoice_now`` invoices pending items (and
-        that credit) immediately. Cancelling at period end is a :meth:`modify_subscription`
+        that credit) immediately. Cancelling at period end is a ``modify_subscription``
         with ``cancel_at_period_end=True``.
         """
 
@@ -442,7 +442,7 @@ class StripeGateway(abc.ABC):
         """Resume a ``paused`` subscription (``POST /v1/subscriptions/{id}/resume``).
 
         A new period starts now and is invoiced. Undoing a scheduled cancel is a
-        :meth:`modify_subscription` with ``cancel_at_period_end=False``.
+        ``modify_subscription`` with ``cancel_at_period_end=False``.
         """
 
     @abc.abstractmethod
@@ -488,7 +488,7 @@ class ClaimOutcome(str, Enum):
 class UnitOfWork(abc.ABC):
     """One transaction over the billing tables.
 
-    Obtained from :meth:`Repository.unit_of_work`; everything done through it commits together
+    Obtained from ``Repository.unit_of_work``; everything done through it commits together
     when the ``with`` block exits normally and is rolled back if it raises.
     """
 
@@ -506,7 +506,7 @@ class UnitOfWork(abc.ABC):
         """Store ``link`` atomically, unique in both directions.
 
         Returns the stored link: ``link`` itself, or the existing one when the same pair is
-        already stored. Raises :class:`~billingkit.errors.ConflictError` when the user is
+        already stored. Raises ``ConflictError`` when the user is
         linked to another customer or the customer to another user.
         """
 
@@ -516,10 +516,10 @@ class UnitOfWork(abc.ABC):
 
         Atomic compare-and-swap on the user's current link: when it is ``replacing`` and
         marked ``deleted``, ``link`` becomes the current link and the old one is kept as
-        history (:meth:`customer_by_id` still answers it, the user's subscriptions on it are
-        still the user's); :meth:`customer_for_user` answers ``link`` from then on. Returns
+        history (``customer_by_id`` still answers it, the user's subscriptions on it are
+        still the user's); ``customer_for_user`` answers ``link`` from then on. Returns
         the user's current link: ``link``, or the one another writer put in place of
-        ``replacing`` first. Raises :class:`~billingkit.errors.ConflictError` when the user's
+        ``replacing`` first. Raises ``ConflictError`` when the user's
         current link is not ``replacing`` nor a replacement of it, when ``replacing`` is not
         deleted, or when ``link.customer_id`` is already linked.
         """
@@ -528,7 +528,7 @@ class UnitOfWork(abc.ABC):
     def update_customer(self, link: CustomerLink) -> SaveOutcome:
         """Replace the stored email/deleted of ``link.customer_id`` if ``link`` is newer.
 
-        Same watermark rule as :meth:`save_subscription` (ties count as written). The user
+        Same watermark rule as ``save_subscription`` (ties count as written). The user
         id never changes. Returns ``STALE`` when the customer is not linked at all.
         """
 
@@ -552,7 +552,7 @@ class UnitOfWork(abc.ABC):
 
         Rules, in order: no stored row -> insert (``WRITTEN``); stored status terminal and
         the new one not -> ``STALE``; new watermark lower -> ``STALE``; equal, or the stored
-        watermark is :data:`FETCHED_WATERMARK` (a state fetched outside any event) ->
+        watermark is ``FETCHED_WATERMARK`` (a state fetched outside any event) ->
         ``WRITTEN`` if ``allow_tie`` else ``TIE``; higher -> ``WRITTEN``. A write never
         erases a known ``user_id`` or ``plan_key`` (a ``None`` keeps the stored value).
         """
@@ -639,7 +639,7 @@ class UnitOfWork(abc.ABC):
 
     @abc.abstractmethod
     def claim_due_events(self, *, now: datetime, limit: int) -> list[EventRecord]:
-        """Claim up to ``limit`` claimable events (as :meth:`claim_stored_event`).
+        """Claim up to ``limit`` claimable events (as ``claim_stored_event``).
 
         Oldest ``created`` first, then id. Events another open unit of work holds are
         skipped, never waited for (``FOR UPDATE SKIP LOCKED``; a single writer on SQLite):
@@ -659,7 +659,7 @@ class UnitOfWork(abc.ABC):
     def mark_event_dead(self, event_id: str, *, error: str) -> None:
         """The last allowed attempt failed: status ``DEAD``, ``last_error``, no next attempt.
 
-        Same statuses as :meth:`schedule_event_retry`; a dead event is never claimed.
+        Same statuses as ``schedule_event_retry``; a dead event is never claimed.
         """
 
     @abc.abstractmethod
@@ -714,7 +714,7 @@ class Repository(abc.ABC):
 
 # --------------------------------------------------------------------------- adapter base
 
-#: Lifecycle states of a :class:`UnitOfWorkBase`: created, inside its ``with`` block, exited.
+#: Lifecycle states of a ``UnitOfWorkBase``: created, inside its ``with`` block, exited.
 _NEW, _OPEN, _CLOSED = 0, 1, 2
 
 #: Characters no database stores in a text column: NUL (PostgreSQL refuses it) and lone
@@ -735,24 +735,24 @@ class UnitOfWorkBase(UnitOfWork):
     """The unit-of-work lifecycle, written once; an adapter adds its transaction and queries.
 
     A template method (as in *Architecture Patterns with Python*): ``__enter__`` and
-    ``__exit__`` live here and call the adapter's :meth:`_begin`, then :meth:`_commit` when
-    the ``with`` block exits normally or :meth:`_rollback` when it raises (any exception,
-    ``KeyboardInterrupt`` included), then :meth:`_release`. The base enforces the rules of
-    use every repository shares, with the same :class:`~billingkit.errors.RepositoryError`
+    ``__exit__`` live here and call the adapter's ``_begin``, then ``_commit`` when
+    the ``with`` block exits normally or ``_rollback`` when it raises (any exception,
+    ``KeyboardInterrupt`` included), then ``_release``. The base enforces the rules of
+    use every repository shares, with the same ``RepositoryError``
     messages:
 
     * a unit of work is entered once;
     * it is used only inside its ``with`` block, by the thread that entered it — every port
-      method starts with :meth:`_check`;
+      method starts with ``_check``;
     * units of work do not nest: entering one while this thread holds another one of the
       same *scope* (the object passed to ``__init__``, normally the repository) is refused
-      before :meth:`_begin` runs (waiting could deadlock, and silently joining the outer
+      before ``_begin`` runs (waiting could deadlock, and silently joining the outer
       transaction would hide a design error);
-    * an error raised by :meth:`_rollback` is suppressed: the block's own exception is the
+    * an error raised by ``_rollback`` is suppressed: the block's own exception is the
       one that propagates.
 
-    It also gives the ledger writes their storage rule (:meth:`_storable_id`,
-    :meth:`_storable_text`), so a failure can always be recorded.
+    It also gives the ledger writes their storage rule (``_storable_id``,
+    ``_storable_text``), so a failure can always be recorded.
 
     A minimal third-party adapter (``mydb`` stands for any database client)::
 
@@ -846,7 +846,7 @@ class UnitOfWorkBase(UnitOfWork):
             self._release()
 
     def _check(self) -> None:
-        """Raise :class:`~billingkit.errors.RepositoryError` unless usable here and now.
+        """Raise ``RepositoryError`` unless usable here and now.
 
         Usable means: inside the ``with`` block, on the thread that entered it. Call it
         first in every port method.
@@ -873,9 +873,9 @@ class UnitOfWorkBase(UnitOfWork):
         """Undo the block's writes (the block raised)."""
 
     def _release(self) -> None:
-        """Return what :meth:`_begin` took (a connection, a lock); runs after every exit.
+        """Return what ``_begin`` took (a connection, a lock); runs after every exit.
 
-        Called once after :meth:`_commit` or :meth:`_rollback`, even when they raise.
+        Called once after ``_commit`` or ``_rollback``, even when they raise.
         """
 
     # ------------------------------------------------------------- ledger storage rule
@@ -884,7 +884,7 @@ class UnitOfWorkBase(UnitOfWork):
     def _storable_id(value: str) -> str:
         """The ledger id under which ``value`` is stored: ``value`` itself when storable.
 
-        A storable id has at most :attr:`MAX_ID_CHARS` characters, none of them NUL or a
+        A storable id has at most ``MAX_ID_CHARS`` characters, none of them NUL or a
         lone surrogate (every real Stripe id). Any other id becomes its cleaned prefix plus
         ``~`` and a SHA-256 digest of the whole id: storable, distinct for distinct ids, and
         the same on every call, so claiming, finishing, failing and reading an event agree.

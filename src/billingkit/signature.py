@@ -63,9 +63,9 @@ def verify_signature(
 ) -> int:
     """Check ``header`` against ``payload``; return the signed timestamp.
 
-    Raises :class:`WebhookVerificationError` for a missing or malformed header, no matching
+    Raises ``WebhookVerificationError`` for a missing or malformed header, no matching
     signature, or a timestamp more than ``tolerance`` seconds away from ``now`` (older, or
-    that far in the future). Raises :class:`ConfigurationError` if ``secrets`` is empty.
+    that far in the future). Raises ``ConfigurationError`` if ``secrets`` is empty.
     """
     if not secrets:
         raise ConfigurationError("no webhook signing secret configured")

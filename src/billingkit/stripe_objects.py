@@ -16,14 +16,14 @@ The big shape moves they know about:
   also carry ``plan`` and ``quantity`` on the subscription itself.
 * An invoice's subscription moved from ``invoice.subscription`` to
   ``invoice.parent.subscription_details.subscription`` in basil
-  (see :func:`invoice_subscription_id`).
+  (see ``invoice_subscription_id``).
 * Any reference (customer, price, product, subscription, payment intent) may be an id string
   or an expanded object with an ``id``.
 
 * A subscription's ``created`` falls back to ``start_date`` and then ``start`` (subscriptions
   from before 2014 carry only ``start``).
 
-Malformed input raises :class:`~billingkit.errors.WebhookPayloadError` whose message names the
+Malformed input raises ``WebhookPayloadError`` whose message names the
 offending field (e.g. ``subscription.status: unknown value 'frozen'``), and nothing else:
 every field read is type- and range-checked (timestamps are integers from 1970 to 9999,
 amounts non-negative 64-bit integers, quantities fit 32 bits, ids at most 255 characters, no
@@ -308,7 +308,7 @@ def _list_data(obj: Mapping[str, Any], field: str, kind: str) -> list[Any]:
 
 
 def subscription_from_stripe(obj: Mapping[str, Any]) -> Subscription:
-    """A :class:`~billingkit.domain.Subscription` from a Stripe subscription object.
+    """A ``Subscription`` from a Stripe subscription object.
 
     Works for every API version: the period comes from the subscription (before basil) or
     from its items (basil and later: earliest ``current_period_start``, latest
@@ -321,7 +321,7 @@ def subscription_from_stripe(obj: Mapping[str, Any]) -> Subscription:
     ``created`` falls back to ``start_date`` (2019-2020 shapes carry both) and then to
     ``start``: subscriptions from before 2014 carry only ``start``.
 
-    Raises :class:`~billingkit.errors.WebhookPayloadError` naming the bad field (missing id,
+    Raises ``WebhookPayloadError`` naming the bad field (missing id,
     customer or created, unknown status, wrong types, out-of-range timestamps, quantities or
     metadata), never another exception.
     """
@@ -409,11 +409,11 @@ def _item_period(items: list[Any]) -> tuple[datetime | None, datetime | None]:
 
 
 def price_from_stripe(obj: Mapping[str, Any], product: Mapping[str, Any] | None = None) -> Price:
-    """A :class:`~billingkit.domain.Price` from a Stripe price or legacy plan object.
+    """A ``Price`` from a Stripe price or legacy plan object.
 
     The product name comes from an expanded ``product`` object, else from ``product`` (the
     separately fetched product object), else from a legacy plan's own ``name``. One-time
-    prices get :attr:`Interval.ONE_TIME`; recurring ones their ``recurring.interval`` (plans:
+    prices get ``Interval.ONE_TIME``; recurring ones their ``recurring.interval`` (plans:
     ``interval``). Tiered prices (and custom-amount ones) have ``unit_amount`` ``None``.
     Pre-2018 plans have no product: ``product_id`` is then ``""``.
     """
@@ -489,7 +489,7 @@ def _price_interval(price: Mapping[str, Any], kind: str) -> tuple[Interval, int]
 
 
 def customer_from_stripe(obj: Mapping[str, Any]) -> StripeCustomer:
-    """A :class:`~billingkit.ports.StripeCustomer` from a Stripe customer object.
+    """A ``StripeCustomer`` from a Stripe customer object.
 
     A deleted customer (``{"id": ..., "object": "customer", "deleted": true}``) gives
     ``deleted=True`` with everything else empty.
@@ -520,7 +520,7 @@ def _email(customer: Mapping[str, Any], kind: str) -> str | None:
 def checkout_session_from_stripe(
     obj: Mapping[str, Any], *, created_fallback: datetime | None = None
 ) -> CheckoutSession:
-    """A :class:`~billingkit.ports.CheckoutSession` from a Stripe Checkout Session object.
+    """A ``CheckoutSession`` from a Stripe Checkout Session object.
 
     An expanded ``subscription`` fills both ``subscription_id`` and ``subscription``; an id
     fills ``subscription_id`` only. ``customer_email`` falls back to
@@ -589,7 +589,7 @@ def checkout_session_from_stripe(
 
 
 def portal_session_from_stripe(obj: Mapping[str, Any]) -> PortalSession:
-    """A :class:`~billingkit.ports.PortalSession` from a Stripe billing-portal session."""
+    """A ``PortalSession`` from a Stripe billing-portal session."""
     kind = "billing_portal.session"
     session = _mapping(obj, kind)
     customer_id = _ref(session, "customer", kind)
@@ -657,11 +657,11 @@ def invoice_subscription_id(invoice: Mapping[str, Any]) -> str | None:
 
 
 def invoice_from_stripe(obj: Mapping[str, Any]) -> Invoice:
-    """An :class:`~billingkit.domain.invoices.Invoice` from a Stripe invoice object.
+    """An ``Invoice`` from a Stripe invoice object.
 
-    ``subscription_id`` as :func:`invoice_subscription_id` finds it (every era).
+    ``subscription_id`` as ``invoice_subscription_id`` finds it (every era).
     ``amount_due`` needs both ``amount_due`` and a string ``currency`` (else ``None``).
-    Raises :class:`~billingkit.errors.WebhookPayloadError` naming the bad field.
+    Raises ``WebhookPayloadError`` naming the bad field.
     """
     kind = "invoice"
     inv = _mapping(obj, kind)
@@ -737,7 +737,7 @@ def subscription_item_id(obj: Mapping[str, Any]) -> str | None:
 
 
 def subscription_update_result_from_stripe(obj: Mapping[str, Any]) -> SubscriptionUpdateResult:
-    """A :class:`~billingkit.ports.SubscriptionUpdateResult` from an updated subscription.
+    """A ``SubscriptionUpdateResult`` from an updated subscription.
 
     ``latest_invoice`` may be an id or the expanded invoice (then its status and hosted URL
     are read, and the payment intent's status from a legacy expanded ``payment_intent`` or
@@ -819,7 +819,7 @@ def _invoice_line(raw: object, index: int, currency: str) -> InvoiceLine:
 
 
 def invoice_preview_from_stripe(obj: Mapping[str, Any], *, charged_now: bool) -> InvoicePreview:
-    """An :class:`~billingkit.ports.InvoicePreview` from ``invoices.create_preview``'s answer.
+    """An ``InvoicePreview`` from ``invoices.create_preview``'s answer.
 
     ``charged_now`` says whether the previewed invoice is issued at once (the change used
     ``always_invoice``): then its ``amount_due`` is ``due_now``; otherwise it is the next
@@ -870,7 +870,7 @@ def _phase_item(phase: Mapping[str, Any], kind: str) -> tuple[str, int]:
 
 
 def subscription_schedule_from_stripe(obj: Mapping[str, Any]) -> SubscriptionSchedule:
-    """A :class:`~billingkit.ports.SubscriptionSchedule` from a ``subscription_schedule``."""
+    """A ``SubscriptionSchedule`` from a ``subscription_schedule``."""
     kind = "subscription_schedule"
     sched = _mapping(obj, kind)
     status = _str(sched, "status", kind)
@@ -919,7 +919,7 @@ def subscription_schedule_from_stripe(obj: Mapping[str, Any]) -> SubscriptionSch
 
 
 def promotion_code_from_stripe(obj: Mapping[str, Any]) -> PromotionCode:
-    """A :class:`~billingkit.ports.PromotionCode` from a ``promotion_code`` object.
+    """A ``PromotionCode`` from a ``promotion_code`` object.
 
     The coupon is read from ``coupon`` (before 2025-09-30.clover) or ``promotion.coupon``
     (clover and later), expanded in either place.

@@ -10,12 +10,12 @@ acquisition plus a few dict operations per call.
 
 Stored values are billingkit's frozen value types, kept by reference (they are immutable).
 
-Rules of use (enforced by :class:`~billingkit.ports.UnitOfWorkBase`, as for every adapter):
+Rules of use (enforced by ``UnitOfWorkBase``, as for every adapter):
 
 * A unit of work is entered once; using it after its ``with`` block exited, or from a thread
-  other than the one that entered it, raises :class:`~billingkit.errors.RepositoryError`.
+  other than the one that entered it, raises ``RepositoryError``.
 * Units of work do not nest: opening a second one on a thread that already holds one of the
-  same repository raises :class:`~billingkit.errors.RepositoryError` immediately (waiting
+  same repository raises ``RepositoryError`` immediately (waiting
   would deadlock, and silently joining the outer transaction would hide a design error).
   Record a failure *after* the failed unit of work has exited, in a fresh one.
 * Other threads opening a unit of work wait until the current one exits.
@@ -110,7 +110,7 @@ class InMemoryRepository(Repository):
 
 
 class _InMemoryUnitOfWork(UnitOfWorkBase):
-    """One transaction of :class:`InMemoryRepository`: the lock, held from begin to release."""
+    """One transaction of ``InMemoryRepository``: the lock, held from begin to release."""
 
     __slots__ = ("_journal", "_lock", "_t")
 

@@ -1,10 +1,10 @@
-"""``StripeSdkGateway``: the real :class:`~billingkit.ports.StripeGateway`, over the ``stripe`` SDK.
+"""``StripeSdkGateway``: the real ``StripeGateway``, over the ``stripe`` SDK.
 
 This is the only module in billingkit that imports ``stripe``. It wraps one injected
-:class:`stripe.StripeClient` (one client per configuration, no module-level ``stripe.api_key``),
+``stripe.StripeClient`` (one client per configuration, no module-level ``stripe.api_key``),
 pins the Stripe API version on every request, maps every response to billingkit's own values
-through :mod:`billingkit.stripe_objects` (never returning SDK objects) and every SDK exception
-to the :class:`~billingkit.errors.GatewayError` tree.
+through ``billingkit.stripe_objects`` (never returning SDK objects) and every SDK exception
+to the ``GatewayError`` tree.
 
 Build it in the app's composition root::
 
@@ -15,7 +15,7 @@ or around a client you configured yourself::
     gateway = StripeSdkGateway(stripe.StripeClient(key, max_network_retries=3))
 
 Catalog prices cost one request for a typical catalog: lookup keys are sent to
-``GET /v1/prices`` in chunks of :data:`LOOKUP_KEYS_PER_REQUEST` (Stripe's limit), and price ids
+``GET /v1/prices`` in chunks of ``LOOKUP_KEYS_PER_REQUEST`` (Stripe's limit), and price ids
 (which ``prices.list`` cannot filter on) are found by listing active prices, 100 per page, with
 their products expanded, until every requested id has been seen.
 """
@@ -140,13 +140,13 @@ def _excerpt(body: str | None) -> str:
 
 
 class StripeSdkGateway(StripeGateway):
-    """The :class:`~billingkit.ports.StripeGateway` that talks to Stripe through its SDK.
+    """The ``StripeGateway`` that talks to Stripe through its SDK.
 
     Args:
-        client: a configured :class:`stripe.StripeClient`; the gateway keeps no other state
+        client: a configured ``stripe.StripeClient``; the gateway keeps no other state
             and never touches ``stripe``'s module-level configuration.
         api_version: the Stripe API version sent with every request; defaults to the one the
-            installed ``stripe`` package pins (:func:`sdk_api_version`). Webhook endpoints
+            installed ``stripe`` package pins (``sdk_api_version``). Webhook endpoints
             should be created with the same version.
     """
 
@@ -165,7 +165,7 @@ class StripeSdkGateway(StripeGateway):
         proxy: str | None = None,
         http_client: stripe.HTTPClient | None = None,
     ) -> StripeSdkGateway:
-        """Build a gateway with its own :class:`stripe.StripeClient`.
+        """Build a gateway with its own ``stripe.StripeClient``.
 
         Args:
             api_key: a secret (``sk_...``) or restricted (``rk_...``) key.
@@ -175,7 +175,7 @@ class StripeSdkGateway(StripeGateway):
             base_url: the API base of a Stripe-compatible server (e.g. ``stripe-mock``),
                 ``https://api.stripe.com`` when ``None``.
             proxy: an HTTP proxy URL for the SDK's default HTTP client.
-            http_client: a custom :class:`stripe.HTTPClient` (exclusive with ``proxy``).
+            http_client: a custom ``stripe.HTTPClient`` (exclusive with ``proxy``).
         """
         version = api_version or sdk_api_version()
         client = stripe.StripeClient(
@@ -294,12 +294,12 @@ class StripeSdkGateway(StripeGateway):
     ) -> list[Price]:
         """Fetch the given active prices with their products, in as few requests as possible.
 
-        ``prices.list`` can filter by lookup keys (at most :data:`LOOKUP_KEYS_PER_REQUEST` per
+        ``prices.list`` can filter by lookup keys (at most ``LOOKUP_KEYS_PER_REQUEST`` per
         request) but not by ids. So when ids are asked for, active prices are listed 100 per
         page (products expanded) until every id and key was seen or the list ends: one request
         for a catalog in an account with up to 100 active prices. Lookup keys still missing
         after a listing that stopped early are then asked for by key; with lookup keys only,
-        one request per :data:`LOOKUP_KEYS_PER_REQUEST` keys. Unknown or inactive ids and keys
+        one request per ``LOOKUP_KEYS_PER_REQUEST`` keys. Unknown or inactive ids and keys
         are simply absent from the result.
         """
         ids = set(price_ids)
@@ -551,7 +551,7 @@ class StripeSdkGateway(StripeGateway):
 
 
 def _mapped(parse: Callable[[Mapping[str, Any]], _T], raw: Mapping[str, Any]) -> _T:
-    """Apply a :mod:`billingkit.stripe_objects` reader; a malformed answer is a GatewayError."""
+    """Apply a ``billingkit.stripe_objects`` reader; a malformed answer is a GatewayError."""
     try:
         return parse(raw)
     except WebhookPayloadError as exc:
@@ -560,7 +560,7 @@ def _mapped(parse: Callable[[Mapping[str, Any]], _T], raw: Mapping[str, Any]) ->
 
 @contextmanager
 def _translated(operation: str) -> Iterator[None]:
-    """Re-raise any SDK exception inside the block as the matching :class:`GatewayError`."""
+    """Re-raise any SDK exception inside the block as the matching ``GatewayError``."""
     try:
         yield
     except stripe.StripeError as exc:
@@ -568,14 +568,14 @@ def _translated(operation: str) -> Iterator[None]:
 
 
 def gateway_error(exc: stripe.StripeError, operation: str) -> GatewayError:
-    """Translate one SDK exception into billingkit's :class:`GatewayError` tree.
+    """Translate one SDK exception into billingkit's ``GatewayError`` tree.
 
     The type is chosen from the exception class, Stripe's structured ``code`` and the HTTP
-    status, never from message text: any 404 is :class:`GatewayNotFoundError` (with or
+    status, never from message text: any 404 is ``GatewayNotFoundError`` (with or
     without Stripe's ``resource_missing`` code). An answer whose body is not Stripe's JSON
     error object (an HTML page from a proxy, a gateway's own JSON) is classified by its HTTP
     status alone (404 not found, 429 rate limit, 409 and 5xx retryable server errors, any
-    other status a plain :class:`GatewayError`), and its message names the status and quotes
+    other status a plain ``GatewayError``), and its message names the status and quotes
     a short excerpt of the body. Any API key or bearer token in a message (Stripe echoes a
     masked key on 401) is redacted.
     """

@@ -12,7 +12,7 @@ command lines. Find the app with ``--app module:attribute`` or ``BILLINGKIT_APP`
 Every command has ``--help`` with an example and its exit codes (see
 ``docs/operations.md``); data commands take ``--json`` for scripts. Only this package
 imports click and rich: importing it without them raises
-:class:`~billingkit.errors.ConfigurationError` naming the extra to install.
+``ConfigurationError`` naming the extra to install.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Finding the app's :class:`~billingkit.Billing`, the way Flask, Celery and uvicorn do.
+"""Finding the app's ``Billing``, the way Flask, Celery and uvicorn do.
 
 ``--app module:attribute`` (or ``BILLINGKIT_APP``) names a module importable from the
-current directory and an attribute in it: a :class:`~billingkit.Billing`, or a callable
+current directory and an attribute in it: a ``Billing``, or a callable
 taking no arguments that returns one (a factory). ``module`` alone looks for an attribute
 ``billing``, then a factory ``create_billing``. Every mistake is a
-:class:`click.UsageError` (exit 2) with the reason; nothing is imported before a command
+``click.UsageError`` (exit 2) with the reason; nothing is imported before a command
 needs the app, so ``--help`` always works.
 """
 
@@ -80,7 +80,7 @@ def find_billing(target: str) -> tuple[Billing, bool]:
     """Import ``target`` (``module:attribute`` or ``module``) and return its ``Billing``.
 
     The flag is true when a factory built it (the caller then closes it when done).
-    Raises :class:`click.UsageError` for a missing module or attribute or a wrong type.
+    Raises ``click.UsageError`` for a missing module or attribute or a wrong type.
     """
     target = target.strip()
     module_name, sep, attribute = target.partition(":")
@@ -130,7 +130,7 @@ class AppLocator:
     _owned: bool = field(default=False, repr=False)
 
     def load(self) -> Billing:
-        """The app's ``Billing``; :class:`click.UsageError` if it cannot be found."""
+        """The app's ``Billing``; ``click.UsageError`` if it cannot be found."""
         if self._billing is None:
             if not self.target:
                 raise click.UsageError(

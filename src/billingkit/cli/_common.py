@@ -81,7 +81,7 @@ def exit_with(code: int) -> NoReturn:
 
 
 def error_from(exc: BillingError) -> CliError:
-    """The :class:`CliError` for a billingkit exception (exit 3), with a retry hint."""
+    """The ``CliError`` for a billingkit exception (exit 3), with a retry hint."""
     kind = "Stripe" if isinstance(exc, GatewayError) else None
     if isinstance(exc, RepositoryError):
         kind = "database"

@@ -13,16 +13,16 @@ __all__ = ["BillingGroup"]
 
 
 class BillingGroup(click.Group):
-    """A :class:`click.Group` that prints a ``BillingError`` as one line, exit code 3.
+    """A ``click.Group`` that prints a ``BillingError`` as one line, exit code 3.
 
-    A :class:`~billingkit.errors.BillingError` becomes an ``Error:`` line instead of a
+    A ``BillingError`` becomes an ``Error:`` line instead of a
     traceback.
     Only billingkit's own exception tree is caught: anything else is a bug and keeps its
     traceback.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; a ``BillingError`` becomes :class:`~billingkit.cli._common.CliError`."""
+        """Run the command; a ``BillingError`` becomes ``CliError``."""
         try:
             return super().invoke(ctx)
         except BillingError as exc:

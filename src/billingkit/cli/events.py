@@ -100,7 +100,7 @@ def _list_records(
     since: datetime | None,
     limit: int,
 ) -> tuple[list[EventRecord], bool]:
-    """Matching ledger entries, oldest first, and whether the scan hit :data:`SCAN_LIMIT`."""
+    """Matching ledger entries, oldest first, and whether the scan hit ``SCAN_LIMIT``."""
     filtered = bool(types) or since is not None
     fetch = SCAN_LIMIT if filtered else limit
     records: list[EventRecord] = []

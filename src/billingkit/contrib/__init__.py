@@ -1,14 +1,14 @@
-"""Thin framework glue: :mod:`billingkit.contrib.flask` and :mod:`billingkit.contrib.fastapi`.
+"""Thin framework glue: ``billingkit.contrib.flask`` and ``billingkit.contrib.fastapi``.
 
 Each module imports its framework and nothing else does; importing one without its extra
-raises :class:`~billingkit.errors.ConfigurationError` naming the extra
+raises ``ConfigurationError`` naming the extra
 (``pip install "billingkit[flask]"``). This package itself imports no framework: it holds
 the framework-free part of the webhook endpoints they share, the body size cap.
 
 The webhook endpoints refuse a body larger than ``BillingConfig.webhook_max_body_bytes``
 without buffering it: on its ``Content-Length`` first, then by reading the stream in chunks
 and stopping as soon as the cap is passed. Everything else (signature, parsing, ledger,
-the HTTP status) is :meth:`billingkit.WebhookProcessor.handle_http`'s.
+the HTTP status) is ``billingkit.WebhookProcessor.handle_http``'s.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ CHUNK_BYTES = 64 * 1024
 
 
 class BodyTooLarge(Exception):
-    """Raised by :func:`read_capped` once more than the cap has arrived."""
+    """Raised by ``read_capped`` once more than the cap has arrived."""
 
 
 def too_large(max_bytes: int) -> WebhookResponse:
@@ -53,7 +53,7 @@ def declared_too_large(content_length: str | int | None, max_bytes: int) -> bool
 def read_capped(read: Callable[[int], bytes], max_bytes: int) -> bytes:
     """Read a stream through ``read(n)`` until it ends, never more than ``max_bytes + 1``.
 
-    Raises :class:`BodyTooLarge` as soon as more than ``max_bytes`` have been read: the rest
+    Raises ``BodyTooLarge`` as soon as more than ``max_bytes`` have been read: the rest
     of the body is never read.
     """
     parts: list[bytes] = []
@@ -69,7 +69,7 @@ def read_capped(read: Callable[[int], bytes], max_bytes: int) -> bytes:
 
 
 def join_capped(chunks: Iterable[bytes], max_bytes: int) -> bytes:
-    """Join ``chunks``, raising :class:`BodyTooLarge` once they pass ``max_bytes``."""
+    """Join ``chunks``, raising ``BodyTooLarge`` once they pass ``max_bytes``."""
     parts: list[bytes] = []
     size = 0
     for chunk in chunks:

@@ -22,7 +22,7 @@ from plain ``def`` endpoints and dependencies, which FastAPI runs in its thread 
 webhook endpoint reads the body asynchronously, in chunks, refusing one over
 ``BillingConfig.webhook_max_body_bytes`` (on its ``Content-Length``, else as soon as the cap
 is passed, without buffering the rest), then runs
-:meth:`~billingkit.WebhookProcessor.handle_http` in the thread pool and answers what it says
+``handle_http`` in the thread pool and answers what it says
 (400 bad signature or payload, 200 processed/duplicate/ignored/stale, 500 failure).
 
 This is the only module of billingkit that imports FastAPI or Starlette.
@@ -55,9 +55,9 @@ __all__ = [
 
 
 def get_billing(request: Request) -> Billing:
-    """Dependency: the :class:`~billingkit.Billing` stored by :func:`init_app`.
+    """Dependency: the ``Billing`` stored by ``init_app``.
 
-    Raises :class:`~billingkit.errors.ConfigurationError` when the app has none.
+    Raises ``ConfigurationError`` when the app has none.
     """
     billing = getattr(request.app.state, "billing", None)
     if not isinstance(billing, Billing):
@@ -72,7 +72,7 @@ BillingDep = Annotated[Billing, Depends(get_billing)]
 async def read_body_capped(request: Request, max_bytes: int) -> bytes:
     """The raw request body, read chunk by chunk; at most ``max_bytes``.
 
-    Raises :class:`~billingkit.contrib.BodyTooLarge` when the ``Content-Length`` or the bytes
+    Raises ``BodyTooLarge`` when the ``Content-Length`` or the bytes
     received pass the cap; the rest of the body is then never read.
     """
     if declared_too_large(request.headers.get("content-length"), max_bytes):
@@ -106,9 +106,9 @@ async def _stripe_webhook(request: Request) -> Response:
 
 
 def webhook_router(path: str = "/webhooks/stripe") -> APIRouter:
-    """An :class:`~fastapi.APIRouter` with ``POST path``: Stripe's webhook endpoint.
+    """An ``APIRouter`` with ``POST path``: Stripe's webhook endpoint.
 
-    Its services come from :func:`get_billing` (``app.state.billing``). Left out of the
+    Its services come from ``get_billing`` (``app.state.billing``). Left out of the
     OpenAPI schema: Stripe, not your API's clients, calls it.
     """
     router = APIRouter()
@@ -126,7 +126,7 @@ def webhook_router(path: str = "/webhooks/stripe") -> APIRouter:
 def init_app(
     app: FastAPI, billing: Billing, *, webhook_path: str | None = "/webhooks/stripe"
 ) -> None:
-    """Store ``billing`` on ``app.state.billing`` and include :func:`webhook_router`.
+    """Store ``billing`` on ``app.state.billing`` and include ``webhook_router``.
 
     Build ``billing`` once at start-up (``Billing.build``); close it at shutdown
     (``billing.close()``, e.g. in the app's lifespan). ``webhook_path=None`` adds no route.
@@ -141,9 +141,9 @@ def requires_feature(feature: str, *, user_id: Callable[..., str | None]) -> Any
 
     ``user_id`` is your authentication dependency: it returns the current user's billing id,
     or ``None`` when nobody is logged in (answered 401). A user without the feature (see
-    :meth:`~billingkit.BillingDetails.has_feature`) is answered 403. Use it in
+    ``has_feature``) is answered 403. Use it in
     ``dependencies=[...]``, or as a parameter default to receive the
-    :class:`~billingkit.BillingDetails`.
+    ``BillingDetails``.
     """
 
     def check_feature(

@@ -20,11 +20,11 @@ Install with ``pip install "billingkit[flask]"``.
     @requires_feature("exports")
     def export(): ...
 
-The extension builds one :class:`~billingkit.Billing` per app from ``app.config`` (see
-:func:`billing_from_config`), or takes one built by the app (``BillingKit(app,
+The extension builds one ``Billing`` per app from ``app.config`` (see
+``billing_from_config``), or takes one built by the app (``BillingKit(app,
 billing=...)``: the fake Stripe in tests, custom wiring). It registers the blueprint
-:func:`webhook_blueprint`, whose endpoint hands the raw body to
-:meth:`~billingkit.WebhookProcessor.handle_http` and answers what it says (400 bad signature
+``webhook_blueprint``, whose endpoint hands the raw body to
+``handle_http`` and answers what it says (400 bad signature
 or payload, 200 processed/duplicate/ignored/stale, 500 failure). A body over
 ``BillingConfig.webhook_max_body_bytes`` is refused with 400 without being buffered: on its
 ``Content-Length``, else while it is read in chunks.
@@ -68,7 +68,7 @@ EXTENSION_KEY = "billingkit"
 WEBHOOK_ENDPOINT = "billingkit.stripe_webhook"
 
 F = TypeVar("F", bound=Callable[..., Any])
-#: Answers a request denied by :func:`requires_feature`: ``(feature, details)`` -> response;
+#: Answers a request denied by ``requires_feature``: ``(feature, details)`` -> response;
 #: ``details`` is ``None`` when nobody is logged in.
 DeniedHandler = Callable[[str, "BillingDetails | None"], ResponseReturnValue]
 
@@ -86,7 +86,7 @@ def billing_from_config(config: Mapping[str, Any]) -> Billing:
     Keys:
 
     ``BILLING_PLANS`` (required)
-        The plans: :class:`~billingkit.PlanDefinition` objects or dicts of their fields.
+        The plans: ``PlanDefinition`` objects or dicts of their fields.
     ``BILLING_FREE_PLAN``
         Key of the plan of users without a subscription.
     ``STRIPE_API_KEY``, ``STRIPE_WEBHOOK_SECRET`` (required)
@@ -97,10 +97,10 @@ def billing_from_config(config: Mapping[str, Any]) -> Billing:
         ``True``: apply billingkit's migrations at start-up (handy on SQLite and in
         development; in production run them as a deployment step). Default ``False``.
     ``BILLING_OPTIONS``
-        Any other :class:`~billingkit.BillingConfig` field, e.g.
+        Any other ``BillingConfig`` field, e.g.
         ``{"access": {"past_due_grace_days": 3}, "livemode": True}``.
 
-    Raises :class:`~billingkit.errors.ConfigurationError` for a missing or invalid setting.
+    Raises ``ConfigurationError`` for a missing or invalid setting.
     """
     missing = [
         key
@@ -153,7 +153,7 @@ def _stripe_webhook() -> Response:
 def webhook_blueprint(path: str = "/webhooks/stripe") -> Blueprint:
     """A blueprint named ``billingkit`` with ``POST path``: Stripe's webhook endpoint.
 
-    :class:`BillingKit` registers one; register it yourself only with ``webhook_path=None``.
+    ``BillingKit`` registers one; register it yourself only with ``webhook_path=None``.
     """
     blueprint = Blueprint("billingkit", __name__)
     blueprint.add_url_rule(
@@ -163,15 +163,15 @@ def webhook_blueprint(path: str = "/webhooks/stripe") -> Blueprint:
 
 
 class BillingKit:
-    """The Flask extension: one :class:`~billingkit.Billing` per app, plus the webhook route.
+    """The Flask extension: one ``Billing`` per app, plus the webhook route.
 
     Args:
-        app: the app, or ``None`` to call :meth:`init_app` later (app factories).
+        app: the app, or ``None`` to call ``init_app`` later (app factories).
         billing: services built by the app; default: built from ``app.config`` by
-            :func:`billing_from_config` in :meth:`init_app`.
+            ``billing_from_config`` in ``init_app``.
         user_id: returns the current user's billing id (or ``None`` when logged out);
-            needed by :func:`requires_feature` and :func:`current_billing_details`.
-        denied: answers a request :func:`requires_feature` refuses; default ``abort(401)``
+            needed by ``requires_feature`` and ``current_billing_details``.
+        denied: answers a request ``requires_feature`` refuses; default ``abort(401)``
             when logged out, ``abort(403)`` without the feature.
         webhook_path: where Stripe POSTs events; ``None`` registers no route.
     """
@@ -195,7 +195,7 @@ class BillingKit:
     def init_app(self, app: Flask, *, billing: Billing | None = None) -> None:
         """Attach billingkit to ``app``: its services and the webhook blueprint.
 
-        Raises :class:`~billingkit.errors.ConfigurationError` when ``app`` already has one.
+        Raises ``ConfigurationError`` when ``app`` already has one.
         """
         if EXTENSION_KEY in app.extensions:
             raise ConfigurationError("billingkit is already initialised on this app")
@@ -224,16 +224,16 @@ def _current_billing() -> Billing:
     return _state().billing
 
 
-#: The :class:`~billingkit.Billing` of the app handling the current request (a proxy, like
+#: The ``Billing`` of the app handling the current request (a proxy, like
 #: ``flask.current_app``): ``current_billing.customers.for_user(user_id)``.
 current_billing: Billing = cast(Billing, LocalProxy(_current_billing))
 
 
 def current_billing_details() -> BillingDetails | None:
-    """The logged-in user's :class:`~billingkit.BillingDetails` (no Stripe call), or ``None``.
+    """The logged-in user's ``BillingDetails`` (no Stripe call), or ``None``.
 
     Read from the repository on each call. Raises
-    :class:`~billingkit.errors.ConfigurationError` without ``BillingKit(user_id=...)``.
+    ``ConfigurationError`` without ``BillingKit(user_id=...)``.
     """
     state = _state()
     if state.user_id is None:
@@ -247,7 +247,7 @@ def current_billing_details() -> BillingDetails | None:
 def requires_feature(feature: str) -> Callable[[F], F]:
     """Let the view run only for a logged-in user whose plan grants ``feature`` now.
 
-    Access follows :meth:`~billingkit.BillingDetails.has_feature` (status, grace period).
+    Access follows ``has_feature`` (status, grace period).
     Otherwise the extension's ``denied`` handler answers, by default ``401`` when logged
     out and ``403`` without the feature.
     """

@@ -1,4 +1,4 @@
-"""Who gets access: the app's :class:`AccessPolicy` and the rule that applies it.
+"""Who gets access: the app's ``AccessPolicy`` and the rule that applies it.
 
 See ``docs/plans-and-access.md`` for how apps configure it.
 """

@@ -37,7 +37,7 @@ def decide_save(
     """The reference rule of ``save_subscription`` against an existing stored state.
 
     In order: a terminal stored status is never left (``STALE``); a lower watermark is
-    ``STALE``; an equal one, or a stored :data:`FETCHED_WATERMARK`, is ``WRITTEN`` only with
+    ``STALE``; an equal one, or a stored ``FETCHED_WATERMARK``, is ``WRITTEN`` only with
     ``allow_tie`` (``TIE`` otherwise); a higher one is ``WRITTEN``.
     """
     if stored_status in TERMINAL_STATUSES and new.status not in TERMINAL_STATUSES:

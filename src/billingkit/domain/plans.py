@@ -55,8 +55,8 @@ class PriceRef(Value):
 class PlanDefinition(Value):
     """A plan as the app sells it.
 
-    ``prices`` maps an interval to a :class:`PriceRef` (a plain string is read with
-    :meth:`PriceRef.parse`). A plan with no prices is free. ``limits`` maps a limit name to a
+    ``prices`` maps an interval to a ``PriceRef`` (a plain string is read with
+    ``PriceRef.parse``). A plan with no prices is free. ``limits`` maps a limit name to a
     number, ``None`` meaning unlimited.
     """
 
@@ -99,7 +99,7 @@ class Price(Value):
 
     @property
     def amount(self) -> Money | None:
-        """The per-unit price as :class:`Money`, or ``None`` when tiered."""
+        """The per-unit price as ``Money``, or ``None`` when tiered."""
         if self.unit_amount is None:
             return None
         return Money(amount=self.unit_amount, currency=self.currency)

@@ -1,22 +1,22 @@
 """The one code path that applies Stripe object state to the repository.
 
-Shared by the webhook handlers (:mod:`billingkit.services.webhooks.handlers`) and
+Shared by the webhook handlers (``billingkit.services.webhooks.handlers``) and
 ``CheckoutService.confirm_checkout``, so a checkout confirmed on the success page and the
 same checkout announced by a webhook end in the same stored state, whichever comes first.
 Every function works inside a unit of work the caller opened and takes its collaborators
 (gateway, catalog) explicitly:
 
-* :func:`apply_subscription` — a state carried by an event whose ``created`` second is
+* ``apply_subscription`` — a state carried by an event whose ``created`` second is
   ``watermark``; the ordering guard, with the gateway re-fetch on a same-second tie.
-* :func:`apply_fetched_subscription` — a state fetched outside any event (watermark
-  :data:`FETCHED_WATERMARK`, "order unknown"); never calls the gateway.
-* :func:`apply_checkout_session` — links the customer to the user, moves the stored
-  :class:`~billingkit.domain.CheckoutRecord` forward, stores an expanded subscription.
-* :func:`link_customer`, :func:`apply_customer` — the user <-> customer link (made only from
+* ``apply_fetched_subscription`` — a state fetched outside any event (watermark
+  ``FETCHED_WATERMARK``, "order unknown"); never calls the gateway.
+* ``apply_checkout_session`` — links the customer to the user, moves the stored
+  ``CheckoutRecord`` forward, stores an expanded subscription.
+* ``link_customer``, ``apply_customer`` — the user <-> customer link (made only from
   checkout sessions, never from metadata alone); a customer's email/deleted flag.
 
 The rules themselves (watermark decision, terminal states, checkout forward-only) live in
-:mod:`billingkit.domain.ordering`. Why the final state is always the newest event's:
+``billingkit.domain.ordering``. Why the final state is always the newest event's:
 ``docs/webhooks.md#why-the-final-state-is-the-newest``.
 """
 
@@ -145,7 +145,7 @@ def _fully_known(
     """The state to store when it needs nothing from the stored one, else ``None``.
 
     That is when ``user_id`` (the subscription's metadata, set by billingkit's checkout)
-    and ``plan_key`` (resolved by the catalog) are known: :func:`_prepare` would then take
+    and ``plan_key`` (resolved by the catalog) are known: ``_prepare`` would then take
     neither from the stored state nor from the customer link.
     """
     if subscription.user_id is None:
@@ -229,7 +229,7 @@ def apply_fetched_subscription(
 ) -> SubscriptionChange:
     """Store a subscription state fetched from Stripe outside any event.
 
-    Stored (with :data:`FETCHED_WATERMARK`) when nothing is stored yet or only another
+    Stored (with ``FETCHED_WATERMARK``) when nothing is stored yet or only another
     fetched state; a stored event-ordered state is kept (``STALE``): anything newer than it
     arrives as a newer event. Never calls the gateway.
     """
@@ -261,7 +261,7 @@ def link_customer(
 ) -> CustomerLink:
     """Tie ``user_id`` to ``customer_id`` (idempotent; unique in both directions).
 
-    Returns the stored link. Raises :class:`~billingkit.errors.ConflictError` when either
+    Returns the stored link. Raises ``ConflictError`` when either
     side is already linked to someone else.
     """
     existing = uow.customer_by_id(customer_id)
@@ -317,7 +317,7 @@ def apply_checkout_session(
     ``client_reference_id``, and last from the user already linked to the session's
     customer (a session billingkit did not start). Links the session's customer to the user,
     moves the stored record forward (never back) and stores an expanded ``subscription`` with
-    :func:`apply_fetched_subscription`. Never calls the gateway.
+    ``apply_fetched_subscription``. Never calls the gateway.
     """
     record = uow.get_checkout(session.id)
     owner = user_id or _session_user_id(session, record)

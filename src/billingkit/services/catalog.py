@@ -3,7 +3,7 @@
 Prices are fetched with **one** ``StripeGateway.list_prices`` call for the whole catalog and
 cached for ``BillingConfig.price_cache_ttl_seconds``. When Stripe cannot be reached after a
 first good load, the last good prices are served with ``Plan.stale`` set; only a catalog that
-never loaded raises :class:`~billingkit.errors.PricesUnavailableError`.
+never loaded raises ``PricesUnavailableError``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class PlanCatalog:
         clock: current time, injected so tests can move it.
         failure_backoff_seconds: after a failed load, how long to wait before calling Stripe
             again. In the meantime the last good prices are served (``stale=True``), or
-            :class:`PricesUnavailableError` is raised if there are none, without a call. This
+            ``PricesUnavailableError`` is raised if there are none, without a call. This
             keeps a Stripe outage from costing one failing call per request. ``0`` retries on
             every read.
 
@@ -109,7 +109,7 @@ class PlanCatalog:
         return [plans[key] for key in self._definitions]
 
     def plan(self, key: str) -> Plan:
-        """The plan with ``key`` and its live prices; :class:`UnknownPlanError` if none."""
+        """The plan with ``key`` and its live prices; ``UnknownPlanError`` if none."""
         definition = self._definition(key)
         if definition.is_free:
             return self._free_plans[key]
@@ -118,7 +118,7 @@ class PlanCatalog:
     def price_for(self, plan_key: str, interval: Interval | str) -> Price:
         """The active Stripe price to charge for ``plan_key`` billed every ``interval``.
 
-        Raises :class:`UnknownPlanError` for an unknown plan, a plan without a price for that
+        Raises ``UnknownPlanError`` for an unknown plan, a plan without a price for that
         interval (free plans have none), or a price missing or inactive in Stripe.
         """
         definition = self._definition(plan_key)
@@ -139,7 +139,7 @@ class PlanCatalog:
         return price
 
     def plan_for_price(self, price_id: str) -> Plan:
-        """The plan a Stripe price id belongs to; :class:`UnknownPlanError` if none."""
+        """The plan a Stripe price id belongs to; ``UnknownPlanError`` if none."""
         key = self.plan_key_for_price(price_id)
         if key is None:
             raise UnknownPlanError(
@@ -154,7 +154,7 @@ class PlanCatalog:
         need the (cached) price list: it is loaded only when lookup keys are configured and
         ``load`` is true; with ``load=False`` only an already cached list is consulted, so the
         call never reaches Stripe. A load failure with nothing cached raises
-        :class:`PricesUnavailableError` (retryable).
+        ``PricesUnavailableError`` (retryable).
         """
         key = self._configured_ids.get(price_id)
         if key is not None or not self._configured_keys:

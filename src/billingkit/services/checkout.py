@@ -1,8 +1,8 @@
 """Start a Stripe Checkout for a user, confirm it on the success page, open the billing portal.
 
-:class:`CheckoutService` is the only place billingkit creates Checkout Sessions. Its rules:
+``CheckoutService`` is the only place billingkit creates Checkout Sessions. Its rules:
 
-* the price comes **only** from the :class:`~billingkit.services.catalog.PlanCatalog`: the app
+* the price comes **only** from the ``PlanCatalog``: the app
   (and so the browser) names a plan key and an interval, never a price id;
 * one Stripe customer per user: the stored link is reused; a missing one is created with an
   idempotency key derived from the user id, so concurrent or retried calls make one customer;
@@ -20,7 +20,7 @@
   block (nothing was paid). Skipped with ``allow_multiple_subscriptions`` and for one-time
   purchases;
 * confirming checks ownership before anything is stored, then applies the session through
-  :mod:`billingkit.services.apply`, the code path the ``checkout.session.completed`` webhook
+  ``billingkit.services.apply``, the code path the ``checkout.session.completed`` webhook
   uses, so whichever arrives first wins and the later one changes nothing.
 
 Stripe-call budget (with a warm catalog): ``start_checkout`` costs 1 call for a user who
@@ -359,7 +359,7 @@ class CheckoutService:
         A recurring price opens a subscription-mode session, a one-time price
         (``Interval.ONE_TIME``) a payment-mode one. ``success_url`` may contain Stripe's
         ``{CHECKOUT_SESSION_ID}`` placeholder, which the success page passes to
-        :meth:`confirm_checkout`.
+        ``confirm_checkout``.
 
         Raises:
             InvalidInputError: a malformed argument, or ``metadata`` using a reserved key
@@ -613,7 +613,7 @@ class CheckoutService:
         """Ask Stripe about the stored open sessions (one call each) and apply what it says.
 
         Each session is retrieved and applied through
-        :func:`~billingkit.services.apply.apply_checkout_session` (the path of
+        ``apply_checkout_session`` (the path of
         ``confirm_checkout`` and of the webhook, so the late webhook changes nothing). Then:
         a completed subscription checkout refuses a second subscription; an identical
         request's session still open is handed out again; otherwise the caller creates a

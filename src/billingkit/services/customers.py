@@ -1,6 +1,6 @@
 """Customer billing details: what plan a user is on and whether access is granted.
 
-Answered from the repository alone: :meth:`CustomerDetails.for_user` never calls Stripe, so
+Answered from the repository alone: ``CustomerDetails.for_user`` never calls Stripe, so
 it is cheap enough to call on every request.
 """
 
@@ -41,7 +41,7 @@ class BillingDetails(Value):
         subscription_id: the subscription these details describe, or ``None``.
         status: its Stripe status, or ``None`` without a (live) subscription.
         has_access: whether the app should grant the plan's features (see
-            :func:`~billingkit.domain.access.grants_access`); true on the free plan.
+            ``grants_access``); true on the free plan.
         price_id: the subscribed Stripe price, if any.
         current_period_end: when the current billing period ends (renews or stops).
         cancel_at_period_end: the subscription stops at ``current_period_end``.
@@ -86,7 +86,7 @@ class CustomerDetails:
     """Answers "what plan is this user on and is access granted", without calling Stripe.
 
     Args:
-        config: plans, free plan and the :class:`~billingkit.config.AccessPolicy`.
+        config: plans, free plan and the ``AccessPolicy``.
         repository: where subscriptions are stored (read through one unit of work).
         catalog: maps a stored price id to a plan when the subscription has no plan key; only
             its configured ids and already cached prices are used, never a Stripe call.
@@ -115,7 +115,7 @@ class CustomerDetails:
         plan is configured. A subscription whose plan is no longer configured still reports
         its status and access, with ``plan`` ``None``.
 
-        Raises :class:`~billingkit.errors.InvalidInputError` for a blank ``user_id``.
+        Raises ``InvalidInputError`` for a blank ``user_id``.
         """
         if not isinstance(user_id, str) or not user_id.strip():
             raise InvalidInputError("user_id must be a non-empty string")

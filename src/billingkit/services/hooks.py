@@ -1,6 +1,6 @@
 """Typed events the webhook processor tells the app about, and their registry.
 
-A hook is named by its event class or by its kind string (a :class:`HookKind` value)::
+A hook is named by its event class or by its kind string (a ``HookKind`` value)::
 
     def welcome(event: SubscriptionActivated) -> None: ...
 
@@ -10,8 +10,8 @@ A hook is named by its event class or by its kind string (a :class:`HookKind` va
 Callbacks run inside the event's unit of work, after its state was applied and before it
 commits: one that raises fails the event (rolled back, recorded as failed, Stripe retries),
 so callbacks must be idempotent (key effects on ``event.event_id``). When each fires, and
-the "activated" rule (:func:`billingkit.domain.access.is_activation` under the configured
-:class:`~billingkit.domain.access.AccessPolicy`): ``docs/webhooks.md#hooks``.
+the "activated" rule (``billingkit.domain.access.is_activation`` under the configured
+``AccessPolicy``): ``docs/webhooks.md#hooks``.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class SubscriptionActivated(HookEvent):
     """A subscription entered a status the access policy grants, from one it does not.
 
     ``subscription`` is the stored state; ``previous_status`` is ``None`` for a subscription
-    created in a granting status. See :func:`billingkit.domain.access.is_activation`.
+    created in a granting status. See ``billingkit.domain.access.is_activation``.
     """
 
     kind: ClassVar[HookKind] = HookKind.SUBSCRIPTION_ACTIVATED
@@ -190,7 +190,7 @@ HookCallback = Callable[[Any], object]
 
 
 class HookRegistry:
-    """Callbacks per :class:`HookKind`, called in registration order.
+    """Callbacks per ``HookKind``, called in registration order.
 
     Register everything at startup; registering while events are processed is not
     synchronised with them.
@@ -207,10 +207,10 @@ class HookRegistry:
     def on(self, kind: Any, callback: Any) -> Any:
         """Register ``callback`` for ``kind``: an event class, or its kind string.
 
-        The kind string is the :class:`HookKind` value (``"payment_failed"``); a
-        :class:`HookKind` member is that string. Passing the class type-checks the callback.
+        The kind string is the ``HookKind`` value (``"payment_failed"``); a
+        ``HookKind`` member is that string. Passing the class type-checks the callback.
 
-        Returns ``callback`` unchanged. Raises :class:`~billingkit.errors.InvalidInputError`
+        Returns ``callback`` unchanged. Raises ``InvalidInputError``
         for an unknown kind or a callback that is not callable.
         """
         resolved = _resolve_kind(kind)

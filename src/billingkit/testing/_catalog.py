@@ -20,12 +20,12 @@ __all__ = ["UNSET", "Catalog", "Unset"]
 
 
 class Unset(Enum):
-    """The type of :data:`UNSET`."""
+    """The type of ``UNSET``."""
 
     UNSET = 0
 
 
-#: Marker for "leave unchanged" in :meth:`FakeStripeGateway.update_price`.
+#: Marker for "leave unchanged" in ``FakeStripeGateway.update_price``.
 UNSET = Unset.UNSET
 
 

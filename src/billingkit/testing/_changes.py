@@ -328,7 +328,7 @@ class Changes:
     # ------------------------------------------------------------------ preview
 
     def preview(self, request: InvoicePreviewRequest) -> dict[str, Any]:
-        """The invoice a change would issue, computed like :meth:`modify`.
+        """The invoice a change would issue, computed like ``modify``.
 
         The invoice issued now (``always_invoice`` or an interval change), else the next
         renewal invoice with the prorations on it. Nothing is stored, redeemed or emitted.

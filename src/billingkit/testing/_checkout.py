@@ -91,7 +91,7 @@ class Checkout:
         return session
 
     def complete(self, session_id: str) -> dict[str, Any]:
-        """The customer pays: see :meth:`FakeStripeGateway.complete_checkout`."""
+        """The customer pays: see ``FakeStripeGateway.complete_checkout``."""
         state = self._state
         entry = state.session(session_id)
         session = entry.json

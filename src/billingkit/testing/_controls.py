@@ -16,7 +16,7 @@ __all__ = ["PORT_OPERATIONS", "Controls"]
 
 T = TypeVar("T")
 
-#: The :class:`~billingkit.ports.StripeGateway` methods, i.e. the keys of ``calls``.
+#: The ``StripeGateway`` methods, i.e. the keys of ``calls``.
 PORT_OPERATIONS = frozenset(
     {
         "create_customer",

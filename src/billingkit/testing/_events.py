@@ -23,7 +23,7 @@ def sign_payload(payload: bytes, secret: str, timestamp: int | None = None) -> s
     """The ``Stripe-Signature`` header value Stripe would send for ``payload``.
 
     ``timestamp`` defaults to the current Unix time. The result is accepted by
-    :func:`billingkit.signature.verify_signature` and by ``stripe.Webhook.construct_event``.
+    ``billingkit.signature.verify_signature`` and by ``stripe.Webhook.construct_event``.
     """
     moment = int(time.time()) if timestamp is None else timestamp
     return signature_header(payload, [secret], moment)

@@ -1,7 +1,7 @@
 """FakeStripeGateway: an in-process, stateful Stripe for tests and demos.
 
 The class is a facade: it checks arguments, holds the one lock around each public call,
-runs port methods through :class:`~billingkit.testing._controls.Controls` and turns the
+runs port methods through ``Controls`` and turns the
 Stripe JSON its parts keep into billingkit values. The parts (see the package docstring)
 do the work.
 """
@@ -68,19 +68,19 @@ class FakeStripeGateway(StripeGateway):
     """A stateful, deterministic, thread-safe Stripe implementing the gateway port.
 
     It keeps customers, products and prices, Checkout Sessions, subscriptions and invoices
-    as Stripe JSON (API version :data:`FAKE_API_VERSION`), answers the port methods with
+    as Stripe JSON (API version ``FAKE_API_VERSION``), answers the port methods with
     billingkit values parsed from that JSON, and emits every change as a Stripe event,
-    signed with ``webhook_secret`` when collected with :meth:`drain_events`.
+    signed with ``webhook_secret`` when collected with ``drain_events``.
 
     Ids are deterministic (``cus_fake0001``, ``price_fake0001``, ``sub_fake0001``, ...). The
-    fake has its own clock (:meth:`now`, usable as the services' ``Clock``) that only moves
-    through :meth:`advance` / :meth:`advance_to` (which run renewals, trial ends, payment
+    fake has its own clock (``now``, usable as the services' ``Clock``) that only moves
+    through ``advance`` / ``advance_to`` (which run renewals, trial ends, payment
     retries and scheduled cancellations) and the second a payment takes in
-    :meth:`complete_checkout`. Every port call is counted in :attr:`calls`; failures can be
-    injected with :meth:`fail_next`. Create calls honour idempotency keys like Stripe (24 h).
+    ``complete_checkout``. Every port call is counted in ``calls``; failures can be
+    injected with ``fail_next``. Create calls honour idempotency keys like Stripe (24 h).
 
     Operations that are not port methods (seeding the catalog, completing a checkout, portal
-    actions, moving time) are the test's own doing: they are not counted in :attr:`calls`.
+    actions, moving time) are the test's own doing: they are not counted in ``calls``.
     """
 
     def __init__(
@@ -146,7 +146,7 @@ class FakeStripeGateway(StripeGateway):
 
     @property
     def clock(self) -> Clock:
-        """The fake's clock as a ``Clock`` callable (same as the bound :meth:`now`)."""
+        """The fake's clock as a ``Clock`` callable (same as the bound ``now``)."""
         return self.now
 
     def advance(self, delta: timedelta) -> None:
@@ -163,7 +163,7 @@ class FakeStripeGateway(StripeGateway):
             self.advance_to(self._state.now + delta)
 
     def advance_to(self, moment: datetime) -> None:
-        """Move time forward to ``moment`` (aware), like :meth:`advance`."""
+        """Move time forward to ``moment`` (aware), like ``advance``."""
         if moment.tzinfo is None:
             raise ConfigurationError("moment must be a timezone-aware datetime")
         with self._lock:
@@ -177,7 +177,7 @@ class FakeStripeGateway(StripeGateway):
             return self._state.deliveries()
 
     def drain_events(self) -> list[Delivery]:
-        """Like :meth:`pending_events`, and forget them (each is delivered once)."""
+        """Like ``pending_events``, and forget them (each is delivered once)."""
         with self._lock:
             deliveries = self._state.deliveries()
             self._state.pending.clear()
@@ -197,7 +197,7 @@ class FakeStripeGateway(StripeGateway):
             return sum(self.calls.values())
 
     def reset_calls(self) -> None:
-        """Zero :attr:`calls` (e.g. after seeding a flow)."""
+        """Zero ``calls`` (e.g. after seeding a flow)."""
         with self._lock:
             self.calls.clear()
 
@@ -503,7 +503,7 @@ class FakeStripeGateway(StripeGateway):
         Exactly one of ``percent_off`` (0-100) or ``amount_off`` (minor units of
         ``currency``). ``duration`` ``once`` discounts one invoice, ``repeating``
         ``duration_in_months`` months of invoices, ``forever`` all. Returns the code as
-        :meth:`find_promotion_code` answers it (its ``id`` is ``promo_fakeNNNN``).
+        ``find_promotion_code`` answers it (its ``id`` is ``promo_fakeNNNN``).
         """
         if expires_at is not None and expires_at.tzinfo is None:
             raise ConfigurationError("expires_at must be a timezone-aware datetime")
@@ -551,13 +551,13 @@ class FakeStripeGateway(StripeGateway):
     def modify_subscription(self, update: SubscriptionUpdate) -> SubscriptionUpdateResult:
         """Change the item, discount or scheduled end as Stripe's update does.
 
-        Prorations by the second (see :mod:`billingkit.testing._changes`):
+        Prorations by the second (see ``billingkit.testing._changes``):
         ``create_prorations`` puts the credit and charge on the next invoice,
         ``always_invoice`` (and any interval change) invoices and charges them now,
         ``none`` makes none. With ``pending_if_incomplete`` a declined card leaves the
         subscription on its old price with a ``pending_update`` (emits ``invoice.created``,
         ``invoice.finalized``, ``invoice.payment_failed``, ``customer.subscription.updated``);
-        paying that invoice later (:meth:`retry_payment`) applies it
+        paying that invoice later (``retry_payment``) applies it
         (``customer.subscription.updated``, ``customer.subscription.pending_update_applied``),
         and after 23 hours it expires (``customer.subscription.pending_update_expired``).
         ``error_if_incomplete`` raises ``GatewayCardError`` and changes nothing. A success
@@ -600,7 +600,7 @@ class FakeStripeGateway(StripeGateway):
     def resume_paused_subscription(
         self, subscription_id: str, *, idempotency_key: str
     ) -> Subscription:
-        """Resume a paused subscription, like :meth:`resume_subscription`, as a port call."""
+        """Resume a paused subscription, like ``resume_subscription``, as a port call."""
 
         def resume() -> Subscription:
             sub = self._state.sub(subscription_id)
@@ -613,7 +613,7 @@ class FakeStripeGateway(StripeGateway):
             return self._controls.call(operation, resume, idempotency_key, params)
 
     def preview_invoice(self, request: InvoicePreviewRequest) -> InvoicePreview:
-        """What :meth:`modify_subscription` with the same fields would bill; no side effect."""
+        """What ``modify_subscription`` with the same fields would bill; no side effect."""
 
         def preview() -> InvoicePreview:
             invoice = self._changes.preview(request)
@@ -626,7 +626,7 @@ class FakeStripeGateway(StripeGateway):
     def schedule_subscription_change(self, change: ScheduledChange) -> SubscriptionSchedule:
         """A schedule whose second phase, from the period end, has the new price.
 
-        At that period end (:meth:`advance`) the subscription renews on the new price and
+        At that period end (``advance``) the subscription renews on the new price and
         ``subscription_schedule.updated`` is emitted; at the end of that phase the schedule
         completes (``subscription_schedule.completed``) and the subscription runs on.
         """

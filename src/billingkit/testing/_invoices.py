@@ -2,7 +2,7 @@
 
 This module decides whether a payment succeeds and when it is retried; what the outcome
 does to the subscription (``past_due``, ``active``, ended) is
-:meth:`~billingkit.testing._subscriptions.Subscriptions.collect`'s business. Invoice
+``collect``'s business. Invoice
 previews and proration lines belong here.
 """
 

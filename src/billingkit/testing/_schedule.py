@@ -3,9 +3,9 @@
 Steps: Checkout Session expiry, trial-will-end notices, trial and period ends (renewal or
 cancellation at period end, entering a subscription schedule's next phase), automatic payment
 retries and the expiry of pending updates (23 h). What each step does to a
-subscription is :class:`~billingkit.testing._subscriptions.Subscriptions`' business; this
+subscription is ``Subscriptions``' business; this
 module only knows *when*. A new timed behaviour (a subscription schedule's next phase, a
-meter's billing) adds its offers to :meth:`Schedule._next_due`.
+meter's billing) adds its offers to ``Schedule._next_due``.
 """
 
 from __future__ import annotations

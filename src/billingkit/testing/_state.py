@@ -1,7 +1,7 @@
 """The fake's state: the Stripe objects it holds, ids, the clock and the event queue.
 
-Every other module of the fake reads and changes a :class:`FakeState`; none keeps Stripe
-objects of its own. Nothing here locks: the facade holds :attr:`FakeState.lock` around each
+Every other module of the fake reads and changes a ``FakeState``; none keeps Stripe
+objects of its own. Nothing here locks: the facade holds ``FakeState.lock`` around each
 public call.
 """
 

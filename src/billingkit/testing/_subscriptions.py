@@ -1,7 +1,7 @@
 """Subscription simulation: start, change, pause, resume, renew, collect and end.
 
 The one place that changes a subscription's JSON and emits its events. The schedule
-(:mod:`billingkit.testing._schedule`) calls it when periods end and retries fall due; the
+(``billingkit.testing._schedule``) calls it when periods end and retries fall due; the
 checkout and the portal-like controls call it for what a customer does. Future updates
 (proration, promotion codes, subscription schedules) belong here too.
 """

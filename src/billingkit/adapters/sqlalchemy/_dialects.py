@@ -1,14 +1,14 @@
 """The SQL that differs between databases: one small strategy per family.
 
-* :class:`PostgresSqliteDialect` — PostgreSQL and SQLite share ``INSERT … ON CONFLICT``:
+* ``PostgresSqliteDialect`` — PostgreSQL and SQLite share ``INSERT … ON CONFLICT``:
   claiming an event, linking a customer and saving a subscription are each one statement.
-  :class:`SqliteDialect` adds SQLite's transaction handling (``BEGIN IMMEDIATE``).
-* :class:`MySqlDialect` — MySQL/MariaDB: a plain ``INSERT`` whose duplicate-key error is the
+  ``SqliteDialect`` adds SQLite's transaction handling (``BEGIN IMMEDIATE``).
+* ``MySqlDialect`` — MySQL/MariaDB: a plain ``INSERT`` whose duplicate-key error is the
   answer, and ``SELECT … FOR UPDATE`` then write for the conditional subscription save.
 
 Each hot statement is one method of the dialect (``claim``, ``link``, ``save_subscription``,
 ``save_checkout``, ``mark_failed``), so the unit of work's port methods hold no dialect
-branch. Statements used on every webhook are built once per dialect (:func:`dialect_for` is
+branch. Statements used on every webhook are built once per dialect (``dialect_for`` is
 cached), with their parameters left as bind parameters: each execution is then a hit in
 SQLAlchemy's compiled-statement cache, with no cache-key walk of a fresh expression.
 """
@@ -162,14 +162,14 @@ class SqlDialect(abc.ABC):
 
 
 class PostgresSqliteDialect(SqlDialect):
-    """PostgreSQL (and, through :class:`SqliteDialect`, SQLite): ``INSERT … ON CONFLICT``.
+    """PostgreSQL (and, through ``SqliteDialect``, SQLite): ``INSERT … ON CONFLICT``.
 
     Attributes:
-        claim_statement: INSERT an event row (every column of :data:`EVENT_COLUMNS`),
+        claim_statement: INSERT an event row (every column of ``EVENT_COLUMNS``),
             nothing on a duplicate id.
         save_statements: keyed ``(allow_tie, incoming_is_terminal)``: INSERT a subscription
             row or, on its id, UPDATE it from the incoming values only if the stored
-            watermark is older and not :data:`FETCHED_WATERMARK` (with ``allow_tie``: not
+            watermark is older and not ``FETCHED_WATERMARK`` (with ``allow_tie``: not
             newer) and, for a live incoming state, the stored state is not terminal;
             ``user_id``/``plan_key`` keep the stored value when the incoming one is NULL.
     """

@@ -27,7 +27,7 @@ _SCHEMES = "sqlite://, postgresql+psycopg://, mysql+pymysql:// or mariadb+pymysq
 
 
 def parse_url(url: str | URL) -> URL:
-    """``url`` as a :class:`~sqlalchemy.URL`; a malformed one is a ``ConfigurationError``."""
+    """``url`` as a ``URL``; a malformed one is a ``ConfigurationError``."""
     try:
         return make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
@@ -54,7 +54,7 @@ def create_engine(
     * SQLite (``sqlite:///path/to/file.db``, or ``sqlite://`` in memory): WAL journal, a busy
       timeout of ``busy_timeout`` seconds, foreign keys on, ``synchronous`` as given (``FULL``
       by default: a ledger entry acknowledged to Stripe must survive a power cut), and
-      :func:`configure_sqlite_engine`'s transaction handling. An in-memory database is one
+      ``configure_sqlite_engine``'s transaction handling. An in-memory database is one
       connection shared by every thread of the process (units of work take turns).
     * PostgreSQL / MySQL / MariaDB: MySQL/MariaDB run at ``READ COMMITTED`` (billingkit's
       row locks then take no gap locks). No ``pool_pre_ping``: it costs a round trip on
@@ -63,9 +63,9 @@ def create_engine(
       dead, before anything was done in it). Pass ``pool_pre_ping=True`` if the app also
       uses this engine for its own work and wants that check there.
 
-    Extra keyword arguments go to :func:`sqlalchemy.create_engine`. A malformed URL, an
+    Extra keyword arguments go to ``sqlalchemy.create_engine``. A malformed URL, an
     unknown URL scheme and a database driver that is not installed raise
-    :class:`~billingkit.errors.ConfigurationError` (naming the extra that installs the driver:
+    ``ConfigurationError`` (naming the extra that installs the driver:
     ``billingkit[postgres]``, ``billingkit[mysql]``).
     """
     parsed = parse_url(url)
@@ -91,7 +91,7 @@ def create_engine(
 
 
 def _sqlalchemy_engine(url: URL, engine_kwargs: dict[str, Any]) -> Engine:
-    """:func:`sqlalchemy.create_engine`, whose setup errors become ``ConfigurationError``.
+    """``sqlalchemy.create_engine``, whose setup errors become ``ConfigurationError``.
 
     An unknown URL scheme, and a driver that is not installed (naming the billingkit extra
     that installs one), are configuration mistakes: they are reported here, at start-up.

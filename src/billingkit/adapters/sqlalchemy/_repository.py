@@ -1,7 +1,7 @@
 """``SqlAlchemyRepository``: the Repository port on SQLite, PostgreSQL and MySQL/MariaDB.
 
 The repository and the unit of work's port methods. The transaction lifecycle is in
-``_transaction`` (on :class:`~billingkit.ports.UnitOfWorkBase`); the statements that differ
+``_transaction`` (on ``UnitOfWorkBase``); the statements that differ
 between databases are one method each of the dialect strategies in ``_dialects``.
 """
 
@@ -112,18 +112,18 @@ def _event(row: Row[Any]) -> EventRecord:
 
 
 class SqlAlchemyRepository(Repository):
-    """A :class:`~billingkit.ports.Repository` on SQLAlchemy 2 Core.
+    """A ``Repository`` on SQLAlchemy 2 Core.
 
     Args:
-        engine_or_url: an :class:`~sqlalchemy.Engine` the app already has, or a database URL
+        engine_or_url: an ``Engine`` the app already has, or a database URL
             (``sqlite:///billing.db``, ``sqlite://`` for memory,
             ``postgresql+psycopg://...``, ``mysql+pymysql://...``); a URL gets an engine from
-            :func:`billingkit.adapters.sqlalchemy.create_engine`, which :meth:`close` disposes.
+            ``billingkit.adapters.sqlalchemy.create_engine``, which ``close`` disposes.
         busy_timeout: SQLite only, for a URL: seconds a writer waits for the write lock.
 
-    Every :meth:`unit_of_work` runs in its own transaction on a pooled connection (on SQLite
+    Every ``unit_of_work`` runs in its own transaction on a pooled connection (on SQLite
     ``BEGIN IMMEDIATE``; on MySQL/MariaDB ``READ COMMITTED``), unless the repository is bound
-    to a connection of the app (:meth:`for_connection`, :meth:`using`): then it runs inside
+    to a connection of the app (``for_connection``, ``using``): then it runs inside
     the app's transaction, in a SAVEPOINT, and never commits the app's transaction.
 
     A pooled server connection that died while idle (server restart, idle timeout) is
@@ -132,12 +132,12 @@ class SqlAlchemyRepository(Repository):
     yet, so it is re-run once on a fresh connection.
 
     The tables must exist: run the shipped migrations
-    (:func:`~billingkit.adapters.sqlalchemy.upgrade`) or, for tests and quick starts,
-    :meth:`create_tables`.
+    (``upgrade``) or, for tests and quick starts,
+    ``create_tables``.
 
     Rules of use, as for every repository: a unit of work is entered once, used by the thread
     that entered it, and does not nest on one thread (that raises
-    :class:`~billingkit.errors.RepositoryError`).
+    ``RepositoryError``).
     """
 
     def __init__(
@@ -171,7 +171,7 @@ class SqlAlchemyRepository(Repository):
     def for_connection(cls, connection: Connection | Session) -> SqlAlchemyRepository:
         """A repository whose units of work run inside ``connection``'s transaction.
 
-        Pass a :class:`~sqlalchemy.Connection` or an ORM :class:`~sqlalchemy.orm.Session`
+        Pass a ``Connection`` or an ORM ``Session``
         (its current connection is used). Each unit of work becomes a SAVEPOINT: its changes
         are undone if its block raises, and become durable when *the app* commits. If the
         connection has no transaction open, the unit of work begins and commits its own.
@@ -185,7 +185,7 @@ class SqlAlchemyRepository(Repository):
 
         For services built once at start-up: wrap a request in ``with repo.using(conn):`` and
         every unit of work the services open in the block joins ``conn``'s transaction, as
-        with :meth:`for_connection`.
+        with ``for_connection``.
         """
         with self._connections.bound_to(connection):
             yield self
@@ -195,7 +195,7 @@ class SqlAlchemyRepository(Repository):
 
         For webhook hooks (they run inside the event's unit of work) that write the app's own
         tables: what they write through this connection commits or rolls back together with
-        the event. Raises :class:`~billingkit.errors.RepositoryError` outside a unit of work.
+        the event. Raises ``RepositoryError`` outside a unit of work.
         """
         return self._connections.current_connection()
 
@@ -235,7 +235,7 @@ class SqlAlchemyRepository(Repository):
 
 
 class _SqlUnitOfWork(SqlTransaction):
-    """One transaction of :class:`SqlAlchemyRepository`: the port methods."""
+    """One transaction of ``SqlAlchemyRepository``: the port methods."""
 
     # -------------------------------------------------------------------------- customers
 

@@ -1,4 +1,4 @@
-"""The billingkit tables, in their own :class:`~sqlalchemy.MetaData`.
+"""The billingkit tables, in their own ``MetaData``.
 
 Every table name starts with ``billingkit_`` so the tables can live in the app's own
 database (and its own Alembic history) without clashing. The constraints carry the

@@ -1,13 +1,13 @@
 """Connections and transactions of ``SqlAlchemyRepository``, and its error translation.
 
-* :class:`Connections` — where a repository's units of work run: a pooled connection of its
+* ``Connections`` — where a repository's units of work run: a pooled connection of its
   own, or the app's connection (``for_connection``: fixed; ``using``: bound per context),
   and which unit of work is open in the current context (``current_connection``).
-* :class:`SqlTransaction` — the unit of work's transaction, on
-  :class:`~billingkit.ports.UnitOfWorkBase`'s lifecycle: ``BEGIN`` (a SAVEPOINT inside the
+* ``SqlTransaction`` — the unit of work's transaction, on
+  ``UnitOfWorkBase``'s lifecycle: ``BEGIN`` (a SAVEPOINT inside the
   app's transaction), ``COMMIT`` or ``ROLLBACK``, the connection returned. Its
-  :meth:`~SqlTransaction.execute` replaces a pooled connection that died while idle.
-* :func:`translate` — SQLAlchemy and driver errors to billingkit's repository error tree.
+  ``execute`` replaces a pooled connection that died while idle.
+* ``translate`` — SQLAlchemy and driver errors to billingkit's repository error tree.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def operation(
 
 
 def as_connection(connection: Connection | Session) -> Connection:
-    """The :class:`~sqlalchemy.Connection` of ``connection`` (a Session's current one)."""
+    """The ``Connection`` of ``connection`` (a Session's current one)."""
     if isinstance(connection, Session):
         connection = connection.connection()
     if not isinstance(connection, Connection):

@@ -22,14 +22,14 @@ Install with ``pip install "billingkit[django]"``, then::
     def export(request): ...
 
 ``manage.py migrate`` creates the tables (app label ``billingkit``);
-:func:`get_billing` builds the services from ``settings.BILLINGKIT`` on first use (see
-:mod:`billingkit.contrib.django.conf`); ``POST billing/webhooks/stripe`` is Stripe's endpoint
-(:mod:`~billingkit.contrib.django.views`); the admin shows the event ledger (with a
+``get_billing`` builds the services from ``settings.BILLINGKIT`` on first use (see
+``billingkit.contrib.django.conf``); ``POST billing/webhooks/stripe`` is Stripe's endpoint
+(``views``); the admin shows the event ledger (with a
 "replay" action), subscriptions and customers; ``manage.py check`` reports a missing secret
 or a bad plan configuration; ``manage.py billingkit ...`` is the ``billingkit`` command;
 ``{% load billingkit %}`` gives the ``has_feature`` filter.
 
-The repository, :class:`~billingkit.contrib.django.repository.DjangoRepository`, passes
+The repository, ``DjangoRepository``, passes
 billingkit's Repository contract suite on SQLite and PostgreSQL.
 
 Only this package of billingkit imports Django.

@@ -1,4 +1,4 @@
-"""``billing`` here is the Django app's :func:`~billingkit.contrib.django.get_billing`.
+"""``billing`` here is the Django app's ``get_billing``.
 
 The ``--app`` of ``manage.py billingkit``: an attribute (not a factory) so the click command
 uses the shared services and does not close them when it ends.

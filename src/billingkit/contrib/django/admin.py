@@ -2,7 +2,7 @@
 
 Every page is read-only: billingkit's tables change only through its services. The ledger's
 "Replay" action applies the selected events again from their stored payloads with
-:meth:`~billingkit.WebhookProcessor.replay` (no Stripe call, no signature check: the payload
+``replay`` (no Stripe call, no signature check: the payload
 was verified when it arrived) and reports each outcome.
 """
 

@@ -6,7 +6,7 @@ Stripe client, no database connection).
 * ``billingkit.E001``: ``BILLINGKIT`` is missing or not a dict, or has an unknown key;
 * ``billingkit.E002``: ``STRIPE_API_KEY`` or ``WEBHOOK_SECRETS`` missing (without
   ``FAKE_STRIPE``), or ``PLANS`` missing;
-* ``billingkit.E003``: the plans or options are refused by :class:`~billingkit.BillingConfig`
+* ``billingkit.E003``: the plans or options are refused by ``BillingConfig``
   (duplicate keys, unknown free plan, bad price reference, ...);
 * ``billingkit.W001``: ``FAKE_STRIPE`` is on while ``DEBUG`` is off;
 * ``billingkit.E004``: ``USE_TZ`` is off (billingkit stores aware UTC datetimes).

@@ -1,4 +1,4 @@
-"""The ``BILLINGKIT`` setting, mapped to :class:`~billingkit.BillingConfig`, and ``get_billing``.
+"""The ``BILLINGKIT`` setting, mapped to ``BillingConfig``, and ``get_billing``.
 
 ::
 
@@ -10,37 +10,37 @@
         "WEBHOOK_SECRETS": [os.environ["STRIPE_WEBHOOK_SECRET"]],   # a list during rotation
     }
 
-Keys (the Django spelling of what :func:`billingkit.contrib.flask.billing_from_config`
+Keys (the Django spelling of what ``billingkit.contrib.flask.billing_from_config``
 reads from ``app.config``):
 
 ``PLANS`` (required)
-    The plans: :class:`~billingkit.PlanDefinition` objects or dicts of their fields.
+    The plans: ``PlanDefinition`` objects or dicts of their fields.
 ``FREE_PLAN``
     Key of the plan of users without a subscription.
 ``STRIPE_API_KEY``, ``WEBHOOK_SECRETS`` (required unless ``FAKE_STRIPE``)
     The secret key and the endpoint's signing secrets (one string, or a list during rotation;
     blank entries, e.g. an unset environment variable, are left out).
 ``FAKE_STRIPE``
-    ``True``: run on :class:`billingkit.testing.FakeStripeGateway` (development and tests;
+    ``True``: run on ``billingkit.testing.FakeStripeGateway`` (development and tests;
     never talks to Stripe), seeded with one price per configured plan interval and driving
     the services' clock. ``FAKE_PRICES`` maps a lookup key or price id to its amount in
     minor units (default 1000). The signing secret is ``WEBHOOK_SECRETS[0]`` if given,
-    else :data:`FAKE_WEBHOOK_SECRET`.
+    else ``FAKE_WEBHOOK_SECRET``.
 ``DATABASE``
     The database alias of billingkit's tables (default ``"default"``).
 ``OPTIONS``
-    Any other :class:`~billingkit.BillingConfig` field, e.g.
+    Any other ``BillingConfig`` field, e.g.
     ``{"access": {"past_due_grace_days": 3}, "livemode": True}``.
 ``CONFIGURE``
-    Dotted path of a callable (or the callable) given the built :class:`~billingkit.Billing`
+    Dotted path of a callable (or the callable) given the built ``Billing``
     once, to register hooks: ``"myapp.billing.configure"``.
 ``USER_ID``
     Dotted path of a callable (or the callable) ``request -> str | None`` giving the
     current user's billing id; default ``str(request.user.pk)`` for an authenticated user.
-    Used by :func:`~billingkit.contrib.django.decorators.requires_feature` and the
+    Used by ``requires_feature`` and the
     ``has_feature`` template filter.
 
-:func:`get_billing` builds the services on first use (never at import time), once, under a
+``get_billing`` builds the services on first use (never at import time), once, under a
 lock, and returns the same object afterwards (the services are thread-safe). Changing the
 setting (``override_settings``) makes the next call build new ones.
 """
@@ -95,7 +95,7 @@ _KNOWN = frozenset(
 
 
 def billing_settings() -> Mapping[str, Any]:
-    """The ``BILLINGKIT`` setting; :class:`~billingkit.errors.ConfigurationError` if unusable."""
+    """The ``BILLINGKIT`` setting; ``ConfigurationError`` if unusable."""
     values = getattr(settings, SETTING, None)
     if values is None:
         raise ConfigurationError(f"set {SETTING} = {{...}} in your Django settings")
@@ -117,10 +117,10 @@ def _secrets(values: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def config_from_settings(values: Mapping[str, Any] | None = None) -> BillingConfig:
-    """The :class:`~billingkit.BillingConfig` the setting describes (no gateway, no database).
+    """The ``BillingConfig`` the setting describes (no gateway, no database).
 
-    Raises :class:`~billingkit.errors.ConfigurationError` for a missing secret or a plan
-    configuration :class:`~billingkit.BillingConfig` refuses.
+    Raises ``ConfigurationError`` for a missing secret or a plan
+    configuration ``BillingConfig`` refuses.
     """
     values = billing_settings() if values is None else values
     fake = bool(values.get("FAKE_STRIPE"))
@@ -163,9 +163,9 @@ def _callable(values: Mapping[str, Any], key: str) -> Callable[..., Any] | None:
 def billing_from_settings(values: Mapping[str, Any] | None = None) -> Billing:
     """Build the services the setting describes (see the module docstring).
 
-    Stripe itself through :class:`~billingkit.adapters.stripe_sdk.StripeSdkGateway`, or the
+    Stripe itself through ``StripeSdkGateway``, or the
     fake with ``FAKE_STRIPE``; the repository is
-    :class:`~billingkit.contrib.django.repository.DjangoRepository` on ``DATABASE``.
+    ``DjangoRepository`` on ``DATABASE``.
     """
     values = billing_settings() if values is None else values
     config = config_from_settings(values)
@@ -214,7 +214,7 @@ _billing: Billing | None = None
 
 
 def get_billing() -> Billing:
-    """The project's :class:`~billingkit.Billing`, built from ``settings.BILLINGKIT`` once."""
+    """The project's ``Billing``, built from ``settings.BILLINGKIT`` once."""
     global _billing
     built = _billing
     if built is None:
@@ -226,7 +226,7 @@ def get_billing() -> Billing:
 
 
 def reset_billing() -> None:
-    """Forget the built services: the next :func:`get_billing` builds new ones (tests)."""
+    """Forget the built services: the next ``get_billing`` builds new ones (tests)."""
     global _billing
     with _lock:
         _billing = None

@@ -23,7 +23,7 @@ DeniedHandler = Callable[[HttpRequest, str, "BillingDetails | None"], HttpRespon
 
 
 def billing_details(request: HttpRequest) -> BillingDetails | None:
-    """The request user's :class:`~billingkit.BillingDetails` (no Stripe call), or ``None``.
+    """The request user's ``BillingDetails`` (no Stripe call), or ``None``.
 
     The user is found by the ``USER_ID`` key of ``settings.BILLINGKIT`` (default: the
     authenticated user's primary key).
@@ -37,9 +37,9 @@ def billing_details(request: HttpRequest) -> BillingDetails | None:
 def requires_feature(feature: str, *, denied: DeniedHandler | None = None) -> Callable[[F], F]:
     """Let the view run only for a logged-in user whose plan grants ``feature`` now.
 
-    Access follows :meth:`~billingkit.BillingDetails.has_feature` (status, grace period).
+    Access follows ``has_feature`` (status, grace period).
     Otherwise ``denied(request, feature, details)`` answers, by default 401 when logged out
-    and :class:`~django.core.exceptions.PermissionDenied` (403) without the feature.
+    and ``PermissionDenied`` (403) without the feature.
     """
 
     def decorate(view: F) -> F:

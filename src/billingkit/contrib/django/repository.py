@@ -19,14 +19,14 @@ How the port's guarantees map onto Django:
   ``user_id``.
 
 The unit-of-work lifecycle (entered once, used by the thread that entered it, no nesting,
-commit or roll back, the misuse errors) is billingkit's :class:`~billingkit.ports.UnitOfWorkBase`:
+commit or roll back, the misuse errors) is billingkit's ``UnitOfWorkBase``:
 this module only says how to begin, commit and roll back, and holds the queries. Ledger
 writes follow the base's storage rule (``_storable_id``, ``_storable_text``).
 
 Errors are mapped to billingkit's tree: ``OperationalError`` (locked database, lost
-connection) -> :class:`~billingkit.errors.RepositoryUnavailableError` (retryable), an
-unexpected ``IntegrityError`` -> :class:`~billingkit.errors.ConflictError`, other database
-errors -> :class:`~billingkit.errors.RepositoryError`.
+connection) -> ``RepositoryUnavailableError`` (retryable), an
+unexpected ``IntegrityError`` -> ``ConflictError``, other database
+errors -> ``RepositoryError``.
 
 SQLite: give the database ``"transaction_mode": "IMMEDIATE"`` and a ``"timeout"`` in its
 ``OPTIONS`` (as ``examples/django_project/demo_site/settings.py`` does). Each unit of work
@@ -145,7 +145,7 @@ def _event(values: dict[str, Any]) -> EventRecord:
 
 
 class DjangoRepository(Repository):
-    """A :class:`~billingkit.ports.Repository` on the Django ORM (app ``billingkit``).
+    """A ``Repository`` on the Django ORM (app ``billingkit``).
 
     Args:
         using: the ``DATABASES`` alias holding billingkit's tables (migrate them with
@@ -153,7 +153,7 @@ class DjangoRepository(Repository):
 
     Rules of use, as for every billingkit repository: a unit of work is entered once, used
     by the thread that entered it (Django connections are per thread), and does not nest on
-    one thread (that raises :class:`~billingkit.errors.RepositoryError`).
+    one thread (that raises ``RepositoryError``).
     """
 
     def __init__(self, using: str = "default") -> None:
@@ -173,7 +173,7 @@ class DjangoRepository(Repository):
 
 
 class _DjangoUnitOfWork(UnitOfWorkBase):
-    """One ``transaction.atomic`` block of :class:`DjangoRepository`."""
+    """One ``transaction.atomic`` block of ``DjangoRepository``."""
 
     def __init__(self, repository: DjangoRepository) -> None:
         super().__init__(repository)

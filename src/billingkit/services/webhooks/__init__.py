@@ -1,10 +1,10 @@
 """Stripe webhooks: the processor, the parsed event, the handlers by event family.
 
-* :mod:`.event` — :class:`WebhookEvent`, :func:`parse_event`;
-* :mod:`.processor` — :class:`WebhookProcessor` and its results;
-* :mod:`.deferred` — :class:`InlineDispatcher`, :class:`RetryPolicy`, :class:`DrainResult`;
-* :mod:`.registry` — :data:`HANDLERS`, event type -> handler;
-* :mod:`.handlers` — one module per family: ``subscriptions``, ``checkout``, ``invoices``,
+* ``.event`` — ``WebhookEvent``, ``parse_event``;
+* ``.processor`` — ``WebhookProcessor`` and its results;
+* ``.deferred`` — ``InlineDispatcher``, ``RetryPolicy``, ``DrainResult``;
+* ``.registry`` — ``HANDLERS``, event type -> handler;
+* ``.handlers`` — one module per family: ``subscriptions``, ``checkout``, ``invoices``,
   ``customers``, ``catalog``.
 
 Guide: ``docs/webhooks.md``.

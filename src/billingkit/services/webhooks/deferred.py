@@ -1,8 +1,8 @@
 """Deferred processing: the inline dispatcher, the retry policy and what ``drain`` returns.
 
 ``WebhookProcessor.receive`` stores a verified event as ``pending`` and hands its id to a
-:class:`~billingkit.ports.Dispatcher`; ``process`` or ``drain`` applies it later. A failed
-attempt is retried after an exponential back-off with jitter (:class:`RetryPolicy`) and,
+``Dispatcher``; ``process`` or ``drain`` applies it later. A failed
+attempt is retried after an exponential back-off with jitter (``RetryPolicy``) and,
 after ``webhook_max_attempts`` failures, the event is ``dead`` until replayed. Guide:
 ``docs/deferred.md``.
 """
@@ -27,7 +27,7 @@ logger = logging.getLogger("billingkit.webhooks")
 
 
 class InlineDispatcher:
-    """A :class:`~billingkit.ports.Dispatcher` that processes the event at once, in the caller.
+    """A ``Dispatcher`` that processes the event at once, in the caller.
 
     ``receive`` then behaves like ``handle`` in two transactions (store, then apply), and
     answers ``queued`` even when the apply failed: the failure is recorded with its retry

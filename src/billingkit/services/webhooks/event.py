@@ -1,4 +1,4 @@
-"""A verified Stripe event, parsed once: :class:`WebhookEvent` and :func:`parse_event`.
+"""A verified Stripe event, parsed once: ``WebhookEvent`` and ``parse_event``.
 
 See ``docs/webhooks.md`` (what happens to one request).
 """
@@ -62,7 +62,7 @@ def _field(field: str, problem: str) -> WebhookPayloadError:
 def usable_event_id(value: object) -> str | None:
     """``value`` if it is an event id as Stripe issues them, else ``None``.
 
-    ASCII letters, digits and ``_``, 1 to :data:`ID_MAX` characters: what every adapter
+    ASCII letters, digits and ``_``, 1 to ``ID_MAX`` characters: what every adapter
     stores and compares alike.
     """
     if type(value) is str and _EVENT_ID.fullmatch(value):
@@ -83,11 +83,11 @@ def _object_id(obj: Mapping[str, Any]) -> None:
 
 
 def parse_event(payload: bytes, *, livemode: bool | None = None) -> WebhookEvent:
-    """Parse a (verified) event body into a :class:`WebhookEvent`.
+    """Parse a (verified) event body into a ``WebhookEvent``.
 
-    Raises :class:`~billingkit.errors.WebhookPayloadError` naming the field for a body that
+    Raises ``WebhookPayloadError`` naming the field for a body that
     is not JSON, not an object, or whose envelope is out of range: ``id`` not as Stripe
-    issues it (:func:`usable_event_id`), ``type`` not a dotted lower-case name of at most
+    issues it (``usable_event_id``), ``type`` not a dotted lower-case name of at most
     255 characters, ``created`` not an integer second in 1970-9999, ``livemode`` not a
     boolean or different from ``livemode`` (when given), ``api_version`` not a short
     version string, ``data.object`` not an object or its ``id`` not a printable ASCII

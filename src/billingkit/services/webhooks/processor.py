@@ -1,15 +1,15 @@
 """The webhook processor: verify, record and apply Stripe events, exactly once, in order.
 
-Size check, signature (:mod:`billingkit.signature`), :func:`~.event.parse_event`, claim in the
-ledger, the handler from :data:`~.registry.HANDLERS` with the app's hooks, commit. Steps up to
-the parse raise only :class:`~billingkit.errors.WebhookError` (400) and store nothing; any
+Size check, signature (``billingkit.signature``), ``parse_event``, claim in the
+ledger, the handler from ``HANDLERS`` with the app's hooks, commit. Steps up to
+the parse raise only ``WebhookError`` (400) and store nothing; any
 later exception rolls back, is recorded as ``failed`` and re-raised (500, Stripe retries).
 The whole pipeline and the HTTP answers: ``docs/webhooks.md``.
 
-Deferred mode (``docs/deferred.md``): :meth:`~WebhookProcessor.receive` stores the verified
-event as ``pending`` in one write and hands its id to a :class:`~billingkit.ports.Dispatcher`;
-:meth:`~WebhookProcessor.process` applies one stored event, :meth:`~WebhookProcessor.drain`
-applies due events in batches; failures back off (:mod:`.deferred`) and end ``dead``.
+Deferred mode (``docs/deferred.md``): ``receive`` stores the verified
+event as ``pending`` in one write and hands its id to a ``Dispatcher``;
+``process`` applies one stored event, ``drain``
+applies due events in batches; failures back off (``.deferred``) and end ``dead``.
 """
 
 from __future__ import annotations
@@ -119,14 +119,14 @@ class WebhookProcessor:
         catalog: resolves plan keys and is invalidated by ``price.*``/``product.*`` events
             (``PlanCatalog``).
         clock: current time (signature tolerance, ledger times).
-        dispatcher: deferred mode (``docs/deferred.md``): :meth:`handle` and
-            :meth:`handle_http` then :meth:`receive` and hand the id to it. ``None`` (the
-            default): they apply the event inline, and :meth:`receive` only stores it for a
-            :meth:`drain` worker.
+        dispatcher: deferred mode (``docs/deferred.md``): ``handle`` and
+            ``handle_http`` then ``receive`` and hand the id to it. ``None`` (the
+            default): they apply the event inline, and ``receive`` only stores it for a
+            ``drain`` worker.
 
-    Raises :class:`~billingkit.errors.ConfigurationError` without a webhook secret: there is
+    Raises ``ConfigurationError`` without a webhook secret: there is
     no way to switch verification off. Safe to share across threads once hooks are
-    registered (:meth:`on`).
+    registered (``on``).
     """
 
     def __init__(
@@ -159,14 +159,14 @@ class WebhookProcessor:
 
     @property
     def hooks(self) -> HookRegistry:
-        """The :class:`~billingkit.services.hooks.HookRegistry` handlers tell things to."""
+        """The ``HookRegistry`` handlers tell things to."""
         return self._hooks
 
     @property
     def dispatcher(self) -> Dispatcher | None:
         """The dispatcher of deferred mode, or ``None`` (inline); may be set after building.
 
-        Setting it later is how an :class:`~.deferred.InlineDispatcher`, which needs the
+        Setting it later is how an ``InlineDispatcher``, which needs the
         processor, is attached.
         """
         return self._dispatcher
@@ -192,8 +192,8 @@ class WebhookProcessor:
     def on(self, kind: Any, callback: Any) -> Any:
         """Register a hook: ``kind`` is an event class or its kind string (``HookKind``).
 
-        Same as :meth:`HookRegistry.on <billingkit.services.hooks.HookRegistry.on>` on
-        :attr:`hooks`; returns ``callback``.
+        Same as ``HookRegistry.on <billingkit.services.hooks.HookRegistry.on>`` on
+        ``hooks``; returns ``callback``.
         """
         return self._hooks.on(kind, callback)
 
@@ -205,8 +205,8 @@ class WebhookProcessor:
     def verify(self, payload: bytes, signature: str | None) -> WebhookEvent:
         """Check size and signature, then parse; store nothing.
 
-        Raises :class:`~billingkit.errors.WebhookPayloadError` (empty, too large, not an
-        event, wrong livemode) or :class:`~billingkit.errors.WebhookVerificationError`.
+        Raises ``WebhookPayloadError`` (empty, too large, not an
+        event, wrong livemode) or ``WebhookVerificationError``.
         """
         return parse_event(self._verified(payload, signature), livemode=self._livemode)
 
@@ -243,11 +243,11 @@ class WebhookProcessor:
     def handle(self, payload: bytes, signature: str | None) -> WebhookResult:
         """Verify, record and apply one webhook request.
 
-        Returns the :class:`WebhookResult` (processed, duplicate, ignored or stale). Raises
-        :class:`~billingkit.errors.WebhookError` for a bad request (nothing stored); any
+        Returns the ``WebhookResult`` (processed, duplicate, ignored or stale). Raises
+        ``WebhookError`` for a bad request (nothing stored); any
         other exception means the event failed: it was rolled back and recorded as failed,
-        and a redelivery will be processed again. With a :attr:`dispatcher` this is
-        :meth:`receive` (``queued`` or ``duplicate``).
+        and a redelivery will be processed again. With a ``dispatcher`` this is
+        ``receive`` (``queued`` or ``duplicate``).
         """
         if self._dispatcher is not None:
             return self.receive(payload, signature)
@@ -255,7 +255,7 @@ class WebhookProcessor:
         return self._process(event, payload)
 
     def handle_http(self, payload: bytes, signature: str | None) -> WebhookResponse:
-        """:meth:`handle`, mapped to an HTTP answer for framework glue.
+        """``handle``, mapped to an HTTP answer for framework glue.
 
         400 for a bad signature or payload, 200 for every outcome, 500 for a failure (logged
         with its traceback; Stripe retries). Never 200 for a failure.
@@ -266,11 +266,11 @@ class WebhookProcessor:
         """Verify and store one webhook as ``pending``, then dispatch it; apply nothing.
 
         One durable write: the ledger row with the raw payload, inserted unless the id is
-        already there, committed before the :attr:`dispatcher` (if any) gets the id. Returns
+        already there, committed before the ``dispatcher`` (if any) gets the id. Returns
         ``queued``, or ``duplicate`` for an id already in the ledger (not dispatched again).
-        Raises :class:`~billingkit.errors.WebhookError` for a bad request (nothing stored),
+        Raises ``WebhookError`` for a bad request (nothing stored),
         a repository error if the write failed. A dispatcher that raises is logged and
-        ignored: the event is stored, and :meth:`drain` applies it.
+        ignored: the event is stored, and ``drain`` applies it.
         """
         event, payload = self._verified_event(payload, signature)
         record = EventRecord.model_construct(
@@ -299,7 +299,7 @@ class WebhookProcessor:
         return WebhookResult(WebhookOutcome.QUEUED, event.id, event.type)
 
     def receive_http(self, payload: bytes, signature: str | None) -> WebhookResponse:
-        """:meth:`receive`, mapped to an HTTP answer for framework glue.
+        """``receive``, mapped to an HTTP answer for framework glue.
 
         200 for ``queued`` and ``duplicate``, 400 for a bad signature or payload, 500 only
         when the event could not be stored (Stripe retries).
@@ -310,12 +310,12 @@ class WebhookProcessor:
         """Apply one stored event (the job a dispatcher's worker runs), exactly once.
 
         Claims it if it is pending, or failed and due; applies it from the stored payload
-        as :meth:`handle` does after its claim. Returns its outcome; ``duplicate`` when it
+        as ``handle`` does after its claim. Returns its outcome; ``duplicate`` when it
         was already processed (or ignored, stale, dead) or another worker holds it;
         ``queued`` when it failed before and its next attempt is not due yet. A failure
         is rolled back, recorded (due again after the back-off, or ``dead`` after the
         last allowed attempt) and re-raised. Raises
-        :class:`~billingkit.errors.InvalidInputError` for an id not in the ledger.
+        ``InvalidInputError`` for an id not in the ledger.
         """
         now = self._clock()
         claimed: EventRecord | None = None
@@ -351,7 +351,7 @@ class WebhookProcessor:
         others commit. Workers on any number of machines can drain one ledger at once: a
         batch's events are locked (``FOR UPDATE SKIP LOCKED``; SQLite has one writer), so no
         event is applied twice. Stops when no due event is left or after ``limit`` events
-        (``None``: no limit). Raises :class:`~billingkit.errors.InvalidInputError` for a
+        (``None``: no limit). Raises ``InvalidInputError`` for a
         ``batch_size`` below 1 or a negative ``limit``; a repository failure rolls back the
         batch and propagates.
         """
@@ -429,8 +429,8 @@ class WebhookProcessor:
         and the ledger is trusted storage. Meant for events recorded as ``failed``,
         ``dead`` (revived: due now) or ``pending``, after the cause was fixed; an event
         already processed, ignored or stale gives ``duplicate``. Failures behave as in
-        :meth:`process` (a dead event that fails again is dead again). Raises
-        :class:`~billingkit.errors.InvalidInputError` for an id not in the ledger.
+        ``process`` (a dead event that fails again is dead again). Raises
+        ``InvalidInputError`` for an id not in the ledger.
         """
         with self._repository.unit_of_work() as uow:
             record = uow.revive_event(event_id)
@@ -559,7 +559,7 @@ class WebhookProcessor:
         return False
 
     def _record_deferred_failure(self, claimed: EventRecord, exc: Exception) -> None:
-        """After a rolled-back :meth:`process`: count the attempt and schedule the next one."""
+        """After a rolled-back ``process``: count the attempt and schedule the next one."""
         error = _error_text(exc)
         try:
             with self._repository.unit_of_work() as uow:

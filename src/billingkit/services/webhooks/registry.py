@@ -1,7 +1,7 @@
-"""Stripe event type -> handler: :data:`HANDLERS`, the only dispatch table.
+"""Stripe event type -> handler: ``HANDLERS``, the only dispatch table.
 
 No lookup by name or prefix: a type missing here is recorded as ``ignored``. The handlers
-live in :mod:`billingkit.services.webhooks.handlers`, one module per event family.
+live in ``billingkit.services.webhooks.handlers``, one module per event family.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Alembic environment for billingkit's own migration history.
 
-Used by :func:`billingkit.adapters.sqlalchemy.upgrade` (which hands over a connection in
+Used by ``billingkit.adapters.sqlalchemy.upgrade`` (which hands over a connection in
 ``config.attributes["connection"]``) and by ``alembic -c`` with a config whose
 ``sqlalchemy.url`` names the database. The history is recorded in its own version table,
 ``billingkit_alembic_version``, so it never touches the app's ``alembic_version``.

@@ -7,7 +7,7 @@
     {% billing_details request as billing %}{{ billing.plan.name }}
 
 The value of ``has_feature`` is the request (its user found as
-:func:`~billingkit.contrib.django.conf.user_id_for` does), a user object (its ``pk`` when
+``user_id_for`` does), a user object (its ``pk`` when
 authenticated) or a billing user id string. Both answer from the repository: no Stripe call.
 """
 
@@ -48,5 +48,5 @@ def has_feature(value: object, feature: str) -> bool:
 
 @register.simple_tag
 def billing_details(request: HttpRequest) -> BillingDetails | None:
-    """The request user's :class:`~billingkit.BillingDetails`, or ``None`` when logged out."""
+    """The request user's ``BillingDetails``, or ``None`` when logged out."""
     return _details_for(request)

@@ -1,9 +1,9 @@
 """Webhook handlers, one module per event family; what every handler receives.
 
 A handler applies one event inside the open unit of work (through
-:mod:`billingkit.services.apply`), fires hooks, and returns the ledger status:
+``billingkit.services.apply``), fires hooks, and returns the ledger status:
 ``PROCESSED``, ``STALE`` (older than the stored state) or ``IGNORED`` (nothing of ours).
-The dispatch table is :data:`billingkit.services.webhooks.registry.HANDLERS`; what each
+The dispatch table is ``billingkit.services.webhooks.registry.HANDLERS``; what each
 event type does: ``docs/webhooks.md#what-each-event-type-does``.
 """
 

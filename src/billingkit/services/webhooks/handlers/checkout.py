@@ -1,6 +1,6 @@
 """``checkout.session.*``: link the customer to the user, move the checkout record forward.
 
-Through :func:`~billingkit.services.apply.apply_checkout_session`; ``completed`` and
+Through ``apply_checkout_session``; ``completed`` and
 ``async_payment_succeeded`` fire ``CheckoutCompleted``.
 """
 

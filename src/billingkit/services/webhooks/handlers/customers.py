@@ -1,7 +1,7 @@
 """``customer.updated``/``customer.deleted``: email and deleted flag of a linked customer.
 
 ``ignored`` for a customer no user is linked to; behind the customer's watermark
-(:func:`~billingkit.services.apply.apply_customer`).
+(``apply_customer``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``customer.subscription.*``: store the state in ``data.object``, then fire hooks.
 
-The state goes through the ordering guard (:func:`~billingkit.services.apply.apply_subscription`).
+The state goes through the ordering guard (``apply_subscription``).
 Hooks are judged by the event's own transition (its type and ``previous_attributes``) and
 only if the stored state agrees; "activated" follows the configured access policy
-(:func:`~billingkit.domain.access.is_activation`). See ``docs/webhooks.md#hooks``.
+(``is_activation``). See ``docs/webhooks.md#hooks``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``manage.py billingkit ...``: the ``billingkit`` command on this project's services.
 
-Every argument goes to the click command of :mod:`billingkit.cli` (``billingkit[cli]``),
-with the app's :func:`~billingkit.contrib.django.get_billing` as its app, so no ``--app`` is
+Every argument goes to the click command of ``billingkit.cli`` (``billingkit[cli]``),
+with the app's ``get_billing`` as its app, so no ``--app`` is
 needed::
 
     python manage.py billingkit catalog
