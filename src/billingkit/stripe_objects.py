@@ -1,34 +1,13 @@
 """Read Stripe JSON objects of any API era into billingkit values.
 
-Every function takes a plain mapping — a ``data.object`` from a webhook payload, or an SDK
-object's ``to_dict()`` — and returns one of billingkit's frozen values. They are pure (no
-I/O), tolerant of the shapes Stripe used over the years, and fast: the few fields needed are
-read directly and checked here, so no pydantic re-validation of the (large) Stripe object is
-done per call.
-
-The big shape moves they know about:
-
-* ``current_period_start``/``current_period_end`` live on the subscription up to
-  2025-01-27.acacia and on each subscription *item* from 2025-03-31.basil on. When they are on
-  the items, the subscription's period is the **earliest start and the latest end across its
-  items** (for the usual single-item subscription that is simply the item's period).
-* Subscription items carry ``price`` (2020+) and the legacy ``plan``; very old subscriptions
-  also carry ``plan`` and ``quantity`` on the subscription itself.
-* An invoice's subscription moved from ``invoice.subscription`` to
-  ``invoice.parent.subscription_details.subscription`` in basil
-  (see ``invoice_subscription_id``).
-* Any reference (customer, price, product, subscription, payment intent) may be an id string
-  or an expanded object with an ``id``.
-
-* A subscription's ``created`` falls back to ``start_date`` and then ``start`` (subscriptions
-  from before 2014 carry only ``start``).
-
-Malformed input raises ``WebhookPayloadError`` whose message names the
-offending field (e.g. ``subscription.status: unknown value 'frozen'``), and nothing else:
-every field read is type- and range-checked (timestamps are integers from 1970 to 9999,
-amounts non-negative 64-bit integers, quantities fit 32 bits, ids at most 255 characters, no
-NUL in any string, enumerations known values, metadata within Stripe's limits), so a payload
-can never reach the database or a ``datetime`` with a value that raises there.
+Every function takes a plain mapping (a webhook's ``data.object``, or an SDK object's
+``to_dict()``) and returns one of billingkit's frozen values. They are pure, read only the
+fields they need directly (no pydantic re-validation of the large Stripe object), know the
+big shape moves of the API (periods on subscription items since basil, ``price`` vs the
+legacy ``plan``, the invoice's subscription under ``parent.subscription_details``, ``created``
+<- ``start_date`` <- ``start``), and type- and range-check every field they read: malformed
+input raises only ``WebhookPayloadError`` naming the field. The era fallbacks and the limits
+are tabled in ``docs/stripe-api-versions.md``.
 """
 
 from __future__ import annotations

@@ -1,34 +1,12 @@
 """Start a Stripe Checkout for a user, confirm it on the success page, open the billing portal.
 
-``CheckoutService`` is the only place billingkit creates Checkout Sessions. Its rules:
-
-* the price comes **only** from the ``PlanCatalog``: the app
-  (and so the browser) names a plan key and an interval, never a price id;
-* one Stripe customer per user: the stored link is reused; a missing one is created with an
-  idempotency key derived from the user id, so concurrent or retried calls make one customer;
-* every session carries the user id as ``client_reference_id`` and ``user_id``, ``plan_key``
-  and ``interval`` in its metadata (and in ``subscription_data.metadata``), so later events
-  tie back to the user without trusting an e-mail address;
-* a double submit with the same inputs within ``checkout_dedupe_seconds`` returns the same
-  session, but only while Stripe still shows it ``open`` (a completed or expired session is
-  never handed out again); the session's idempotency key is derived from a fingerprint of
-  the inputs, so a retry after a gateway failure sends the same key;
-* a payment in flight blocks a second subscription: the user's subscription checkouts stored
-  as ``open`` and not yet expired may have been paid before their webhook arrived, so they
-  are retrieved and applied (the ``confirm_checkout`` path) first; a completed one refuses
-  the new checkout with ``AlreadySubscribedError``. An open one for other inputs does not
-  block (nothing was paid). Skipped with ``allow_multiple_subscriptions`` and for one-time
-  purchases;
-* confirming checks ownership before anything is stored, then applies the session through
-  ``billingkit.services.apply``, the code path the ``checkout.session.completed`` webhook
-  uses, so whichever arrives first wins and the later one changes nothing.
-
-Stripe-call budget (with a warm catalog): ``start_checkout`` costs 1 call for a user who
-already has a customer, 2 for a new user, plus 1 ``retrieve_checkout_session`` per stored
-session that may be in flight (an identical request's, or, for a subscription, any of the
-user's still open; usually none or one): a double submit costs that 1 retrieve and no
-create; ``confirm_checkout`` costs 1; ``open_billing_portal`` costs 1. A cold catalog adds its one
-``list_prices`` call for the whole catalog, once per cache period.
+``CheckoutService`` is the only place billingkit creates Checkout Sessions. The price comes
+only from the ``PlanCatalog``; one Stripe customer per user (idempotency key from the user
+id); every session carries the user in ``client_reference_id`` and metadata; a double submit
+gets the same session only while Stripe still shows it open; a payment in flight blocks a
+second subscription; confirming checks ownership, then applies the session through
+``billingkit.services.apply`` (the webhook's own path). The rules and the Stripe-call budget
+of each method are in ``docs/checkout.md``.
 """
 
 from __future__ import annotations
