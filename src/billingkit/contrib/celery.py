@@ -47,6 +47,8 @@ from typing import Any, cast
 from billingkit._optional import requires_extra
 from billingkit.composition import Billing
 from billingkit.contrib._worker import BillingSource, retry_countdown
+from billingkit.errors import InvalidInputError
+from billingkit.services.webhooks import WebhookOutcome
 
 with requires_extra("celery", "celery", "kombu"):
     from celery import Celery, Task
@@ -112,6 +114,8 @@ def install(
         billing = source.get()
         try:
             result = billing.webhooks.process(event_id)
+        except InvalidInputError:
+            raise  # not in the ledger: nothing to retry
         except Exception as exc:
             try:
                 countdown = retry_countdown(billing, event_id, now())
@@ -120,15 +124,24 @@ def install(
             if countdown is None:
                 logger.warning("event %s failed and is not retried (dead or unknown)", event_id)
                 raise
-            if countdown == 0.0:
-                countdown = get_exponential_backoff_interval(
-                    factor=int(backoff_seconds) or 1,
-                    retries=self.request.retries,
-                    maximum=int(backoff_max_seconds),
-                    full_jitter=True,
-                )
-            raise self.retry(exc=exc, countdown=countdown) from exc
+            raise self.retry(exc=exc, countdown=_backoff(self, countdown)) from exc
+        if result.outcome is WebhookOutcome.QUEUED:  # failed before and not due yet: wait
+            countdown = retry_countdown(billing, event_id, now())
+            if countdown is not None:
+                raise self.retry(countdown=_backoff(self, countdown))
         return result.outcome.value
+
+    def _backoff(task: Task[[str], str], countdown: float) -> float:
+        if countdown > 0.0:
+            return countdown
+        return float(
+            get_exponential_backoff_interval(
+                factor=max(1, int(backoff_seconds)),
+                retries=task.request.retries,
+                maximum=max(1, int(backoff_max_seconds)),
+                full_jitter=True,
+            )
+        )
 
     return cast("Task[[str], str]", process_event)
 

@@ -43,6 +43,8 @@ from typing import Any
 from billingkit._optional import requires_extra
 from billingkit.composition import Billing
 from billingkit.contrib._worker import BillingSource, retry_countdown
+from billingkit.errors import InvalidInputError
+from billingkit.services.webhooks import WebhookOutcome
 
 with requires_extra("rq", "rq", "redis"):
     from rq import Queue, get_current_job
@@ -86,10 +88,15 @@ def process_event(event_id: str) -> str:
     """
     billing = _source.get()
     try:
-        return billing.webhooks.process(event_id).outcome.value
+        result = billing.webhooks.process(event_id)
+    except InvalidInputError:
+        raise  # not in the ledger: nothing to retry
     except Exception:
         _schedule_retry(billing, event_id)
         raise
+    if result.outcome is WebhookOutcome.QUEUED:  # failed before and not due yet: wait
+        _schedule_retry(billing, event_id)
+    return result.outcome.value
 
 
 def _schedule_retry(billing: Billing, event_id: str) -> None:
