@@ -13,6 +13,8 @@ SIGKILL) however the test ends. Each test uses queue names of its own (:func:`un
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +23,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from types import TracebackType
@@ -30,9 +34,10 @@ from sqlalchemy import URL, select
 from tests.integration.databases import services_required
 from tests.stress import harness
 
-from billingkit import Billing
+from billingkit import Billing, BillingConfig, InMemoryRepository
 from billingkit.adapters.sqlalchemy import SqlAlchemyRepository
 from billingkit.domain import EventRecord, EventStatus
+from billingkit.services.hooks import HookEvent, HookKind
 from billingkit.services.webhooks.registry import HANDLERS
 from billingkit.signature import signature_header
 from billingkit.stripe_objects import subscription_from_stripe
@@ -178,20 +183,16 @@ class WorkerProcess:
         """SIGTERM the group (a warm shutdown), SIGKILL whatever is left after ``timeout``."""
         if self.alive():
             self._signal_group(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self._signal_group(signal.SIGKILL)  # prefork children that outlived their parent
         if self.alive():
             self.process.wait(timeout=30)
         self._log_file.close()
 
     def _signal_group(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def output(self) -> str:
         """What the worker wrote so far (for failure messages)."""
@@ -200,8 +201,6 @@ class WorkerProcess:
 
 def signed(events: Iterable[Mapping[str, object]]) -> list[tuple[bytes, str]]:
     """Each event as (raw body, ``Stripe-Signature`` header), signed now."""
-    import json
-
     now = int(time.time())
     deliveries = []
     for event in events:
@@ -268,9 +267,7 @@ def check_applied_once(url: URL | str, history: harness.History) -> None:
             applications = connection.execute(
                 select(harness.APPLICATIONS.c.event_id, harness.APPLICATIONS.c.status)
             ).all()
-            hooks = connection.execute(
-                select(harness.HOOKS.c.event_id, harness.HOOKS.c.kind)
-            ).all()
+            hooks = connection.execute(select(harness.HOOKS.c.event_id, harness.HOOKS.c.kind)).all()
     finally:
         repository.close()
 
@@ -303,10 +300,83 @@ def check_applied_once(url: URL | str, history: harness.History) -> None:
 
 def delete_celery_queue(kind: str, queue: str) -> None:
     """Remove what a test's Celery queue left on the broker (best effort)."""
-    from kombu import Connection
+    from kombu import Connection, Queue
 
     try:
         with Connection(broker_url(kind), connect_timeout=5) as connection:
-            connection.default_channel.queue_delete(queue)
+            Queue(queue, channel=connection.default_channel).delete()
     except Exception:
         pass
+
+
+class MovableClock:
+    """A clock the test moves (``advance``); starts at the real time, so signatures verify.
+
+    With ``tick`` set, every reading moves it on by that much: each retry is then due at once.
+    """
+
+    def __init__(self) -> None:
+        self.now = datetime.now(timezone.utc).replace(microsecond=0)
+        self.tick = timedelta(0)
+
+    def __call__(self) -> datetime:
+        now = self.now
+        self.now += self.tick
+        return now
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the time forward."""
+        self.now += delta
+
+
+@dataclass
+class MemoryApp:
+    """An in-process app on the in-memory repository whose hook can be made to fail."""
+
+    billing: Billing
+    clock: MovableClock
+    #: event id -> how many more times its hook raises (-1: always)
+    failing: dict[str, int] = field(default_factory=dict)
+    #: (event id, hook kind) of every hook call that went through
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def sign(self, event: Mapping[str, object]) -> tuple[bytes, str]:
+        """The event as (raw body, header), signed at the app's current time."""
+        body = json.dumps(event, separators=(",", ":")).encode()
+        return body, signature_header(body, [harness.SECRET], int(self.clock.now.timestamp()))
+
+    def store(self, event: Mapping[str, object]) -> str:
+        """``receive`` the event (no dispatcher: stored only); its id."""
+        result = self.billing.webhooks.receive(*self.sign(event))
+        return result.event_id
+
+
+def memory_app(history: harness.History, *, max_attempts: int = 3) -> MemoryApp:
+    """A :class:`MemoryApp` whose hooks record their calls and fail as ``failing`` says."""
+    clock = MovableClock()
+    config = BillingConfig(
+        webhook_secrets=(harness.SECRET,),
+        webhook_max_attempts=max_attempts,
+        webhook_retry_base_seconds=60.0,
+        webhook_retry_jitter=0.0,
+    )
+    billing = Billing.build(
+        config, harness.StressGateway(history.final), InMemoryRepository(), clock=clock
+    )
+    app = MemoryApp(billing, clock)
+
+    def hook(event: HookEvent) -> None:
+        left = app.failing.get(event.event_id, 0)
+        if left:
+            app.failing[event.event_id] = left - 1 if left > 0 else left
+            raise RuntimeError(f"hook of {event.event_id} fails")
+        app.calls.append((event.event_id, event.kind.value))
+
+    for kind in HookKind:
+        billing.webhooks.on(kind, hook)
+    return app
+
+
+def first_event_of(history: harness.History, event_type: str) -> Mapping[str, object]:
+    """The first event of ``event_type`` in the history."""
+    return next(event for event in history.events if event["type"] == event_type)

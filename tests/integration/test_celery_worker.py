@@ -71,7 +71,12 @@ def _celery_run(kind: str, tmp_path: Path) -> Iterator[CeleryRun]:
         queue_support.delete_celery_queue(kind, queue)
 
 
-@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis), pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+    ]
+)
 def celery_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CeleryRun]:
     yield from _celery_run(request.param, tmp_path)
 
