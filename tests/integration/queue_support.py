@@ -127,7 +127,7 @@ def celery_command(queue: str, *, concurrency: int = 2, pool: str = "prefork") -
     ]
 
 
-def rq_command(queue: str, url: str) -> list[str]:
+def rq_command(queue: str, url: str, name: str) -> list[str]:
     """``rq worker`` (one process, no fork per job) with its scheduler on ``queue``."""
     return [
         str(Path(sys.executable).with_name("rq")),
@@ -138,7 +138,7 @@ def rq_command(queue: str, url: str) -> list[str]:
         "--worker-class",
         "rq.worker.SimpleWorker",
         "--name",
-        queue,
+        name,
         queue,
     ]
 
