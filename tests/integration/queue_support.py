@@ -96,9 +96,12 @@ def unique_name(prefix: str) -> str:
 
 
 def worker_env(**extra: str) -> dict[str, str]:
-    """The environment of a worker: this one, with ``src`` and the project root importable."""
+    """The environment of a worker: this one, with ``src`` and the project root importable.
+
+    The test run's own ``PYTHONPATH`` comes first, so workers import the same billingkit.
+    """
     env = dict(os.environ)
-    paths = [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")]
+    paths = [env.get("PYTHONPATH", ""), str(ROOT / "src"), str(ROOT)]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
