@@ -52,6 +52,18 @@ def test_install_registers_the_named_task_on_the_apps_own_celery_app(app: Memory
     assert repr(CeleryDispatcher(task)) == "CeleryDispatcher(task='billingkit.process_event')"
 
 
+def test_two_celery_apps_keep_their_own_billing(app: MemoryApp) -> None:
+    other = queue_support.memory_app(harness.build_history())
+    first, second = Celery("first"), Celery("second")
+    install(first, app.billing)
+    install(second, other.billing)
+    event_id = app.store(_event())  # in the first app's ledger only
+    with pytest.raises(InvalidInputError):
+        second.tasks[TASK_NAME](event_id)
+    assert first.tasks[TASK_NAME](event_id) == "processed"
+    assert other.calls == [] and app.calls == [(event_id, "payment_failed")]
+
+
 def test_the_task_processes_a_stored_event_once(app: MemoryApp) -> None:
     task = install(Celery("t"), app.billing)
     event_id = app.store(_event())

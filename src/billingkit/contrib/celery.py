@@ -106,6 +106,9 @@ def install(
     options: dict[str, Any] = {
         "acks_late": True,
         "reject_on_worker_lost": True,
+        # Only on ``app``: Celery shares tasks with every app by default, and two apps of
+        # one process (a web app and its test, two tenants) must not swap their Billing.
+        "shared": False,
         **task_options,
     }
 
