@@ -194,7 +194,9 @@ def make_dispatcher(mode: str, settings: Mapping[str, Any]) -> Dispatcher:
     from billingkit.contrib.rq import RqDispatcher
 
     connection = Redis.from_url(settings.get("BILLING_BROKER_URL") or DEFAULT_BROKER_URL)
-    return RqDispatcher(Queue(settings.get("BILLING_QUEUE") or DEFAULT_QUEUE, connection=connection))
+    return RqDispatcher(
+        Queue(settings.get("BILLING_QUEUE") or DEFAULT_QUEUE, connection=connection)
+    )
 
 
 def seed_fake_prices(fake: FakeStripeGateway, plans: PlansFile) -> None:

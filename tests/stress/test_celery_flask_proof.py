@@ -122,9 +122,7 @@ def test_flask_example_with_celery_workers_applies_each_event_once_despite_a_kil
     rng.shuffle(order)
     # The stalled event: a failed invoice (its hook runs) about a third of the way in.
     stall = next(
-        str(e["id"])
-        for e in order[len(order) // 3 :]
-        if e["type"] == "invoice.payment_failed"
+        str(e["id"]) for e in order[len(order) // 3 :] if e["type"] == "invoice.payment_failed"
     )
     markers = tmp_path / "markers"
     markers.mkdir()
