@@ -132,7 +132,8 @@ def build_billing(settings: Mapping[str, Any], *, dispatch: bool = True) -> Bill
     ``BILLING_PLANS_FILE``, ``BILLING_PAST_DUE_GRACE_DAYS`` (``None``: the plans file's),
     ``FAKE_START`` (the fake's initial time; ``None``: now), ``ENVIRON`` (for price
     overrides) and ``BILLING_DEFERRED`` (with ``BILLING_BROKER_URL``, ``BILLING_QUEUE``).
-    ``dispatch=False`` builds a worker's services: same settings, no dispatcher.
+    ``dispatch=False`` builds a worker's services: same settings, no dispatcher, and in fake
+    mode the real clock (the worker's fake is not the web app's, and its time stands still).
     """
     mode = settings.get("BILLING_DEFERRED") or ""
     if mode not in DEFERRED_MODES:
@@ -166,6 +167,10 @@ def build_billing(settings: Mapping[str, Any], *, dispatch: bool = True) -> Bill
         fake = FakeStripeGateway(webhook_secret=FAKE_WEBHOOK_SECRET, start=start)
         seed_fake_prices(fake, plans)
         gateway, clock = fake, fake.now
+        if not dispatch:
+            # A worker: its fake is not the web process's, and its time stands still; the
+            # ledger's retry times need a clock that moves.
+            clock = system_clock
 
     repository = SqlAlchemyRepository(settings["BILLING_DATABASE_URL"])
     upgrade(repository.engine)  # the shipped migrations; safe on every start

@@ -84,7 +84,9 @@ def process_event(event_id: str) -> str:
 
     Returns the outcome's value (``"processed"``, ``"duplicate"``, ...). On a failure the
     exception propagates (RQ records the job failed) after the retry the ledger asks for
-    has been enqueued on the job's queue.
+    has been enqueued on the job's queue; ``"queued"`` (a failed event not due yet) also
+    enqueues it for its due time. An id not in the ledger raises
+    :class:`~billingkit.errors.InvalidInputError` and is not retried.
     """
     billing = _source.get()
     try:
