@@ -17,6 +17,8 @@ from tests.stress import harness
 
 from billingkit import Billing
 from billingkit._discovery import AppNotFoundError
+from billingkit.contrib import celery as celery_glue
+from billingkit.contrib._worker import retry_countdown
 from billingkit.contrib.celery import TASK_NAME, CeleryDispatcher, install
 from billingkit.domain import EventStatus
 from billingkit.errors import ConfigurationError, InvalidInputError
@@ -188,3 +190,33 @@ def test_without_celery_the_module_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "celery", None)
     with pytest.raises(ConfigurationError, match=r'pip install "billingkit\[celery\]"'):
         importlib.import_module("billingkit.contrib.celery")
+
+
+def test_the_retry_countdown_follows_the_ledger(app: MemoryApp) -> None:
+    now = app.clock.now
+    assert retry_countdown(app.billing, "evt_unknown", now) is None
+    pending = app.store(_event())
+    assert retry_countdown(app.billing, pending, now) == 0.0  # not recorded: caller backs off
+    app.failing[pending] = 1
+    with pytest.raises(RuntimeError):
+        app.billing.webhooks.process(pending)
+    assert retry_countdown(app.billing, pending, now) == 60.0  # webhook_retry_base_seconds
+    assert retry_countdown(app.billing, pending, now + timedelta(hours=1)) == 0.0
+    app.clock.advance(timedelta(hours=1))
+    app.billing.webhooks.process(pending)
+    assert retry_countdown(app.billing, pending, now) is None  # processed: nothing to retry
+
+
+def test_when_the_ledger_cannot_be_read_celery_backs_off_on_its_own(
+    app: MemoryApp, eager: Celery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(*_args: object) -> float | None:
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(celery_glue, "retry_countdown", unreadable)
+    task = install(eager, app.billing, max_retries=3)
+    event_id = app.store(_event())
+    app.failing[event_id] = 1
+    app.clock.tick = timedelta(hours=1)
+    assert task.apply(args=(event_id,)).get() == "processed"
+    assert queue_support.ledger(app.billing)[event_id].attempts == 2

@@ -111,7 +111,7 @@ def test_a_dead_event_schedules_no_retry(app: MemoryApp, sync_queue: Queue) -> N
     event = _event()
     event_id = str(event["id"])
     app.failing[event_id] = -1
-    app.billing.webhooks.receive(*app.sign(event))
+    app.billing.webhooks.receive(*app.sign(event))  # attempt 1: fails, retry scheduled
     registry = _scheduled(sync_queue)
     for attempt in (2, 3):
         [job_id] = registry.get_job_ids()
@@ -119,12 +119,49 @@ def test_a_dead_event_schedules_no_retry(app: MemoryApp, sync_queue: Queue) -> N
         assert retry is not None
         registry.remove(retry)
         app.clock.advance(timedelta(hours=1))
-        with pytest.raises(RuntimeError, match="fails"):
-            retry.perform()
+        ran = sync_queue.enqueue_job(retry)  # runs now, as the worker would
+        assert ran.is_failed
         assert queue_support.ledger(app.billing)[event_id].attempts == attempt
     assert queue_support.ledger(app.billing)[event_id].status is EventStatus.DEAD
-    assert registry.get_job_ids() == []
+    assert registry.get_job_ids() == []  # the third failure made it dead: no retry
     assert app.calls == []
+
+
+@pytest.mark.redis
+def test_when_the_ledger_cannot_be_read_or_redis_refuses_the_retry(
+    app: MemoryApp,
+    sync_queue: Queue,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def unreadable(*_args: object) -> float | None:
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(bk_rq, "retry_countdown", unreadable)
+    event_id = app.store(_event())
+    app.failing[event_id] = 2
+    before = datetime.now(timezone.utc)
+    first = sync_queue.enqueue_call(JOB_FUNCTION, args=(event_id,))
+    after = datetime.now(timezone.utc)
+    assert first.is_failed
+    registry = _scheduled(sync_queue)
+    [job_id] = registry.get_job_ids()
+    retry = sync_queue.fetch_job(job_id)
+    assert retry is not None and retry.meta["billingkit_retries"] == 1
+    # RQ's own back-off: 2 s after the failure (stored to the second)
+    scheduled = registry.get_scheduled_time(job_id)
+    assert before + timedelta(seconds=1) <= scheduled <= after + timedelta(seconds=3)
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise ConnectionError("redis went away")
+
+    registry.remove(retry)
+    app.clock.advance(timedelta(hours=1))
+    monkeypatch.setattr(Queue, "enqueue_in", refused)
+    with caplog.at_level(logging.ERROR, logger="billingkit.contrib.rq"):
+        assert sync_queue.enqueue_job(retry).is_failed
+    assert f"could not schedule the retry of event {event_id}; drain will" in caplog.text
+    assert registry.get_job_ids() == []
 
 
 @pytest.mark.redis

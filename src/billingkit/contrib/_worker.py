@@ -39,9 +39,6 @@ class BillingSource:
 
     def get(self) -> Billing:
         """The ``Billing``; built by the factory or found through ``BILLINGKIT_APP`` once."""
-        billing = self._billing
-        if billing is not None:
-            return billing
         with self._lock:
             if self._billing is None:
                 self._billing = self._build()
@@ -84,6 +81,5 @@ def retry_countdown(billing: Billing, event_id: str, now: datetime) -> float | N
         return 0.0
     if record.status is not EventStatus.FAILED:
         return None
-    if record.next_attempt_at is None:
-        return 0.0
-    return max(0.0, (record.next_attempt_at - now).total_seconds())
+    due = record.next_attempt_at or now
+    return max(0.0, (due - now).total_seconds())

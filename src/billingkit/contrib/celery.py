@@ -120,19 +120,20 @@ def install(
         except InvalidInputError:
             raise  # not in the ledger: nothing to retry
         except Exception as exc:
-            try:
-                countdown = retry_countdown(billing, event_id, now())
-            except Exception:  # the ledger cannot be read either: back off and retry
-                countdown = 0.0
+            countdown = _countdown(billing, event_id)
             if countdown is None:
                 logger.warning("event %s failed and is not retried (dead or unknown)", event_id)
                 raise
             raise self.retry(exc=exc, countdown=_backoff(self, countdown)) from exc
         if result.outcome is WebhookOutcome.QUEUED:  # failed before and not due yet: wait
-            countdown = retry_countdown(billing, event_id, now())
-            if countdown is not None:
-                raise self.retry(countdown=_backoff(self, countdown))
-        return result.outcome.value
+            raise self.retry(countdown=_backoff(self, _countdown(billing, event_id) or 0.0))
+        return str(result.outcome.value)
+
+    def _countdown(billing: Billing, event_id: str) -> float | None:
+        try:
+            return retry_countdown(billing, event_id, now())
+        except Exception:  # the ledger cannot be read either: back off and retry
+            return 0.0
 
     def _backoff(task: Task[[str], str], countdown: float) -> float:
         if countdown > 0.0:
