@@ -59,7 +59,7 @@ from billingkit.errors import (
     UnknownPlanError,
 )
 
-__all__ = ["STATUS_LABELS", "create_app", "settings_from_env", "shop"]
+__all__ = ["STATUS_LABELS", "create_app", "settings_from_env", "shop", "worker_settings"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,6 +86,9 @@ _ENV_SETTINGS = (
     "BILLING_DATABASE_URL",
     "BILLING_PLANS_FILE",
     "BILLING_PAST_DUE_GRACE_DAYS",
+    "BILLING_DEFERRED",
+    "BILLING_BROKER_URL",
+    "BILLING_QUEUE",
 )
 
 
@@ -95,6 +98,31 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     if environ.get("FLASK_SECRET_KEY"):
         found["SECRET_KEY"] = environ["FLASK_SECRET_KEY"]
     return found
+
+
+def _defaults(environ: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "BILLING_PLANS_FILE": str(DEFAULT_PLANS_FILE),
+        "BILLING_PAST_DUE_GRACE_DAYS": None,
+        "BILLING_DEFERRED": "",
+        "FAKE_DELIVERY": "http",
+        "FAKE_START": None,
+        "ENVIRON": dict(environ),
+    }
+
+
+def worker_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings of a queue worker (``tasks.py``): the web app's, from the environment.
+
+    Raises :class:`~billingkit.errors.ConfigurationError` without ``BILLING_DATABASE_URL``:
+    the workers must share the web app's database.
+    """
+    settings = {**_defaults(environ), **settings_from_env(environ)}
+    if not settings.get("BILLING_DATABASE_URL"):
+        raise ConfigurationError(
+            "set BILLING_DATABASE_URL: the workers apply events from the web app's database"
+        )
+    return settings
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -113,6 +141,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         environment variables override single prices.
     ``BILLING_PAST_DUE_GRACE_DAYS``
         Overrides the plans file's access policy.
+    ``BILLING_DEFERRED``
+        ``""`` (default): webhooks are applied in the request. ``"celery"`` or ``"rq"``:
+        deferred mode, the webhook only stores the event and the queue's workers
+        (``examples/flask_app/tasks.py``) apply it; needs an explicit
+        ``BILLING_DATABASE_URL`` shared with them.
+    ``BILLING_BROKER_URL`` / ``BILLING_QUEUE``
+        Deferred mode: the broker (default ``redis://127.0.0.1:6379/0``) and queue name
+        (default ``billing``).
     ``FAKE_DELIVERY``
         Fake mode: how the fake's signed events reach ``/webhooks/stripe``: ``"http"``
         (default: POSTed to the app's own URL; the server must be multi-threaded) or
@@ -121,19 +157,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         Fake mode: the fake Stripe's initial time (aware datetime); default now.
     """
     app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY=secrets.token_hex(32),
-        BILLING_PLANS_FILE=str(DEFAULT_PLANS_FILE),
-        BILLING_PAST_DUE_GRACE_DAYS=None,
-        FAKE_DELIVERY="http",
-        FAKE_START=None,
-        ENVIRON=dict(os.environ),
-    )
+    app.config.update(SECRET_KEY=secrets.token_hex(32), **_defaults(os.environ))
     app.config.update(settings_from_env(os.environ))
     app.config.update(config or {})
     if app.config["FAKE_DELIVERY"] not in ("http", "test_client"):
         raise ConfigurationError("FAKE_DELIVERY must be 'http' or 'test_client'")
     if not app.config.get("BILLING_DATABASE_URL"):
+        if app.config.get("BILLING_DEFERRED"):
+            raise ConfigurationError(
+                "deferred mode needs BILLING_DATABASE_URL: the workers share the database"
+            )
         app.config["BILLING_DATABASE_URL"] = _default_database_url(app)
 
     # billingkit's extension: the services, POST /webhooks/stripe, current_billing and

@@ -19,6 +19,11 @@ Two modes, chosen by the settings:
 
 Setting only one of the two is a configuration error: half a Stripe setup would silently
 become a fake one.
+
+``BILLING_DEFERRED`` picks how webhooks are applied: in the request (``""``, the default), or
+deferred to Celery (``"celery"``) or RQ (``"rq"``) workers (:mod:`examples.flask_app.tasks`):
+:func:`make_dispatcher` gives the processor the dispatcher that sends each stored event's id
+to the queue.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from billingkit.adapters.sqlalchemy import SqlAlchemyRepository, upgrade
 from billingkit.config import AccessPolicy, BillingConfig
 from billingkit.domain import Interval, PlanDefinition
 from billingkit.errors import ConfigurationError
-from billingkit.ports import Clock, StripeGateway, system_clock
+from billingkit.ports import Clock, Dispatcher, StripeGateway, system_clock
 from billingkit.services.hooks import PaymentFailed, SubscriptionActivated, SubscriptionCanceled
 from billingkit.testing import FakeStripeGateway
 
@@ -47,6 +52,7 @@ __all__ = [
     "build_billing",
     "fake_gateway",
     "load_plans",
+    "make_dispatcher",
     "price_env_var",
 ]
 
@@ -54,6 +60,8 @@ logger = logging.getLogger("flask_app.billing")
 
 #: The plans shipped with the example (lookup keys; see README.md to use your own).
 DEFAULT_PLANS_FILE = Path(__file__).with_name("plans.json")
+#: The values of ``BILLING_DEFERRED``: inline (in the request), Celery or RQ workers.
+DEFERRED_MODES = ("", "celery", "rq")
 #: Signing secret shared by the fake Stripe and the webhook processor in fake mode. Not a
 #: secret: fake mode never talks to Stripe.
 FAKE_WEBHOOK_SECRET = "whsec_flask_demo_fake_stripe"
@@ -117,14 +125,19 @@ def load_plans(path: str | Path, environ: Mapping[str, str]) -> PlansFile:
     )
 
 
-def build_billing(settings: Mapping[str, Any]) -> Billing:
+def build_billing(settings: Mapping[str, Any], *, dispatch: bool = True) -> Billing:
     """Build billingkit's services from the app's settings (see the module docstring).
 
     Keys read: ``STRIPE_API_KEY``, ``STRIPE_WEBHOOK_SECRET``, ``BILLING_DATABASE_URL``,
     ``BILLING_PLANS_FILE``, ``BILLING_PAST_DUE_GRACE_DAYS`` (``None``: the plans file's),
-    ``FAKE_START`` (the fake's initial time; ``None``: now) and ``ENVIRON`` (for price
-    overrides).
+    ``FAKE_START`` (the fake's initial time; ``None``: now), ``ENVIRON`` (for price
+    overrides) and ``BILLING_DEFERRED`` (with ``BILLING_BROKER_URL``, ``BILLING_QUEUE``).
+    ``dispatch=False`` builds a worker's services: same settings, no dispatcher, and in fake
+    mode the real clock (the worker's fake is not the web app's, and its time stands still).
     """
+    mode = settings.get("BILLING_DEFERRED") or ""
+    if mode not in DEFERRED_MODES:
+        raise ConfigurationError("BILLING_DEFERRED must be '', 'celery' or 'rq'")
     api_key = settings.get("STRIPE_API_KEY") or ""
     webhook_secret = settings.get("STRIPE_WEBHOOK_SECRET") or ""
     if bool(api_key) != bool(webhook_secret):
@@ -154,6 +167,10 @@ def build_billing(settings: Mapping[str, Any]) -> Billing:
         fake = FakeStripeGateway(webhook_secret=FAKE_WEBHOOK_SECRET, start=start)
         seed_fake_prices(fake, plans)
         gateway, clock = fake, fake.now
+        if not dispatch:
+            # A worker: its fake is not the web process's, and its time stands still; the
+            # ledger's retry times need a clock that moves.
+            clock = system_clock
 
     repository = SqlAlchemyRepository(settings["BILLING_DATABASE_URL"])
     upgrade(repository.engine)  # the shipped migrations; safe on every start
@@ -161,7 +178,30 @@ def build_billing(settings: Mapping[str, Any]) -> Billing:
     billing.webhooks.on(SubscriptionActivated, _tell_activated)
     billing.webhooks.on(PaymentFailed, _tell_payment_failed)
     billing.webhooks.on(SubscriptionCanceled, _tell_canceled)
+    if mode and dispatch:
+        billing.webhooks.dispatcher = make_dispatcher(mode, settings)
     return billing
+
+
+def make_dispatcher(mode: str, settings: Mapping[str, Any]) -> Dispatcher:
+    """The dispatcher sending stored events to the ``"celery"`` or ``"rq"`` workers."""
+    from examples.flask_app.tasks import DEFAULT_BROKER_URL, DEFAULT_QUEUE
+
+    if mode == "celery":
+        from examples.flask_app.tasks import make_celery
+
+        from billingkit.contrib.celery import CeleryDispatcher, install
+
+        return CeleryDispatcher(install(make_celery(settings)))
+    from redis import Redis
+    from rq import Queue
+
+    from billingkit.contrib.rq import RqDispatcher
+
+    connection = Redis.from_url(settings.get("BILLING_BROKER_URL") or DEFAULT_BROKER_URL)
+    return RqDispatcher(
+        Queue(settings.get("BILLING_QUEUE") or DEFAULT_QUEUE, connection=connection)
+    )
 
 
 def seed_fake_prices(fake: FakeStripeGateway, plans: PlansFile) -> None:

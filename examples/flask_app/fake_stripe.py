@@ -39,12 +39,13 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from billingkit import Billing
 from billingkit.contrib.flask import WEBHOOK_ENDPOINT, current_billing
-from billingkit.domain import from_timestamp
+from billingkit.domain import EventStatus, from_timestamp
 from billingkit.errors import GatewayCardError, GatewayError
 from billingkit.testing import Delivery, FakeStripeGateway
 
-__all__ = ["DeliveryReport", "deliver_pending", "fake_stripe"]
+__all__ = ["DeliveryReport", "deliver_pending", "fake_stripe", "queue_counts"]
 
 logger = logging.getLogger("flask_app.fake_stripe")
 
@@ -247,7 +248,24 @@ def clock() -> str:
         subscriptions=_subscriptions(_customer_id(session["user_id"])),
         ledger=list(reversed(ledger)),
         deliveries=list(reversed(current_app.extensions.get("fake_deliveries", [])))[:15],
+        queue=queue_counts(billing, current_app.config.get("BILLING_DEFERRED") or ""),
     )
+
+
+def queue_counts(billing: Billing, mode: str) -> dict[str, Any]:
+    """The webhook ledger at a glance: the mode, counts by status, the oldest pending age."""
+    webhooks = billing.webhooks
+    age = webhooks.oldest_pending_age()
+    return {
+        "mode": mode or "inline",
+        "pending": webhooks.pending_count(),
+        "failed": webhooks.event_count(EventStatus.FAILED),
+        "processed": webhooks.event_count(EventStatus.PROCESSED),
+        "ignored": webhooks.event_count(EventStatus.IGNORED),
+        "stale": webhooks.event_count(EventStatus.STALE),
+        "dead": webhooks.event_count(EventStatus.DEAD),
+        "oldest_pending_seconds": None if age is None else int(age.total_seconds()),
+    }
 
 
 @fake_stripe.post("/clock")
@@ -266,6 +284,10 @@ def clock_action() -> BaseResponse:
         fake.set_card_declining(customer_id, action == "card_declines")
     elif action == "fail_next_payment":
         fake.fail_next_payment(_live_subscription(session["user_id"])["id"])
+    elif action == "drain":  # apply what is due now, as a `drain` worker would
+        drained = current_billing.webhooks.drain()
+        flash(f"Drained {drained.total} event(s): {drained.processed} processed.")
+        return redirect(url_for("fake_stripe.clock"), 303)
     else:
         abort(400, "unknown clock action")
     deliver_pending()

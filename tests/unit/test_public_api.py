@@ -112,7 +112,8 @@ def test_unknown_attribute_raises_attribute_error() -> None:
 def test_import_does_no_heavy_work() -> None:
     code = (
         "import sys, billingkit, billingkit.testing;"
-        "print(sorted(m for m in ('stripe', 'sqlalchemy', 'alembic', 'flask', 'django')"
+        "print(sorted(m for m in ('stripe', 'sqlalchemy', 'alembic', 'flask', 'django',"
+        " 'celery', 'rq', 'redis')"
         " if m in sys.modules))"
     )
     out = subprocess.run(
@@ -153,6 +154,10 @@ _FRAMEWORKS = {
     "django": "django",
     "fastapi": "fastapi",
     "starlette": "fastapi",
+    "celery": "celery",
+    "kombu": "celery",
+    "rq": "rq",
+    "redis": "rq",
 }
 
 
