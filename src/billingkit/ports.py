@@ -40,6 +40,7 @@ from billingkit.domain import (
     UTCDateTime,
     Value,
 )
+from billingkit.domain.invoices import ChargeRecord, InvoiceSummary
 from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome
 from billingkit.errors import ConfigurationError, RepositoryError
 
@@ -699,6 +700,50 @@ class Dispatcher(Protocol):
 
     def dispatch(self, event_id: str) -> None:
         """Arrange for ``WebhookProcessor.process(event_id)`` to run, now or soon."""
+
+    # invoices and charges (issue 13) ----------------------------------------------------------
+    @abc.abstractmethod
+    def get_invoice(self, invoice_id: str) -> InvoiceSummary | None:
+        """The stored invoice summary (a deleted draft too, with status ``deleted``).
+
+        ``amount_refunded`` is filled as in :meth:`invoices_for_user`.
+        """
+
+    @abc.abstractmethod
+    def save_invoice(self, invoice: InvoiceSummary) -> SaveOutcome:
+        """Store ``invoice`` only if it is newer than the stored state, atomically.
+
+        No stored row -> insert (``WRITTEN``); otherwise
+        :func:`~billingkit.domain.invoices.decide_invoice_save` decides (``WRITTEN`` or
+        ``STALE``, never ``TIE``) and a write is merged with
+        :func:`~billingkit.domain.invoices.merge_invoice` (a ``None`` keeps the stored user,
+        number, URLs, payment ids, subscription and period). ``amount_refunded`` is not stored.
+        """
+
+    @abc.abstractmethod
+    def invoices_for_user(
+        self, user_id: str, *, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[InvoiceSummary]:
+        """The user's invoices, newest first (``created`` then id, descending), not deleted.
+
+        An invoice is the user's when its ``user_id`` is ``user_id`` or its customer is linked
+        to the user. ``before`` (a ``(created, id)`` key) keeps only invoices strictly after
+        it in that order. ``amount_refunded`` is the sum of ``amount_refunded`` over the
+        stored charges whose ``invoice_id`` is the invoice's, in the invoice currency
+        (``None`` without a currency).
+        """
+
+    @abc.abstractmethod
+    def save_charge(self, charge: ChargeRecord) -> ChargeRecord:
+        """Merge ``charge`` into the record stored under its key, atomically; return it.
+
+        The stored record is :func:`~billingkit.domain.invoices.merge_charge` of both, so
+        the result does not depend on the order of the saves.
+        """
+
+    @abc.abstractmethod
+    def get_charge(self, key: str) -> ChargeRecord | None:
+        """The charge stored under ``key`` (payment intent id, else charge id)."""
 
 
 class Repository(abc.ABC):

@@ -128,6 +128,14 @@ class InvoiceSummary(Value):
     livemode: bool = False
     watermark: int = 0
 
+    @property
+    def currency(self) -> str | None:
+        """The invoice currency (from its amounts), or ``None`` when it has no amount."""
+        for money in (self.total, self.amount_due, self.amount_paid, self.amount_remaining):
+            if money is not None:
+                return money.currency
+        return None
+
 
 #: The name the webhook handlers and hook events used before the summary was stored.
 Invoice = InvoiceSummary
