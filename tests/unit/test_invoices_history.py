@@ -149,7 +149,7 @@ def test_paging_with_before_and_limit(world: World) -> None:
         ({"limit": 101}, "limit"),
         ({"limit": True}, "limit"),
         ({"before": "in_unknown"}, "no invoice"),
-        ({"before": datetime(2031, 1, 1)}, "timezone-aware"),  # noqa: DTZ001
+        ({"before": datetime(2031, 1, 1)}, "timezone-aware"),
         ({"before": 12}, "invoice id or a datetime"),
     ],
 )
