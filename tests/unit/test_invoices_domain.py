@@ -16,7 +16,11 @@ from billingkit.domain.invoices import (
     ChargeRecord,
     InvoiceStatus,
     InvoiceSummary,
+    charge_from_columns,
+    charge_to_columns,
     decide_invoice_save,
+    invoice_from_columns,
+    invoice_to_columns,
     merge_charge,
     merge_invoice,
 )
@@ -191,3 +195,30 @@ def test_pay_refund_payload_and_invoice_payment_and_dispute() -> None:
         {"id": "du_1", "charge": {"id": "ch_1"}, "amount": 500, "currency": "JPY", "reason": "x"}
     )
     assert dispute.charge_id == "ch_1" and dispute.amount == Money(amount=500, currency="jpy")
+
+
+def test_the_flat_forms_round_trip() -> None:
+    usd = Money(amount=1900, currency="usd")
+    invoice = summary(
+        S.PAID,
+        7,
+        total=usd,
+        amount_due=usd,
+        amount_paid=usd,
+        amount_remaining=Money(amount=0, currency="usd"),
+        lines=("a", "b"),
+        number="N",
+        created=datetime(2031, 1, 1, tzinfo=timezone.utc),
+    )
+    row = invoice_to_columns(invoice)
+    assert row["currency"] == "usd" and row["total"] == 1900 and row["status"] == "paid"
+    assert "amount_refunded" not in row
+    back = invoice_from_columns(row, refunded=300)
+    assert back == invoice.model_copy(update={"amount_refunded": Money(amount=300, currency="usd")})
+    bare = summary(S.DRAFT, 1)
+    assert invoice_from_columns(invoice_to_columns(bare)) == bare
+    charge = ChargeRecord(key="pi_1", amount=usd, amount_refunded=5, refunded=False)
+    assert charge_from_columns(charge_to_columns(charge)) == charge
+    assert charge_from_columns(charge_to_columns(ChargeRecord(key="ch_1"))) == ChargeRecord(
+        key="ch_1"
+    )

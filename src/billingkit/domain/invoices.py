@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
+from typing import Any
 
 from pydantic import Field
 
@@ -28,7 +30,11 @@ __all__ = [
     "InvoiceStatus",
     "InvoiceSummary",
     "decide_invoice_save",
+    "charge_from_columns",
+    "charge_to_columns",
+    "invoice_from_columns",
     "invoice_progress",
+    "invoice_to_columns",
     "merge_charge",
     "merge_invoice",
 ]
@@ -269,3 +275,67 @@ def merge_charge(stored: ChargeRecord | None, new: ChargeRecord) -> ChargeRecord
         refunded=stored.refunded or new.refunded,
         created=stored.created or new.created,
     )
+
+
+# --------------------------------------------------------------------------- flat (stored) form
+
+_INVOICE_AMOUNTS = ("total", "amount_due", "amount_paid", "amount_remaining")
+
+
+def invoice_to_columns(invoice: InvoiceSummary) -> dict[str, Any]:
+    """The summary as one flat row for a SQL table (what the SQL adapters store).
+
+    The amounts become integers plus one ``currency`` column (an invoice has one currency);
+    ``lines`` a JSON list; ``status`` its string; ``amount_refunded`` is not stored.
+    """
+    row: dict[str, Any] = {
+        name: getattr(invoice, name)
+        for name in InvoiceSummary.model_fields
+        if name not in _INVOICE_AMOUNTS and name != "amount_refunded"
+    }
+    row["status"] = InvoiceStatus(invoice.status).value
+    row["lines"] = list(invoice.lines)
+    row["currency"] = invoice.currency
+    for name in _INVOICE_AMOUNTS:
+        money = getattr(invoice, name)
+        row[name] = None if money is None else money.amount
+    return row
+
+
+def invoice_from_columns(row: Mapping[str, Any], *, refunded: int | None = None) -> InvoiceSummary:
+    """The summary stored by :func:`invoice_to_columns`, with ``refunded`` minor units refunded.
+
+    ``amount_refunded`` is ``Money(refunded)`` in the invoice currency when the row has a
+    currency (``refunded`` ``None`` counting as 0), else ``None``.
+    """
+    values = dict(row)
+    currency = values.pop("currency", None)
+    for name in _INVOICE_AMOUNTS:
+        amount = values.get(name)
+        values[name] = (
+            None if amount is None or currency is None else Money(amount=amount, currency=currency)
+        )
+    values["lines"] = tuple(values.get("lines") or ())
+    values["amount_refunded"] = (
+        None if currency is None else Money(amount=refunded or 0, currency=currency)
+    )
+    return InvoiceSummary.model_validate(values)
+
+
+def charge_to_columns(charge: ChargeRecord) -> dict[str, Any]:
+    """The charge as one flat row: ``amount`` becomes an integer plus ``currency``."""
+    row = {name: getattr(charge, name) for name in ChargeRecord.model_fields}
+    row["currency"] = None if charge.amount is None else charge.amount.currency
+    row["amount"] = None if charge.amount is None else charge.amount.amount
+    return row
+
+
+def charge_from_columns(row: Mapping[str, Any]) -> ChargeRecord:
+    """The charge stored by :func:`charge_to_columns`."""
+    values = dict(row)
+    currency = values.pop("currency", None)
+    amount = values.get("amount")
+    values["amount"] = (
+        None if amount is None or currency is None else Money(amount=amount, currency=currency)
+    )
+    return ChargeRecord.model_validate(values)
