@@ -1878,8 +1878,12 @@ class RepositoryContract:
             ChargeRecord(key="pi_2", invoice_id="in_1", amount_refunded=50, refunded=True),
             ChargeRecord(key="pi_3", invoice_id="in_other", amount_refunded=999),
         ]
-        for record in records:
-            _write(repository, lambda uow, r=record: uow.save_charge(r))
+
+        def save_each(uow: UnitOfWork) -> None:
+            for record in records:
+                uow.save_charge(record)
+
+        _write(repository, save_each)
         stored = _read(repository, lambda uow: uow.get_charge("pi_1"))
         assert stored == ChargeRecord(
             key="pi_1",

@@ -37,7 +37,7 @@ def state(
     amount: int = 2000,
 ) -> dict[str, Any]:
     """A derived invoice (dahlia shape) of ``cus_history`` for ``sub_history``."""
-    obj = copy.deepcopy(BASE)
+    obj: dict[str, Any] = copy.deepcopy(BASE)
     finalized = status != "draft"
     obj.update(
         id=invoice_id,
@@ -324,7 +324,7 @@ def charge(
     charge_id: str = "ch_history",
 ) -> dict[str, Any]:
     """A derived charge (from Pay's ``charge.refunded`` payload) on ``cus_history``."""
-    obj = copy.deepcopy(load("pay/charge.refunded.json")["object"])
+    obj: dict[str, Any] = copy.deepcopy(load("pay/charge.refunded.json")["object"])
     obj.update(
         id=charge_id,
         amount=2000,
