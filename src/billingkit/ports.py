@@ -687,20 +687,6 @@ class UnitOfWork(abc.ABC):
     def oldest_received_at(self, status: EventStatus) -> datetime | None:
         """The earliest ``received_at`` among entries with ``status`` (``None``: none)."""
 
-
-@runtime_checkable
-class Dispatcher(Protocol):
-    """Hands a received event's id to whatever applies it (deferred mode).
-
-    Called by ``WebhookProcessor.receive`` after the ``pending`` ledger row committed. It
-    must not raise: a dispatch that is lost (the queue is down, the process crashed) leaves
-    the event pending, and ``WebhookProcessor.drain`` picks it up. The queue is a wake-up
-    call; the ledger decides what is applied, exactly once.
-    """
-
-    def dispatch(self, event_id: str) -> None:
-        """Arrange for ``WebhookProcessor.process(event_id)`` to run, now or soon."""
-
     # invoices and charges (issue 13) ----------------------------------------------------------
     @abc.abstractmethod
     def get_invoice(self, invoice_id: str) -> InvoiceSummary | None:
@@ -744,6 +730,20 @@ class Dispatcher(Protocol):
     @abc.abstractmethod
     def get_charge(self, key: str) -> ChargeRecord | None:
         """The charge stored under ``key`` (payment intent id, else charge id)."""
+
+
+@runtime_checkable
+class Dispatcher(Protocol):
+    """Hands a received event's id to whatever applies it (deferred mode).
+
+    Called by ``WebhookProcessor.receive`` after the ``pending`` ledger row committed. It
+    must not raise: a dispatch that is lost (the queue is down, the process crashed) leaves
+    the event pending, and ``WebhookProcessor.drain`` picks it up. The queue is a wake-up
+    call; the ledger decides what is applied, exactly once.
+    """
+
+    def dispatch(self, event_id: str) -> None:
+        """Arrange for ``WebhookProcessor.process(event_id)`` to run, now or soon."""
 
 
 class Repository(abc.ABC):
