@@ -692,7 +692,7 @@ class UnitOfWork(abc.ABC):
     def get_invoice(self, invoice_id: str) -> InvoiceSummary | None:
         """The stored invoice summary (a deleted draft too, with status ``deleted``).
 
-        ``amount_refunded`` is filled as in :meth:`invoices_for_user`.
+        ``amount_refunded`` is filled as in ``invoices_for_user``.
         """
 
     @abc.abstractmethod
@@ -700,9 +700,9 @@ class UnitOfWork(abc.ABC):
         """Store ``invoice`` only if it is newer than the stored state, atomically.
 
         No stored row -> insert (``WRITTEN``); otherwise
-        :func:`~billingkit.domain.invoices.decide_invoice_save` decides (``WRITTEN`` or
+        ``decide_invoice_save`` decides (``WRITTEN`` or
         ``STALE``, never ``TIE``) and a write is merged with
-        :func:`~billingkit.domain.invoices.merge_invoice` (a ``None`` keeps the stored user,
+        ``merge_invoice`` (a ``None`` keeps the stored user,
         number, URLs, payment ids, subscription and period). ``amount_refunded`` is not stored.
         """
 
@@ -723,7 +723,7 @@ class UnitOfWork(abc.ABC):
     def save_charge(self, charge: ChargeRecord) -> ChargeRecord:
         """Merge ``charge`` into the record stored under its key, atomically; return it.
 
-        The stored record is :func:`~billingkit.domain.invoices.merge_charge` of both, so
+        The stored record is ``merge_charge`` of both, so
         the result does not depend on the order of the saves.
         """
 

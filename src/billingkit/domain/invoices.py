@@ -1,12 +1,12 @@
 """Invoices and the charges that paid them, as billingkit stores them; their ordering rules.
 
-* :class:`InvoiceSummary` — what the billing-history page shows, stored from every
-  ``invoice.*`` event through :func:`decide_invoice_save` (newer wins, terminal statuses stay
-  terminal, same-second ties by :func:`invoice_progress`) and :func:`merge_invoice` (a write
+* ``InvoiceSummary`` — what the billing-history page shows, stored from every
+  ``invoice.*`` event through ``decide_invoice_save`` (newer wins, terminal statuses stay
+  terminal, same-second ties by ``invoice_progress``) and ``merge_invoice`` (a write
   never erases a known number, URL, user or payment id).
-* :class:`ChargeRecord` — one payment of an invoice or purchase, from ``charge.*`` and
+* ``ChargeRecord`` — one payment of an invoice or purchase, from ``charge.*`` and
   ``invoice_payment.paid`` events. Refunds only grow, so the stored record is the
-  field-wise merge of everything seen (:func:`merge_charge`): any delivery order ends in the
+  field-wise merge of everything seen (``merge_charge``): any delivery order ends in the
   same state. An invoice's refunded amount is the sum over its charges.
 """
 
@@ -87,7 +87,7 @@ class InvoiceSummary(Value):
         customer_id: the Stripe customer billed, if any.
         user_id: the app's user (from the customer link), when known.
         number: the invoice number (set at finalization; drafts have none).
-        status: see :class:`InvoiceStatus`.
+        status: see ``InvoiceStatus``.
         billing_reason: Stripe's ``billing_reason`` (``subscription_create``,
             ``subscription_cycle``, ``manual``, ...).
         subscription_id: the subscription the invoice belongs to (``None`` for a one-off).
@@ -148,7 +148,7 @@ Invoice = InvoiceSummary
 
 
 class ChargeRecord(Value):
-    """One payment (a charge) as billingkit stores it, keyed by :attr:`key`.
+    """One payment (a charge) as billingkit stores it, keyed by ``key``.
 
     Attributes:
         key: the payment intent id when there is one, else the charge id: the one key that
@@ -213,8 +213,8 @@ def decide_invoice_save(stored: InvoiceSummary, new: InvoiceSummary) -> SaveOutc
 
     In order: a deleted (tombstoned) draft stays deleted, and a terminal status never goes
     back to ``draft``/``open`` (``STALE``); a lower watermark is ``STALE``, a higher one
-    ``WRITTEN``; for the same second, the state with more :func:`invoice_progress` wins and an
-    equal one is ``WRITTEN`` (merged with :func:`merge_invoice`, so nothing known is lost).
+    ``WRITTEN``; for the same second, the state with more ``invoice_progress`` wins and an
+    equal one is ``WRITTEN`` (merged with ``merge_invoice``, so nothing known is lost).
     """
     if stored.status is InvoiceStatus.DELETED and new.status is not InvoiceStatus.DELETED:
         return SaveOutcome.STALE
@@ -303,7 +303,7 @@ def invoice_to_columns(invoice: InvoiceSummary) -> dict[str, Any]:
 
 
 def invoice_from_columns(row: Mapping[str, Any], *, refunded: int | None = None) -> InvoiceSummary:
-    """The summary stored by :func:`invoice_to_columns`, with ``refunded`` minor units refunded.
+    """The summary stored by ``invoice_to_columns``, with ``refunded`` minor units refunded.
 
     ``amount_refunded`` is ``Money(refunded)`` in the invoice currency when the row has a
     currency (``refunded`` ``None`` counting as 0), else ``None``.
@@ -331,7 +331,7 @@ def charge_to_columns(charge: ChargeRecord) -> dict[str, Any]:
 
 
 def charge_from_columns(row: Mapping[str, Any]) -> ChargeRecord:
-    """The charge stored by :func:`charge_to_columns`."""
+    """The charge stored by ``charge_to_columns``."""
     values = dict(row)
     currency = values.pop("currency", None)
     amount = values.get("amount")

@@ -194,7 +194,7 @@ class CustomerDetails:
         (invoices created before it). Deleted drafts are not listed; ``amount_refunded`` is
         what the invoice's charges refunded so far.
 
-        Raises :class:`~billingkit.errors.InvalidInputError` for a blank ``user_id``, a
+        Raises ``InvalidInputError`` for a blank ``user_id``, a
         ``limit`` out of range, or a bad ``before``.
         """
         if not isinstance(user_id, str) or not user_id.strip():

@@ -680,7 +680,7 @@ class FakeStripeGateway(StripeGateway):
         """The customer disputes a charge (or an invoice's): emits ``charge.dispute.created``.
 
         Returns a copy of the dispute (status ``needs_response``); close it with
-        :meth:`close_dispute`.
+        ``close_dispute``.
         """
         with self._lock:
             dispute = self._invoices.open_dispute(

@@ -1,16 +1,16 @@
 """``charge.*``: refunds feed the invoice history; disputes fire hooks.
 
 * ``charge.succeeded``/``charge.refunded`` merge the charge into its stored record
-  (:func:`apply_charge`): refunds only grow, so any delivery order ends in the same refunded
+  (``apply_charge``): refunds only grow, so any delivery order ends in the same refunded
   amount, which the invoice the charge paid then reports
-  (:attr:`~billingkit.domain.invoices.InvoiceSummary.amount_refunded`).
+  (``amount_refunded``).
 * ``charge.dispute.created``/``charge.dispute.closed`` fire
-  :class:`~billingkit.services.hooks.DisputeOpened`/:class:`~billingkit.services.hooks.DisputeClosed`
+  ``DisputeOpened``/``DisputeClosed``
   once per event. billingkit stores no dispute state and takes no action: the app decides
   (e.g. suspend access while a dispute is open).
 
-**Seam for one-time purchases:** :func:`apply_charge` is the one place a charge's refund is
-stored; it returns the merged :class:`~billingkit.domain.invoices.ChargeRecord` (payment
+**Seam for one-time purchases:** ``apply_charge`` is the one place a charge's refund is
+stored; it returns the merged ``ChargeRecord`` (payment
 intent id, amount, amount refunded, fully refunded or not), which is what a purchase keyed by
 its payment intent needs to update its refund status in the same unit of work.
 """
@@ -30,7 +30,7 @@ __all__ = ["apply_charge", "charge_event", "dispute_closed", "dispute_opened"]
 def apply_charge(uow: UnitOfWork, charge: ChargeRecord) -> ChargeRecord:
     """Merge ``charge`` into its stored record and return the stored record.
 
-    Order-proof (see :func:`~billingkit.domain.invoices.merge_charge`). Call it from any code
+    Order-proof (see ``merge_charge``). Call it from any code
     that needs a charge's refund state kept, e.g. the purchases of one-time payments.
     """
     return uow.save_charge(charge)
@@ -43,12 +43,12 @@ def charge_event(ctx: HandlerContext) -> EventStatus:
 
 
 def dispute_opened(ctx: HandlerContext) -> EventStatus:
-    """``charge.dispute.created``: the :class:`DisputeOpened` hook."""
+    """``charge.dispute.created``: the ``DisputeOpened`` hook."""
     return _dispute_hook(ctx, HookKind.DISPUTE_OPENED, DisputeOpened)
 
 
 def dispute_closed(ctx: HandlerContext) -> EventStatus:
-    """``charge.dispute.closed``: the :class:`DisputeClosed` hook."""
+    """``charge.dispute.closed``: the ``DisputeClosed`` hook."""
     return _dispute_hook(ctx, HookKind.DISPUTE_CLOSED, DisputeClosed)
 
 

@@ -1,7 +1,7 @@
 """``invoice.*`` and ``invoice_payment.paid``: the stored invoice history, and hooks.
 
 Every ``invoice.*`` event stores the invoice summary it carries through the ordering guard
-(:meth:`~billingkit.ports.UnitOfWork.save_invoice`: newer wins, ``paid``/``void``/
+(``save_invoice``: newer wins, ``paid``/``void``/
 ``uncollectible`` never go back to ``draft``/``open``, same-second ties by progress);
 ``invoice.deleted`` stores a ``deleted`` tombstone so a late ``invoice.created`` cannot bring
 the draft back. An invoice does **not** change the subscription: its status and period come
