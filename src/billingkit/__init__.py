@@ -30,6 +30,7 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
+from billingkit.domain.invoices import ChargeRecord, Dispute, InvoiceStatus, InvoiceSummary
 from billingkit.errors import (
     AlreadySubscribedError,
     BillingError,
@@ -61,6 +62,8 @@ from billingkit.services.checkout import CheckoutConfirmation, CheckoutService, 
 from billingkit.services.customers import BillingDetails, CustomerDetails
 from billingkit.services.hooks import (
     CheckoutCompleted,
+    DisputeClosed,
+    DisputeOpened,
     HookEvent,
     HookKind,
     PaymentActionRequired,
@@ -105,6 +108,7 @@ __all__ = [
     "BillingConfig",
     "BillingDetails",
     "BillingError",
+    "ChargeRecord",
     "CheckoutCompleted",
     "CheckoutConfirmation",
     "CheckoutOwnershipError",
@@ -115,6 +119,9 @@ __all__ = [
     "ConflictError",
     "CustomerDetails",
     "CustomerLink",
+    "Dispute",
+    "DisputeClosed",
+    "DisputeOpened",
     "DomainError",
     "EventRecord",
     "EventStatus",
@@ -131,6 +138,8 @@ __all__ = [
     "InMemoryRepository",
     "Interval",
     "InvalidInputError",
+    "InvoiceStatus",
+    "InvoiceSummary",
     "Money",
     "NoCustomerError",
     "PaymentActionRequired",

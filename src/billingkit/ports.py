@@ -40,6 +40,7 @@ from billingkit.domain import (
     UTCDateTime,
     Value,
 )
+from billingkit.domain.invoices import ChargeRecord, InvoiceSummary
 from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome
 from billingkit.errors import ConfigurationError, RepositoryError
 
@@ -685,6 +686,50 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def oldest_received_at(self, status: EventStatus) -> datetime | None:
         """The earliest ``received_at`` among entries with ``status`` (``None``: none)."""
+
+    # invoices and charges (issue 13) ----------------------------------------------------------
+    @abc.abstractmethod
+    def get_invoice(self, invoice_id: str) -> InvoiceSummary | None:
+        """The stored invoice summary (a deleted draft too, with status ``deleted``).
+
+        ``amount_refunded`` is filled as in ``invoices_for_user``.
+        """
+
+    @abc.abstractmethod
+    def save_invoice(self, invoice: InvoiceSummary) -> SaveOutcome:
+        """Store ``invoice`` only if it is newer than the stored state, atomically.
+
+        No stored row -> insert (``WRITTEN``); otherwise
+        ``decide_invoice_save`` decides (``WRITTEN`` or
+        ``STALE``, never ``TIE``) and a write is merged with
+        ``merge_invoice`` (a ``None`` keeps the stored user,
+        number, URLs, payment ids, subscription and period). ``amount_refunded`` is not stored.
+        """
+
+    @abc.abstractmethod
+    def invoices_for_user(
+        self, user_id: str, *, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[InvoiceSummary]:
+        """The user's invoices, newest first (``created`` then id, descending), not deleted.
+
+        An invoice is the user's when its ``user_id`` is ``user_id`` or its customer is linked
+        to the user. ``before`` (a ``(created, id)`` key) keeps only invoices strictly after
+        it in that order. ``amount_refunded`` is the sum of ``amount_refunded`` over the
+        stored charges whose ``invoice_id`` is the invoice's, in the invoice currency
+        (``None`` without a currency).
+        """
+
+    @abc.abstractmethod
+    def save_charge(self, charge: ChargeRecord) -> ChargeRecord:
+        """Merge ``charge`` into the record stored under its key, atomically; return it.
+
+        The stored record is ``merge_charge`` of both, so
+        the result does not depend on the order of the saves.
+        """
+
+    @abc.abstractmethod
+    def get_charge(self, key: str) -> ChargeRecord | None:
+        """The charge stored under ``key`` (payment intent id, else charge id)."""
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar, cast
 from pydantic import BaseModel
 
 from billingkit.domain import Interval, Price, Subscription, SubscriptionStatus
-from billingkit.domain.invoices import Invoice
+from billingkit.domain.invoices import ChargeRecord, Dispute, InvoiceStatus, InvoiceSummary
 from billingkit.domain.money import Money
 from billingkit.errors import WebhookPayloadError
 from billingkit.ports import (
@@ -36,9 +36,12 @@ from billingkit.ports import (
 )
 
 __all__ = [
+    "charge_from_stripe",
     "checkout_session_from_stripe",
     "customer_from_stripe",
+    "dispute_from_stripe",
     "invoice_from_stripe",
+    "invoice_payment_from_stripe",
     "invoice_preview_from_stripe",
     "invoice_subscription_id",
     "portal_session_from_stripe",
@@ -634,35 +637,191 @@ def invoice_subscription_id(invoice: Mapping[str, Any]) -> str | None:
 
 # --------------------------------------------------------------------------- invoice values
 
+_INVOICE_STATUS_OF: dict[str, InvoiceStatus] = {
+    s.value: s for s in InvoiceStatus if s is not InvoiceStatus.DELETED
+}
 
-def invoice_from_stripe(obj: Mapping[str, Any]) -> Invoice:
-    """An ``Invoice`` from a Stripe invoice object.
 
-    ``subscription_id`` as ``invoice_subscription_id`` finds it (every era).
-    ``amount_due`` needs both ``amount_due`` and a string ``currency`` (else ``None``).
-    Raises ``WebhookPayloadError`` naming the bad field.
+def _opt_money(
+    obj: Mapping[str, Any], field: str, currency: str | None, kind: str, *, signed: bool = False
+) -> Money | None:
+    """An optional amount (non-negative unless ``signed``) as Money, ``None`` without one.
+
+    ``None`` too without a currency: an amount alone is no Money.
+    """
+    amount = _int(obj, field, kind) if signed else _amount(obj, field, kind)
+    if amount is None or currency is None:
+        return None
+    return _build(Money, amount=amount, currency=currency)
+
+
+def invoice_from_stripe(obj: Mapping[str, Any], *, deleted: bool = False) -> InvoiceSummary:
+    """An ``InvoiceSummary`` from a Stripe invoice object.
+
+    Every era: ``subscription_id`` as ``invoice_subscription_id`` finds it; the period
+    from ``period_start``/``period_end``; amounts need a ``currency`` (else ``None``);
+    ``total`` falls back to ``amount_due`` on 2017-era invoices without it; the payment from
+    ``payment_intent``/``charge`` (before basil) or an included ``payments`` list. A missing
+    ``status`` (2017 era) reads ``paid`` when ``paid`` is true, else ``open`` if ``closed``
+    is false, else ``draft``. ``deleted=True`` (``invoice.deleted``) gives the ``deleted``
+    tombstone. ``user_id`` is left ``None`` (the handler fills it from the customer link) and
+    ``watermark`` 0. Raises ``WebhookPayloadError`` naming the field.
     """
     kind = "invoice"
     inv = _mapping(obj, kind)
-    subscription_id = invoice_subscription_id(inv)
     invoice_id = _ident(inv, "id", kind)
-    amount = _amount(inv, "amount_due", kind)
     currency = _currency(inv, "currency", kind)
-    amount_due: Money | None = None
-    if amount is not None and currency is not None:
-        try:
-            amount_due = Money(amount=amount, currency=currency)
-        except ValueError:
-            raise _fail(kind, "currency", f"bad value {_shown(currency)}") from None
+    if deleted:
+        status = InvoiceStatus.DELETED
+    else:
+        raw_status = inv.get("status")
+        if raw_status is None:
+            status = (
+                InvoiceStatus.PAID
+                if inv.get("paid") is True
+                else InvoiceStatus.OPEN
+                if inv.get("closed") is False and inv.get("number")
+                else InvoiceStatus.DRAFT
+            )
+        else:
+            found = _INVOICE_STATUS_OF.get(raw_status) if type(raw_status) is str else None
+            if found is None:
+                raise _fail(kind, "status", f"unknown value {_shown(raw_status)}")
+            status = found
+    total = _opt_money(inv, "total", currency, kind, signed=True)
+    amount_due = _opt_money(inv, "amount_due", currency, kind)
+    payment_intent_id = _ref(inv, "payment_intent", kind)
+    charge_id = _ref(inv, "charge", kind)
+    if payment_intent_id is None and charge_id is None:
+        payment_intent_id, charge_id = _invoice_payment_ids(inv)
     return _build(
-        Invoice,
+        InvoiceSummary,
         id=invoice_id,
         customer_id=_ref(inv, "customer", kind),
-        subscription_id=subscription_id,
+        user_id=None,
+        number=_opt_str(inv, "number", kind),
+        status=status,
+        billing_reason=_opt_str(inv, "billing_reason", kind),
+        subscription_id=invoice_subscription_id(inv),
+        period_start=_time(inv.get("period_start"), kind, "period_start"),
+        period_end=_time(inv.get("period_end"), kind, "period_end"),
+        total=total if total is not None else amount_due,
         amount_due=amount_due,
+        amount_paid=_opt_money(inv, "amount_paid", currency, kind),
+        amount_remaining=_opt_money(inv, "amount_remaining", currency, kind),
+        amount_refunded=None,
+        created=_time(inv.get("created"), kind, "created") or _time(inv.get("date"), kind, "date"),
+        hosted_invoice_url=_opt_str(inv, "hosted_invoice_url", kind),
+        invoice_pdf=_opt_str(inv, "invoice_pdf", kind),
+        lines=_line_descriptions(inv),
         attempt_count=_bounded(inv, "attempt_count", kind, 0, _QUANTITY_MAX),
         next_payment_attempt=_time(inv.get("next_payment_attempt"), kind, "next_payment_attempt"),
-        hosted_invoice_url=_opt_str(inv, "hosted_invoice_url", kind),
+        payment_intent_id=payment_intent_id,
+        charge_id=charge_id,
+        livemode=_bool(inv, "livemode", kind),
+        watermark=0,
+    )
+
+
+def _line_descriptions(inv: Mapping[str, Any]) -> tuple[str, ...]:
+    descriptions: list[str] = []
+    for index, raw in enumerate(_list_data(inv, "lines", "invoice")):
+        line = _mapping(raw, f"invoice.lines.data[{index}]")
+        text = _opt_str(line, "description", f"invoice.lines.data[{index}]")
+        if text:
+            descriptions.append(text)
+    return tuple(descriptions)
+
+
+def _invoice_payment_ids(inv: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The first payment in an invoice's ``payments`` list (basil+, when included)."""
+    for index, raw in enumerate(_list_data(inv, "payments", "invoice")):
+        entry = _mapping(raw, f"invoice.payments.data[{index}]")
+        payment = entry.get("payment")
+        if isinstance(payment, Mapping):
+            where = f"invoice.payments.data[{index}].payment"
+            intent, charge = _ref(payment, "payment_intent", where), _ref(payment, "charge", where)
+            if intent is not None or charge is not None:
+                return intent, charge
+    return None, None
+
+
+# --------------------------------------------------------------------------- charges
+
+
+def charge_from_stripe(obj: Mapping[str, Any]) -> ChargeRecord:
+    """A ``ChargeRecord`` from a Stripe charge object.
+
+    ``invoice_id`` from ``charge.invoice`` (API versions before basil; ``None`` after, when
+    ``invoice_payment.paid`` links the payment intent instead). ``amount_refunded`` is the
+    cumulative refunded amount Stripe reports.
+    """
+    kind = "charge"
+    charge = _mapping(obj, kind)
+    charge_id = _ident(charge, "id", kind)
+    intent = _ref(charge, "payment_intent", kind)
+    currency = _currency(charge, "currency", kind)
+    refunded = _amount(charge, "amount_refunded", kind) or 0
+    return _build(
+        ChargeRecord,
+        key=intent or charge_id,
+        charge_id=charge_id,
+        payment_intent_id=intent,
+        invoice_id=_ref(charge, "invoice", kind),
+        customer_id=_ref(charge, "customer", kind),
+        amount=_opt_money(charge, "amount", currency, kind),
+        amount_refunded=refunded,
+        refunded=_bool(charge, "refunded", kind),
+        created=_time(charge.get("created"), kind, "created"),
+    )
+
+
+def invoice_payment_from_stripe(obj: Mapping[str, Any]) -> ChargeRecord:
+    """The payment an ``invoice_payment`` (basil+, ``invoice_payment.paid``) ties to its invoice.
+
+    Returns a ``ChargeRecord`` keyed by the payment intent
+    (else the charge) with ``invoice_id`` set and nothing refunded.
+    """
+    kind = "invoice_payment"
+    entry = _mapping(obj, kind)
+    invoice_id = _ref(entry, "invoice", kind)
+    if invoice_id is None:
+        raise _fail(kind, "invoice", "missing")
+    payment = _mapping(entry.get("payment"), f"{kind}.payment")
+    intent = _ref(payment, "payment_intent", f"{kind}.payment")
+    charge_id = _ref(payment, "charge", f"{kind}.payment")
+    key = intent or charge_id
+    if key is None:
+        raise _fail(kind, "payment", "names neither a payment intent nor a charge")
+    currency = _currency(entry, "currency", kind)
+    return _build(
+        ChargeRecord,
+        key=key,
+        charge_id=charge_id,
+        payment_intent_id=intent,
+        invoice_id=invoice_id,
+        customer_id=None,
+        amount=_opt_money(entry, "amount_paid", currency, kind),
+        amount_refunded=0,
+        refunded=False,
+        created=_time(entry.get("created"), kind, "created"),
+    )
+
+
+def dispute_from_stripe(obj: Mapping[str, Any]) -> Dispute:
+    """A ``Dispute`` from a Stripe dispute object."""
+    kind = "dispute"
+    dispute = _mapping(obj, kind)
+    currency = _currency(dispute, "currency", kind)
+    return _build(
+        Dispute,
+        id=_ident(dispute, "id", kind),
+        charge_id=_ref(dispute, "charge", kind),
+        payment_intent_id=_ref(dispute, "payment_intent", kind),
+        amount=_opt_money(dispute, "amount", currency, kind),
+        reason=_opt_str(dispute, "reason", kind),
+        status=_opt_str(dispute, "status", kind),
+        created=_time(dispute.get("created"), kind, "created"),
     )
 
 

@@ -44,6 +44,9 @@ Rules this suite pins beyond the port docstrings (so all adapters agree):
 * ``subscriptions_for_user`` orders by ``created`` then id, both descending;
   ``list_events`` by ``received_at`` then id, ascending; ``find_open_checkout`` wants
   ``created_at`` strictly after ``created_after`` and breaks ties by the larger session id;
+* ``invoices_for_user`` orders by ``created`` then id, both descending, and never lists a
+  ``deleted`` invoice; a ``before`` key of ``(created, "")`` keeps invoices created strictly
+  before that moment;
 * datetimes come back aware and equal to what was stored, to the microsecond; watermarks
   beyond 2**31 fit; payload bytes come back byte for byte; text is full Unicode.
 * the rules of use of :class:`~billingkit.ports.UnitOfWorkBase`: a unit of work is entered
@@ -79,6 +82,8 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
+from billingkit.domain.invoices import ChargeRecord, InvoiceStatus, InvoiceSummary
+from billingkit.domain.money import Money
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
 
@@ -87,6 +92,7 @@ __all__ = [
     "RepositoryContract",
     "make_checkout",
     "make_event",
+    "make_invoice",
     "make_link",
     "make_subscription",
     "run_in_threads",
@@ -1746,3 +1752,195 @@ class RepositoryContract:
         results = run_in_threads(repository, lambda uow, _: uow.claim_stored_event("evt_1", now=T0))
         assert sum(isinstance(r, EventRecord) for r in results) == 1, results
         assert results.count(None) == THREADS - 1, results
+
+    # ------------------------------------------------------------------ invoices and charges
+
+    def test_an_invoice_round_trips_with_every_field(self, repository: Repository) -> None:
+        invoice = make_invoice(
+            number="INV-0001",
+            billing_reason="subscription_cycle",
+            subscription_id="sub_1",
+            period_start=T0,
+            period_end=T0 + timedelta(days=30),
+            total=Money(amount=-1500, currency="usd"),
+            amount_due=Money(amount=0, currency="usd"),
+            amount_paid=Money(amount=0, currency="usd"),
+            amount_remaining=Money(amount=0, currency="usd"),
+            hosted_invoice_url="https://invoice.stripe.com/i/ü",
+            invoice_pdf="https://pay.stripe.com/pdf",
+            lines=("1 × Pro (at $20.00 / month)", "Remaining time on Pro ✓"),  # noqa: RUF001
+            attempt_count=3,
+            next_payment_attempt=T0 + timedelta(days=3, microseconds=7),
+            payment_intent_id="pi_1",
+            livemode=True,
+            watermark=2**33,
+        )
+        assert _write(repository, lambda uow: uow.save_invoice(invoice)) is SaveOutcome.WRITTEN
+        stored = _read(repository, lambda uow: uow.get_invoice("in_1"))
+        assert stored == invoice.model_copy(
+            update={"amount_refunded": Money(amount=0, currency="usd")}
+        )
+        assert _read(repository, lambda uow: uow.get_invoice("in_none")) is None
+
+    def test_save_invoice_applies_the_ordering_rule(self, repository: Repository) -> None:
+        def save(invoice: InvoiceSummary) -> SaveOutcome:
+            return _write(repository, lambda uow: uow.save_invoice(invoice))
+
+        def status() -> InvoiceStatus:
+            stored = _read(repository, lambda uow: uow.get_invoice("in_1"))
+            assert stored is not None
+            return stored.status
+
+        assert save(make_invoice(InvoiceStatus.OPEN, watermark=10)) is SaveOutcome.WRITTEN
+        assert save(make_invoice(InvoiceStatus.DRAFT, watermark=9)) is SaveOutcome.STALE
+        assert save(make_invoice(InvoiceStatus.DRAFT, watermark=10)) is SaveOutcome.STALE
+        assert save(make_invoice(InvoiceStatus.OPEN, watermark=10, attempt_count=1)) is (
+            SaveOutcome.WRITTEN
+        )
+        assert save(make_invoice(InvoiceStatus.PAID, watermark=11)) is SaveOutcome.WRITTEN
+        assert save(make_invoice(InvoiceStatus.OPEN, watermark=99)) is SaveOutcome.STALE
+        assert status() is InvoiceStatus.PAID
+        assert save(make_invoice(InvoiceStatus.DELETED, watermark=12)) is SaveOutcome.WRITTEN
+        assert save(make_invoice(InvoiceStatus.PAID, watermark=13)) is SaveOutcome.STALE
+        assert status() is InvoiceStatus.DELETED
+
+    def test_save_invoice_keeps_known_facts(self, repository: Repository) -> None:
+        first = make_invoice(
+            InvoiceStatus.OPEN,
+            watermark=10,
+            user_id="user_1",
+            number="N-1",
+            hosted_invoice_url="https://h",
+            charge_id="ch_1",
+        )
+        _write(repository, lambda uow: uow.save_invoice(first))
+        later = make_invoice(InvoiceStatus.PAID, watermark=11, customer_id="cus_1")
+        _write(repository, lambda uow: uow.save_invoice(later))
+        stored = _read(repository, lambda uow: uow.get_invoice("in_1"))
+        assert stored is not None
+        assert (stored.user_id, stored.number, stored.hosted_invoice_url, stored.charge_id) == (
+            "user_1",
+            "N-1",
+            "https://h",
+            "ch_1",
+        )
+        assert stored.status is InvoiceStatus.PAID and stored.watermark == 11
+
+    def test_invoices_for_user_newest_first_paged_by_user_or_link(
+        self, repository: Repository
+    ) -> None:
+        _write(repository, lambda uow: uow.link_customer(make_link("user_1", "cus_1")))
+        invoices = [
+            make_invoice(invoice_id="in_a", created=T0, customer_id="cus_1"),
+            make_invoice(invoice_id="in_c", created=T0, customer_id="cus_x", user_id="user_1"),
+            make_invoice(invoice_id="in_b", created=T0 + timedelta(seconds=1), customer_id="cus_1"),
+            make_invoice(invoice_id="in_d", created=T0 - timedelta(days=1), customer_id="cus_1"),
+            make_invoice(invoice_id="in_other", created=T0, customer_id="cus_2"),
+            make_invoice(
+                InvoiceStatus.DELETED, invoice_id="in_gone", created=T0, customer_id="cus_1"
+            ),
+        ]
+
+        def save_all(uow: UnitOfWork) -> None:
+            for invoice in invoices:
+                uow.save_invoice(invoice)
+
+        _write(repository, save_all)
+
+        def ids(limit: int, before: tuple[datetime, str] | None = None) -> list[str]:
+            found = _read(
+                repository, lambda uow: uow.invoices_for_user("user_1", limit=limit, before=before)
+            )
+            return [invoice.id for invoice in found]
+
+        assert ids(10) == ["in_b", "in_c", "in_a", "in_d"]
+        assert ids(2) == ["in_b", "in_c"]
+        assert ids(10, (T0, "in_c")) == ["in_a", "in_d"]
+        assert ids(10, (T0, "")) == ["in_d"]
+        assert ids(0) == []
+        assert _read(repository, lambda uow: uow.invoices_for_user("user_9", limit=5)) == []
+
+    def test_charges_merge_in_any_order_and_sum_into_the_invoice(
+        self, repository: Repository
+    ) -> None:
+        _write(
+            repository,
+            lambda uow: uow.save_invoice(
+                make_invoice(user_id="user_1", total=Money(amount=2000, currency="eur"))
+            ),
+        )
+        records = [
+            ChargeRecord(
+                key="pi_1", charge_id="ch_1", payment_intent_id="pi_1", amount_refunded=700
+            ),
+            ChargeRecord(key="pi_1", invoice_id="in_1", payment_intent_id="pi_1"),
+            ChargeRecord(key="pi_1", charge_id="ch_1", amount_refunded=300, customer_id="cus_1"),
+            ChargeRecord(key="pi_2", invoice_id="in_1", amount_refunded=50, refunded=True),
+            ChargeRecord(key="pi_3", invoice_id="in_other", amount_refunded=999),
+        ]
+
+        def save_each(uow: UnitOfWork) -> None:
+            for record in records:
+                uow.save_charge(record)
+
+        _write(repository, save_each)
+        stored = _read(repository, lambda uow: uow.get_charge("pi_1"))
+        assert stored == ChargeRecord(
+            key="pi_1",
+            charge_id="ch_1",
+            payment_intent_id="pi_1",
+            invoice_id="in_1",
+            customer_id="cus_1",
+            amount_refunded=700,
+        )
+        assert _read(repository, lambda uow: uow.get_charge("pi_none")) is None
+        invoice = _read(repository, lambda uow: uow.get_invoice("in_1"))
+        assert invoice is not None
+        assert invoice.amount_refunded == Money(amount=750, currency="eur")
+        [listed] = _read(repository, lambda uow: uow.invoices_for_user("user_1", limit=5))
+        assert listed.amount_refunded == Money(amount=750, currency="eur")
+
+    def test_invoice_and_charge_writes_roll_back(self, repository: Repository) -> None:
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            uow.save_invoice(make_invoice(user_id="user_1"))
+            uow.save_charge(ChargeRecord(key="pi_1", invoice_id="in_1", amount_refunded=5))
+            raise _Boom
+        assert _read(repository, lambda uow: uow.get_invoice("in_1")) is None
+        assert _read(repository, lambda uow: uow.get_charge("pi_1")) is None
+
+    def test_concurrent_invoice_saves_keep_the_newest(self, repository: Repository) -> None:
+        watermarks = [100 + (i * 5) % THREADS for i in range(THREADS)]
+
+        def save(uow: UnitOfWork, index: int) -> SaveOutcome:
+            return uow.save_invoice(
+                make_invoice(watermark=watermarks[index], attempt_count=watermarks[index])
+            )
+
+        results = run_in_threads(repository, save)
+        assert all(r in (SaveOutcome.WRITTEN, SaveOutcome.STALE) for r in results), results
+        stored = _read(repository, lambda uow: uow.get_invoice("in_1"))
+        assert stored is not None and stored.watermark == max(watermarks)
+        assert stored.attempt_count == max(watermarks)
+
+    def test_concurrent_refunds_keep_the_largest(self, repository: Repository) -> None:
+        amounts = [(i * 3) % THREADS * 100 for i in range(THREADS)]
+        run_in_threads(
+            repository,
+            lambda uow, i: uow.save_charge(ChargeRecord(key="pi_1", amount_refunded=amounts[i])),
+        )
+        stored = _read(repository, lambda uow: uow.get_charge("pi_1"))
+        assert stored is not None and stored.amount_refunded == max(amounts)
+
+
+def make_invoice(
+    status: InvoiceStatus = InvoiceStatus.OPEN,
+    *,
+    invoice_id: str = "in_1",
+    watermark: int = 10,
+    **fields: Any,
+) -> InvoiceSummary:
+    """An invoice summary of ``cus_1`` created at ``T0`` (override any field)."""
+    fields.setdefault("customer_id", "cus_1")
+    fields.setdefault("created", T0)
+    fields.setdefault("total", Money(amount=2000, currency="usd"))
+    return InvoiceSummary(id=invoice_id, status=status, watermark=watermark, **fields)

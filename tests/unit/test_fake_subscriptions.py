@@ -116,6 +116,8 @@ def test_always_invoice_charges_the_prorations_now(world: World) -> None:
         "invoice.finalized",
         "invoice.paid",
         "invoice.payment_succeeded",
+        "invoice_payment.paid",
+        "invoice.updated",
     ]
     stripe.advance_to(PERIOD_END)
     assert line_amounts(stripe.latest_invoice(world.sub_id)) == [3000]  # nothing left over
@@ -167,6 +169,7 @@ def test_declined_upgrade_with_pending_if_incomplete_stays_on_the_old_price(
         "invoice.created",
         "invoice.finalized",
         "invoice.payment_failed",
+        "invoice.updated",
         "customer.subscription.updated",
     ]
     pending = deliveries[-1].data_object()["pending_update"]
@@ -200,6 +203,8 @@ def test_pending_update_applies_when_its_invoice_is_paid(world: World) -> None:
     assert event_types(stripe) == [
         "invoice.paid",
         "invoice.payment_succeeded",
+        "invoice_payment.paid",
+        "invoice.updated",
         "customer.subscription.updated",
         "customer.subscription.pending_update_applied",
     ]
@@ -399,7 +404,7 @@ def test_same_idempotency_key_answers_the_same_result_without_a_second_event(
     again = stripe.modify_subscription(request)
     assert again == first
     assert event_types(stripe) == []
-    assert len(events) == 5
+    assert len(events) == 7
     assert stripe.calls["modify_subscription"] == 2
     with pytest.raises(GatewayInvalidRequestError):
         stripe.modify_subscription(update(world, "up-once", price_id=world.basic))

@@ -74,16 +74,15 @@ def request_for(
         cancel_url="https://app.example/pricing",
         client_reference_id=user_id,
         metadata={"user_id": user_id, "plan_key": "pro"},
-        subscription_metadata={"user_id": user_id, "plan_key": "pro"} if mode == "subscription"
+        subscription_metadata={"user_id": user_id, "plan_key": "pro"}
+        if mode == "subscription"
         else {},
         trial_days=trial_days,
         idempotency_key=key,
     )
 
 
-def subscribe(
-    fake: FakeStripeGateway, *, trial_days: int | None = None, amount: int = 2000
-) -> str:
+def subscribe(fake: FakeStripeGateway, *, trial_days: int | None = None, amount: int = 2000) -> str:
     price = fake.add_price(amount=amount, interval="month", product_name="Pro")
     session = fake.create_checkout_session(request_for(fake, price.id, trial_days=trial_days))
     completed = fake.complete_checkout(session.id)
@@ -176,13 +175,20 @@ def test_list_prices_answers_ids_and_lookup_keys_in_one_call(fake: FakeStripeGat
     monthly = fake.add_price(amount=2000, lookup_key="pro_monthly", product_name="Pro")
     pro = monthly.product_id
     yearly = fake.add_price(amount=20000, interval=Interval.YEAR, product=pro)
-    once = fake.add_price(amount=500, currency="JPY", interval=Interval.ONE_TIME,
-                          lookup_key="credits", product_name="Credits")
+    once = fake.add_price(
+        amount=500,
+        currency="JPY",
+        interval=Interval.ONE_TIME,
+        lookup_key="credits",
+        product_name="Credits",
+    )
     tiered = fake.add_price(amount=None, tiered=True, product_name="Usage")
     fake.add_price(amount=100, product_name="Unrelated")
 
-    prices = fake.list_prices(price_ids=[yearly.id, tiered.id, "price_missing"],
-                              lookup_keys=["pro_monthly", "credits", "nope"])
+    prices = fake.list_prices(
+        price_ids=[yearly.id, tiered.id, "price_missing"],
+        lookup_keys=["pro_monthly", "credits", "nope"],
+    )
 
     assert fake.calls["list_prices"] == 1 and fake.total_calls == 1
     by_id = {p.id: p for p in prices}
@@ -343,9 +349,7 @@ def test_checkout_mode_must_fit_the_price(
 ) -> None:
     price = fake.add_price(amount=100, interval=interval)
     with pytest.raises(GatewayInvalidRequestError, match=error):
-        fake.create_checkout_session(
-            request_for(fake, price.id, mode=mode, trial_days=trial_days)
-        )
+        fake.create_checkout_session(request_for(fake, price.id, mode=mode, trial_days=trial_days))
 
 
 def test_checkout_needs_a_known_customer_and_an_active_price(fake: FakeStripeGateway) -> None:
@@ -373,10 +377,12 @@ def test_complete_subscription_checkout_emits_stripe_events(fake: FakeStripeGate
         "invoice.finalized",
         "invoice.paid",
         "invoice.payment_succeeded",
+        "invoice_payment.paid",
+        "invoice.updated",
         "checkout.session.completed",
     ]
     t = int(start.timestamp())
-    assert [d.created for d in deliveries] == [t, t, t, t + 1, t + 1, t + 1]
+    assert [d.created for d in deliveries] == [t, t, t, t + 1, t + 1, t + 1, t + 1, t + 1]
     assert fake.now() == start + timedelta(seconds=1)
 
     sub = completed.subscription
@@ -398,7 +404,9 @@ def test_complete_subscription_checkout_emits_stripe_events(fake: FakeStripeGate
     invoice = deliveries[3].data_object()
     assert invoice_subscription_id(invoice) == sub.id
     assert (invoice["status"], invoice["amount_paid"], invoice["billing_reason"]) == (
-        "paid", 2000, "subscription_create",
+        "paid",
+        2000,
+        "subscription_create",
     )
     retrieved = fake.retrieve_checkout_session(session.id)
     assert retrieved.subscription == sub and retrieved == completed
@@ -468,12 +476,15 @@ def test_renewal_moves_the_period_and_pays(fake: FakeStripeGateway) -> None:
         "invoice.finalized",
         "invoice.paid",
         "invoice.payment_succeeded",
+        "invoice_payment.paid",
+        "invoice.updated",
     ]
     updated = deliveries[0].event()["data"]
     previous_item = updated["previous_attributes"]["items"]["data"][0]
-    assert previous_item["current_period_end"] == updated["object"]["items"]["data"][0][
-        "current_period_start"
-    ]
+    assert (
+        previous_item["current_period_end"]
+        == updated["object"]["items"]["data"][0]["current_period_start"]
+    )
     sub = subscription_from_stripe(updated["object"])
     assert sub.current_period_start == datetime(2026, 2, 5, 9, tzinfo=timezone.utc)
     assert sub.current_period_end == datetime(2026, 3, 5, 9, tzinfo=timezone.utc)
@@ -502,8 +513,12 @@ def test_failed_payment_then_successful_retry(fake: FakeStripeGateway) -> None:
     fake.drain_events()
     fake.advance(31 * DAY)
     deliveries = fake.drain_events()
-    assert types(deliveries)[-2:] == ["invoice.payment_failed", "customer.subscription.updated"]
-    failed = deliveries[-2].data_object()
+    assert types(deliveries)[-3:] == [
+        "invoice.payment_failed",
+        "invoice.updated",
+        "customer.subscription.updated",
+    ]
+    failed = deliveries[-3].data_object()
     assert failed["status"] == "open" and failed["attempt_count"] == 1
     past_due = deliveries[-1].event()["data"]
     assert past_due["previous_attributes"] == {"status": "active"}
@@ -515,6 +530,8 @@ def test_failed_payment_then_successful_retry(fake: FakeStripeGateway) -> None:
     assert types(fake.drain_events()) == [
         "invoice.paid",
         "invoice.payment_succeeded",
+        "invoice_payment.paid",
+        "invoice.updated",
         "customer.subscription.updated",
     ]
     assert fake.retrieve_subscription(sub_id).status is SubscriptionStatus.ACTIVE
@@ -689,7 +706,9 @@ def test_every_delivery_verifies_and_parses(fake: FakeStripeGateway) -> None:
         event = delivery.event()
         assert event["object"] == "event" and event["api_version"] == FAKE_API_VERSION
         assert (event["id"], event["type"], event["created"]) == (
-            delivery.id, delivery.type, delivery.created,
+            delivery.id,
+            delivery.type,
+            delivery.created,
         )
         obj = event["data"]["object"]
         if obj["object"] == "subscription":
@@ -751,7 +770,9 @@ def test_build_event_shape_and_deterministic_id() -> None:
         previous_attributes={"status": "trialing"},
     )
     again = build_event(
-        "customer.subscription.updated", obj, created=1_767_225_600,
+        "customer.subscription.updated",
+        obj,
+        created=1_767_225_600,
         previous_attributes={"status": "trialing"},
     )
     assert event == again and event["id"].startswith("evt_")

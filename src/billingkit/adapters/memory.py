@@ -31,7 +31,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from threading import Lock
 from typing import Any
 
@@ -45,6 +45,15 @@ from billingkit.domain import (
     EventStatus,
     Subscription,
 )
+from billingkit.domain.invoices import (
+    ChargeRecord,
+    InvoiceStatus,
+    InvoiceSummary,
+    decide_invoice_save,
+    merge_charge,
+    merge_invoice,
+)
+from billingkit.domain.money import Money
 from billingkit.domain.ordering import decide_save
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWorkBase
@@ -64,10 +73,15 @@ class _Tables:
     """The stored state: primary tables plus the secondary indexes the queries need."""
 
     __slots__ = (
+        "charges",
+        "charges_by_invoice",
         "checkouts",
         "checkouts_by_key",
         "checkouts_by_user",
         "events",
+        "invoices",
+        "invoices_by_customer",
+        "invoices_by_user",
         "links_by_customer",
         "links_by_user",
         "old_links_by_user",
@@ -89,6 +103,11 @@ class _Tables:
         self.checkouts_by_key: dict[tuple[str, str], dict[str, None]] = {}
         self.checkouts_by_user: dict[str, dict[str, None]] = {}
         self.events: dict[str, EventRecord] = {}
+        self.invoices: dict[str, InvoiceSummary] = {}
+        self.invoices_by_customer: dict[str, dict[str, None]] = {}
+        self.invoices_by_user: dict[str, dict[str, None]] = {}
+        self.charges: dict[str, ChargeRecord] = {}
+        self.charges_by_invoice: dict[str, dict[str, None]] = {}
 
 
 class InMemoryRepository(Repository):
@@ -562,3 +581,89 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
             (record.received_at for record in self._t.events.values() if record.status == status),
             default=None,
         )
+
+    # ------------------------------------------------------------------ invoices and charges
+
+    def _with_refunds(self, invoice: InvoiceSummary) -> InvoiceSummary:
+        currency = invoice.currency
+        if currency is None:
+            return invoice
+        t = self._t
+        refunded = sum(
+            t.charges[key].amount_refunded for key in t.charges_by_invoice.get(invoice.id, ())
+        )
+        return invoice.model_copy(
+            update={"amount_refunded": Money(amount=refunded, currency=currency)}
+        )
+
+    @override
+    def get_invoice(self, invoice_id: str) -> InvoiceSummary | None:
+        self._check()
+        stored = self._t.invoices.get(invoice_id)
+        return self._with_refunds(stored) if stored is not None else None
+
+    @override
+    def save_invoice(self, invoice: InvoiceSummary) -> SaveOutcome:
+        self._check()
+        t = self._t
+        stored = t.invoices.get(invoice.id)
+        if stored is not None and decide_invoice_save(stored, invoice) is SaveOutcome.STALE:
+            return SaveOutcome.STALE
+        merged = merge_invoice(stored, invoice)
+        if stored is not None:
+            if stored.customer_id is not None and stored.customer_id != merged.customer_id:
+                self._index_remove(t.invoices_by_customer, stored.customer_id, stored.id)
+            if stored.user_id is not None and stored.user_id != merged.user_id:
+                self._index_remove(t.invoices_by_user, stored.user_id, stored.id)
+        self._put(t.invoices, merged.id, merged)
+        if merged.customer_id is not None:
+            self._index_add(t.invoices_by_customer, merged.customer_id, merged.id)
+        if merged.user_id is not None:
+            self._index_add(t.invoices_by_user, merged.user_id, merged.id)
+        return SaveOutcome.WRITTEN
+
+    @override
+    def invoices_for_user(
+        self, user_id: str, *, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[InvoiceSummary]:
+        self._check()
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        t = self._t
+        ids: dict[str, None] = dict(t.invoices_by_user.get(user_id, {}))
+        link = t.links_by_user.get(user_id)
+        if link is not None:
+            ids.update(t.invoices_by_customer.get(link.customer_id, {}))
+        found = [t.invoices[i] for i in ids]
+        found = [inv for inv in found if inv.status is not InvoiceStatus.DELETED]
+        if before is not None:
+            cursor = (aware_utc(before[0], "before"), before[1])
+            found = [inv for inv in found if _invoice_key(inv) < cursor]
+        chosen = heapq.nlargest(limit, found, key=_invoice_key)
+        return [self._with_refunds(inv) for inv in chosen]
+
+    @override
+    def save_charge(self, charge: ChargeRecord) -> ChargeRecord:
+        self._check()
+        t = self._t
+        stored = t.charges.get(charge.key)
+        merged = merge_charge(stored, charge)
+        if merged == stored:
+            return merged
+        self._put(t.charges, merged.key, merged)
+        if merged.invoice_id is not None:
+            self._index_add(t.charges_by_invoice, merged.invoice_id, merged.key)
+        return merged
+
+    @override
+    def get_charge(self, key: str) -> ChargeRecord | None:
+        self._check()
+        return self._t.charges.get(key)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _invoice_key(invoice: InvoiceSummary) -> tuple[datetime, str]:
+    """Newest-first order of the history: ``created`` (unknown: oldest), then id."""
+    return (invoice.created or _EPOCH, invoice.id)

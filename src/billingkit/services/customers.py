@@ -18,6 +18,7 @@ from billingkit.domain import (
     Value,
 )
 from billingkit.domain.access import grants_access
+from billingkit.domain.invoices import InvoiceSummary
 from billingkit.errors import InvalidInputError
 from billingkit.ports import Clock, Repository, require_aware_clock, system_clock
 from billingkit.services.catalog import PlanCatalog
@@ -182,3 +183,35 @@ class CustomerDetails:
             plan=self._config.plan_definition(key),
             has_access=True,
         )
+
+    def invoices(
+        self, user_id: str, *, limit: int = 20, before: str | datetime | None = None
+    ) -> list[InvoiceSummary]:
+        """The user's invoice history, newest first, from the repository: no Stripe call.
+
+        ``limit`` (1..100) caps the page. ``before`` pages on: an invoice id (the last one of
+        the previous page; an unknown id raises ``InvalidInputError``) or an aware datetime
+        (invoices created before it). Deleted drafts are not listed; ``amount_refunded`` is
+        what the invoice's charges refunded so far.
+
+        Raises ``InvalidInputError`` for a blank ``user_id``, a
+        ``limit`` out of range, or a bad ``before``.
+        """
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise InvalidInputError("user_id must be a non-empty string")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
+            raise InvalidInputError("limit must be an integer from 1 to 100")
+        with self._repository.unit_of_work() as uow:
+            cursor: tuple[datetime, str] | None = None
+            if isinstance(before, datetime):
+                if before.tzinfo is None or before.utcoffset() is None:
+                    raise InvalidInputError("before must be a timezone-aware datetime")
+                cursor = (before, "")
+            elif isinstance(before, str):
+                anchor = uow.get_invoice(before) if before else None
+                if anchor is None or anchor.created is None:
+                    raise InvalidInputError(f"before: no invoice {before!r} in the history")
+                cursor = (anchor.created, anchor.id)
+            elif before is not None:
+                raise InvalidInputError("before must be an invoice id or a datetime")
+            return uow.invoices_for_user(user_id, limit=limit, before=cursor)

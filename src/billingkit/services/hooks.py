@@ -25,6 +25,9 @@ from billingkit.errors import InvalidInputError
 
 __all__ = [
     "CheckoutCompleted",
+    "DisputeClosed",
+    "DisputeHookEvent",
+    "DisputeOpened",
     "HookEvent",
     "HookKind",
     "HookRegistry",
@@ -50,6 +53,8 @@ class HookKind(str, Enum):
     TRIAL_WILL_END = "trial_will_end"
     CHECKOUT_COMPLETED = "checkout_completed"
     SUBSCRIPTION_PLAN_UNKNOWN = "subscription_plan_unknown"
+    DISPUTE_OPENED = "dispute_opened"
+    DISPUTE_CLOSED = "dispute_closed"
 
 
 class HookEvent(Value):
@@ -171,6 +176,42 @@ class SubscriptionPlanUnknown(HookEvent):
     subscription: Subscription
 
 
+class DisputeHookEvent(HookEvent):
+    """Fields shared by the dispute events (billingkit only tells; the app decides).
+
+    Attributes:
+        dispute_id: ``du_...``.
+        amount: the disputed amount.
+        reason: Stripe's reason, e.g. ``fraudulent``.
+        status: Stripe's dispute status, e.g. ``needs_response``, ``won``, ``lost``.
+        charge_id: the disputed charge.
+        payment_intent_id: its payment intent, when known.
+        invoice_id: the invoice the charge paid, when billingkit has seen the link.
+        customer_id: the Stripe customer, when known.
+    """
+
+    dispute_id: str
+    amount: Money | None = None
+    reason: str | None = None
+    status: str | None = None
+    charge_id: str | None = None
+    payment_intent_id: str | None = None
+    invoice_id: str | None = None
+    customer_id: str | None = None
+
+
+class DisputeOpened(DisputeHookEvent):
+    """A customer disputed a charge (``charge.dispute.created``): e.g. suspend access."""
+
+    kind: ClassVar[HookKind] = HookKind.DISPUTE_OPENED
+
+
+class DisputeClosed(DisputeHookEvent):
+    """A dispute ended (``charge.dispute.closed``); ``status`` says ``won`` or ``lost``."""
+
+    kind: ClassVar[HookKind] = HookKind.DISPUTE_CLOSED
+
+
 _E = TypeVar("_E", bound=HookEvent)
 _EVENT_CLASSES: dict[HookKind, type[HookEvent]] = {
     cls.kind: cls
@@ -183,6 +224,8 @@ _EVENT_CLASSES: dict[HookKind, type[HookEvent]] = {
         TrialWillEnd,
         CheckoutCompleted,
         SubscriptionPlanUnknown,
+        DisputeOpened,
+        DisputeClosed,
     )
 }
 #: A registered callback; its return value is ignored.

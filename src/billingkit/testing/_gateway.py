@@ -661,3 +661,40 @@ class FakeStripeGateway(StripeGateway):
 
         with self._lock:
             return self._controls.call("find_promotion_code", find)
+
+    # ------------------------------------------------------------------------ charges
+
+    def refund(self, charge_or_invoice: str, amount: int | None = None) -> dict[str, Any]:
+        """Refund a charge (or the charge that paid an invoice): all of it, or ``amount``.
+
+        Emits ``charge.refunded`` with the charge's cumulative ``amount_refunded``; returns a
+        copy of the charge. More than is left to refund is an invalid-request error.
+        """
+        with self._lock:
+            charge = self._invoices.refund(charge_or_invoice, amount, self._state.timestamp())
+            return copy.deepcopy(charge)
+
+    def open_dispute(
+        self, charge_or_invoice: str, *, reason: str = "fraudulent", amount: int | None = None
+    ) -> dict[str, Any]:
+        """The customer disputes a charge (or an invoice's): emits ``charge.dispute.created``.
+
+        Returns a copy of the dispute (status ``needs_response``); close it with
+        ``close_dispute``.
+        """
+        with self._lock:
+            dispute = self._invoices.open_dispute(
+                charge_or_invoice, reason=reason, amount=amount, at=self._state.timestamp()
+            )
+            return copy.deepcopy(dispute)
+
+    def close_dispute(self, dispute_id: str, *, won: bool) -> dict[str, Any]:
+        """Close a dispute as ``won`` or ``lost``: emits ``charge.dispute.closed``."""
+        with self._lock:
+            dispute = self._invoices.close_dispute(dispute_id, won=won, at=self._state.timestamp())
+            return copy.deepcopy(dispute)
+
+    def charge_for(self, charge_or_invoice: str) -> dict[str, Any]:
+        """A copy of a charge, by its id or by the id of the invoice it paid."""
+        with self._lock:
+            return copy.deepcopy(self._invoices.charge_for(charge_or_invoice))

@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 
 from billingkit.testing import _shapes
-from billingkit.testing._state import FakeState, SubRecord, invalid, not_found
+from billingkit.testing._state import FakeState, SubRecord, diff, invalid, not_found
 
 __all__ = ["Invoices", "Payment"]
 
@@ -35,6 +35,10 @@ class Invoices:
 
     def __init__(self, state: FakeState) -> None:
         self._state = state
+        #: Charges by id, the charge that paid each invoice, disputes by id.
+        self.charges: dict[str, dict[str, Any]] = {}
+        self.charge_of_invoice: dict[str, str] = {}
+        self.disputes: dict[str, dict[str, Any]] = {}
 
     def latest_copy(self, subscription_id: str) -> dict[str, Any]:
         """A copy of the subscription's latest invoice JSON."""
@@ -54,7 +58,8 @@ class Invoices:
         """Create the invoice ``invoice_id`` for the sub's current period.
 
         Proration items waiting on the sub (``create_prorations``) are added to it and its
-        coupon applied. Emits ``invoice.created`` then ``invoice.finalized``, both at ``at``.
+        coupon applied. Emits ``invoice.created`` then ``invoice.finalized``, both at ``at``;
+        finalizing gives it its hosted page and PDF URLs.
         """
         state = self._state
         item = sub.json["items"]["data"][0]
@@ -139,6 +144,8 @@ class Invoices:
         sub.json["latest_invoice"] = invoice_id
         state.emit("invoice.created", invoice, at)
         invoice["status"] = "open"
+        invoice["hosted_invoice_url"] = f"https://invoice.stripe.com/i/fake/{invoice_id}"
+        invoice["invoice_pdf"] = f"https://pay.stripe.com/invoice/fake/{invoice_id}/pdf"
         invoice["effective_at"] = at
         invoice["status_transitions"]["finalized_at"] = at
         state.emit("invoice.finalized", invoice, at)
@@ -204,6 +211,7 @@ class Invoices:
         the configured delays, or ends the retries.
         """
         state = self._state
+        before = copy.deepcopy(invoice)
         invoice["attempt_count"] += 1
         invoice["attempted"] = True
         declined = (
@@ -221,6 +229,7 @@ class Invoices:
             )
             invoice["next_payment_attempt"] = retry
             state.emit("invoice.payment_failed", invoice, at)
+            state.emit("invoice.updated", invoice, at, previous=diff(before, invoice))
             return Payment.EXHAUSTED if retry is None else Payment.RETRYING
         invoice["status"] = "paid"
         invoice["amount_paid"] = invoice["amount_due"]
@@ -229,7 +238,126 @@ class Invoices:
         invoice["status_transitions"]["paid_at"] = at
         state.emit("invoice.paid", invoice, at)
         state.emit("invoice.payment_succeeded", invoice, at)
+        if invoice["amount_paid"] > 0:
+            self._charge(invoice, at)
+        state.emit("invoice.updated", invoice, at, previous=diff(before, invoice))
         return Payment.PAID
+
+    # ------------------------------------------------------------------ charges
+
+    def _charge(self, invoice: dict[str, Any], at: int) -> None:
+        """The charge that paid ``invoice``, tied to it by ``invoice_payment.paid`` (basil+)."""
+        state = self._state
+        intent_id = f"pi_{invoice['id']}"  # the id modify_subscription's answer shows
+        charge = _charge_json(
+            id=state.new_id("ch"),
+            intent_id=intent_id,
+            invoice=invoice,
+            created=at,
+            livemode=state.livemode,
+        )
+        self.charges[charge["id"]] = charge
+        self.charge_of_invoice[invoice["id"]] = charge["id"]
+        payment = {
+            "id": state.new_id("inpay"),
+            "object": "invoice_payment",
+            "amount_paid": charge["amount"],
+            "amount_requested": charge["amount"],
+            "created": at,
+            "currency": charge["currency"],
+            "invoice": invoice["id"],
+            "is_default": True,
+            "livemode": state.livemode,
+            "payment": {"payment_intent": intent_id, "type": "payment_intent"},
+            "status": "paid",
+            "status_transitions": {"canceled_at": None, "paid_at": at},
+        }
+        state.emit("invoice_payment.paid", payment, at)
+
+    def charge_for(self, charge_or_invoice: str) -> dict[str, Any]:
+        """The charge with that id, or the charge that paid the invoice with that id."""
+        charge_id = self.charge_of_invoice.get(charge_or_invoice, charge_or_invoice)
+        charge = self.charges.get(charge_id)
+        if charge is None:
+            raise not_found("charge", charge_or_invoice)
+        return charge
+
+    def refund(self, charge_or_invoice: str, amount: int | None, at: int) -> dict[str, Any]:
+        """Refund ``amount`` (default: all that is left) of a charge; emits ``charge.refunded``."""
+        charge = self.charge_for(charge_or_invoice)
+        left = charge["amount"] - charge["amount_refunded"]
+        amount = left if amount is None else amount
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise invalid("the refund amount must be a positive integer", "parameter_invalid")
+        if amount > left:
+            raise invalid(
+                f"refund of {amount} exceeds the {left} left on {charge['id']}",
+                "amount_too_large",
+            )
+        before = copy.deepcopy(charge)
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        charge["refunds"]["data"].insert(
+            0,
+            {
+                "id": self._state.new_id("re"),
+                "object": "refund",
+                "amount": amount,
+                "charge": charge["id"],
+                "created": at,
+                "currency": charge["currency"],
+                "payment_intent": charge["payment_intent"],
+                "reason": "requested_by_customer",
+                "status": "succeeded",
+            },
+        )
+        charge["refunds"]["total_count"] += 1
+        self._state.emit("charge.refunded", charge, at, previous=diff(before, charge))
+        return charge
+
+    def open_dispute(
+        self, charge_or_invoice: str, *, reason: str, amount: int | None, at: int
+    ) -> dict[str, Any]:
+        """Open a dispute on a charge; emits ``charge.dispute.created``."""
+        charge = self.charge_for(charge_or_invoice)
+        amount = charge["amount"] if amount is None else amount
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, int)
+            or not 0 < amount <= charge["amount"]
+        ):
+            raise invalid("the disputed amount must be positive and at most the charge's")
+        dispute = {
+            "id": self._state.new_id("du"),
+            "object": "dispute",
+            "amount": amount,
+            "charge": charge["id"],
+            "created": at,
+            "currency": charge["currency"],
+            "evidence_details": {"due_by": at + 7 * 86_400, "has_evidence": False},
+            "is_charge_refundable": False,
+            "livemode": self._state.livemode,
+            "metadata": {},
+            "payment_intent": charge["payment_intent"],
+            "reason": reason,
+            "status": "needs_response",
+        }
+        self.disputes[dispute["id"]] = dispute
+        charge["disputed"] = True
+        self._state.emit("charge.dispute.created", dispute, at)
+        return dispute
+
+    def close_dispute(self, dispute_id: str, *, won: bool, at: int) -> dict[str, Any]:
+        """Close a dispute as won or lost; emits ``charge.dispute.closed``."""
+        dispute = self.disputes.get(dispute_id)
+        if dispute is None:
+            raise not_found("dispute", dispute_id)
+        if dispute["status"] in ("won", "lost"):
+            raise invalid(f"dispute {dispute_id} is already closed")
+        before = copy.deepcopy(dispute)
+        dispute["status"] = "won" if won else "lost"
+        self._state.emit("charge.dispute.closed", dispute, at, previous=diff(before, dispute))
+        return dispute
 
     def stop_retries(self, subscription_id: str) -> None:
         """No more automatic attempts on the subscription's open invoices (it ended)."""
@@ -237,3 +365,37 @@ class Invoices:
             details = invoice["parent"]["subscription_details"]
             if details["subscription"] == subscription_id and invoice["status"] == "open":
                 invoice["next_payment_attempt"] = None
+
+
+def _charge_json(
+    *, id: str, intent_id: str, invoice: dict[str, Any], created: int, livemode: bool
+) -> dict[str, Any]:
+    """A succeeded card ``charge`` (basil+ shape: no ``invoice`` field) paying ``invoice``."""
+    return {
+        "id": id,
+        "object": "charge",
+        "amount": invoice["amount_paid"],
+        "amount_captured": invoice["amount_paid"],
+        "amount_refunded": 0,
+        "captured": True,
+        "created": created,
+        "currency": invoice["currency"],
+        "customer": invoice["customer"],
+        "description": "Subscription update",
+        "disputed": False,
+        "livemode": livemode,
+        "metadata": {},
+        "paid": True,
+        "payment_intent": intent_id,
+        "payment_method_details": {"card": {"brand": "visa", "last4": "4242"}, "type": "card"},
+        "receipt_url": f"https://pay.stripe.com/receipts/fake/{id}",
+        "refunded": False,
+        "refunds": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "total_count": 0,
+            "url": f"/v1/charges/{id}/refunds",
+        },
+        "status": "succeeded",
+    }

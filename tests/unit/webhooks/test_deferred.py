@@ -243,7 +243,7 @@ def test_process_of_an_unknown_id_is_a_typed_error() -> None:
 
 def test_process_ignored_type_and_stale_event() -> None:
     h = deferred()
-    charge = h.event("charge.succeeded", load("pay/charge.succeeded.json")["object"])
+    charge = h.event("payout.paid", {"id": "po_unknown", "object": "payout"})  # no handler
     receive(h, charge)
     assert h.processor.process(charge["id"]).outcome is WebhookOutcome.IGNORED
     created = h.clock.seconds - 10
@@ -293,7 +293,7 @@ def test_drain_applies_in_created_order_in_batches_with_counts() -> None:
     ]
     for event in reversed(events):  # received newest first
         receive(h, event)
-    charge = h.event("charge.succeeded", load("pay/charge.succeeded.json")["object"])
+    charge = h.event("payout.paid", {"id": "po_unknown", "object": "payout"})  # no handler
     receive(h, charge)
     assert h.processor.pending_count() == 8
     assert h.processor.drain(limit=3, batch_size=2) == DrainResult(processed=3)

@@ -93,7 +93,7 @@ def test_duplicate_is_an_outcome_and_changes_nothing() -> None:
 
 def test_unknown_type_is_ignored_and_recorded() -> None:
     h = Harness()
-    event = h.event("charge.succeeded", load("pay/charge.succeeded.json")["object"])
+    event = h.event("payout.paid", {"id": "po_unknown", "object": "payout"})
     result = h.deliver(event)
     assert result.outcome is WebhookOutcome.IGNORED
     assert h.stored_event(event["id"]).status is EventStatus.IGNORED

@@ -150,6 +150,13 @@ class SqlDialect(abc.ABC):
         """INSERT the checkout ``row`` or replace the stored one with the same session id."""
 
     @abc.abstractmethod
+    def insert_new(self, tx: SqlTransaction, table: Table, row: Mapping[str, Any]) -> bool:
+        """INSERT ``row`` into ``table``; ``False`` (nothing written) if its key is taken.
+
+        Never aborts the transaction: the caller then locks the existing row and decides.
+        """
+
+    @abc.abstractmethod
     def mark_failed(self, tx: SqlTransaction, row: Mapping[str, Any]) -> None:
         """INSERT the failed event ``row``, or record one more failed attempt on it.
 
@@ -198,6 +205,11 @@ class PostgresSqliteDialect(SqlDialect):
     def insert_event(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
         """One ``INSERT … ON CONFLICT DO NOTHING``."""
         return tx.count(self.claim_statement, row) == 1
+
+    def insert_new(self, tx: SqlTransaction, table: Table, row: Mapping[str, Any]) -> bool:
+        """One ``INSERT … ON CONFLICT DO NOTHING``."""
+        statement = self._insert(table).values(row).on_conflict_do_nothing()
+        return tx.count(statement.execution_options(preserve_rowcount=True)) == 1
 
     def link(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
         """One ``INSERT … ON CONFLICT DO NOTHING``."""
@@ -309,6 +321,10 @@ class MySqlDialect(SqlDialect):
     def insert_event(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
         """A plain INSERT; a duplicate key means nothing was written."""
         return self._inserted(tx, self.claim_statement, row)
+
+    def insert_new(self, tx: SqlTransaction, table: Table, row: Mapping[str, Any]) -> bool:
+        """A plain INSERT; a duplicate key means nothing was written."""
+        return self._inserted(tx, table.insert().values(row))
 
     def link(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
         """A plain INSERT; a duplicate key means nothing was written."""

@@ -37,10 +37,12 @@ from billingkit.adapters.sqlalchemy._dialects import (
 )
 from billingkit.adapters.sqlalchemy._engine import create_engine, parse_url
 from billingkit.adapters.sqlalchemy._schema import (
+    CHARGES,
     CHECKOUTS,
     CUSTOMER_HISTORY,
     CUSTOMERS,
     EVENTS,
+    INVOICES,
     SUBSCRIPTIONS,
     metadata,
 )
@@ -59,7 +61,24 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
-from billingkit.errors import ConfigurationError, ConflictError, RepositoryError
+from billingkit.domain.invoices import (
+    ChargeRecord,
+    InvoiceStatus,
+    InvoiceSummary,
+    charge_from_columns,
+    charge_to_columns,
+    decide_invoice_save,
+    invoice_from_columns,
+    invoice_to_columns,
+    merge_charge,
+    merge_invoice,
+)
+from billingkit.errors import (
+    ConfigurationError,
+    ConflictError,
+    RepositoryError,
+    RepositoryUnavailableError,
+)
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome
 
 __all__ = ["SqlAlchemyRepository"]
@@ -67,6 +86,8 @@ __all__ = ["SqlAlchemyRepository"]
 #: What taking up an event sets (with ``attempts`` + 1).
 _TAKEN: dict[str, Any] = {"status": EventStatus.PROCESSING.value, "next_attempt_at": None}
 _REVIVABLE = [EventStatus.FAILED.value, EventStatus.DEAD.value]
+#: Attempts of a lock-decide-write save that keeps meeting a concurrent insert.
+_SAVE_RETRIES = 3
 
 
 # --------------------------------------------------------------------------- rows <-> values
@@ -651,3 +672,114 @@ class _SqlUnitOfWork(SqlTransaction):
             .limit(1)
         ).scalar_one_or_none()
         return oldest
+
+    # --------------------------------------------------------------- invoices and charges
+
+    def _refunded(self, invoice_id: str) -> int:
+        total = self.execute(
+            select(func.coalesce(func.sum(CHARGES.c.amount_refunded), 0)).where(
+                CHARGES.c.invoice_id == invoice_id
+            )
+        ).scalar_one()
+        return int(total)
+
+    @override
+    @operation
+    def get_invoice(self, invoice_id: str) -> InvoiceSummary | None:
+        row = self.execute(select(INVOICES).where(INVOICES.c.id == invoice_id)).first()
+        if row is None:
+            return None
+        return invoice_from_columns(row._asdict(), refunded=self._refunded(invoice_id))
+
+    @override
+    @operation
+    def save_invoice(self, invoice: InvoiceSummary) -> SaveOutcome:
+        stored_c = INVOICES.c
+        locate = select(INVOICES).where(stored_c.id == invoice.id).with_for_update()
+        for _ in range(_SAVE_RETRIES):
+            current = self.execute(locate).first()
+            if current is None:
+                if self._sql.insert_new(
+                    self, INVOICES, invoice_to_columns(merge_invoice(None, invoice))
+                ):
+                    return SaveOutcome.WRITTEN
+                continue  # a concurrent insert won: lock its row and decide against it
+            stored = invoice_from_columns(current._asdict())
+            if decide_invoice_save(stored, invoice) is SaveOutcome.STALE:
+                return SaveOutcome.STALE
+            values = invoice_to_columns(merge_invoice(stored, invoice))
+            del values["id"]
+            self.execute(update(INVOICES).where(stored_c.id == invoice.id).values(values))
+            return SaveOutcome.WRITTEN
+        raise RepositoryUnavailableError(
+            f"could not save invoice {invoice.id!r}: it kept changing; retry"
+        )
+
+    @override
+    @operation
+    def invoices_for_user(
+        self, user_id: str, *, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[InvoiceSummary]:
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        c = INVOICES.c
+        linked = select(CUSTOMERS.c.customer_id).where(CUSTOMERS.c.user_id == user_id)
+        refunded = (
+            select(func.coalesce(func.sum(CHARGES.c.amount_refunded), 0))
+            .where(CHARGES.c.invoice_id == c.id)
+            .scalar_subquery()
+            .label("_refunded")
+        )
+        query = (
+            select(INVOICES, refunded)
+            .where(
+                or_(c.user_id == user_id, c.customer_id.in_(linked.scalar_subquery())),
+                c.status != InvoiceStatus.DELETED.value,
+            )
+            # Unknown creation times last (as the oldest), on every database.
+            .order_by(c.created.is_(None), c.created.desc(), c.id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            moment = aware_utc(before[0], "before")
+            query = query.where(
+                or_(
+                    c.created.is_(None),
+                    c.created < moment,
+                    and_(c.created == moment, c.id < before[1]),
+                )
+            )
+        found = []
+        for row in self.execute(query).all():
+            values = row._asdict()
+            total = values.pop("_refunded")
+            found.append(invoice_from_columns(values, refunded=int(total)))
+        return found
+
+    @override
+    @operation
+    def save_charge(self, charge: ChargeRecord) -> ChargeRecord:
+        c = CHARGES.c
+        locate = select(CHARGES).where(c.key == charge.key).with_for_update()
+        for _ in range(_SAVE_RETRIES):
+            current = self.execute(locate).first()
+            if current is None:
+                if self._sql.insert_new(self, CHARGES, charge_to_columns(charge)):
+                    return charge
+                continue
+            stored = charge_from_columns(current._asdict())
+            merged = merge_charge(stored, charge)
+            if merged != stored:
+                values = charge_to_columns(merged)
+                del values["key"]
+                self.execute(update(CHARGES).where(c.key == charge.key).values(values))
+            return merged
+        raise RepositoryUnavailableError(
+            f"could not save charge {charge.key!r}: it kept changing; retry"
+        )
+
+    @override
+    @operation
+    def get_charge(self, key: str) -> ChargeRecord | None:
+        row = self.execute(select(CHARGES).where(CHARGES.c.key == key)).first()
+        return None if row is None else charge_from_columns(row._asdict())

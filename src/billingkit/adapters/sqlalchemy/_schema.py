@@ -7,7 +7,9 @@ guarantees the services rely on:
 * ``billingkit_events.id`` is the primary key: an event id is claimed at most once;
 * ``billingkit_customers`` is unique on ``customer_id`` (primary key) *and* on ``user_id``:
   one Stripe customer per user and one user per Stripe customer;
-* ``billingkit_subscriptions.id`` and ``billingkit_checkouts.session_id`` are primary keys.
+* ``billingkit_subscriptions.id`` and ``billingkit_checkouts.session_id`` are primary keys;
+* ``billingkit_invoices.id`` and ``billingkit_charges.key`` are primary keys (one stored
+  summary per invoice, one record per payment).
 
 On MySQL/MariaDB the tables use the ``utf8mb4_bin`` collation, because Stripe ids and the
 app's user ids are case-sensitive (the default collations are not).
@@ -38,10 +40,12 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 __all__ = [
+    "CHARGES",
     "CHECKOUTS",
     "CUSTOMERS",
     "CUSTOMER_HISTORY",
     "EVENTS",
+    "INVOICES",
     "SUBSCRIPTIONS",
     "UTCDateTime",
     "metadata",
@@ -204,5 +208,57 @@ EVENTS = Table(
     Index(None, "received_at"),
     # the drain query: due statuses, oldest ``created`` first
     Index(None, "status", "created"),
+    **_MYSQL_OPTIONS,
+)
+
+# --------------------------------------------------------------------------- invoices (bk0004)
+
+#: One row per invoice: the flat form of ``billingkit.domain.invoices.InvoiceSummary``
+#: (``invoice_to_columns``): amounts in minor units of the one ``currency``.
+INVOICES = Table(
+    "billingkit_invoices",
+    metadata,
+    _id("id", primary_key=True),
+    _id("customer_id", nullable=True, index=True),
+    _id("user_id", nullable=True, index=True),
+    _id("number", nullable=True),
+    Column("status", String(16), nullable=False),
+    _id("billing_reason", nullable=True),
+    _id("subscription_id", nullable=True),
+    _when("period_start"),
+    _when("period_end"),
+    Column("currency", String(3), nullable=True),
+    Column("total", BigInteger(), nullable=True),
+    Column("amount_due", BigInteger(), nullable=True),
+    Column("amount_paid", BigInteger(), nullable=True),
+    Column("amount_remaining", BigInteger(), nullable=True),
+    _when("created"),
+    Column("hosted_invoice_url", Text(), nullable=True),
+    Column("invoice_pdf", Text(), nullable=True),
+    Column("lines", JSON(), nullable=False),
+    Column("attempt_count", Integer(), nullable=True),
+    _when("next_payment_attempt"),
+    _id("payment_intent_id", nullable=True),
+    _id("charge_id", nullable=True),
+    Column("livemode", Boolean(), nullable=False),
+    Column("watermark", BigInteger(), nullable=False),
+    **_MYSQL_OPTIONS,
+)
+
+#: One row per payment (``billingkit.domain.invoices.ChargeRecord``), keyed by its payment
+#: intent id (else its charge id); an invoice's refunded amount sums its rows.
+CHARGES = Table(
+    "billingkit_charges",
+    metadata,
+    _id("key", primary_key=True),
+    _id("charge_id", nullable=True),
+    _id("payment_intent_id", nullable=True),
+    _id("invoice_id", nullable=True, index=True),
+    _id("customer_id", nullable=True),
+    Column("amount", BigInteger(), nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("amount_refunded", BigInteger(), nullable=False),
+    Column("refunded", Boolean(), nullable=False),
+    _when("created"),
     **_MYSQL_OPTIONS,
 )

@@ -8,7 +8,8 @@ number of processes and threads:
 * ``StoredCustomer`` has ``customer_id`` as primary key *and* ``user_id`` unique: one Stripe
   customer per user and one user per Stripe customer; a user's former customers (deleted at
   Stripe and replaced) move to ``StoredCustomerHistory``;
-* ``StoredSubscription.id`` and ``StoredCheckout.session_id`` are primary keys.
+* ``StoredSubscription.id`` and ``StoredCheckout.session_id`` are primary keys;
+* ``StoredInvoice.id`` and ``StoredCharge.key`` are primary keys.
 
 Field sizes follow billingkit's SQLAlchemy schema (Stripe ids fit in 255 characters).
 Datetimes are stored in UTC (``USE_TZ = True`` is required) to the microsecond.
@@ -155,8 +156,8 @@ class StoredEvent(models.Model):
         null=True
     )
     #: Deferred mode: when a failed event is due again.
-    next_attempt_at: models.DateTimeField[datetime | None, datetime | None] = (
-        models.DateTimeField(null=True)
+    next_attempt_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
     )
 
     class Meta:  # noqa: D106 - Django options
@@ -170,3 +171,94 @@ class StoredEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.type})"
+
+
+class StoredInvoice(models.Model):
+    """An invoice summary (``billingkit.domain.invoices.InvoiceSummary``, flat form).
+
+    The amounts are minor units of ``currency`` (``invoice_to_columns``).
+    """
+
+    id: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    customer_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True, db_index=True
+    )
+    user_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True, db_index=True
+    )
+    number: models.CharField[str | None, str | None] = models.CharField(max_length=_ID, null=True)
+    status: models.CharField[str, str] = models.CharField(max_length=16)
+    billing_reason: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    subscription_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    period_start: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    period_end: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    currency: models.CharField[str | None, str | None] = models.CharField(max_length=3, null=True)
+    total: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True)
+    amount_due: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True)
+    amount_paid: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True)
+    amount_remaining: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(
+        null=True
+    )
+    created: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    hosted_invoice_url: models.TextField[str | None, str | None] = models.TextField(null=True)
+    invoice_pdf: models.TextField[str | None, str | None] = models.TextField(null=True)
+    lines: models.JSONField = models.JSONField(default=list)
+    attempt_count: models.IntegerField[int | None, int | None] = models.IntegerField(null=True)
+    next_payment_attempt: models.DateTimeField[datetime | None, datetime | None] = (
+        models.DateTimeField(null=True)
+    )
+    payment_intent_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    charge_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    livemode: models.BooleanField[bool, bool] = models.BooleanField()
+    watermark: models.BigIntegerField[int, int] = models.BigIntegerField()
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "invoice"
+
+    def __str__(self) -> str:
+        return f"{self.number or self.id} ({self.status})"
+
+
+class StoredCharge(models.Model):
+    """One payment (``billingkit.domain.invoices.ChargeRecord``, flat form)."""
+
+    key: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    charge_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    payment_intent_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    invoice_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True, db_index=True
+    )
+    customer_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    amount: models.BigIntegerField[int | None, int | None] = models.BigIntegerField(null=True)
+    currency: models.CharField[str | None, str | None] = models.CharField(max_length=3, null=True)
+    amount_refunded: models.BigIntegerField[int, int] = models.BigIntegerField()
+    refunded: models.BooleanField[bool, bool] = models.BooleanField()
+    created: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "charge"
+
+    def __str__(self) -> str:
+        return f"{self.key} (refunded {self.amount_refunded})"

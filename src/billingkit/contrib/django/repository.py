@@ -16,7 +16,10 @@ How the port's guarantees map onto Django:
   subscription cannot let the older state win. A missing row is inserted in a savepoint; a
   concurrent insert that won makes us retry the conditional update;
 * **one customer per user** = the primary key on ``customer_id`` plus ``unique=True`` on
-  ``user_id``.
+  ``user_id``;
+* **invoices and charges** = ``select_for_update`` of the row, the domain's rule
+  (``decide_invoice_save``; ``merge_charge``), then an ``UPDATE``; a missing row is inserted
+  in a savepoint, and a concurrent insert that won is locked and decided against.
 
 The unit-of-work lifecycle (entered once, used by the thread that entered it, no nesting,
 commit or roll back, the misuse errors) is billingkit's ``UnitOfWorkBase``:
@@ -44,14 +47,16 @@ from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
-from django.db.models import F, Model, Q, QuerySet
+from django.db.models import F, Model, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.transaction import Atomic
 
 from billingkit.contrib.django.models import (
+    StoredCharge,
     StoredCheckout,
     StoredCustomer,
     StoredCustomerHistory,
     StoredEvent,
+    StoredInvoice,
     StoredSubscription,
 )
 from billingkit.domain import (
@@ -62,6 +67,18 @@ from billingkit.domain import (
     EventStatus,
     Subscription,
     SubscriptionStatus,
+)
+from billingkit.domain.invoices import (
+    ChargeRecord,
+    InvoiceStatus,
+    InvoiceSummary,
+    charge_from_columns,
+    charge_to_columns,
+    decide_invoice_save,
+    invoice_from_columns,
+    invoice_to_columns,
+    merge_charge,
+    merge_invoice,
 )
 from billingkit.domain.ordering import decide_save
 from billingkit.errors import ConflictError, RepositoryError, RepositoryUnavailableError
@@ -88,6 +105,8 @@ _SUBSCRIPTION_FIELDS = [f.name for f in StoredSubscription._meta.concrete_fields
 _CHECKOUT_FIELDS = [f.name for f in StoredCheckout._meta.concrete_fields]
 _CUSTOMER_FIELDS = [f.name for f in StoredCustomer._meta.concrete_fields]
 _EVENT_FIELDS = [f.name for f in StoredEvent._meta.concrete_fields]
+_INVOICE_FIELDS = [f.name for f in StoredInvoice._meta.concrete_fields]
+_CHARGE_FIELDS = [f.name for f in StoredCharge._meta.concrete_fields]
 
 
 # --------------------------------------------------------------------------- errors
@@ -595,3 +614,111 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
         rows = self._events().filter(status=EventStatus(status).value).order_by("received_at")
         oldest: datetime | None = rows.values_list("received_at", flat=True).first()
         return oldest
+
+    # --------------------------------------------------------------- invoices and charges
+
+    def _invoices(self) -> QuerySet[StoredInvoice]:
+        return StoredInvoice.objects.using(self._alias)
+
+    def _charges(self) -> QuerySet[StoredCharge]:
+        return StoredCharge.objects.using(self._alias)
+
+    def _refunded(self, invoice_id: str) -> int:
+        total = self._charges().filter(invoice_id=invoice_id).aggregate(s=Sum("amount_refunded"))
+        return int(total["s"] or 0)
+
+    @_operation
+    def get_invoice(self, invoice_id: str) -> InvoiceSummary | None:
+        row = self._invoices().filter(id=invoice_id).values(*_INVOICE_FIELDS).first()
+        if row is None:
+            return None
+        return invoice_from_columns(row, refunded=self._refunded(invoice_id))
+
+    @_operation
+    def save_invoice(self, invoice: InvoiceSummary) -> SaveOutcome:
+        for _ in range(_RACE_RETRIES):
+            current = (
+                self._invoices()
+                .select_for_update()
+                .filter(id=invoice.id)
+                .values(*_INVOICE_FIELDS)
+                .first()
+            )
+            if current is None:
+                if self._inserted(StoredInvoice, invoice_to_columns(merge_invoice(None, invoice))):
+                    return SaveOutcome.WRITTEN
+                continue  # a concurrent insert won: lock its row and decide against it
+            stored = invoice_from_columns(current)
+            if decide_invoice_save(stored, invoice) is SaveOutcome.STALE:
+                return SaveOutcome.STALE
+            values = invoice_to_columns(merge_invoice(stored, invoice))
+            del values["id"]
+            self._invoices().filter(id=invoice.id).update(**values)
+            return SaveOutcome.WRITTEN
+        raise RepositoryUnavailableError(
+            f"could not save invoice {invoice.id!r}: it kept changing; retry"
+        )
+
+    @_operation
+    def invoices_for_user(
+        self, user_id: str, *, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[InvoiceSummary]:
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        linked = self._customers().filter(user_id=user_id).values("customer_id")
+        refunded = (
+            self._charges()
+            .filter(invoice_id=OuterRef("id"))
+            .values("invoice_id")
+            .annotate(s=Sum("amount_refunded"))
+            .values("s")
+        )
+        rows = (
+            self._invoices()
+            .filter(Q(user_id=user_id) | Q(customer_id__in=linked))
+            .exclude(status=InvoiceStatus.DELETED.value)
+            .annotate(_refunded=Subquery(refunded))
+        )
+        if before is not None:
+            moment = _aware(before[0], "before")
+            rows = rows.filter(
+                Q(created__isnull=True)
+                | Q(created__lt=moment)
+                | Q(created=moment, id__lt=before[1])
+            )
+        ordered = rows.order_by(F("created").desc(nulls_last=True), "-id")
+        found = []
+        for row in ordered.values(*_INVOICE_FIELDS, "_refunded")[:limit]:
+            total = row.pop("_refunded")
+            found.append(invoice_from_columns(row, refunded=int(total or 0)))
+        return found
+
+    @_operation
+    def save_charge(self, charge: ChargeRecord) -> ChargeRecord:
+        for _ in range(_RACE_RETRIES):
+            current = (
+                self._charges()
+                .select_for_update()
+                .filter(key=charge.key)
+                .values(*_CHARGE_FIELDS)
+                .first()
+            )
+            if current is None:
+                if self._inserted(StoredCharge, charge_to_columns(charge)):
+                    return charge
+                continue
+            stored = charge_from_columns(current)
+            merged = merge_charge(stored, charge)
+            if merged != stored:
+                values = charge_to_columns(merged)
+                del values["key"]
+                self._charges().filter(key=charge.key).update(**values)
+            return merged
+        raise RepositoryUnavailableError(
+            f"could not save charge {charge.key!r}: it kept changing; retry"
+        )
+
+    @_operation
+    def get_charge(self, key: str) -> ChargeRecord | None:
+        row = self._charges().filter(key=key).values(*_CHARGE_FIELDS).first()
+        return None if row is None else charge_from_columns(row)

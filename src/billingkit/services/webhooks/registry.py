@@ -10,12 +10,18 @@ from collections.abc import Mapping
 
 from billingkit.services.webhooks.handlers import Handler
 from billingkit.services.webhooks.handlers.catalog import catalog_changed
+from billingkit.services.webhooks.handlers.charges import (
+    charge_event,
+    dispute_closed,
+    dispute_opened,
+)
 from billingkit.services.webhooks.handlers.checkout import checkout_event
 from billingkit.services.webhooks.handlers.customers import customer_deleted, customer_updated
 from billingkit.services.webhooks.handlers.invoices import (
     invoice_action_required,
+    invoice_event,
     invoice_payment_failed,
-    invoice_recorded,
+    invoice_payment_paid,
 )
 from billingkit.services.webhooks.handlers.subscriptions import subscription_event
 
@@ -34,10 +40,21 @@ HANDLERS: Mapping[str, Handler] = {
     "customer.subscription.resumed": subscription_event,
     "customer.subscription.pending_update_applied": subscription_event,
     "customer.subscription.trial_will_end": subscription_event,
-    "invoice.paid": invoice_recorded,
-    "invoice.payment_succeeded": invoice_recorded,
+    "invoice.created": invoice_event,
+    "invoice.finalized": invoice_event,
+    "invoice.updated": invoice_event,
+    "invoice.paid": invoice_event,
+    "invoice.payment_succeeded": invoice_event,
     "invoice.payment_failed": invoice_payment_failed,
     "invoice.payment_action_required": invoice_action_required,
+    "invoice.voided": invoice_event,
+    "invoice.marked_uncollectible": invoice_event,
+    "invoice.deleted": invoice_event,
+    "invoice_payment.paid": invoice_payment_paid,
+    "charge.succeeded": charge_event,
+    "charge.refunded": charge_event,
+    "charge.dispute.created": dispute_opened,
+    "charge.dispute.closed": dispute_closed,
     "customer.updated": customer_updated,
     "customer.deleted": customer_deleted,
     "price.created": catalog_changed,
