@@ -1,7 +1,7 @@
 """billingkit tables: invoice history and the charges (payments) behind it.
 
 Revision ID: bk0004
-Revises: bk0001
+Revises: bk0003
 Create Date: 2026-11-30
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "bk0004"
-down_revision = "bk0001"
+down_revision = "bk0003"
 branch_labels = None
 depends_on = None
 
