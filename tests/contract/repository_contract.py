@@ -1746,3 +1746,33 @@ class RepositoryContract:
         results = run_in_threads(repository, lambda uow, _: uow.claim_stored_event("evt_1", now=T0))
         assert sum(isinstance(r, EventRecord) for r in results) == 1, results
         assert results.count(None) == THREADS - 1, results
+
+    # ------------------------------------------------------------ subscription management
+
+    def test_item_and_schedule_ids_round_trip_and_are_replaced(
+        self, repository: Repository
+    ) -> None:
+        first = make_subscription(item_id="si_1", schedule_id="sub_sched_1", quantity=3)
+        with repository.unit_of_work() as uow:
+            assert uow.save_subscription(first) is SaveOutcome.WRITTEN
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == first
+        released = first.model_copy(update={"schedule_id": None, "watermark": 101})
+        with repository.unit_of_work() as uow:
+            assert uow.save_subscription(released) is SaveOutcome.WRITTEN
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored is not None
+        assert (stored.item_id, stored.schedule_id) == ("si_1", None)
+
+    def test_an_answer_stored_at_the_stored_watermark_is_a_tie_write(
+        self, repository: Repository
+    ) -> None:
+        """What ``apply_answer`` relies on: allow_tie writes the same watermark's state."""
+        with repository.unit_of_work() as uow:
+            uow.save_subscription(make_subscription(item_id="si_1"))
+        answered = make_subscription(
+            item_id="si_2", price_id="price_pro", cancel_at_period_end=True
+        )
+        with repository.unit_of_work() as uow:
+            assert uow.save_subscription(answered) is SaveOutcome.TIE
+            assert uow.save_subscription(answered, allow_tie=True) is SaveOutcome.WRITTEN
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == answered
