@@ -5,7 +5,7 @@ An app needs one ``PlanCatalog`` (one price cache), one
 ``SubscriptionService``, one
 ``WebhookProcessor`` and one
 ``CustomerDetails``, all over the same config, gateway,
-repository and clock (and one hook registry). ``build`` does exactly that::
+repository and clock (and one hook registry). ``Billing.build`` does exactly that::
 
     billing = Billing.build(config, gateway, repository)
     billing.webhooks.on(SubscriptionActivated, welcome)

@@ -2,7 +2,7 @@
 
 How to run it against an adapter
 --------------------------------
-Subclass :class:`RepositoryContract` in a module pytest collects (the class name must start
+Subclass ``RepositoryContract`` in a module pytest collects (the class name must start
 with ``Test``) and provide a ``repository`` fixture that yields a fresh, **empty** repository
 for each test and cleans up after it::
 
@@ -25,7 +25,7 @@ Makefile and CI do) puts it there (a bare ``pytest`` does not, unless the pytest
 ``examples/django_project/``) use the same line; a test tree run from another directory
 inserts the repository root into ``sys.path`` in its ``conftest.py`` first.
 
-The suite uses only the port API (``unit_of_work()`` and the :class:`UnitOfWork` methods),
+The suite uses only the port API (``unit_of_work()`` and the ``UnitOfWork`` methods),
 never adapter internals, and assumes nothing but an empty repository at the start of each
 test. Every test opens its own units of work. The concurrency tests start 8 threads, each
 with its own unit of work, behind a barrier; an adapter that serializes units of work (one
@@ -46,7 +46,7 @@ Rules this suite pins beyond the port docstrings (so all adapters agree):
   ``created_at`` strictly after ``created_after`` and breaks ties by the larger session id;
 * datetimes come back aware and equal to what was stored, to the microsecond; watermarks
   beyond 2**31 fit; payload bytes come back byte for byte; text is full Unicode.
-* the rules of use of :class:`~billingkit.ports.UnitOfWorkBase`: a unit of work is entered
+* the rules of use of ``UnitOfWorkBase``: a unit of work is entered
   once, is usable only inside its block and by the thread that entered it, and units of work
   of one repository do not nest on one thread (all ``RepositoryError``);
 * a failure can always be recorded (the ledger storage rule of ``UnitOfWorkBase``):

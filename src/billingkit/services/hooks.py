@@ -62,7 +62,7 @@ class HookKind(str, Enum):
 
 
 #: Prefix of the synthetic ``event_id`` of a hook fired by a
-#: :class:`~billingkit.services.subscriptions.SubscriptionService` operation (Stripe's API
+#: ``SubscriptionService`` operation (Stripe's API
 #: answer stored the transition before any webhook did): ``"bk_api:" + idempotency key``,
 #: stable across retries of the same operation.
 API_EVENT_PREFIX = "bk_api:"
@@ -74,7 +74,7 @@ class HookEvent(Value):
     Attributes:
         event_id: the Stripe event id (stable across retries: use it to make effects
             idempotent). When a ``SubscriptionService`` operation's answer stored the
-            transition first, :data:`API_EVENT_PREFIX` + the operation's idempotency key.
+            transition first, ``API_EVENT_PREFIX`` + the operation's idempotency key.
         event_type: the Stripe event type, e.g. ``customer.subscription.updated``; for an
             operation's answer ``billingkit.subscriptions.<operation>``.
         user_id: the app's user, when known (metadata or customer link).

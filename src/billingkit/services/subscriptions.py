@@ -1,11 +1,11 @@
 """Managing a user's subscription from the app's own code: plan, seats, cancel, resume, codes.
 
-:class:`SubscriptionService` acts only on subscriptions stored for the app's ``user_id``.
+``SubscriptionService`` acts only on subscriptions stored for the app's ``user_id``.
 Every operation follows the same steps:
 
 1. **Pick** the subscription in one read: the user's only live one, or the one named by
    ``subscription_id`` (required when the user has several). An id that is not the user's
-   raises :class:`~billingkit.errors.SubscriptionOwnershipError` before any Stripe call.
+   raises ``SubscriptionOwnershipError`` before any Stripe call.
 2. **One Stripe request** (``apply_promotion_code``: two, the lookup and the update) with an
    idempotency key derived from stable inputs: the operation, the user, the subscription,
    the target and the stored state the decision was made on (its watermark, status, price,
@@ -13,13 +13,13 @@ Every operation follows the same steps:
    sends the same key while the stored state is unchanged, and Stripe replays its first
    answer instead of acting twice; once the change is stored, the same request finds
    nothing to do and makes no call at all.
-3. **Apply Stripe's answer** through :func:`~billingkit.services.apply.apply_answer`, the
+3. **Apply Stripe's answer** through ``apply_answer``, the
    same ordering guard webhooks use, so the app sees the new state at once; the hooks of
    the transition fire there (synthetic ``event_id`` ``"bk_api:" + key``), and the webhook
    that follows finds the transition already stored and fires nothing. See
    ``docs/subscriptions.md``.
 
-A failed Stripe call raises the :class:`~billingkit.errors.GatewayError` (``retryable`` set)
+A failed Stripe call raises the ``GatewayError`` (``retryable`` set)
 and stores nothing.
 """
 
@@ -127,7 +127,7 @@ class ChangePreview(Value):
         next_invoice_total: the next invoice's amount, when it is the one previewed.
         next_invoice_at: when that invoice is issued.
         proration_date: the second prorations were computed at; pass it to
-            :meth:`SubscriptionService.change_plan` to be billed exactly this.
+            ``SubscriptionService.change_plan`` to be billed exactly this.
         invoice: Stripe's whole preview (lines, discounts).
     """
 
@@ -169,7 +169,7 @@ def operation_key(operation: str, user_id: str, subscription: Subscription, *tar
 
     Derived from the operation, the user, the subscription id, the target (plan price,
     quantity, proration, code...) and the stored state it was decided on
-    (:func:`_fingerprint`): equal while nothing changed, so a repeated request is replayed
+    (``_fingerprint``): equal while nothing changed, so a repeated request is replayed
     by Stripe, not applied twice; different once the change is stored.
     """
     digest = _digest(
@@ -219,9 +219,9 @@ class SubscriptionService:
     def subscription(self, user_id: str, subscription_id: str | None = None) -> Subscription:
         """The live subscription operations act on (no Stripe call).
 
-        Raises :class:`~billingkit.errors.NoSubscriptionError`,
-        :class:`~billingkit.errors.AmbiguousSubscriptionError` or
-        :class:`~billingkit.errors.SubscriptionOwnershipError` as every operation does.
+        Raises ``NoSubscriptionError``,
+        ``AmbiguousSubscriptionError`` or
+        ``SubscriptionOwnershipError`` as every operation does.
         """
         _check_user(user_id)
         with self._repository.unit_of_work() as uow:
@@ -248,14 +248,14 @@ class SubscriptionService:
         ``pending_if_incomplete``: a change that charges now and is declined stays
         ``pending_payment`` on the old plan, with the invoice URL to pay. An interval switch
         is invoiced at once by Stripe. ``when="period_end"`` schedules the change for the end
-        of the period (a subscription schedule; undo with :meth:`undo_scheduled_change`).
+        of the period (a subscription schedule; undo with ``undo_scheduled_change``).
         The free plan (``config.free_plan``, or any plan without prices) cancels at period
         end. Changing to the current plan undoes a scheduled change, else does nothing.
 
-        Raises :class:`~billingkit.errors.UnknownPlanError`,
-        :class:`~billingkit.errors.SubscriptionStateError` (a now-change while one is
+        Raises ``UnknownPlanError``,
+        ``SubscriptionStateError`` (a now-change while one is
         scheduled, or a paused/incomplete subscription), the selection errors and
-        :class:`~billingkit.errors.GatewayError`.
+        ``GatewayError``.
         """
         _check_user(user_id)
         _check_proration(proration)
@@ -307,7 +307,7 @@ class SubscriptionService:
         """What changing to ``plan_key``/``interval`` (and ``quantity``) would bill; one call.
 
         An interval switch is previewed as ``always_invoice`` (Stripe invoices it now), so
-        ``due_now`` is honest. Nothing is stored. Same errors as :meth:`change_plan`.
+        ``due_now`` is honest. Nothing is stored. Same errors as ``change_plan``.
         """
         _check_user(user_id)
         _check_proration(proration)
@@ -348,7 +348,7 @@ class SubscriptionService:
     ) -> SubscriptionResult:
         """Drop the change scheduled for the period end (releases the schedule); one call.
 
-        Raises :class:`~billingkit.errors.SubscriptionStateError` when none is scheduled.
+        Raises ``SubscriptionStateError`` when none is scheduled.
         """
         _check_user(user_id)
         current = self.subscription(user_id, subscription_id)
@@ -372,7 +372,7 @@ class SubscriptionService:
     ) -> SubscriptionResult:
         """Set the number of seats; ``pending_payment`` when the charge now is declined.
 
-        Raises :class:`~billingkit.errors.InvalidInputError` for a quantity below 1.
+        Raises ``InvalidInputError`` for a quantity below 1.
         """
         _check_user(user_id)
         _check_quantity(quantity)
@@ -406,7 +406,7 @@ class SubscriptionService:
         """Cancel at the end of the period (default), or now.
 
         At period end the user keeps access until ``current_period_end`` and
-        :meth:`resume` undoes it. Now ends the subscription at once; ``prorate`` credits
+        ``resume`` undoes it. Now ends the subscription at once; ``prorate`` credits
         the unused time on a final invoice (a net credit goes to the customer's balance).
         """
         _check_user(user_id)
@@ -441,7 +441,7 @@ class SubscriptionService:
     def resume(self, user_id: str, *, subscription_id: str | None = None) -> SubscriptionResult:
         """Undo a scheduled cancellation, or resume a paused subscription; one call.
 
-        Raises :class:`~billingkit.errors.SubscriptionStateError` when it is neither.
+        Raises ``SubscriptionStateError`` when it is neither.
         """
         _check_user(user_id)
         current = self.subscription(user_id, subscription_id)
@@ -467,7 +467,7 @@ class SubscriptionService:
     ) -> SubscriptionResult:
         """Apply the active promotion ``code`` to the subscription (lookup + update).
 
-        Raises :class:`~billingkit.errors.InvalidPromotionCodeError` for an unknown,
+        Raises ``InvalidPromotionCodeError`` for an unknown,
         expired, inactive or used-up code, or one restricted to another customer.
         """
         _check_user(user_id)
@@ -534,7 +534,7 @@ class SubscriptionService:
         """Apply Stripe's answer (ordering guard) and fire its transition's hooks.
 
         ``started`` is the second the request was sent: events it caused are created then
-        or later, events from before it are older (see :func:`apply_answer`).
+        or later, events from before it are older (see ``apply_answer``).
         """
         with self._repository.unit_of_work() as uow:
             change = apply_answer(uow, answered, answered_at=started, catalog=self._catalog)
