@@ -1,10 +1,11 @@
-"""The optional one-line composition root: ``Billing`` wires the four services.
+"""The optional one-line composition root: ``Billing`` wires the five services.
 
 An app needs one ``PlanCatalog`` (one price cache), one
 ``CheckoutService``, one
+``SubscriptionService``, one
 ``WebhookProcessor`` and one
 ``CustomerDetails``, all over the same config, gateway,
-repository and clock. ``Billing.build`` does exactly that::
+repository and clock (and one hook registry). ``Billing.build`` does exactly that::
 
     billing = Billing.build(config, gateway, repository)
     billing.webhooks.on(SubscriptionActivated, welcome)
@@ -25,6 +26,7 @@ from billingkit.ports import Clock, Repository, StripeGateway, require_aware_clo
 from billingkit.services.catalog import PlanCatalog
 from billingkit.services.checkout import CheckoutService
 from billingkit.services.customers import CustomerDetails
+from billingkit.services.subscriptions import SubscriptionService
 from billingkit.services.webhooks import WebhookProcessor
 
 __all__ = ["Billing"]
@@ -32,7 +34,7 @@ __all__ = ["Billing"]
 
 @dataclass(frozen=True, repr=False, eq=False)
 class Billing:
-    """billingkit's four services, wired once over one config, gateway, repository and clock.
+    """billingkit's services, wired once over one config, gateway, repository and clock.
 
     Build it with ``build`` in the app's composition root (at startup, never at import
     time) and share it: every service is thread-safe. Register webhook hooks on
@@ -48,6 +50,8 @@ class Billing:
         checkout: ``CheckoutService``.
         webhooks: ``WebhookProcessor``.
         customers: ``CustomerDetails``.
+        subscriptions: ``SubscriptionService``,
+            firing its hooks into ``webhooks``' registry.
     """
 
     config: BillingConfig
@@ -57,6 +61,7 @@ class Billing:
     checkout: CheckoutService
     webhooks: WebhookProcessor
     customers: CustomerDetails
+    subscriptions: SubscriptionService
 
     @classmethod
     def build(
@@ -67,11 +72,13 @@ class Billing:
         *,
         clock: Clock = system_clock,
     ) -> Billing:
-        """Wire the four services over ``gateway`` and ``repository``, all on ``clock``.
+        """Wire the services over ``gateway`` and ``repository``, all on ``clock``.
 
         One ``PlanCatalog`` is shared by the other three
         services, so the app has a single price cache that ``price.*``/``product.*`` webhooks
-        invalidate. Pass ``clock=fake.now`` with
+        invalidate; ``subscriptions`` fires into ``webhooks.hooks``, so a hook registered
+        once hears a transition whichever of the API answer and the webhook stores it. Pass
+        ``clock=fake.now`` with
         ``FakeStripeGateway`` so the events it signs verify and
         moving its time moves the services' time.
 
@@ -81,6 +88,9 @@ class Billing:
         """
         require_aware_clock(clock)
         catalog = PlanCatalog(config, gateway=gateway, clock=clock)
+        webhooks = WebhookProcessor(
+            config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
+        )
         return cls(
             config=config,
             gateway=gateway,
@@ -89,10 +99,16 @@ class Billing:
             checkout=CheckoutService(
                 config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
             ),
-            webhooks=WebhookProcessor(
-                config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
-            ),
+            webhooks=webhooks,
             customers=CustomerDetails(config, repository=repository, catalog=catalog, clock=clock),
+            subscriptions=SubscriptionService(
+                config,
+                gateway=gateway,
+                repository=repository,
+                catalog=catalog,
+                hooks=webhooks.hooks,
+                clock=clock,
+            ),
         )
 
     def close(self) -> None:

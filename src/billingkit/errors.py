@@ -14,7 +14,12 @@ webhook, an ignored event type, a stale event) are result values, never exceptio
     │   ├── AlreadySubscribedError           the user already has a live subscription
     │   ├── CheckoutOwnershipError           the checkout session belongs to another user
     │   ├── NoCustomerError (LookupError)    the user has no Stripe customer yet
-    │   └── PricesUnavailableError           catalog prices were never loaded
+    │   ├── PricesUnavailableError           catalog prices were never loaded
+    │   ├── NoSubscriptionError (LookupError)  no live subscription of the user to act on
+    │   ├── SubscriptionOwnershipError       the subscription id is not one of the user's
+    │   ├── AmbiguousSubscriptionError       several live subscriptions: name one
+    │   ├── SubscriptionStateError           the operation does not apply in this state
+    │   └── InvalidPromotionCodeError        unknown, expired or used-up promotion code
     ├── WebhookError                         a webhook request must be answered 400
     │   ├── WebhookVerificationError         bad, missing or expired signature
     │   └── WebhookPayloadError (ValueError) body too large, not JSON, not an event, ...
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadySubscribedError",
+    "AmbiguousSubscriptionError",
     "BillingError",
     "CheckoutOwnershipError",
     "ConfigurationError",
@@ -51,10 +57,14 @@ __all__ = [
     "GatewayRateLimitError",
     "GatewayServerError",
     "InvalidInputError",
+    "InvalidPromotionCodeError",
     "NoCustomerError",
+    "NoSubscriptionError",
     "PricesUnavailableError",
     "RepositoryError",
     "RepositoryUnavailableError",
+    "SubscriptionOwnershipError",
+    "SubscriptionStateError",
     "UnknownPlanError",
     "WebhookError",
     "WebhookPayloadError",
@@ -86,7 +96,7 @@ class UnknownPlanError(DomainError, LookupError):
 
 
 class AlreadySubscribedError(DomainError):
-    """The user already has a live subscription; use the billing portal or a plan change."""
+    """The user already has a live subscription; change it with ``SubscriptionService``."""
 
 
 class CheckoutOwnershipError(DomainError):
@@ -101,6 +111,30 @@ class PricesUnavailableError(DomainError):
     """Catalog prices could not be loaded and no earlier value exists to fall back on."""
 
     retryable = True
+
+
+class NoSubscriptionError(DomainError, LookupError):
+    """The user has no live subscription stored to act on (or not the one named)."""
+
+
+class SubscriptionOwnershipError(DomainError):
+    """The subscription id names a subscription that is not the user's; Stripe not called."""
+
+
+class AmbiguousSubscriptionError(DomainError):
+    """The user has several live subscriptions: pass ``subscription_id`` to pick one."""
+
+
+class SubscriptionStateError(DomainError):
+    """The operation does not apply to the subscription in its current state.
+
+    E.g. resuming a subscription that is neither paused nor set to cancel, or undoing a
+    scheduled change when none is scheduled.
+    """
+
+
+class InvalidPromotionCodeError(DomainError):
+    """The promotion code is unknown, expired, deactivated or used up: show it to the user."""
 
 
 class WebhookError(BillingError):

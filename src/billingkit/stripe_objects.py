@@ -295,7 +295,8 @@ def subscription_from_stripe(obj: Mapping[str, Any]) -> Subscription:
     Works for every API version: the period comes from the subscription (before basil) or
     from its items (basil and later: earliest ``current_period_start``, latest
     ``current_period_end``). ``price_id`` and ``quantity`` come from the first item (its
-    ``price``, else its legacy ``plan``; else the subscription's own legacy ``plan``).
+    ``price``, else its legacy ``plan``; else the subscription's own legacy ``plan``), and
+    ``item_id`` is that item's id; ``schedule_id`` is the ``schedule`` driving it.
     ``user_id`` is the ``metadata["user_id"]`` if present. ``plan_key`` is left ``None``: the
     plan follows from the price (through the catalog), since metadata set at checkout goes
     stale after a plan change. ``watermark`` is 0.
@@ -323,8 +324,10 @@ def subscription_from_stripe(obj: Mapping[str, Any]) -> Subscription:
     period_end = _time(sub.get("current_period_end"), kind, "current_period_end")
     price_id: str | None = None
     quantity: int | None = None
+    item_id: str | None = None
     if items:
         first = _mapping(items[0], "subscription.items.data[0]")
+        item_id = _ref(first, "id", "subscription.items.data[0]")
         price_id = _ref(first, "price", "subscription.items.data[0]") or _ref(
             first, "plan", "subscription.items.data[0]"
         )
@@ -356,6 +359,8 @@ def subscription_from_stripe(obj: Mapping[str, Any]) -> Subscription:
         price_id=price_id,
         plan_key=None,
         quantity=1 if quantity is None else quantity,
+        item_id=item_id,
+        schedule_id=_ref(sub, "schedule", kind),
         current_period_start=period_start,
         current_period_end=period_end,
         cancel_at_period_end=_bool(sub, "cancel_at_period_end", kind),

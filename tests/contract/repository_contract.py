@@ -2,7 +2,7 @@
 
 How to run it against an adapter
 --------------------------------
-Subclass :class:`RepositoryContract` in a module pytest collects (the class name must start
+Subclass ``RepositoryContract`` in a module pytest collects (the class name must start
 with ``Test``) and provide a ``repository`` fixture that yields a fresh, **empty** repository
 for each test and cleans up after it::
 
@@ -25,7 +25,7 @@ Makefile and CI do) puts it there (a bare ``pytest`` does not, unless the pytest
 ``examples/django_project/``) use the same line; a test tree run from another directory
 inserts the repository root into ``sys.path`` in its ``conftest.py`` first.
 
-The suite uses only the port API (``unit_of_work()`` and the :class:`UnitOfWork` methods),
+The suite uses only the port API (``unit_of_work()`` and the ``UnitOfWork`` methods),
 never adapter internals, and assumes nothing but an empty repository at the start of each
 test. Every test opens its own units of work. The concurrency tests start 8 threads, each
 with its own unit of work, behind a barrier; an adapter that serializes units of work (one
@@ -49,7 +49,7 @@ Rules this suite pins beyond the port docstrings (so all adapters agree):
   before that moment;
 * datetimes come back aware and equal to what was stored, to the microsecond; watermarks
   beyond 2**31 fit; payload bytes come back byte for byte; text is full Unicode.
-* the rules of use of :class:`~billingkit.ports.UnitOfWorkBase`: a unit of work is entered
+* the rules of use of ``UnitOfWorkBase``: a unit of work is entered
   once, is usable only inside its block and by the thread that entered it, and units of work
   of one repository do not nest on one thread (all ``RepositoryError``);
 * a failure can always be recorded (the ledger storage rule of ``UnitOfWorkBase``):
@@ -1944,3 +1944,32 @@ def make_invoice(
     fields.setdefault("created", T0)
     fields.setdefault("total", Money(amount=2000, currency="usd"))
     return InvoiceSummary(id=invoice_id, status=status, watermark=watermark, **fields)
+    # ------------------------------------------------------------ subscription management
+
+    def test_item_and_schedule_ids_round_trip_and_are_replaced(
+        self, repository: Repository
+    ) -> None:
+        first = make_subscription(item_id="si_1", schedule_id="sub_sched_1", quantity=3)
+        with repository.unit_of_work() as uow:
+            assert uow.save_subscription(first) is SaveOutcome.WRITTEN
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == first
+        released = first.model_copy(update={"schedule_id": None, "watermark": 101})
+        with repository.unit_of_work() as uow:
+            assert uow.save_subscription(released) is SaveOutcome.WRITTEN
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored is not None
+        assert (stored.item_id, stored.schedule_id) == ("si_1", None)
+
+    def test_an_answer_stored_at_the_stored_watermark_is_a_tie_write(
+        self, repository: Repository
+    ) -> None:
+        """What ``apply_answer`` relies on: allow_tie writes the same watermark's state."""
+        with repository.unit_of_work() as uow:
+            uow.save_subscription(make_subscription(item_id="si_1"))
+        answered = make_subscription(
+            item_id="si_2", price_id="price_pro", cancel_at_period_end=True
+        )
+        with repository.unit_of_work() as uow:
+            assert uow.save_subscription(answered) is SaveOutcome.TIE
+            assert uow.save_subscription(answered, allow_tie=True) is SaveOutcome.WRITTEN
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == answered

@@ -104,6 +104,7 @@ def test_the_migrations_ship_as_package_files() -> None:
         "bk0002_customer_history.py",
         "bk0003_deferred_events.py",
         "bk0004_invoices.py",
+        "bk0005_subscription_management.py",
     ]
 
 

@@ -64,7 +64,9 @@ class CustomerLink(Value):
 class Subscription(Value):
     """A Stripe subscription's state as billingkit stores it.
 
-    ``price_id`` and ``quantity`` describe the first subscription item. ``watermark`` is the
+    ``price_id``, ``quantity`` and ``item_id`` (its ``si_...`` id, what a price or quantity
+    change names) describe the first subscription item; ``schedule_id`` is the subscription
+    schedule driving it (a change scheduled for the period end), if any. ``watermark`` is the
     ordering guard: the Unix ``created`` second of the Stripe event that carried this state;
     a stored state is only replaced by one with a higher watermark (ties are resolved by the
     webhook processor), and a terminal state only by another terminal state.
@@ -77,6 +79,8 @@ class Subscription(Value):
     price_id: str | None = None
     plan_key: str | None = None
     quantity: int = 1
+    item_id: str | None = None
+    schedule_id: str | None = None
     current_period_start: UTCDateTime | None = None
     current_period_end: UTCDateTime | None = None
     cancel_at_period_end: bool = False

@@ -12,8 +12,14 @@ Every function works inside a unit of work the caller opened and takes its colla
   ``FETCHED_WATERMARK``, "order unknown"); never calls the gateway.
 * ``apply_checkout_session`` — links the customer to the user, moves the stored
   ``CheckoutRecord`` forward, stores an expanded subscription.
+* ``apply_answer`` — a state Stripe answered to a ``SubscriptionService`` request;
+  stored at once (the app sees it), with the stored watermark kept.
+* ``emit_transitions`` — the hooks of a stored-state transition (before -> after),
+  shared by the API-answer path and the webhook handlers so each fires once.
 * ``link_customer``, ``apply_customer`` — the user <-> customer link (made only from
   checkout sessions, never from metadata alone); a customer's email/deleted flag.
+
+Hooks exactly once: see ``docs/subscriptions.md#hooks-exactly-once``.
 
 The rules themselves (watermark decision, terminal states, checkout forward-only) live in
 ``billingkit.domain.ordering``. Why the final state is always the newest event's:
@@ -22,7 +28,7 @@ The rules themselves (watermark decision, terminal states, checkout forward-only
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,17 +42,32 @@ from billingkit.ports import (
     StripeGateway,
     UnitOfWork,
 )
+from billingkit.services.hooks import (
+    CancelScheduled,
+    CancelUndone,
+    HookKind,
+    HookRegistry,
+    PlanChanged,
+    PlanChangeScheduled,
+    QuantityChanged,
+)
 
 __all__ = [
+    "ANSWER_HOOKS",
     "FETCHED_WATERMARK",
+    "STATE_HOOKS",
     "USER_ID_METADATA_KEY",
     "CheckoutApplied",
+    "HookSource",
     "PlanResolver",
+    "ScheduledTarget",
     "SubscriptionChange",
+    "apply_answer",
     "apply_checkout_session",
     "apply_customer",
     "apply_fetched_subscription",
     "apply_subscription",
+    "emit_transitions",
     "link_customer",
 ]
 
@@ -73,11 +94,14 @@ class SubscriptionChange:
             (``None`` if nothing is stored). The state before is not reported: a newer
             state is written without reading the old one.
         refetched: whether the gateway was called to resolve a tie.
+        previous: the stored state before, when the caller read it (``apply_answer``
+            always does; ``None`` otherwise or when nothing was stored).
     """
 
     outcome: SaveOutcome
     current: Subscription | None
     refetched: bool = False
+    previous: Subscription | None = None
 
     @property
     def written(self) -> bool:
@@ -251,6 +275,156 @@ def _change(
     if outcome is SaveOutcome.WRITTEN:
         return SubscriptionChange(outcome, written, refetched)
     return SubscriptionChange(SaveOutcome.STALE, stored, refetched)
+
+
+def apply_answer(
+    uow: UnitOfWork, subscription: Subscription, *, answered_at: int, catalog: PlanResolver
+) -> SubscriptionChange:
+    """Store the state Stripe answered to a request billingkit just made.
+
+    Stripe answered after applying the request, so the answer is newer than every event
+    created before the request: it is stored with watermark ``answered_at`` (the Unix second
+    the request was *sent*, on the service's clock), or the stored watermark if that is
+    higher. A webhook from before the request is then stale; one the request caused is
+    created that second or later: a tie (same state: nothing changes; another state:
+    re-fetched) or newer (replaces it, normally with the same state).
+    When only a fetched state (``confirm_checkout``) or nothing is stored, the answer is
+    stored as fetched too (order unknown), so the subscription's first events still apply.
+    A concurrent writer that stored a newer watermark meanwhile wins (``STALE``); a
+    terminal state is never left. ``previous`` is the state read before the write: the
+    transition's hooks are judged against it (``emit_transitions``).
+    """
+    stored = uow.get_subscription(subscription.id)
+    if stored is None or stored.watermark == FETCHED_WATERMARK:
+        watermark = FETCHED_WATERMARK
+    else:
+        watermark = max(stored.watermark, answered_at)
+    incoming = _prepare(uow, subscription, stored, watermark, catalog)
+    if stored is not None and incoming.same_state(stored) and watermark == stored.watermark:
+        return SubscriptionChange(SaveOutcome.STALE, stored, previous=stored)
+    outcome = uow.save_subscription(incoming, allow_tie=True)
+    change = _change(outcome, stored, incoming)
+    return SubscriptionChange(change.outcome, change.current, previous=stored)
+
+
+# --------------------------------------------------------------------------- transitions
+
+#: The hooks ``emit_transitions`` judges from the stored states alone.
+STATE_HOOKS = frozenset(
+    {
+        HookKind.PLAN_CHANGE_SCHEDULED,
+        HookKind.QUANTITY_CHANGED,
+        HookKind.CANCEL_SCHEDULED,
+        HookKind.CANCEL_UNDONE,
+    }
+)
+#: Every hook an API answer's transition fires. "Activated" and "canceled" are left to the
+#: webhook's event rule (its type and ``previous_attributes``, deduplicated by the ledger):
+#: a stored state can reach those statuses without any hook (a tie re-fetch stores Stripe's
+#: current state), so "already stored" cannot mean "already told" for them.
+ANSWER_HOOKS = STATE_HOOKS | {HookKind.PLAN_CHANGED}
+
+
+@dataclass(frozen=True, slots=True)
+class HookSource:
+    """Who stored a transition: a Stripe event, or an API answer (synthetic id and type)."""
+
+    event_id: str
+    event_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledTarget:
+    """What a change scheduled by the app moves to (only the API answer knows it)."""
+
+    price_id: str
+    plan_key: str | None
+
+
+def _cancel_pending(subscription: Subscription) -> bool:
+    return not subscription.status.is_terminal and (
+        subscription.cancel_at_period_end or subscription.cancel_at is not None
+    )
+
+
+def emit_transitions(
+    hooks: HookRegistry,
+    before: Subscription | None,
+    after: Subscription,
+    *,
+    source: HookSource,
+    catalog: PlanResolver,
+    kinds: Collection[HookKind] = ANSWER_HOOKS,
+    scheduled: ScheduledTarget | None = None,
+) -> None:
+    """Fire the hooks (of ``kinds``) of the stored-state transition ``before`` -> ``after``.
+
+    Plan changed, plan change scheduled, quantity changed, cancel scheduled and cancel undone
+    (``ANSWER_HOOKS``). A hook fires only when the write changed the stored state in its
+    field, so whichever of the API answer and the webhook stores a transition first fires
+    it, and the other finds nothing changed. ``before`` ``None`` (first stored state) fires
+    nothing here: creation hooks belong to the webhook's event rule.
+    """
+    if before is None:
+        return
+    common = {"event_id": source.event_id, "event_type": source.event_type}
+    common_user = {**common, "user_id": after.user_id}
+
+    def wants(kind: HookKind) -> bool:
+        return kind in kinds and hooks.wants(kind)
+
+    if (
+        wants(HookKind.PLAN_CHANGED)
+        and before.price_id is not None
+        and after.price_id is not None
+        and before.price_id != after.price_id
+    ):
+        hooks.emit(
+            PlanChanged(
+                **common_user,
+                subscription=after,
+                previous_price_id=before.price_id,
+                previous_plan_key=before.plan_key or catalog.plan_key_for_price(before.price_id),
+            )
+        )
+    if (
+        wants(HookKind.QUANTITY_CHANGED)
+        and before.quantity != after.quantity
+        and not after.status.is_terminal
+    ):
+        hooks.emit(
+            QuantityChanged(**common_user, subscription=after, previous_quantity=before.quantity)
+        )
+    if wants(HookKind.CANCEL_SCHEDULED) and _cancel_pending(after) and not _cancel_pending(before):
+        hooks.emit(
+            CancelScheduled(
+                **common_user,
+                subscription=after,
+                cancel_at=after.cancel_at or after.current_period_end,
+            )
+        )
+    if (
+        wants(HookKind.CANCEL_UNDONE)
+        and _cancel_pending(before)
+        and not (_cancel_pending(after) or after.status.is_terminal)
+    ):
+        hooks.emit(CancelUndone(**common_user, subscription=after))
+    if (
+        wants(HookKind.PLAN_CHANGE_SCHEDULED)
+        and after.schedule_id is not None
+        and after.schedule_id != before.schedule_id
+        and not after.status.is_terminal
+    ):
+        hooks.emit(
+            PlanChangeScheduled(
+                **common_user,
+                subscription=after,
+                schedule_id=after.schedule_id,
+                price_id=scheduled.price_id if scheduled is not None else None,
+                plan_key=scheduled.plan_key if scheduled is not None else None,
+                effective_at=after.current_period_end,
+            )
+        )
 
 
 # --------------------------------------------------------------------------- customers

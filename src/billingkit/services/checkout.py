@@ -543,7 +543,8 @@ class CheckoutService:
         if live:
             raise AlreadySubscribedError(
                 f"user already has a {live[0].status.value} subscription ({live[0].id}); "
-                "use the billing portal or a plan change instead of a new checkout"
+                "change it with billing.subscriptions.change_plan (or the billing portal) "
+                "instead of a new checkout"
             )
 
     def _open_duplicate(

@@ -44,6 +44,7 @@ class BillingDetails(Value):
         has_access: whether the app should grant the plan's features (see
             ``grants_access``); true on the free plan.
         price_id: the subscribed Stripe price, if any.
+        quantity: the subscription's quantity (seats); 0 without a subscription.
         current_period_end: when the current billing period ends (renews or stops).
         cancel_at_period_end: the subscription stops at ``current_period_end``.
         cancel_at: a scheduled cancellation time, if any.
@@ -58,6 +59,7 @@ class BillingDetails(Value):
     status: SubscriptionStatus | None = None
     has_access: bool = False
     price_id: str | None = None
+    quantity: int = 0
     current_period_end: UTCDateTime | None = None
     cancel_at_period_end: bool = False
     cancel_at: UTCDateTime | None = None
@@ -151,6 +153,7 @@ class CustomerDetails:
             status=subscription.status,
             has_access=access,
             price_id=subscription.price_id,
+            quantity=subscription.quantity,
             current_period_end=subscription.current_period_end,
             cancel_at_period_end=subscription.cancel_at_period_end,
             cancel_at=subscription.cancel_at,

@@ -24,6 +24,9 @@ from billingkit.domain import Money, Subscription, SubscriptionStatus, UTCDateTi
 from billingkit.errors import InvalidInputError
 
 __all__ = [
+    "API_EVENT_PREFIX",
+    "CancelScheduled",
+    "CancelUndone",
     "CheckoutCompleted",
     "DisputeClosed",
     "DisputeHookEvent",
@@ -34,7 +37,9 @@ __all__ = [
     "InvoiceHookEvent",
     "PaymentActionRequired",
     "PaymentFailed",
+    "PlanChangeScheduled",
     "PlanChanged",
+    "QuantityChanged",
     "SubscriptionActivated",
     "SubscriptionCanceled",
     "SubscriptionPlanUnknown",
@@ -52,9 +57,20 @@ class HookKind(str, Enum):
     PAYMENT_ACTION_REQUIRED = "payment_action_required"
     TRIAL_WILL_END = "trial_will_end"
     CHECKOUT_COMPLETED = "checkout_completed"
+    PLAN_CHANGE_SCHEDULED = "plan_change_scheduled"
+    QUANTITY_CHANGED = "quantity_changed"
+    CANCEL_SCHEDULED = "cancel_scheduled"
+    CANCEL_UNDONE = "cancel_undone"
     SUBSCRIPTION_PLAN_UNKNOWN = "subscription_plan_unknown"
     DISPUTE_OPENED = "dispute_opened"
     DISPUTE_CLOSED = "dispute_closed"
+
+
+#: Prefix of the synthetic ``event_id`` of a hook fired by a
+#: ``SubscriptionService`` operation (Stripe's API
+#: answer stored the transition before any webhook did): ``"bk_api:" + idempotency key``,
+#: stable across retries of the same operation.
+API_EVENT_PREFIX = "bk_api:"
 
 
 class HookEvent(Value):
@@ -62,8 +78,10 @@ class HookEvent(Value):
 
     Attributes:
         event_id: the Stripe event id (stable across retries: use it to make effects
-            idempotent).
-        event_type: the Stripe event type, e.g. ``customer.subscription.updated``.
+            idempotent). When a ``SubscriptionService`` operation's answer stored the
+            transition first, ``API_EVENT_PREFIX`` + the operation's idempotency key.
+        event_type: the Stripe event type, e.g. ``customer.subscription.updated``; for an
+            operation's answer ``billingkit.subscriptions.<operation>``.
         user_id: the app's user, when known (metadata or customer link).
     """
 
@@ -88,7 +106,11 @@ class SubscriptionActivated(HookEvent):
 
 
 class PlanChanged(HookEvent):
-    """A subscription moved to another price (and maybe plan)."""
+    """A subscription moved to another price (and maybe plan): the change is applied.
+
+    Fires once per change, whether ``change_plan``'s answer or the webhook stored it first;
+    a change kept pending (payment not made) fires when it is applied.
+    """
 
     kind: ClassVar[HookKind] = HookKind.PLAN_CHANGED
 
@@ -101,6 +123,50 @@ class SubscriptionCanceled(HookEvent):
     """A subscription ended (status ``canceled``)."""
 
     kind: ClassVar[HookKind] = HookKind.SUBSCRIPTION_CANCELED
+
+    subscription: Subscription
+
+
+class PlanChangeScheduled(HookEvent):
+    """A change was scheduled for the end of the period (a subscription schedule attached).
+
+    ``price_id``/``plan_key`` name the target when the app's ``change_plan(...,
+    when="period_end")`` stored it first; ``None`` when only the webhook told (Stripe's
+    subscription event does not carry the schedule's phases). ``effective_at`` is the
+    current period's end.
+    """
+
+    kind: ClassVar[HookKind] = HookKind.PLAN_CHANGE_SCHEDULED
+
+    subscription: Subscription
+    schedule_id: str
+    price_id: str | None = None
+    plan_key: str | None = None
+    effective_at: UTCDateTime | None = None
+
+
+class QuantityChanged(HookEvent):
+    """The subscription's quantity (seats) changed."""
+
+    kind: ClassVar[HookKind] = HookKind.QUANTITY_CHANGED
+
+    subscription: Subscription
+    previous_quantity: int
+
+
+class CancelScheduled(HookEvent):
+    """The subscription was set to cancel at the end of its period (``cancel_at``)."""
+
+    kind: ClassVar[HookKind] = HookKind.CANCEL_SCHEDULED
+
+    subscription: Subscription
+    cancel_at: UTCDateTime | None = None
+
+
+class CancelUndone(HookEvent):
+    """A scheduled cancellation was withdrawn: the subscription renews again."""
+
+    kind: ClassVar[HookKind] = HookKind.CANCEL_UNDONE
 
     subscription: Subscription
 
@@ -223,6 +289,10 @@ _EVENT_CLASSES: dict[HookKind, type[HookEvent]] = {
         PaymentActionRequired,
         TrialWillEnd,
         CheckoutCompleted,
+        PlanChangeScheduled,
+        QuantityChanged,
+        CancelScheduled,
+        CancelUndone,
         SubscriptionPlanUnknown,
         DisputeOpened,
         DisputeClosed,

@@ -166,6 +166,9 @@ SUBSCRIPTIONS = Table(
     Column("livemode", Boolean(), nullable=False),
     Column("metadata", JSON(), nullable=False),
     Column("watermark", BigInteger(), nullable=False),
+    # bk0005 (subscription management): the first item's id and the driving schedule.
+    _id("item_id", nullable=True),
+    _id("schedule_id", nullable=True),
     **_MYSQL_OPTIONS,
 )
 

@@ -99,6 +99,11 @@ class StoredSubscription(models.Model):
     livemode: models.BooleanField[bool, bool] = models.BooleanField()
     metadata: models.JSONField = models.JSONField(default=dict)
     watermark: models.BigIntegerField[int, int] = models.BigIntegerField()
+    # 0004 (subscription management): the first item's id and the driving schedule.
+    item_id: models.CharField[str | None, str | None] = models.CharField(max_length=_ID, null=True)
+    schedule_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
 
     class Meta:  # noqa: D106 - Django options
         verbose_name = "subscription"

@@ -1,16 +1,30 @@
 """``customer.subscription.*``: store the state in ``data.object``, then fire hooks.
 
 The state goes through the ordering guard (``apply_subscription``).
-Hooks are judged by the event's own transition (its type and ``previous_attributes``) and
-only if the stored state agrees; "activated" follows the configured access policy
-(``is_activation``). See ``docs/webhooks.md#hooks``.
+Activated and canceled are judged by the event's own transition (its type and
+``previous_attributes``) and only if the stored state agrees; API answers never fire them,
+so the ledger alone keeps them once. Plan changed, quantity, cancel scheduled/undone and
+plan change scheduled are judged from the stored states before and after the write
+(``emit_transitions``, the rule API answers use), so the
+first of answer and webhook to store the transition fires it; plan changed falls back to
+the event's ``previous_attributes`` when only a fetched state (``confirm_checkout``) or
+nothing was stored before. "Activated" follows the configured access policy
+(``is_activation``). See ``docs/webhooks.md#hooks`` and
+``docs/subscriptions.md#hooks-exactly-once``.
 """
 
 from __future__ import annotations
 
 from billingkit.domain import EventStatus, Subscription, SubscriptionStatus
 from billingkit.domain.access import is_activation
-from billingkit.services.apply import FETCHED_WATERMARK, SubscriptionChange, apply_subscription
+from billingkit.ports import FETCHED_WATERMARK
+from billingkit.services.apply import (
+    STATE_HOOKS,
+    HookSource,
+    SubscriptionChange,
+    apply_subscription,
+    emit_transitions,
+)
 from billingkit.services.hooks import (
     HookKind,
     PlanChanged,
@@ -29,7 +43,12 @@ def subscription_event(ctx: HandlerContext) -> EventStatus:
     """Store the subscription state (ordering guard), then fire hooks."""
     event = ctx.event
     incoming = subscription_from_stripe(event.object)
-    before = _state_before_an_unknown_price(ctx, incoming)
+    unknown_price = _unknown_price_wanted(ctx, incoming)
+    before = (
+        ctx.uow.get_subscription(incoming.id)
+        if unknown_price or any(ctx.hooks.wants(kind) for kind in _TRANSITION_HOOKS)
+        else None
+    )
     change = apply_subscription(
         ctx.uow, incoming, watermark=event.created, gateway=ctx.gateway, catalog=ctx.catalog
     )
@@ -45,29 +64,40 @@ def subscription_event(ctx: HandlerContext) -> EventStatus:
     if not change.written:
         return EventStatus.STALE
     assert current is not None  # written
-    _emit_transitions(ctx, incoming, change, current)
-    if before is not None:
-        _emit_plan_unknown(ctx, before[0], incoming, current)
+    known = before if before is not None and before.watermark != FETCHED_WATERMARK else None
+    _emit_transitions(ctx, incoming, change, current, known)
+    # "Plan changed" of an event-ordered stored state is a stored-state transition too (the
+    # API answer's rule); previous_attributes only decides it after a fetched state.
+    kinds = STATE_HOOKS if known is None else STATE_HOOKS | {HookKind.PLAN_CHANGED}
+    emit_transitions(
+        ctx.hooks,
+        before,
+        current,
+        source=HookSource(event.id, event.type),
+        catalog=ctx.catalog,
+        kinds=kinds,
+    )
+    if unknown_price:
+        _emit_plan_unknown(ctx, before, incoming, current)
     return EventStatus.PROCESSED
 
 
-def _state_before_an_unknown_price(
-    ctx: HandlerContext, incoming: Subscription
-) -> tuple[Subscription | None] | None:
-    """The stored state, read only when someone listens and no plan uses the new price.
+#: Hooks whose rule needs the stored state before the write.
+_TRANSITION_HOOKS = STATE_HOOKS | {HookKind.PLAN_CHANGED}
 
-    ``None`` when there is nothing to tell; else a 1-tuple with the state before (itself
-    ``None`` for a subscription not stored yet). The read costs one query on this rare
-    path only: a known price never reads.
+
+def _unknown_price_wanted(ctx: HandlerContext, incoming: Subscription) -> bool:
+    """Whether someone listens for an unknown plan and no plan uses the new price.
+
+    Only then is the stored state read for it (one query on this rare path; a known price
+    never reads for it).
     """
-    if (
-        not ctx.hooks.wants(HookKind.SUBSCRIPTION_PLAN_UNKNOWN)
-        or incoming.price_id is None
-        or incoming.plan_key is not None
-        or ctx.catalog.plan_key_for_price(incoming.price_id) is not None
-    ):
-        return None
-    return (ctx.uow.get_subscription(incoming.id),)
+    return (
+        ctx.hooks.wants(HookKind.SUBSCRIPTION_PLAN_UNKNOWN)
+        and incoming.price_id is not None
+        and incoming.plan_key is None
+        and ctx.catalog.plan_key_for_price(incoming.price_id) is None
+    )
 
 
 def _emit_plan_unknown(
@@ -108,9 +138,18 @@ def _emit_trial_will_end(ctx: HandlerContext, current: Subscription) -> None:
 
 
 def _emit_transitions(
-    ctx: HandlerContext, incoming: Subscription, change: SubscriptionChange, current: Subscription
+    ctx: HandlerContext,
+    incoming: Subscription,
+    change: SubscriptionChange,
+    current: Subscription,
+    known: Subscription | None,
 ) -> None:
-    """Hooks judged by the event's own transition, and only if the stored state agrees."""
+    """Hooks judged by the event's own transition, if the stored state agrees.
+
+    ``known`` is the event-ordered stored state before the write (``None`` when nothing or
+    only a fetched state was stored); with one, "plan changed" is left to
+    ``emit_transitions``.
+    """
     event, hooks = ctx.event, ctx.hooks
     previous = event.previous_attributes or {}
     created = event.type == "customer.subscription.created"
@@ -135,7 +174,7 @@ def _emit_transitions(
         and old_status is not SubscriptionStatus.CANCELED
     ):
         hooks.emit(SubscriptionCanceled(**common, subscription=current))
-    if hooks.wants(HookKind.PLAN_CHANGED):
+    if hooks.wants(HookKind.PLAN_CHANGED) and known is None:
         old_price = previous_price_id(previous)
         if (
             old_price is not None
