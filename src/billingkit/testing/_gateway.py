@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
-from billingkit.domain import Interval, Price, Subscription
+from billingkit.domain import Interval, Price, Subscription, to_timestamp
 from billingkit.errors import ConfigurationError, GatewayError
 from billingkit.ports import (
+    LIST_PAGE_SIZE,
     CheckoutSession,
     CheckoutSessionRequest,
     Clock,
     InvoicePreview,
     InvoicePreviewRequest,
+    Page,
     PortalSession,
     PromotionCode,
     ScheduledChange,
@@ -30,6 +32,7 @@ from billingkit.ports import (
     SubscriptionSchedule,
     SubscriptionUpdate,
     SubscriptionUpdateResult,
+    WebhookEndpoint,
 )
 from billingkit.stripe_objects import (
     checkout_session_from_stripe,
@@ -39,6 +42,7 @@ from billingkit.stripe_objects import (
     subscription_from_stripe,
     subscription_schedule_from_stripe,
     subscription_update_result_from_stripe,
+    webhook_endpoint_from_stripe,
 )
 from billingkit.testing._catalog import UNSET, Catalog, Unset
 from billingkit.testing._changes import Changes
@@ -47,11 +51,14 @@ from billingkit.testing._controls import Controls
 from billingkit.testing._customers import Customers
 from billingkit.testing._events import FAKE_API_VERSION, Delivery
 from billingkit.testing._invoices import Invoices
+from billingkit.testing._listing import Listing
 from billingkit.testing._schedule import Schedule
 from billingkit.testing._state import FakeState
 from billingkit.testing._subscriptions import Subscriptions
 
 __all__ = ["DEFAULT_RETRY_DELAYS", "DEFAULT_START", "FakeStripeGateway"]
+
+_V = TypeVar("_V")
 
 #: Where a fake's clock starts unless told otherwise.
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
@@ -120,6 +127,7 @@ class FakeStripeGateway(StripeGateway):
         self._checkout = Checkout(state, self._customers, self._subscriptions, self._invoices)
         self._changes = Changes(state, self._catalog, self._invoices, self._subscriptions)
         self._schedule = Schedule(state, self._checkout, self._subscriptions, self._changes)
+        self._listing = Listing(state)
 
     def __repr__(self) -> str:
         state = self._state
@@ -661,3 +669,178 @@ class FakeStripeGateway(StripeGateway):
 
         with self._lock:
             return self._controls.call("find_promotion_code", find)
+
+    # ------------------------------------------------------------------ list calls
+
+    def _pages(
+        self,
+        operation: str,
+        kind: str,
+        store: Callable[[], Iterable[Mapping[str, Any]]],
+        keep: Callable[[Mapping[str, Any]], bool],
+        starting_after: str | None,
+        page_size: int,
+    ) -> Iterator[tuple[list[Mapping[str, Any]], bool]]:
+        """Stripe's pagination: one counted call per page, the cursor moving on each."""
+        cursor = starting_after
+        while True:
+
+            def fetch(after: str | None = cursor) -> tuple[list[Mapping[str, Any]], bool]:
+                found, more = self._listing.page(
+                    store(), kind=kind, starting_after=after, limit=page_size, keep=keep
+                )
+                return copy.deepcopy(found), more
+
+            with self._lock:
+                found, more = self._controls.call(operation, fetch)
+            yield found, more
+            if not more or not found:
+                return
+            cursor = str(found[-1]["id"])
+
+    def list_subscriptions(
+        self,
+        *,
+        customer_id: str | None = None,
+        created_gte: datetime | None = None,
+        starting_after: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> Iterator[Page[Subscription]]:
+        """Every subscription (all statuses), newest first, one counted call per page."""
+        since = None if created_gte is None else to_timestamp(created_gte)
+
+        def keep(sub: Mapping[str, Any]) -> bool:
+            return (customer_id is None or sub["customer"] == customer_id) and (
+                since is None or sub["created"] >= since
+            )
+
+        def store() -> list[dict[str, Any]]:
+            return [record.json for record in self._state.subs.values()]
+
+        pages = self._pages(
+            "list_subscriptions", "subscription", store, keep, starting_after, page_size
+        )
+        for raw, more in pages:
+            items = tuple(subscription_from_stripe(sub) for sub in raw)
+            yield _page(items, raw, more)
+
+    def list_customers(
+        self,
+        *,
+        email: str | None = None,
+        created_gte: datetime | None = None,
+        starting_after: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> Iterator[Page[StripeCustomer]]:
+        """Every customer not deleted, newest first, one counted call per page."""
+        since = None if created_gte is None else to_timestamp(created_gte)
+
+        def keep(customer: Mapping[str, Any]) -> bool:
+            return (
+                not customer.get("deleted")
+                and (email is None or customer.get("email") == email)
+                and (since is None or customer["created"] >= since)
+            )
+
+        def store() -> Iterable[dict[str, Any]]:
+            return self._state.customers.values()
+
+        pages = self._pages("list_customers", "customer", store, keep, starting_after, page_size)
+        for raw, more in pages:
+            yield _page(tuple(customer_from_stripe(c) for c in raw), raw, more)
+
+    def list_webhook_endpoints(
+        self, *, starting_after: str | None = None, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[Page[WebhookEndpoint]]:
+        """The endpoints added with :meth:`add_webhook_endpoint`, one call per page."""
+
+        def store() -> Iterable[dict[str, Any]]:
+            return self._state.webhook_endpoints.values()
+
+        pages = self._pages(
+            "list_webhook_endpoints",
+            "webhook_endpoint",
+            store,
+            lambda _: True,
+            starting_after,
+            page_size,
+        )
+        for raw, more in pages:
+            yield _page(tuple(webhook_endpoint_from_stripe(e) for e in raw), raw, more)
+
+    # ------------------------------------------------------------------ seeding for lists
+
+    def add_customer(
+        self,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> StripeCustomer:
+        """Seed a customer made outside billingkit (no ``user_id`` unless in ``metadata``).
+
+        Emits ``customer.created``. Not a port call (not counted).
+        """
+        with self._lock:
+            return customer_from_stripe(
+                self._listing.add_customer(email=email, name=name, metadata=metadata)
+            )
+
+    def add_subscription(
+        self,
+        customer_id: str,
+        price_id: str,
+        *,
+        status: str = "active",
+        quantity: int = 1,
+        metadata: Mapping[str, str] | None = None,
+        cancel_at_period_end: bool = False,
+    ) -> Subscription:
+        """Seed a subscription made outside Checkout, created now, with no invoice.
+
+        ``status`` is any of Stripe's eight (a ``canceled`` one is ended now). It renews
+        with :meth:`advance` like the others. Emits ``customer.subscription.created``.
+        """
+        with self._lock:
+            sub = self._listing.add_subscription(
+                customer_id,
+                price_id,
+                status=status,
+                quantity=quantity,
+                metadata=metadata,
+                cancel_at_period_end=cancel_at_period_end,
+            )
+            return subscription_from_stripe(sub.json)
+
+    def add_webhook_endpoint(
+        self,
+        url: str,
+        *,
+        enabled_events: Iterable[str] = ("*",),
+        status: str = "enabled",
+        api_version: str | None = FAKE_API_VERSION,
+    ) -> WebhookEndpoint:
+        """Seed a webhook endpoint (``we_fakeNNNN``) that :meth:`list_webhook_endpoints` lists.
+
+        ``enabled_events`` ``("*",)`` receives every type; ``api_version`` ``None`` means the
+        account's default.
+        """
+        with self._lock:
+            endpoint = self._listing.add_webhook_endpoint(
+                url, enabled_events=enabled_events, status=status, api_version=api_version
+            )
+            return webhook_endpoint_from_stripe(endpoint)
+
+    def remove_subscription(self, subscription_id: str) -> None:
+        """Forget a subscription entirely, as when test-mode data is deleted.
+
+        No event: afterwards Stripe answers 404 for it and lists do not show it.
+        """
+        with self._lock:
+            self._state.sub(subscription_id)
+            del self._state.subs[subscription_id]
+
+
+def _page(items: tuple[_V, ...], raw: Sequence[Mapping[str, Any]], more: bool) -> Page[_V]:
+    """A :class:`Page` from the parsed ``items`` of a page of ``raw`` JSON."""
+    return Page(items=items, has_more=more, next_cursor=str(raw[-1]["id"]) if more else None)
