@@ -1,0 +1,502 @@
+"""Reconcile: compare every subscription at Stripe with what is stored, and fix the drift.
+
+Used by ``billingkit reconcile`` and ``billingkit backfill``, and callable without the
+command::
+
+    report = Reconciler(gateway, repository, catalog=billing.catalog).run()
+    print(report.counts)
+
+How it works:
+
+* Stripe's subscriptions are listed (all statuses) 100 per page, lazily: n subscriptions
+  cost ceil(n / 100) calls and only one page is in memory at a time.
+* Each listed subscription is compared with the stored one and its drift classified
+  (:class:`Drift`): missing here; status, plan, period or cancel flag differ; other fields
+  differ; unknown customer (no user to attach it to: ``backfill`` links them). With
+  ``user_id`` given, the user's stored subscriptions Stripe no longer has are reported as
+  gone at Stripe (an empty listing for one customer is cheap; a whole account is not
+  enumerated from the repository).
+* A drift is fixed through the repository's conditional write, the ordering guard every
+  state goes through. The listed state is given the watermark of the second the page was
+  requested, minus :data:`DEFAULT_CLOCK_SKEW` (Stripe's clock and ours may differ): a state
+  stored from an event created before that is older than what Stripe just listed and is
+  replaced; a state from a newer event (or a terminal one) is kept — never overwritten —
+  and counted as ``kept``. An older event delivered after the reconcile is stale; a newer
+  one wins, as always.
+* Nothing is written when nothing drifted, and nothing at all on a dry run.
+* After each page the position (the last subscription id) and the counts so far are saved
+  in a :class:`CheckpointStore`; ``resume=True`` starts after it. A finished run deletes
+  its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+from billingkit.domain import Subscription
+from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome, decide_save
+from billingkit.errors import ConfigurationError
+from billingkit.ports import (
+    LIST_PAGE_SIZE,
+    Clock,
+    Repository,
+    StripeGateway,
+    UnitOfWork,
+    system_clock,
+)
+from billingkit.services.apply import PlanResolver
+
+__all__ = [
+    "DEFAULT_CLOCK_SKEW",
+    "Checkpoint",
+    "CheckpointStore",
+    "Drift",
+    "DriftFinding",
+    "FileCheckpointStore",
+    "MemoryCheckpointStore",
+    "ReconcileReport",
+    "Reconciler",
+]
+
+#: How far Stripe's clock may be ahead of ours: a listed state is ordered as if carried by an
+#: event created this long before the page was requested.
+DEFAULT_CLOCK_SKEW = timedelta(seconds=60)
+#: Findings kept in a report (the counts cover everything; memory stays flat).
+DEFAULT_KEPT_FINDINGS = 1000
+
+
+class Drift(str, Enum):
+    """How a stored subscription differs from Stripe's."""
+
+    MISSING_HERE = "missing_here"  # at Stripe, not stored
+    STATUS = "status"
+    PLAN = "plan"  # price, plan or quantity
+    PERIOD = "period"  # current period start or end
+    CANCEL_FLAG = "cancel_flag"  # cancel_at_period_end or cancel_at
+    OTHER = "other"  # trial, cancel/end dates, metadata
+    UNKNOWN_CUSTOMER = "unknown_customer"  # at Stripe, its customer linked to no user
+    GONE_AT_STRIPE = "gone_at_stripe"  # stored here, Stripe no longer has it
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: What was done about a finding.
+Action = str
+FIXED: Action = "fixed"
+WOULD_FIX: Action = "would_fix"  # dry run
+KEPT: Action = "kept"  # the stored state is newer (or terminal): the guard kept it
+REPORTED: Action = "reported"  # nothing to write (unknown customer, gone at Stripe)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftFinding:
+    """One drifted subscription and what was done about it."""
+
+    subscription_id: str
+    customer_id: str
+    user_id: str | None
+    drifts: tuple[Drift, ...]
+    action: Action
+    stored_status: str | None
+    stripe_status: str | None
+
+    def as_json(self) -> dict[str, object]:
+        """Stable JSON keys."""
+        return {
+            "subscription": self.subscription_id,
+            "customer": self.customer_id,
+            "user": self.user_id,
+            "drift": [str(d) for d in self.drifts],
+            "action": self.action,
+            "stored_status": self.stored_status,
+            "stripe_status": self.stripe_status,
+        }
+
+
+@dataclass
+class ReconcileReport:
+    """What a run found and did (across resumed runs when resumed).
+
+    ``counts`` has one entry per :class:`Drift` and per action (``fixed``, ``would_fix``,
+    ``kept``, ``reported``), plus ``listed`` and ``in_sync``. ``stripe_calls`` counts the
+    list pages requested by this run; ``rows_written`` the subscription writes.
+    """
+
+    dry_run: bool
+    counts: Counter[str] = field(default_factory=Counter)
+    findings: list[DriftFinding] = field(default_factory=list)
+    stripe_calls: int = 0
+    rows_written: int = 0
+    resumed_from: str | None = None
+
+    @property
+    def drifted(self) -> int:
+        """Subscriptions with any drift."""
+        return sum(self.counts[a] for a in (FIXED, WOULD_FIX, KEPT, REPORTED))
+
+    def as_json(self) -> dict[str, object]:
+        """Stable JSON keys."""
+        return {
+            "dry_run": self.dry_run,
+            "listed": self.counts["listed"],
+            "in_sync": self.counts["in_sync"],
+            "drift": {str(d): self.counts[str(d)] for d in Drift},
+            "actions": {a: self.counts[a] for a in (FIXED, WOULD_FIX, KEPT, REPORTED)},
+            "stripe_calls": self.stripe_calls,
+            "rows_written": self.rows_written,
+            "resumed_from": self.resumed_from,
+            "findings": [f.as_json() for f in self.findings],
+        }
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where an interrupted run stopped: the scope it ran on, the last id done, the counts."""
+
+    scope: str
+    starting_after: str
+    counts: Mapping[str, int]
+
+
+class CheckpointStore(Protocol):
+    """Keeps at most one :class:`Checkpoint` (the last run's)."""
+
+    def load(self) -> Checkpoint | None:
+        """The stored checkpoint, if any."""
+        ...
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Replace the stored checkpoint."""
+        ...
+
+    def clear(self) -> None:
+        """Forget the checkpoint (a run finished)."""
+        ...
+
+
+class MemoryCheckpointStore:
+    """A :class:`CheckpointStore` in memory (tests, or a run inside one process)."""
+
+    def __init__(self) -> None:
+        self.checkpoint: Checkpoint | None = None
+        #: How many times a checkpoint was saved.
+        self.saves = 0
+
+    def load(self) -> Checkpoint | None:
+        """The stored checkpoint, if any."""
+        return self.checkpoint
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Replace the stored checkpoint."""
+        self.checkpoint = checkpoint
+        self.saves += 1
+
+    def clear(self) -> None:
+        """Forget the checkpoint."""
+        self.checkpoint = None
+
+
+class FileCheckpointStore:
+    """A :class:`CheckpointStore` in a small JSON file, replaced atomically on each save."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def load(self) -> Checkpoint | None:
+        """The checkpoint in the file; a missing file is none, a broken one an error."""
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            return Checkpoint(
+                scope=str(raw["scope"]),
+                starting_after=str(raw["starting_after"]),
+                counts={str(k): int(v) for k, v in dict(raw["counts"]).items()},
+            )
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(
+                f"the reconcile checkpoint {self.path} is unreadable ({exc}); delete it to "
+                "start over"
+            ) from None
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Write the checkpoint (to a temporary file renamed over the old one)."""
+        data = {
+            "scope": checkpoint.scope,
+            "starting_after": checkpoint.starting_after,
+            "counts": dict(checkpoint.counts),
+        }
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".reconcile-")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out)
+        os.replace(temporary, self.path)
+
+    def clear(self) -> None:
+        """Delete the file."""
+        self.path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _classify(stored: Subscription, listed: Subscription, plan_key: str | None) -> list[Drift]:
+    drifts: list[Drift] = []
+    if stored.status != listed.status:
+        drifts.append(Drift.STATUS)
+    if (
+        stored.price_id != listed.price_id
+        or stored.quantity != listed.quantity
+        or (plan_key is not None and stored.plan_key != plan_key)
+    ):
+        drifts.append(Drift.PLAN)
+    if (
+        stored.current_period_start != listed.current_period_start
+        or stored.current_period_end != listed.current_period_end
+    ):
+        drifts.append(Drift.PERIOD)
+    if (
+        stored.cancel_at_period_end != listed.cancel_at_period_end
+        or stored.cancel_at != listed.cancel_at
+    ):
+        drifts.append(Drift.CANCEL_FLAG)
+    if not drifts and not stored.same_state(listed):
+        drifts.append(Drift.OTHER)
+    return drifts
+
+
+class Reconciler:
+    """Compares Stripe's subscriptions with the stored ones and fixes the drift.
+
+    Args:
+        gateway: lists subscriptions (one call per 100).
+        repository: where the subscriptions are stored.
+        catalog: resolves a price to its plan key (``PlanCatalog``).
+        clock: the current time (aware); the listed states' order is derived from it.
+        clock_skew: see :data:`DEFAULT_CLOCK_SKEW`.
+        checkpoints: where to keep the position of a run (``None``: not resumable).
+        kept_findings: at most this many findings are kept in the report.
+    """
+
+    def __init__(
+        self,
+        gateway: StripeGateway,
+        repository: Repository,
+        *,
+        catalog: PlanResolver,
+        clock: Clock = system_clock,
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+        checkpoints: CheckpointStore | None = None,
+        kept_findings: int = DEFAULT_KEPT_FINDINGS,
+    ) -> None:
+        if clock_skew < timedelta(0):
+            raise ConfigurationError("clock_skew must not be negative")
+        self._gateway = gateway
+        self._repository = repository
+        self._catalog = catalog
+        self._clock = clock
+        self._skew = int(clock_skew.total_seconds())
+        self._checkpoints = checkpoints
+        self._kept_findings = kept_findings
+
+    def run(
+        self,
+        *,
+        dry_run: bool = False,
+        user_id: str | None = None,
+        customer_id: str | None = None,
+        since: datetime | None = None,
+        resume: bool = False,
+        on_subscription: Callable[[], None] | None = None,
+    ) -> ReconcileReport:
+        """Reconcile every subscription (or one user's, or one customer's, or those since).
+
+        ``user_id`` restricts the run to the user's linked customer (nothing to do when the
+        user has none) and reports their stored subscriptions Stripe no longer has.
+        ``since`` (aware) keeps subscriptions created at or after it. ``resume`` continues
+        after the checkpoint of an interrupted run with the same scope.
+        ``on_subscription`` is called once per listed subscription (a progress bar).
+        A :class:`~billingkit.errors.GatewayError` stops the run where it is; the
+        checkpoint then holds the last complete page.
+        """
+        if since is not None and since.tzinfo is None:
+            raise ConfigurationError("since must be a timezone-aware datetime")
+        report = ReconcileReport(dry_run=dry_run)
+        if user_id is not None:
+            with self._repository.unit_of_work() as uow:
+                link = uow.customer_for_user(user_id)
+            if link is None:
+                return report
+            customer_id = link.customer_id
+        scope = json.dumps(
+            [customer_id, None if since is None else since.isoformat()], separators=(",", ":")
+        )
+        starting_after = self._resume_point(scope, report) if resume else None
+        seen: set[str] | None = set() if customer_id is not None else None
+        pages = self._gateway.list_subscriptions(
+            customer_id=customer_id,
+            created_gte=since,
+            starting_after=starting_after,
+            page_size=LIST_PAGE_SIZE,
+        )
+        while True:
+            requested_at = self._clock()
+            report.stripe_calls += 1
+            page = next(pages, None)
+            if page is None:  # pragma: no cover - a list always has a first page
+                report.stripe_calls -= 1
+                break
+            watermark = max(int(requested_at.timestamp()) - self._skew, FETCHED_WATERMARK + 1)
+            self._reconcile_page(page.items, watermark, report, dry_run, seen, on_subscription)
+            if page.next_cursor is None:
+                break
+            if self._checkpoints is not None and not dry_run:
+                self._checkpoints.save(Checkpoint(scope, page.next_cursor, dict(report.counts)))
+        if seen is not None and user_id is not None and starting_after is None:
+            self._report_gone(user_id, seen, report, since)
+        if self._checkpoints is not None and not dry_run:
+            self._checkpoints.clear()
+        return report
+
+    def _resume_point(self, scope: str, report: ReconcileReport) -> str | None:
+        checkpoint = self._checkpoints.load() if self._checkpoints is not None else None
+        if checkpoint is None:
+            return None
+        if checkpoint.scope != scope:
+            raise ConfigurationError(
+                "the checkpoint is of a run with other options (--user/--since); run with "
+                "the same options to resume, or without --resume to start over"
+            )
+        report.counts.update(checkpoint.counts)
+        report.resumed_from = checkpoint.starting_after
+        return checkpoint.starting_after
+
+    def _reconcile_page(
+        self,
+        items: Iterable[Subscription],
+        watermark: int,
+        report: ReconcileReport,
+        dry_run: bool,
+        seen: set[str] | None,
+        on_subscription: Callable[[], None] | None,
+    ) -> None:
+        with self._repository.unit_of_work() as uow:
+            for listed in items:
+                report.counts["listed"] += 1
+                if seen is not None:
+                    seen.add(listed.id)
+                self._reconcile_one(uow, listed, watermark, report, dry_run)
+                if on_subscription is not None:
+                    on_subscription()
+
+    def _reconcile_one(
+        self,
+        uow: UnitOfWork,
+        listed: Subscription,
+        watermark: int,
+        report: ReconcileReport,
+        dry_run: bool,
+    ) -> None:
+        stored = uow.get_subscription(listed.id)
+        plan_key = None
+        if listed.price_id is not None:
+            plan_key = self._catalog.plan_key_for_price(listed.price_id)
+        user_id = listed.user_id or (stored.user_id if stored is not None else None)
+        if user_id is None:
+            link = uow.customer_by_id(listed.customer_id)
+            user_id = link.user_id if link is not None else None
+        if stored is None:
+            drifts = [Drift.MISSING_HERE] if user_id is not None else [Drift.UNKNOWN_CUSTOMER]
+        else:
+            drifts = _classify(stored, listed, plan_key)
+        if not drifts:
+            report.counts["in_sync"] += 1
+            return
+        if user_id is None and stored is None:
+            action = REPORTED
+        else:
+            incoming = listed.model_copy(
+                update={
+                    "user_id": user_id,
+                    "plan_key": plan_key or (stored.plan_key if stored is not None else None),
+                    "watermark": watermark,
+                }
+            )
+            action = self._fix(uow, stored, incoming, report, dry_run)
+        for drift in drifts:
+            report.counts[str(drift)] += 1
+        self._record(
+            report,
+            DriftFinding(
+                subscription_id=listed.id,
+                customer_id=listed.customer_id,
+                user_id=user_id,
+                drifts=tuple(drifts),
+                action=action,
+                stored_status=None if stored is None else stored.status.value,
+                stripe_status=listed.status.value,
+            ),
+        )
+
+    def _fix(
+        self,
+        uow: UnitOfWork,
+        stored: Subscription | None,
+        incoming: Subscription,
+        report: ReconcileReport,
+        dry_run: bool,
+    ) -> Action:
+        """Write ``incoming`` through the conditional write (predicted on a dry run)."""
+        # A stored fetched state ("order unknown") counts as older than Stripe's listing.
+        allow_tie = stored is not None and stored.watermark == FETCHED_WATERMARK
+        if dry_run:
+            if stored is None:
+                return WOULD_FIX
+            outcome = decide_save(stored.status, stored.watermark, incoming, allow_tie)
+            return WOULD_FIX if outcome is SaveOutcome.WRITTEN else KEPT
+        outcome = uow.save_subscription(incoming, allow_tie=allow_tie)
+        if outcome is SaveOutcome.WRITTEN:
+            report.rows_written += 1
+            return FIXED
+        return KEPT
+
+    def _report_gone(
+        self, user_id: str, seen: set[str], report: ReconcileReport, since: datetime | None
+    ) -> None:
+        with self._repository.unit_of_work() as uow:
+            stored = uow.subscriptions_for_user(user_id)
+        for subscription in stored:
+            if subscription.id in seen or (since is not None and subscription.created < since):
+                continue
+            report.counts[str(Drift.GONE_AT_STRIPE)] += 1
+            self._record(
+                report,
+                DriftFinding(
+                    subscription_id=subscription.id,
+                    customer_id=subscription.customer_id,
+                    user_id=user_id,
+                    drifts=(Drift.GONE_AT_STRIPE,),
+                    action=REPORTED,
+                    stored_status=subscription.status.value,
+                    stripe_status=None,
+                ),
+            )
+
+    def _record(self, report: ReconcileReport, finding: DriftFinding) -> None:
+        report.counts[finding.action] += 1
+        if len(report.findings) < self._kept_findings:
+            report.findings.append(finding)
