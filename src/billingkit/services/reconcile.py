@@ -44,7 +44,7 @@ from typing import Protocol
 
 from billingkit.domain import Subscription
 from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome, decide_save
-from billingkit.errors import ConfigurationError
+from billingkit.errors import ConfigurationError, ConflictError, GatewayNotFoundError
 from billingkit.ports import (
     LIST_PAGE_SIZE,
     Clock,
@@ -53,18 +53,22 @@ from billingkit.ports import (
     UnitOfWork,
     system_clock,
 )
-from billingkit.services.apply import PlanResolver
+from billingkit.services.apply import PlanResolver, link_customer
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
+    "BackfillReport",
     "Checkpoint",
     "CheckpointStore",
     "Drift",
     "DriftFinding",
     "FileCheckpointStore",
+    "LinkFinding",
     "MemoryCheckpointStore",
     "ReconcileReport",
     "Reconciler",
+    "backfill",
+    "pairs_from_metadata",
 ]
 
 #: How far Stripe's clock may be ahead of ours: a listed state is ordered as if carried by an
@@ -500,3 +504,152 @@ class Reconciler:
         report.counts[finding.action] += 1
         if len(report.findings) < self._kept_findings:
             report.findings.append(finding)
+
+
+# --------------------------------------------------------------------------- backfill
+
+
+@dataclass(frozen=True, slots=True)
+class LinkFinding:
+    """One proposed user <-> customer link and what became of it.
+
+    ``outcome`` is ``linked`` (written), ``would_link`` (dry run), ``already_linked`` (the
+    same pair is stored) or ``conflict`` (``reason`` says with what; nothing written).
+    """
+
+    user_id: str
+    customer_id: str
+    outcome: str
+    reason: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        """Stable JSON keys."""
+        return {
+            "user": self.user_id,
+            "customer": self.customer_id,
+            "outcome": self.outcome,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class BackfillReport:
+    """The links found, their outcomes, and the reconcile of the linked subscriptions."""
+
+    apply: bool
+    links: list[LinkFinding] = field(default_factory=list)
+    reconcile: ReconcileReport | None = None
+
+    def count(self, outcome: str) -> int:
+        """How many links ended with ``outcome``."""
+        return sum(1 for link in self.links if link.outcome == outcome)
+
+    @property
+    def conflicts(self) -> list[LinkFinding]:
+        """The refused links."""
+        return [link for link in self.links if link.outcome == "conflict"]
+
+    def as_json(self) -> dict[str, object]:
+        """Stable JSON keys."""
+        return {
+            "apply": self.apply,
+            "counts": {
+                outcome: self.count(outcome)
+                for outcome in ("linked", "would_link", "already_linked", "conflict")
+            },
+            "links": [link.as_json() for link in self.links],
+            "reconcile": None if self.reconcile is None else self.reconcile.as_json(),
+        }
+
+
+def pairs_from_metadata(gateway: StripeGateway, key: str) -> Iterable[tuple[str, str]]:
+    """``(user_id, customer_id)`` for every customer whose metadata has ``key`` (paged)."""
+    if not key:
+        raise ConfigurationError("the metadata key must not be empty")
+    for page in gateway.list_customers():
+        for customer in page.items:
+            user_id = customer.metadata.get(key, "").strip()
+            if user_id:
+                yield user_id, customer.id
+
+
+def backfill(
+    pairs: Iterable[tuple[str, str]],
+    *,
+    gateway: StripeGateway,
+    repository: Repository,
+    reconciler: Reconciler,
+    apply: bool = False,
+    check_customers: bool = False,
+) -> BackfillReport:
+    """Link existing Stripe customers to the app's users, then reconcile their subscriptions.
+
+    ``pairs`` are ``(user_id, customer_id)`` (from :func:`pairs_from_metadata` or a CSV
+    map). A link is refused, with the reason, when the user or the customer is already
+    linked to someone else, or appears twice with different partners in ``pairs``;
+    ``check_customers`` first retrieves each customer (one call each) and refuses unknown
+    or deleted ones. Nothing is written unless ``apply``; then the links are stored and one
+    reconcile stores the subscriptions of every customer (ceil(n/100) calls). A dry run
+    still reports what the reconcile would do.
+    """
+    report = BackfillReport(apply=apply)
+    by_user: dict[str, str] = {}
+    by_customer: dict[str, str] = {}
+    proposed: list[tuple[str, str]] = []
+    for user_id, customer_id in pairs:
+        if by_user.get(user_id, customer_id) != customer_id:
+            reason = f"user also mapped to {by_user[user_id]}"
+        elif by_customer.get(customer_id, user_id) != user_id:
+            reason = f"customer also mapped to user {by_customer[customer_id]}"
+        else:
+            reason = None
+        if reason is not None:
+            report.links.append(LinkFinding(user_id, customer_id, "conflict", reason))
+            continue
+        if by_user.get(user_id) == customer_id:
+            continue  # the same pair twice
+        by_user[user_id] = customer_id
+        by_customer[customer_id] = user_id
+        proposed.append((user_id, customer_id))
+    for user_id, customer_id in proposed:
+        report.links.append(
+            _link(repository, gateway, user_id, customer_id, apply, check_customers)
+        )
+    if report.count("linked") or report.count("would_link") or report.count("already_linked"):
+        report.reconcile = reconciler.run(dry_run=not apply)
+    return report
+
+
+def _link(
+    repository: Repository,
+    gateway: StripeGateway,
+    user_id: str,
+    customer_id: str,
+    apply: bool,
+    check_customers: bool,
+) -> LinkFinding:
+    if check_customers:
+        try:
+            customer = gateway.retrieve_customer(customer_id)
+        except GatewayNotFoundError:
+            return LinkFinding(user_id, customer_id, "conflict", "no such customer at Stripe")
+        if customer.deleted:
+            return LinkFinding(user_id, customer_id, "conflict", "the customer is deleted")
+    with repository.unit_of_work() as uow:
+        by_customer = uow.customer_by_id(customer_id)
+        by_user = uow.customer_for_user(user_id)
+        if by_customer is not None and by_customer.user_id == user_id:
+            return LinkFinding(user_id, customer_id, "already_linked")
+        if by_customer is not None:
+            reason = f"customer already linked to user {by_customer.user_id}"
+            return LinkFinding(user_id, customer_id, "conflict", reason)
+        if by_user is not None:
+            reason = f"user already linked to {by_user.customer_id}"
+            return LinkFinding(user_id, customer_id, "conflict", reason)
+        if not apply:
+            return LinkFinding(user_id, customer_id, "would_link")
+        try:
+            link_customer(uow, user_id=user_id, customer_id=customer_id)
+        except ConflictError as exc:  # pragma: no cover - a concurrent writer won the race
+            return LinkFinding(user_id, customer_id, "conflict", str(exc))
+    return LinkFinding(user_id, customer_id, "linked")
