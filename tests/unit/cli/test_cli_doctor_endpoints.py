@@ -99,7 +99,7 @@ def test_no_endpoint_is_a_problem(
     result = run("doctor", "--json")
     assert result.exit_code == 1
     assert _failing(result) == {"webhook endpoints": ["no webhook endpoint in this Stripe account"]}
-    mode = [row for row in _checks(result) if row["check"] == "API key mode"][0]
+    mode = next(row for row in _checks(result) if row["check"] == "API key mode")
     assert mode["ok"] is True
     assert "nothing returned" in str(mode["detail"])
 
@@ -115,7 +115,7 @@ def test_a_key_that_cannot_list_endpoints_is_a_problem(
     result = run("doctor", "--json")
     assert result.exit_code == 1
     assert list(_failing(result)) == ["webhook endpoints"]
-    row = [r for r in _checks(result) if r["check"] == "webhook endpoints"][0]
+    row = next(r for r in _checks(result) if r["check"] == "webhook endpoints")
     assert "Webhook Endpoints: read" in str(row["fix"])
 
 
