@@ -678,25 +678,31 @@ class FakeStripeGateway(StripeGateway):
         kind: str,
         store: Callable[[], Iterable[Mapping[str, Any]]],
         keep: Callable[[Mapping[str, Any]], bool],
+        parse: Callable[[Mapping[str, Any]], _V],
         starting_after: str | None,
         page_size: int,
-    ) -> Iterator[tuple[list[Mapping[str, Any]], bool]]:
-        """Stripe's pagination: one counted call per page, the cursor moving on each."""
+    ) -> Iterator[Page[_V]]:
+        """Stripe's pagination: one counted call per page, the cursor moving on each.
+
+        Each page is read and parsed under the lock when the iterator reaches it.
+        """
         cursor = starting_after
         while True:
 
-            def fetch(after: str | None = cursor) -> tuple[list[Mapping[str, Any]], bool]:
+            def fetch(after: str | None = cursor) -> Page[_V]:
                 found, more = self._listing.page(
                     store(), kind=kind, starting_after=after, limit=page_size, keep=keep
                 )
-                return copy.deepcopy(found), more
+                items = tuple(parse(obj) for obj in found)
+                last = str(found[-1]["id"]) if more and found else None
+                return Page(items=items, has_more=last is not None, next_cursor=last)
 
             with self._lock:
-                found, more = self._controls.call(operation, fetch)
-            yield found, more
-            if not more or not found:
+                page = self._controls.call(operation, fetch)
+            yield page
+            if page.next_cursor is None:
                 return
-            cursor = str(found[-1]["id"])
+            cursor = page.next_cursor
 
     def list_subscriptions(
         self,
@@ -717,12 +723,15 @@ class FakeStripeGateway(StripeGateway):
         def store() -> list[dict[str, Any]]:
             return [record.json for record in self._state.subs.values()]
 
-        pages = self._pages(
-            "list_subscriptions", "subscription", store, keep, starting_after, page_size
+        return self._pages(
+            "list_subscriptions",
+            "subscription",
+            store,
+            keep,
+            subscription_from_stripe,
+            starting_after,
+            page_size,
         )
-        for raw, more in pages:
-            items = tuple(subscription_from_stripe(sub) for sub in raw)
-            yield _page(items, raw, more)
 
     def list_customers(
         self,
@@ -745,9 +754,15 @@ class FakeStripeGateway(StripeGateway):
         def store() -> Iterable[dict[str, Any]]:
             return self._state.customers.values()
 
-        pages = self._pages("list_customers", "customer", store, keep, starting_after, page_size)
-        for raw, more in pages:
-            yield _page(tuple(customer_from_stripe(c) for c in raw), raw, more)
+        return self._pages(
+            "list_customers",
+            "customer",
+            store,
+            keep,
+            customer_from_stripe,
+            starting_after,
+            page_size,
+        )
 
     def list_webhook_endpoints(
         self, *, starting_after: str | None = None, page_size: int = LIST_PAGE_SIZE
@@ -757,16 +772,15 @@ class FakeStripeGateway(StripeGateway):
         def store() -> Iterable[dict[str, Any]]:
             return self._state.webhook_endpoints.values()
 
-        pages = self._pages(
+        return self._pages(
             "list_webhook_endpoints",
             "webhook_endpoint",
             store,
             lambda _: True,
+            webhook_endpoint_from_stripe,
             starting_after,
             page_size,
         )
-        for raw, more in pages:
-            yield _page(tuple(webhook_endpoint_from_stripe(e) for e in raw), raw, more)
 
     # ------------------------------------------------------------------ seeding for lists
 
@@ -839,8 +853,3 @@ class FakeStripeGateway(StripeGateway):
         with self._lock:
             self._state.sub(subscription_id)
             del self._state.subs[subscription_id]
-
-
-def _page(items: tuple[_V, ...], raw: Sequence[Mapping[str, Any]], more: bool) -> Page[_V]:
-    """A :class:`Page` from the parsed ``items`` of a page of ``raw`` JSON."""
-    return Page(items=items, has_more=more, next_cursor=str(raw[-1]["id"]) if more else None)
