@@ -42,6 +42,7 @@ from billingkit.domain import (
     Value,
 )
 from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConfigurationError, RepositoryError
 
 __all__ = [
@@ -768,6 +769,19 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def oldest_received_at(self, status: EventStatus) -> datetime | None:
         """The earliest ``received_at`` among entries with ``status`` (``None``: none)."""
+
+    # reconcile ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_reconcile_checkpoint(self, name: str) -> ReconcileCheckpoint | None:
+        """The checkpoint stored under ``name``, if any."""
+
+    @abc.abstractmethod
+    def save_reconcile_checkpoint(self, checkpoint: ReconcileCheckpoint) -> None:
+        """Insert the checkpoint, or replace the one stored under the same name."""
+
+    @abc.abstractmethod
+    def delete_reconcile_checkpoint(self, name: str) -> None:
+        """Forget the checkpoint stored under ``name`` (nothing happens if there is none)."""
 
 
 @runtime_checkable

@@ -79,6 +79,7 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
 
@@ -1746,3 +1747,48 @@ class RepositoryContract:
         results = run_in_threads(repository, lambda uow, _: uow.claim_stored_event("evt_1", now=T0))
         assert sum(isinstance(r, EventRecord) for r in results) == 1, results
         assert results.count(None) == THREADS - 1, results
+
+    # ---------------------------------------------------------------------------- reconcile
+
+    def test_a_reconcile_checkpoint_is_saved_replaced_and_deleted(
+        self, repository: Repository
+    ) -> None:
+        first = ReconcileCheckpoint(
+            name="default",
+            scope='["cus_1","2026-01-01T00:00:00+00:00"]',
+            starting_after="sub_" + "x" * 251,
+            counts={"listed": 100, "fixed": 3},
+            updated_at=T0 + timedelta(microseconds=250),
+        )
+        other = first.model_copy(update={"name": "backfill", "counts": {}})
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) is None
+        _write(repository, lambda uow: uow.save_reconcile_checkpoint(first))
+        _write(repository, lambda uow: uow.save_reconcile_checkpoint(other))
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) == first
+
+        later = first.model_copy(
+            update={
+                "starting_after": "sub_2",
+                "counts": {"listed": 200, "fixed": 3, "kept": 1},
+                "updated_at": T0 + timedelta(minutes=1),
+            }
+        )
+        _write(repository, lambda uow: uow.save_reconcile_checkpoint(later))
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) == later
+        _write(repository, lambda uow: uow.delete_reconcile_checkpoint("default"))
+        _write(repository, lambda uow: uow.delete_reconcile_checkpoint("default"))  # idempotent
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) is None
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("backfill")) == other
+
+    def test_a_reconcile_checkpoint_rolls_back_with_its_unit_of_work(
+        self, repository: Repository
+    ) -> None:
+        kept = ReconcileCheckpoint(
+            name="default", scope="[]", starting_after="sub_1", updated_at=T0
+        )
+        _write(repository, lambda uow: uow.save_reconcile_checkpoint(kept))
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            uow.save_reconcile_checkpoint(kept.model_copy(update={"starting_after": "sub_9"}))
+            uow.delete_reconcile_checkpoint("default")
+            raise _Boom
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) == kept

@@ -20,6 +20,7 @@ from billingkit.services.reconcile import (
     FileCheckpointStore,
     MemoryCheckpointStore,
     Reconciler,
+    RepositoryCheckpointStore,
 )
 from billingkit.testing import FakeStripeGateway
 
@@ -398,3 +399,15 @@ def test_findings_are_capped_but_counted(world: World) -> None:
         "unknown_customer": 5,
         "gone_at_stripe": 0,
     }
+
+
+def test_the_repository_checkpoint_round_trips(world: World) -> None:
+    store = RepositoryCheckpointStore(world.repository, name="nightly", clock=world.stripe.now)
+    assert store.load() is None
+    store.save(Checkpoint("[null,null]", "sub_123", {"listed": 100}))
+    assert store.load() == Checkpoint("[null,null]", "sub_123", {"listed": 100})
+    with world.repository.unit_of_work() as uow:
+        stored = uow.get_reconcile_checkpoint("nightly")
+    assert stored is not None and stored.updated_at == world.stripe.now()
+    store.clear()
+    assert store.load() is None

@@ -46,6 +46,7 @@ from billingkit.domain import (
     Subscription,
 )
 from billingkit.domain.ordering import decide_save
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWorkBase
 
@@ -71,6 +72,7 @@ class _Tables:
         "links_by_customer",
         "links_by_user",
         "old_links_by_user",
+        "reconcile_checkpoints",
         "subscriptions",
         "subscriptions_by_customer",
         "subscriptions_by_user",
@@ -89,6 +91,7 @@ class _Tables:
         self.checkouts_by_key: dict[tuple[str, str], dict[str, None]] = {}
         self.checkouts_by_user: dict[str, dict[str, None]] = {}
         self.events: dict[str, EventRecord] = {}
+        self.reconcile_checkpoints: dict[str, ReconcileCheckpoint] = {}
 
 
 class InMemoryRepository(Repository):
@@ -562,3 +565,20 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
             (record.received_at for record in self._t.events.values() if record.status == status),
             default=None,
         )
+
+    # ---------------------------------------------------------------------------- reconcile
+
+    @override
+    def get_reconcile_checkpoint(self, name: str) -> ReconcileCheckpoint | None:
+        self._check()
+        return self._t.reconcile_checkpoints.get(name)
+
+    @override
+    def save_reconcile_checkpoint(self, checkpoint: ReconcileCheckpoint) -> None:
+        self._check()
+        self._put(self._t.reconcile_checkpoints, checkpoint.name, checkpoint)
+
+    @override
+    def delete_reconcile_checkpoint(self, name: str) -> None:
+        self._check()
+        self._pop(self._t.reconcile_checkpoints, name)

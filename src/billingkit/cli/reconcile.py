@@ -31,18 +31,17 @@ from billingkit.cli._common import (
 from billingkit.composition import Billing
 from billingkit.ports import Clock, system_clock
 from billingkit.services.reconcile import (
+    CheckpointStore,
     Drift,
     FileCheckpointStore,
     Reconciler,
     ReconcileReport,
+    RepositoryCheckpointStore,
     backfill,
     pairs_from_metadata,
 )
 
-__all__ = ["DEFAULT_CHECKPOINT", "backfill_command", "reconcile"]
-
-#: Where ``reconcile`` keeps its position between runs unless ``--checkpoint`` says.
-DEFAULT_CHECKPOINT = ".billingkit-reconcile.json"
+__all__ = ["backfill_command", "reconcile"]
 
 _ACTIONS = ("fixed", "would_fix", "kept", "reported")
 
@@ -81,12 +80,18 @@ def _clock(billing: Billing) -> Clock:
 
 
 def _reconciler(billing: Billing, checkpoint: Path | None) -> Reconciler:
+    clock = _clock(billing)
+    store: CheckpointStore = (
+        RepositoryCheckpointStore(billing.repository, clock=clock)
+        if checkpoint is None
+        else FileCheckpointStore(checkpoint)
+    )
     return Reconciler(
         billing.gateway,
         billing.repository,
         catalog=billing.catalog,
-        clock=_clock(billing),
-        checkpoints=None if checkpoint is None else FileCheckpointStore(checkpoint),
+        clock=clock,
+        checkpoints=store,
     )
 
 
@@ -150,9 +155,9 @@ only reported (unknown customer, gone at Stripe)."""
 @click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_CHECKPOINT,
-    show_default=True,
-    help="File keeping the position of a run, deleted when it finishes.",
+    default=None,
+    help="Keep the position of a run in this file instead of the database "
+    "(billingkit_reconcile_checkpoints); deleted when the run finishes.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
@@ -162,7 +167,7 @@ def reconcile(
     user_id: str | None,
     since: datetime | None,
     resume: bool,
-    checkpoint: Path,
+    checkpoint: Path | None,
     as_json: bool,
 ) -> None:
     """Compare every subscription at Stripe with what is stored, and fix the drift.
@@ -170,7 +175,8 @@ def reconcile(
     Lists all subscriptions (every status, 100 per Stripe call), classifies the drift
     (missing here; status, plan, period or cancel flag differ; unknown customer; gone at
     Stripe, with --user) and stores Stripe's state through the ordering guard: a state from
-    a newer event is never overwritten. Interrupted runs resume with --resume.
+    a newer event is never overwritten. The position is saved after every page (in the
+    database unless --checkpoint FILE): an interrupted run resumes with --resume.
     """
     billing = app.load()
     reconciler = _reconciler(billing, checkpoint)

@@ -25,8 +25,9 @@ How it works:
   one wins, as always.
 * Nothing is written when nothing drifted, and nothing at all on a dry run.
 * After each page the position (the last subscription id) and the counts so far are saved
-  in a :class:`CheckpointStore`; ``resume=True`` starts after it. A finished run deletes
-  its checkpoint.
+  in a :class:`CheckpointStore` (the repository's ``billingkit_reconcile_checkpoints``
+  table with :class:`RepositoryCheckpointStore`, or a file); ``resume=True`` starts after
+  it. A finished run deletes its checkpoint.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import Protocol
 
 from billingkit.domain import Subscription
 from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome, decide_save
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConfigurationError, ConflictError, GatewayNotFoundError
 from billingkit.ports import (
     LIST_PAGE_SIZE,
@@ -67,6 +69,7 @@ __all__ = [
     "MemoryCheckpointStore",
     "ReconcileReport",
     "Reconciler",
+    "RepositoryCheckpointStore",
     "backfill",
     "pairs_from_metadata",
 ]
@@ -211,6 +214,46 @@ class MemoryCheckpointStore:
     def clear(self) -> None:
         """Forget the checkpoint."""
         self.checkpoint = None
+
+
+class RepositoryCheckpointStore:
+    """A :class:`CheckpointStore` in the repository (``billingkit_reconcile_checkpoints``).
+
+    Each save is its own small unit of work, after the page's own one committed. ``name``
+    keeps runs apart (``reconcile`` for the command).
+    """
+
+    def __init__(
+        self, repository: Repository, *, name: str = "reconcile", clock: Clock = system_clock
+    ) -> None:
+        self._repository = repository
+        self.name = name
+        self._clock = clock
+
+    def load(self) -> Checkpoint | None:
+        """The stored checkpoint of this name, if any."""
+        with self._repository.unit_of_work() as uow:
+            stored = uow.get_reconcile_checkpoint(self.name)
+        if stored is None:
+            return None
+        return Checkpoint(stored.scope, stored.starting_after, dict(stored.counts))
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Replace the stored checkpoint of this name."""
+        value = ReconcileCheckpoint(
+            name=self.name,
+            scope=checkpoint.scope,
+            starting_after=checkpoint.starting_after,
+            counts=dict(checkpoint.counts),
+            updated_at=self._clock(),
+        )
+        with self._repository.unit_of_work() as uow:
+            uow.save_reconcile_checkpoint(value)
+
+    def clear(self) -> None:
+        """Delete the stored checkpoint of this name."""
+        with self._repository.unit_of_work() as uow:
+            uow.delete_reconcile_checkpoint(self.name)
 
 
 class FileCheckpointStore:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_support import App, assert_clean_error
 from click.testing import Result
 
+from billingkit.domain import Subscription
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import GatewayServerError
+from billingkit.ports import Page
 
 
 def _stored(app: App, subscription_id: str) -> object:
@@ -107,48 +111,75 @@ def test_user_and_since_options(app: App, run: Callable[..., Result], tmp_path: 
     assert "--since" in bad.stderr
 
 
-def test_an_interrupted_run_exits_3_and_resumes(
-    app: App, run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _checkpoint(app: App) -> ReconcileCheckpoint | None:
+    with app.repository.unit_of_work() as uow:
+        return uow.get_reconcile_checkpoint("reconcile")
+
+
+def test_an_interrupted_run_exits_3_and_resumes_from_the_database(
+    app: App, run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # the default checkpoint file lands here
     price = app.stripe.list_prices(lookup_keys=["pro_monthly"])[0].id
     for number in range(150):
         customer = app.stripe.add_customer(metadata={"user_id": f"u{number}"})
         app.stripe.add_subscription(customer.id, price, metadata={"user_id": f"u{number}"})
     app.stripe.advance(timedelta(minutes=5))
 
-    pages = app.stripe.list_subscriptions()
-    next(pages)  # page 1 answered; the next list call (page 2 of the command) fails
     app.stripe.fail_next("list_subscriptions", GatewayServerError("Stripe is down"))
     assert_clean_error(run("reconcile"), 3, "Stripe error", "Stripe is down")
-    # the first call of the command failed: nothing done yet, nothing saved
-    assert not (tmp_path / ".billingkit-reconcile.json").exists()
+    assert _checkpoint(app) is None  # the first call failed: nothing done, nothing saved
 
-    calls = [0]
     original = app.stripe.list_subscriptions
 
-    def failing_second_page(**options: object) -> object:
-        for page in original(**options):
-            calls[0] += 1
-            if calls[0] == 1:
+    def failing_second_page(**options: Any) -> Iterator[Page[Subscription]]:
+        for number, page in enumerate(original(**options), start=1):
+            if number == 1:
                 app.stripe.fail_next("list_subscriptions", GatewayServerError("Stripe is down"))
             yield page
 
     monkeypatch.setattr(app.stripe, "list_subscriptions", failing_second_page)
     assert_clean_error(run("reconcile"), 3, "Stripe error")
-    saved = json.loads((tmp_path / ".billingkit-reconcile.json").read_text())
-    assert saved["counts"]["listed"] == 100
+    saved = _checkpoint(app)
+    assert saved is not None and saved.counts["listed"] == 100
     monkeypatch.setattr(app.stripe, "list_subscriptions", original)
 
     app.stripe.reset_calls()
     resumed = run("reconcile", "--resume", "--json")
     assert resumed.exit_code == 0, resumed.output
     report = json.loads(resumed.stdout)
-    assert report["resumed_from"] == saved["starting_after"]
+    assert report["resumed_from"] == saved.starting_after
     assert report["listed"] == 150
     assert report["actions"]["fixed"] == 150
     assert app.stripe.calls["list_subscriptions"] == 1
-    assert not (tmp_path / ".billingkit-reconcile.json").exists()
+    assert _checkpoint(app) is None
+
+
+def test_a_checkpoint_file_instead_of_the_database(
+    app: App, run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    price = app.stripe.list_prices(lookup_keys=["pro_monthly"])[0].id
+    for number in range(101):
+        customer = app.stripe.add_customer(metadata={"user_id": f"u{number}"})
+        app.stripe.add_subscription(customer.id, price, metadata={"user_id": f"u{number}"})
+    app.stripe.advance(timedelta(minutes=5))
+    original = app.stripe.list_subscriptions
+
+    def failing_second_page(**options: Any) -> Iterator[Page[Subscription]]:
+        for number, page in enumerate(original(**options), start=1):
+            if number == 1:
+                app.stripe.fail_next("list_subscriptions", GatewayServerError("Stripe is down"))
+            yield page
+
+    monkeypatch.setattr(app.stripe, "list_subscriptions", failing_second_page)
+    path = tmp_path / "cp.json"
+    assert run("reconcile", "--checkpoint", str(path)).exit_code == 3
+    assert json.loads(path.read_text())["counts"]["listed"] == 100
+    assert _checkpoint(app) is None
+    monkeypatch.setattr(app.stripe, "list_subscriptions", original)
+    done = run("reconcile", "--resume", "--checkpoint", str(path), "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["listed"] == 101
+    assert not path.exists()
 
 
 def test_backfill_needs_exactly_one_source(

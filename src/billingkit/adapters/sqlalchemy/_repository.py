@@ -20,6 +20,7 @@ from sqlalchemy import (
     Engine,
     Row,
     and_,
+    delete,
     func,
     or_,
     select,
@@ -41,6 +42,7 @@ from billingkit.adapters.sqlalchemy._schema import (
     CUSTOMER_HISTORY,
     CUSTOMERS,
     EVENTS,
+    RECONCILE_CHECKPOINTS,
     SUBSCRIPTIONS,
     metadata,
 )
@@ -59,6 +61,7 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConfigurationError, ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome
 
@@ -651,3 +654,29 @@ class _SqlUnitOfWork(SqlTransaction):
             .limit(1)
         ).scalar_one_or_none()
         return oldest
+
+    # ---------------------------------------------------------------------------- reconcile
+
+    @override
+    @operation
+    def get_reconcile_checkpoint(self, name: str) -> ReconcileCheckpoint | None:
+        table = RECONCILE_CHECKPOINTS
+        row = self.execute(select(table).where(table.c.name == name)).first()
+        return None if row is None else ReconcileCheckpoint.model_validate(row._asdict())
+
+    @override
+    @operation
+    def save_reconcile_checkpoint(self, checkpoint: ReconcileCheckpoint) -> None:
+        # One writer per name (a reconcile run): DELETE then INSERT, the same on every
+        # dialect, in this unit of work's transaction.
+        table = RECONCILE_CHECKPOINTS
+        self.execute(delete(table).where(table.c.name == checkpoint.name))
+        row = checkpoint.model_dump()
+        row["counts"] = dict(checkpoint.counts)
+        self.execute(table.insert().values(row))
+
+    @override
+    @operation
+    def delete_reconcile_checkpoint(self, name: str) -> None:
+        table = RECONCILE_CHECKPOINTS
+        self.execute(delete(table).where(table.c.name == name))

@@ -42,6 +42,7 @@ __all__ = [
     "CUSTOMERS",
     "CUSTOMER_HISTORY",
     "EVENTS",
+    "RECONCILE_CHECKPOINTS",
     "SUBSCRIPTIONS",
     "UTCDateTime",
     "metadata",
@@ -204,5 +205,16 @@ EVENTS = Table(
     Index(None, "received_at"),
     # the drain query: due statuses, oldest ``created`` first
     Index(None, "status", "created"),
+    **_MYSQL_OPTIONS,
+)
+
+RECONCILE_CHECKPOINTS = Table(
+    "billingkit_reconcile_checkpoints",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("scope", String(512), nullable=False),
+    _id("starting_after", nullable=False),
+    Column("counts", JSON(), nullable=False),
+    _when("updated_at", nullable=False),
     **_MYSQL_OPTIONS,
 )
