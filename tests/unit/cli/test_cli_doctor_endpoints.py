@@ -6,13 +6,14 @@ import json
 from collections.abc import Callable
 
 import pytest
-from cli_support import SECRET, START, build_app, install, make_config
 from click.testing import Result
 
 from billingkit import Billing, InMemoryRepository
 from billingkit.errors import GatewayAuthenticationError
 from billingkit.services.webhooks.registry import HANDLERS
 from billingkit.testing import FakeStripeGateway
+
+from .cli_support import SECRET, START, build_app, install, make_config
 
 
 def _checks(result: Result) -> list[dict[str, object]]:

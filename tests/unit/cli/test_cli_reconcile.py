@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import App, assert_clean_error
 from click.testing import Result
 
 from billingkit.domain import Subscription
 from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import GatewayServerError
 from billingkit.ports import Page
+
+from .cli_support import App, assert_clean_error
 
 
 def _stored(app: App, subscription_id: str) -> object:
