@@ -783,6 +783,21 @@ class UnitOfWork(abc.ABC):
     def delete_reconcile_checkpoint(self, name: str) -> None:
         """Forget the checkpoint stored under ``name`` (nothing happens if there is none)."""
 
+    @abc.abstractmethod
+    def subscription_ids_created_between(
+        self,
+        *,
+        newer_than: datetime | None,
+        at_most: datetime | None,
+        customer_id: str | None = None,
+    ) -> list[str]:
+        """Ids of stored subscriptions created in ``(newer_than, at_most]``.
+
+        ``None`` leaves a side unbounded; ``customer_id`` keeps one customer's. Newest
+        ``created`` first, then id descending. Reconcile asks for one listed page's span of
+        seconds at a time, to find what Stripe no longer lists without holding every id.
+        """
+
 
 @runtime_checkable
 class Dispatcher(Protocol):

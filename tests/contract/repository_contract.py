@@ -1792,3 +1792,40 @@ class RepositoryContract:
             uow.delete_reconcile_checkpoint("default")
             raise _Boom
         assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) == kept
+
+    def test_subscription_ids_created_between_is_a_half_open_span(
+        self, repository: Repository
+    ) -> None:
+        second = timedelta(seconds=1)
+        with repository.unit_of_work() as uow:
+            for sub_id, customer, offset in [
+                ("sub_a", "cus_1", 0),
+                ("sub_b", "cus_1", 1),
+                ("sub_c", "cus_2", 1),
+                ("sub_d", "cus_2", 2),
+                ("sub_e", "cus_1", 3),
+            ]:
+                uow.save_subscription(
+                    make_subscription(sub_id, customer_id=customer, created=T0 + offset * second)
+                )
+
+        def between(
+            newer_than: datetime | None, at_most: datetime | None, customer: str | None = None
+        ) -> list[str]:
+            return _read(
+                repository,
+                lambda uow: uow.subscription_ids_created_between(
+                    newer_than=newer_than, at_most=at_most, customer_id=customer
+                ),
+            )
+
+        assert between(None, None) == ["sub_e", "sub_d", "sub_c", "sub_b", "sub_a"]
+        assert between(T0, T0 + 2 * second) == ["sub_d", "sub_c", "sub_b"]  # (T0, T0+2s]
+        assert between(T0 + second, None) == ["sub_e", "sub_d"]
+        assert between(None, T0 + second, "cus_1") == ["sub_b", "sub_a"]
+        assert between(T0 + 3 * second, None) == []
+        local = timezone(timedelta(hours=2))
+        assert between(T0.astimezone(local), (T0 + second).astimezone(local)) == [
+            "sub_c",
+            "sub_b",
+        ]

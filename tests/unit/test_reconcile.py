@@ -411,3 +411,75 @@ def test_the_repository_checkpoint_round_trips(world: World) -> None:
     assert stored is not None and stored.updated_at == world.stripe.now()
     store.clear()
     assert store.load() is None
+
+
+def _stored_sync(world: World, count: int, *, step: timedelta | None) -> list[str]:
+    """``count`` subscriptions at Stripe, all stored; ``step`` apart (same second if None)."""
+    price = _price(world, "pro_monthly")
+    ids = []
+    for number in range(count):
+        user = {"user_id": f"u{number}"}
+        customer = world.stripe.add_customer(metadata=user)
+        ids.append(world.stripe.add_subscription(customer.id, price, metadata=user).id)
+        if step is not None:
+            world.stripe.advance(step)
+    world.stripe.drain_events()
+    world.later()
+    assert world.reconciler().run().counts["fixed"] == count
+    return ids
+
+
+@pytest.mark.parametrize("step", [None, timedelta(seconds=1), timedelta(milliseconds=400)])
+def test_gone_at_stripe_is_found_page_by_page(world: World, step: timedelta | None) -> None:
+    ids = _stored_sync(world, 250, step=step)
+    removed = [ids[0], ids[99], ids[100], ids[150], ids[249]]  # ends and page boundaries
+    for sub_id in removed:
+        world.stripe.remove_subscription(sub_id)
+    report = world.reconciler().run()
+    assert report.counts["listed"] == 245
+    assert report.counts["in_sync"] == 245
+    assert sorted(f.subscription_id for f in report.findings) == sorted(removed)
+    assert {(f.drifts, f.action) for f in report.findings} == {
+        ((Drift.GONE_AT_STRIPE,), "reported")
+    }
+    assert all(world.stored(sub_id) is not None for sub_id in removed)  # never deleted
+
+
+def test_everything_is_gone_when_stripe_lists_nothing(world: World) -> None:
+    ids = _stored_sync(world, 3, step=None)
+    for sub_id in ids:
+        world.stripe.remove_subscription(sub_id)
+    report = world.reconciler().run()
+    assert report.counts["listed"] == 0
+    assert report.counts[str(Drift.GONE_AT_STRIPE)] == 3
+
+
+def test_gone_respects_since(world: World) -> None:
+    old = _stored_sync(world, 2, step=timedelta(seconds=1))
+    world.stripe.advance(timedelta(days=1))
+    since = world.stripe.now()
+    new = _stored_sync(world, 2, step=timedelta(seconds=1))
+    for sub_id in [old[0], new[0]]:
+        world.stripe.remove_subscription(sub_id)
+    assert [f.subscription_id for f in world.reconciler().run(since=since).findings] == [new[0]]
+    everything = world.reconciler().run()
+    assert sorted(f.subscription_id for f in everything.findings) == sorted([old[0], new[0]])
+
+
+@pytest.mark.parametrize("step", [None, timedelta(seconds=1)])
+def test_a_resumed_run_reports_no_false_gone(world: World, step: timedelta | None) -> None:
+    ids = _stored_sync(world, 250, step=step)
+    world.stripe.remove_subscription(ids[10])  # on the last page, after the resume point
+    seen = [0]
+
+    def tick() -> None:
+        seen[0] += 1
+        if seen[0] == 100:
+            world.stripe.fail_next("list_subscriptions", GatewayServerError("down"))
+
+    with pytest.raises(GatewayServerError):
+        world.reconciler().run(on_subscription=tick)
+    report = world.reconciler().run(resume=True)
+    assert report.counts["listed"] == 249
+    gone = [f.subscription_id for f in report.findings]
+    assert gone == ([] if step is None else [ids[10]])  # one second of ties is left out

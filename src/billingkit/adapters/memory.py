@@ -582,3 +582,28 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
     def delete_reconcile_checkpoint(self, name: str) -> None:
         self._check()
         self._pop(self._t.reconcile_checkpoints, name)
+
+    @override
+    def subscription_ids_created_between(
+        self,
+        *,
+        newer_than: datetime | None,
+        at_most: datetime | None,
+        customer_id: str | None = None,
+    ) -> list[str]:
+        self._check()
+        low = None if newer_than is None else aware_utc(newer_than, "newer_than")
+        high = None if at_most is None else aware_utc(at_most, "at_most")
+        t = self._t
+        if customer_id is None:
+            candidates: Iterable[Subscription] = t.subscriptions.values()
+        else:
+            ids = t.subscriptions_by_customer.get(customer_id, {})
+            candidates = (t.subscriptions[sub_id] for sub_id in ids)
+        found = [
+            sub
+            for sub in candidates
+            if (low is None or sub.created > low) and (high is None or sub.created <= high)
+        ]
+        found.sort(key=lambda sub: (sub.created, sub.id), reverse=True)
+        return [sub.id for sub in found]

@@ -12,10 +12,9 @@ How it works:
   cost ceil(n / 100) calls and only one page is in memory at a time.
 * Each listed subscription is compared with the stored one and its drift classified
   (:class:`Drift`): missing here; status, plan, period or cancel flag differ; other fields
-  differ; unknown customer (no user to attach it to: ``backfill`` links them). With
-  ``user_id`` given, the user's stored subscriptions Stripe no longer has are reported as
-  gone at Stripe (an empty listing for one customer is cheap; a whole account is not
-  enumerated from the repository).
+  differ; unknown customer (no user to attach it to: ``backfill`` links them); gone at
+  Stripe (stored, no longer listed: found one page's span of ``created`` seconds at a
+  time, so no set of every id is held). Gone ones are reported, never deleted.
 * A drift is fixed through the repository's conditional write, the ordering guard every
   state goes through. The listed state is given the watermark of the second the page was
   requested, minus :data:`DEFAULT_CLOCK_SKEW` (Stripe's clock and ours may differ): a state
@@ -36,7 +35,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -326,6 +325,64 @@ def _classify(stored: Subscription, listed: Subscription, plan_key: str | None) 
     return drifts
 
 
+class _GoneFinder:
+    """Finds stored subscriptions Stripe no longer lists, one listed page's span at a time.
+
+    Stripe lists newest ``created`` first, so once a page ends at second ``low`` every listed
+    subscription created after ``low`` has been seen: the stored ones created in
+    ``(low, previous low]`` that were not listed are gone. Only the ids listed at the
+    boundary second are carried from page to page, so memory stays flat. After a resume the
+    pages before it are not seen again: the first page's own first second is left out.
+    """
+
+    def __init__(self, customer_id: str | None, since: datetime | None, *, resumed: bool) -> None:
+        self._customer_id = customer_id
+        self._floor = None if since is None else since - timedelta(microseconds=1)
+        self._boundary: datetime | None = None
+        self._boundary_ids: set[str] = set()
+        self._resumed = resumed
+        self._started = False
+
+    def after_page(
+        self, uow: UnitOfWork, items: Sequence[Subscription], *, last: bool
+    ) -> list[str]:
+        """Ids decided gone once ``items`` (a page, newest first) were listed."""
+        gone: list[str] = []
+        if items:
+            low = min(sub.created for sub in items)
+            if not self._started and self._resumed:
+                # The second this page starts at may have been listed before the resume.
+                first = max(sub.created for sub in items)
+                self._boundary = first - timedelta(microseconds=1)
+                self._boundary_ids = set()
+            self._started = True
+            if self._boundary is None or low < self._boundary:
+                listed = self._boundary_ids | {sub.id for sub in items if sub.created > low}
+                gone += self._unlisted(uow, low, self._boundary, listed)
+                self._boundary = low
+                self._boundary_ids = set()
+            self._boundary_ids.update(sub.id for sub in items if sub.created == low)
+        if last:
+            if not self._started and self._resumed:
+                return gone  # nothing listed after the resume point: nothing to decide
+            gone += self._unlisted(uow, self._floor, self._boundary, self._boundary_ids)
+        return gone
+
+    def _unlisted(
+        self,
+        uow: UnitOfWork,
+        newer_than: datetime | None,
+        at_most: datetime | None,
+        listed: set[str],
+    ) -> list[str]:
+        if self._floor is not None and (newer_than is None or newer_than < self._floor):
+            newer_than = self._floor
+        stored = uow.subscription_ids_created_between(
+            newer_than=newer_than, at_most=at_most, customer_id=self._customer_id
+        )
+        return [sub_id for sub_id in stored if sub_id not in listed]
+
+
 class Reconciler:
     """Compares Stripe's subscriptions with the stored ones and fixes the drift.
 
@@ -373,7 +430,7 @@ class Reconciler:
         """Reconcile every subscription (or one user's, or one customer's, or those since).
 
         ``user_id`` restricts the run to the user's linked customer (nothing to do when the
-        user has none) and reports their stored subscriptions Stripe no longer has.
+        user has none).
         ``since`` (aware) keeps subscriptions created at or after it. ``resume`` continues
         after the checkpoint of an interrupted run with the same scope.
         ``on_subscription`` is called once per listed subscription (a progress bar).
@@ -393,7 +450,7 @@ class Reconciler:
             [customer_id, None if since is None else since.isoformat()], separators=(",", ":")
         )
         starting_after = self._resume_point(scope, report) if resume else None
-        seen: set[str] | None = set() if customer_id is not None else None
+        gone = _GoneFinder(customer_id, since, resumed=starting_after is not None)
         pages = self._gateway.list_subscriptions(
             customer_id=customer_id,
             created_gte=since,
@@ -408,13 +465,16 @@ class Reconciler:
                 report.stripe_calls -= 1
                 break
             watermark = max(int(requested_at.timestamp()) - self._skew, FETCHED_WATERMARK + 1)
-            self._reconcile_page(page.items, watermark, report, dry_run, seen, on_subscription)
-            if page.next_cursor is None:
+            last = page.next_cursor is None
+            with self._repository.unit_of_work() as uow:
+                self._reconcile_page(uow, page.items, watermark, report, dry_run, on_subscription)
+                for gone_id in gone.after_page(uow, page.items, last=last):
+                    self._report_gone(uow, gone_id, report)
+            if last:
                 break
             if self._checkpoints is not None and not dry_run:
+                assert page.next_cursor is not None
                 self._checkpoints.save(Checkpoint(scope, page.next_cursor, dict(report.counts)))
-        if seen is not None and user_id is not None and starting_after is None:
-            self._report_gone(user_id, seen, report, since)
         if self._checkpoints is not None and not dry_run:
             self._checkpoints.clear()
         return report
@@ -434,21 +494,18 @@ class Reconciler:
 
     def _reconcile_page(
         self,
+        uow: UnitOfWork,
         items: Iterable[Subscription],
         watermark: int,
         report: ReconcileReport,
         dry_run: bool,
-        seen: set[str] | None,
         on_subscription: Callable[[], None] | None,
     ) -> None:
-        with self._repository.unit_of_work() as uow:
-            for listed in items:
-                report.counts["listed"] += 1
-                if seen is not None:
-                    seen.add(listed.id)
-                self._reconcile_one(uow, listed, watermark, report, dry_run)
-                if on_subscription is not None:
-                    on_subscription()
+        for listed in items:
+            report.counts["listed"] += 1
+            self._reconcile_one(uow, listed, watermark, report, dry_run)
+            if on_subscription is not None:
+                on_subscription()
 
     def _reconcile_one(
         self,
@@ -521,27 +578,23 @@ class Reconciler:
             return FIXED
         return KEPT
 
-    def _report_gone(
-        self, user_id: str, seen: set[str], report: ReconcileReport, since: datetime | None
-    ) -> None:
-        with self._repository.unit_of_work() as uow:
-            stored = uow.subscriptions_for_user(user_id)
-        for subscription in stored:
-            if subscription.id in seen or (since is not None and subscription.created < since):
-                continue
-            report.counts[str(Drift.GONE_AT_STRIPE)] += 1
-            self._record(
-                report,
-                DriftFinding(
-                    subscription_id=subscription.id,
-                    customer_id=subscription.customer_id,
-                    user_id=user_id,
-                    drifts=(Drift.GONE_AT_STRIPE,),
-                    action=REPORTED,
-                    stored_status=subscription.status.value,
-                    stripe_status=None,
-                ),
-            )
+    def _report_gone(self, uow: UnitOfWork, subscription_id: str, report: ReconcileReport) -> None:
+        stored = uow.get_subscription(subscription_id)
+        if stored is None:  # pragma: no cover - listed by the same unit of work
+            return
+        report.counts[str(Drift.GONE_AT_STRIPE)] += 1
+        self._record(
+            report,
+            DriftFinding(
+                subscription_id=stored.id,
+                customer_id=stored.customer_id,
+                user_id=stored.user_id,
+                drifts=(Drift.GONE_AT_STRIPE,),
+                action=REPORTED,
+                stored_status=stored.status.value,
+                stripe_status=None,
+            ),
+        )
 
     def _record(self, report: ReconcileReport, finding: DriftFinding) -> None:
         report.counts[finding.action] += 1

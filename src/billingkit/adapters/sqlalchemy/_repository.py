@@ -680,3 +680,22 @@ class _SqlUnitOfWork(SqlTransaction):
     def delete_reconcile_checkpoint(self, name: str) -> None:
         table = RECONCILE_CHECKPOINTS
         self.execute(delete(table).where(table.c.name == name))
+
+    @override
+    @operation
+    def subscription_ids_created_between(
+        self,
+        *,
+        newer_than: datetime | None,
+        at_most: datetime | None,
+        customer_id: str | None = None,
+    ) -> list[str]:
+        c = SUBSCRIPTIONS.c
+        query = select(c.id).order_by(c.created.desc(), c.id.desc())
+        if newer_than is not None:
+            query = query.where(c.created > aware_utc(newer_than, "newer_than"))
+        if at_most is not None:
+            query = query.where(c.created <= aware_utc(at_most, "at_most"))
+        if customer_id is not None:
+            query = query.where(c.customer_id == customer_id)
+        return [row.id for row in self.execute(query).all()]

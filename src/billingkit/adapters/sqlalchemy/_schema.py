@@ -163,6 +163,7 @@ SUBSCRIPTIONS = Table(
     Column("livemode", Boolean(), nullable=False),
     Column("metadata", JSON(), nullable=False),
     Column("watermark", BigInteger(), nullable=False),
+    Index(None, "created"),
     **_MYSQL_OPTIONS,
 )
 

@@ -1,4 +1,7 @@
-"""billingkit_reconcile_checkpoints: where an interrupted reconcile run stopped.
+"""Reconcile: billingkit_reconcile_checkpoints, and subscriptions indexed by created.
+
+The checkpoint table keeps where an interrupted reconcile stopped; reconcile reads the
+stored subscriptions one listed page's span of seconds at a time.
 
 Revision ID: bk0006
 Revises: bk0001
@@ -26,7 +29,7 @@ _MYSQL: dict[str, Any] = {
 
 
 def upgrade() -> None:
-    """Create the checkpoint table (one row per run name)."""
+    """Create the checkpoint table (one row per run name) and index subscriptions' created."""
     updated_at = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
     op.create_table(
         "billingkit_reconcile_checkpoints",
@@ -38,8 +41,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name="pk_billingkit_reconcile_checkpoints"),
         **_MYSQL,
     )
+    op.create_index("ix_billingkit_subscriptions_created", "billingkit_subscriptions", ["created"])
 
 
 def downgrade() -> None:
-    """Drop the checkpoint table."""
+    """Drop the index and the checkpoint table."""
+    op.drop_index("ix_billingkit_subscriptions_created", table_name="billingkit_subscriptions")
     op.drop_table("billingkit_reconcile_checkpoints")
