@@ -174,7 +174,7 @@ def reconcile(
 
     Lists all subscriptions (every status, 100 per Stripe call), classifies the drift
     (missing here; status, plan, period or cancel flag differ; unknown customer; gone at
-    Stripe, with --user) and stores Stripe's state through the ordering guard: a state from
+    Stripe) and stores Stripe's state through the ordering guard: a state from
     a newer event is never overwritten. The position is saved after every page (in the
     database unless --checkpoint FILE): an interrupted run resumes with --resume.
     """
