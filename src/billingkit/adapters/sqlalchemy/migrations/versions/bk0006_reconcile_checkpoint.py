@@ -4,7 +4,7 @@ The checkpoint table keeps where an interrupted reconcile stopped; reconcile rea
 stored subscriptions one listed page's span of seconds at a time.
 
 Revision ID: bk0006
-Revises: bk0001
+Revises: bk0003
 Create Date: 2026-11-30
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "bk0006"
-down_revision = "bk0001"
+down_revision = "bk0003"
 branch_labels = None
 depends_on = None
 
