@@ -6,7 +6,8 @@ Run from the repository root::
     PYTHONPATH=src python bench/reconcile.py -n 2000 -n 20000
 
 For each size n, ``FakeStripeGateway`` is seeded with n customers and n subscriptions
-(``user_id`` in their metadata, as billingkit's checkout sets it); a first reconcile stores
+(``user_id`` in their metadata, as billingkit's checkout sets it; created two seconds apart
+over the past, as an account's history is); a first reconcile stores
 them all (``InMemoryRepository``); time passes; then the measured run reconciles an account
 where nothing drifted:
 
@@ -84,10 +85,13 @@ class StreamedStripe(FakeStripeGateway):
 def _seed(n: int) -> tuple[StreamedStripe, InMemoryRepository, PlanCatalog]:
     stripe = StreamedStripe(webhook_secret=SECRET)
     price = stripe.add_price(amount=1900, interval="month", lookup_key="pro_monthly")
+    start = stripe.now()
     for number in range(n):
         user = {"user_id": f"user-{number}"}
         customer = stripe.add_customer(email=f"u{number}@example.com", metadata=user)
-        stripe.add_subscription(customer.id, price.id, metadata=user)
+        # one subscription every ~2 seconds over the past n*2 seconds (imported history)
+        created = start - timedelta(seconds=2 * (n - number))
+        stripe.add_subscription(customer.id, price.id, metadata=user, created=created)
         if number % 500 == 499:
             stripe.drain_events()
     stripe.drain_events()

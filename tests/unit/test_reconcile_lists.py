@@ -137,3 +137,17 @@ def test_a_removed_subscription_is_gone(stripe: FakeStripeGateway) -> None:
     with pytest.raises(GatewayNotFoundError):
         stripe.remove_subscription(sub.id)
     assert [s for p in stripe.list_subscriptions() for s in p.items] == []
+
+
+def test_a_seeded_subscription_can_be_backdated(stripe: FakeStripeGateway) -> None:
+    customer = stripe.add_customer()
+    earlier = stripe.now() - timedelta(days=30)
+    sub = stripe.add_subscription(customer.id, _price(stripe), created=earlier)
+    assert sub.created == earlier
+    assert sub.current_period_start == stripe.now()
+    with pytest.raises(ConfigurationError):
+        stripe.add_subscription(customer.id, _price(stripe), created=earlier.replace(tzinfo=None))
+    with pytest.raises(ConfigurationError):
+        stripe.add_subscription(
+            customer.id, _price(stripe), created=stripe.now() + timedelta(seconds=1)
+        )

@@ -809,12 +809,17 @@ class FakeStripeGateway(StripeGateway):
         quantity: int = 1,
         metadata: Mapping[str, str] | None = None,
         cancel_at_period_end: bool = False,
+        created: datetime | None = None,
     ) -> Subscription:
-        """Seed a subscription made outside Checkout, created now, with no invoice.
+        """Seed a subscription made outside Checkout, with no invoice.
 
-        ``status`` is any of Stripe's eight (a ``canceled`` one is ended now). It renews
-        with :meth:`advance` like the others. Emits ``customer.subscription.created``.
+        ``status`` is any of Stripe's eight (a ``canceled`` one is ended now). ``created``
+        (aware, not in the future) backdates it, as for one imported from elsewhere;
+        its current period starts now either way. It renews with :meth:`advance` like
+        the others. Emits ``customer.subscription.created``.
         """
+        if created is not None and created.tzinfo is None:
+            raise ConfigurationError("created must be a timezone-aware datetime")
         with self._lock:
             sub = self._listing.add_subscription(
                 customer_id,
@@ -823,6 +828,7 @@ class FakeStripeGateway(StripeGateway):
                 quantity=quantity,
                 metadata=metadata,
                 cancel_at_period_end=cancel_at_period_end,
+                created=None if created is None else to_timestamp(created),
             )
             return subscription_from_stripe(sub.json)
 

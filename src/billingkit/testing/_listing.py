@@ -99,9 +99,16 @@ class Listing:
         quantity: int,
         metadata: Mapping[str, str] | None,
         cancel_at_period_end: bool,
+        created: int | None = None,
     ) -> SubRecord:
-        """A subscription made outside Checkout (no invoice); emits its ``created`` event."""
+        """A subscription made outside Checkout (no invoice); emits its ``created`` event.
+
+        ``created`` (Unix seconds, not after now) backdates its creation, as for a
+        subscription imported from elsewhere; the current period still starts now.
+        """
         state = self._state
+        if created is not None and created > state.timestamp():
+            raise ConfigurationError("created must not be in the future")
         if status not in {s.value for s in SubscriptionStatus}:
             raise ConfigurationError(f"unknown subscription status {status!r}")
         customer = state.customer(customer_id)
@@ -138,6 +145,8 @@ class Listing:
             latest_invoice=None,
             livemode=state.livemode,
         )
+        if created is not None:
+            sub_json.update(created=created, start_date=created)
         if status in ("canceled", "incomplete_expired"):
             sub_json["canceled_at"] = at
             sub_json["ended_at"] = at
