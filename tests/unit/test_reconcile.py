@@ -21,6 +21,8 @@ from billingkit.services.reconcile import (
     MemoryCheckpointStore,
     Reconciler,
     RepositoryCheckpointStore,
+    backfill,
+    pairs_from_metadata,
 )
 from billingkit.testing import FakeStripeGateway
 
@@ -483,3 +485,61 @@ def test_a_resumed_run_reports_no_false_gone(world: World, step: timedelta | Non
     assert report.counts["listed"] == 249
     gone = [f.subscription_id for f in report.findings]
     assert gone == ([] if step is None else [ids[10]])  # one second of ties is left out
+
+
+def test_backfill_refuses_what_the_input_contradicts(world: World) -> None:
+    price = _price(world, "pro_monthly")
+    kept = world.stripe.add_customer(email="kept@example.com")
+    world.stripe.add_subscription(kept.id, price)
+    deleted = world.stripe.add_customer()
+    world.stripe.delete_customer(deleted.id)
+    pairs = [
+        ("ann", kept.id),
+        ("ann", kept.id),  # the same pair twice: one link
+        ("bob", kept.id),  # the customer mapped to a second user
+        ("cid", deleted.id),
+    ]
+    report = backfill(
+        pairs,
+        gateway=world.stripe,
+        repository=world.repository,
+        reconciler=world.reconciler(),
+        apply=True,
+        check_customers=True,
+    )
+    outcomes = [(link.user_id, link.outcome, link.reason) for link in report.links]
+    assert outcomes == [
+        ("bob", "conflict", "customer also mapped to user ann"),
+        ("ann", "linked", None),
+        ("cid", "conflict", "the customer is deleted"),
+    ]
+    assert report.reconcile is not None and report.reconcile.counts["fixed"] == 1
+    assert report.as_json()["counts"] == {
+        "linked": 1,
+        "would_link": 0,
+        "already_linked": 0,
+        "conflict": 2,
+    }
+
+
+def test_backfill_needs_a_metadata_key(world: World) -> None:
+    with pytest.raises(ConfigurationError):
+        list(pairs_from_metadata(world.stripe, ""))
+
+
+def test_a_resume_with_nothing_left_to_list_reports_nothing_gone(world: World) -> None:
+    ids = _stored_sync(world, 150, step=timedelta(seconds=1))
+    seen = [0]
+
+    def tick() -> None:
+        seen[0] += 1
+        if seen[0] == 100:
+            world.stripe.fail_next("list_subscriptions", GatewayServerError("down"))
+
+    with pytest.raises(GatewayServerError):
+        world.reconciler().run(on_subscription=tick)
+    for sub_id in ids[:50]:  # the oldest 50, not listed yet, are deleted at Stripe meanwhile
+        world.stripe.remove_subscription(sub_id)
+    report = world.reconciler().run(resume=True)
+    assert report.counts["listed"] == 100
+    assert report.counts[str(Drift.GONE_AT_STRIPE)] == 0  # not decidable after a resume

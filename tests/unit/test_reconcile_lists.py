@@ -151,3 +151,13 @@ def test_a_seeded_subscription_can_be_backdated(stripe: FakeStripeGateway) -> No
         stripe.add_subscription(
             customer.id, _price(stripe), created=stripe.now() + timedelta(seconds=1)
         )
+
+
+def test_a_malformed_webhook_endpoint_is_a_payload_error() -> None:
+    from billingkit.errors import WebhookPayloadError
+    from billingkit.stripe_objects import webhook_endpoint_from_stripe
+
+    endpoint = {"id": "we_1", "url": "https://x", "status": "enabled", "enabled_events": "*"}
+    with pytest.raises(WebhookPayloadError, match="enabled_events"):
+        webhook_endpoint_from_stripe(endpoint)
+    assert webhook_endpoint_from_stripe({**endpoint, "enabled_events": None}).enabled_events == ()

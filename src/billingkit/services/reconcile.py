@@ -375,8 +375,8 @@ class _GoneFinder:
         at_most: datetime | None,
         listed: set[str],
     ) -> list[str]:
-        if self._floor is not None and (newer_than is None or newer_than < self._floor):
-            newer_than = self._floor
+        # Stripe lists only what was created at or after ``since``, so every page's span
+        # is already above the floor; the last span starts at the floor itself.
         stored = uow.subscription_ids_created_between(
             newer_than=newer_than, at_most=at_most, customer_id=self._customer_id
         )

@@ -265,3 +265,19 @@ def test_a_malformed_map_is_a_usage_error(
     assert_clean_error(
         run("backfill", "--map", str(csv_file)), 2, "map.csv:1", "user_id,customer_id"
     )
+
+
+def test_the_progress_line_counts_on_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from billingkit.cli.reconcile import _progress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with _progress(console) as tick:
+        for _ in range(3):
+            tick()
+    assert "reconciling" in out.getvalue()
+    assert "3 subscriptions" in out.getvalue()
