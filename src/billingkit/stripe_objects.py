@@ -949,7 +949,7 @@ _ENDPOINT_STATUSES = frozenset({"enabled", "disabled"})
 
 
 def webhook_endpoint_from_stripe(obj: Mapping[str, Any]) -> WebhookEndpoint:
-    """A :class:`~billingkit.ports.WebhookEndpoint` from a Stripe ``webhook_endpoint``."""
+    """A ``WebhookEndpoint`` from a Stripe ``webhook_endpoint``."""
     kind = "webhook_endpoint"
     endpoint = _mapping(obj, kind)
     events = endpoint.get("enabled_events") or []

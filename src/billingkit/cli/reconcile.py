@@ -1,6 +1,6 @@
 """``billingkit reconcile`` and ``billingkit backfill``: bring the stored state to Stripe's.
 
-Thin commands over :mod:`billingkit.services.reconcile`: options, a progress bar on a
+Thin commands over ``billingkit.services.reconcile``: options, a progress bar on a
 terminal, a summary table (or ``--json``), exit codes.
 """
 

@@ -11,21 +11,21 @@ How it works:
 * Stripe's subscriptions are listed (all statuses) 100 per page, lazily: n subscriptions
   cost ceil(n / 100) calls and only one page is in memory at a time.
 * Each listed subscription is compared with the stored one and its drift classified
-  (:class:`Drift`): missing here; status, plan, period or cancel flag differ; other fields
+  (``Drift``): missing here; status, plan, period or cancel flag differ; other fields
   differ; unknown customer (no user to attach it to: ``backfill`` links them); gone at
   Stripe (stored, no longer listed: found one page's span of ``created`` seconds at a
   time, so no set of every id is held). Gone ones are reported, never deleted.
 * A drift is fixed through the repository's conditional write, the ordering guard every
   state goes through. The listed state is given the watermark of the second the page was
-  requested, minus :data:`DEFAULT_CLOCK_SKEW` (Stripe's clock and ours may differ): a state
+  requested, minus ``DEFAULT_CLOCK_SKEW`` (Stripe's clock and ours may differ): a state
   stored from an event created before that is older than what Stripe just listed and is
   replaced; a state from a newer event (or a terminal one) is kept — never overwritten —
   and counted as ``kept``. An older event delivered after the reconcile is stale; a newer
   one wins, as always.
 * Nothing is written when nothing drifted, and nothing at all on a dry run.
 * After each page the position (the last subscription id) and the counts so far are saved
-  in a :class:`CheckpointStore` (the repository's ``billingkit_reconcile_checkpoints``
-  table with :class:`RepositoryCheckpointStore`, or a file); ``resume=True`` starts after
+  in a ``CheckpointStore`` (the repository's ``billingkit_reconcile_checkpoints``
+  table with ``RepositoryCheckpointStore``, or a file); ``resume=True`` starts after
   it. A finished run deletes its checkpoint.
 """
 
@@ -133,7 +133,7 @@ class DriftFinding:
 class ReconcileReport:
     """What a run found and did (across resumed runs when resumed).
 
-    ``counts`` has one entry per :class:`Drift` and per action (``fixed``, ``would_fix``,
+    ``counts`` has one entry per ``Drift`` and per action (``fixed``, ``would_fix``,
     ``kept``, ``reported``), plus ``listed`` and ``in_sync``. ``stripe_calls`` counts the
     list pages requested by this run; ``rows_written`` the subscription writes.
     """
@@ -178,7 +178,7 @@ class Checkpoint:
 
 
 class CheckpointStore(Protocol):
-    """Keeps at most one :class:`Checkpoint` (the last run's)."""
+    """Keeps at most one ``Checkpoint`` (the last run's)."""
 
     def load(self) -> Checkpoint | None:
         """The stored checkpoint, if any."""
@@ -194,7 +194,7 @@ class CheckpointStore(Protocol):
 
 
 class MemoryCheckpointStore:
-    """A :class:`CheckpointStore` in memory (tests, or a run inside one process)."""
+    """A ``CheckpointStore`` in memory (tests, or a run inside one process)."""
 
     def __init__(self) -> None:
         self.checkpoint: Checkpoint | None = None
@@ -216,7 +216,7 @@ class MemoryCheckpointStore:
 
 
 class RepositoryCheckpointStore:
-    """A :class:`CheckpointStore` in the repository (``billingkit_reconcile_checkpoints``).
+    """A ``CheckpointStore`` in the repository (``billingkit_reconcile_checkpoints``).
 
     Each save is its own small unit of work, after the page's own one committed. ``name``
     keeps runs apart (``reconcile`` for the command).
@@ -256,7 +256,7 @@ class RepositoryCheckpointStore:
 
 
 class FileCheckpointStore:
-    """A :class:`CheckpointStore` in a small JSON file, replaced atomically on each save."""
+    """A ``CheckpointStore`` in a small JSON file, replaced atomically on each save."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -391,7 +391,7 @@ class Reconciler:
         repository: where the subscriptions are stored.
         catalog: resolves a price to its plan key (``PlanCatalog``).
         clock: the current time (aware); the listed states' order is derived from it.
-        clock_skew: see :data:`DEFAULT_CLOCK_SKEW`.
+        clock_skew: see ``DEFAULT_CLOCK_SKEW``.
         checkpoints: where to keep the position of a run (``None``: not resumable).
         kept_findings: at most this many findings are kept in the report.
     """
@@ -434,7 +434,7 @@ class Reconciler:
         ``since`` (aware) keeps subscriptions created at or after it. ``resume`` continues
         after the checkpoint of an interrupted run with the same scope.
         ``on_subscription`` is called once per listed subscription (a progress bar).
-        A :class:`~billingkit.errors.GatewayError` stops the run where it is; the
+        A ``GatewayError`` stops the run where it is; the
         checkpoint then holds the last complete page.
         """
         if since is not None and since.tzinfo is None:
@@ -680,7 +680,7 @@ def backfill(
 ) -> BackfillReport:
     """Link existing Stripe customers to the app's users, then reconcile their subscriptions.
 
-    ``pairs`` are ``(user_id, customer_id)`` (from :func:`pairs_from_metadata` or a CSV
+    ``pairs`` are ``(user_id, customer_id)`` (from ``pairs_from_metadata`` or a CSV
     map). A link is refused, with the reason, when the user or the customer is already
     linked to someone else, or appears twice with different partners in ``pairs``;
     ``check_customers`` first retrieves each customer (one call each) and refuses unknown

@@ -767,7 +767,7 @@ class FakeStripeGateway(StripeGateway):
     def list_webhook_endpoints(
         self, *, starting_after: str | None = None, page_size: int = LIST_PAGE_SIZE
     ) -> Iterator[Page[WebhookEndpoint]]:
-        """The endpoints added with :meth:`add_webhook_endpoint`, one call per page."""
+        """The endpoints added with ``add_webhook_endpoint``, one call per page."""
 
         def store() -> Iterable[dict[str, Any]]:
             return self._state.webhook_endpoints.values()
@@ -815,7 +815,7 @@ class FakeStripeGateway(StripeGateway):
 
         ``status`` is any of Stripe's eight (a ``canceled`` one is ended now). ``created``
         (aware, not in the future) backdates it, as for one imported from elsewhere;
-        its current period starts now either way. It renews with :meth:`advance` like
+        its current period starts now either way. It renews with ``advance`` like
         the others. Emits ``customer.subscription.created``.
         """
         if created is not None and created.tzinfo is None:
@@ -840,7 +840,7 @@ class FakeStripeGateway(StripeGateway):
         status: str = "enabled",
         api_version: str | None = FAKE_API_VERSION,
     ) -> WebhookEndpoint:
-        """Seed a webhook endpoint (``we_fakeNNNN``) that :meth:`list_webhook_endpoints` lists.
+        """Seed a webhook endpoint (``we_fakeNNNN``) that ``list_webhook_endpoints`` lists.
 
         ``enabled_events`` ``("*",)`` receives every type; ``api_version`` ``None`` means the
         account's default.
