@@ -17,14 +17,15 @@ from __future__ import annotations
 import abc
 import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
 from threading import get_ident
 from types import TracebackType
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from typing import ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import Field, model_validator
 from typing_extensions import Self
@@ -42,10 +43,12 @@ from billingkit.domain import (
 )
 from billingkit.domain.invoices import ChargeRecord, InvoiceSummary
 from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConfigurationError, RepositoryError
 
 __all__ = [
     "FETCHED_WATERMARK",
+    "LIST_PAGE_SIZE",
     "CheckoutSession",
     "CheckoutSessionRequest",
     "ClaimOutcome",
@@ -54,6 +57,7 @@ __all__ = [
     "InvoiceLine",
     "InvoicePreview",
     "InvoicePreviewRequest",
+    "Page",
     "PaymentBehavior",
     "PortalSession",
     "PromotionCode",
@@ -69,6 +73,7 @@ __all__ = [
     "SubscriptionUpdateResult",
     "UnitOfWork",
     "UnitOfWorkBase",
+    "WebhookEndpoint",
     "require_aware_clock",
     "system_clock",
 ]
@@ -359,6 +364,45 @@ class PromotionCode(Value):
     metadata: Mapping[str, str] = Field(default_factory=dict)
 
 
+#: Page size of the gateway's list calls (Stripe's maximum): n objects cost ceil(n/100) calls.
+LIST_PAGE_SIZE = 100
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[_T]):
+    """One page of a Stripe list call (one request).
+
+    Attributes:
+        items: the objects of the page, in Stripe's order (newest ``created`` first).
+        has_more: whether Stripe has more objects after this page.
+        next_cursor: the id to pass as ``starting_after`` for the next page (the last
+            item's), ``None`` when the page is the last one.
+    """
+
+    items: tuple[_T, ...]
+    has_more: bool
+    next_cursor: str | None
+
+
+class WebhookEndpoint(Value):
+    """A webhook endpoint of the Stripe account (``we_...``), as ``doctor`` checks it.
+
+    ``enabled_events`` holds the event types the endpoint receives (``"*"`` for all);
+    ``api_version`` is the version its payloads are rendered in (``None``: the account's
+    default version).
+    """
+
+    id: str
+    url: str
+    status: Literal["enabled", "disabled"]
+    enabled_events: tuple[str, ...] = ()
+    api_version: str | None = None
+    livemode: bool = False
+    description: str | None = None
+
+
 class StripeGateway(abc.ABC):
     """Every call billingkit makes to Stripe.
 
@@ -474,6 +518,46 @@ class StripeGateway(abc.ABC):
 
         Expired, exhausted or deactivated codes answer ``None``.
         """
+
+    # list calls (reconcile, backfill, doctor) ------------------------------------------------
+    @abc.abstractmethod
+    def list_subscriptions(
+        self,
+        *,
+        customer_id: str | None = None,
+        created_gte: datetime | None = None,
+        starting_after: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> Iterator[Page[Subscription]]:
+        """Every subscription, of every status (``canceled`` included), page by page.
+
+        Newest ``created`` first, as Stripe lists them; optionally of one customer and
+        created at or after ``created_gte``. ``starting_after`` (a subscription id) resumes
+        after that subscription. Lazy: each page is one request, made when the iterator
+        is advanced to it, so n subscriptions cost ceil(n / ``page_size``) requests and
+        only one page is held at a time.
+        """
+
+    @abc.abstractmethod
+    def list_customers(
+        self,
+        *,
+        email: str | None = None,
+        created_gte: datetime | None = None,
+        starting_after: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> Iterator[Page[StripeCustomer]]:
+        """Every (non-deleted) customer, page by page, newest first; lazy like the others.
+
+        Optionally only those with exactly that ``email`` or created at or after
+        ``created_gte``.
+        """
+
+    @abc.abstractmethod
+    def list_webhook_endpoints(
+        self, *, starting_after: str | None = None, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[Page[WebhookEndpoint]]:
+        """The account's webhook endpoints, page by page (one request per page)."""
 
 
 # --------------------------------------------------------------------------- repository
@@ -730,6 +814,34 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def get_charge(self, key: str) -> ChargeRecord | None:
         """The charge stored under ``key`` (payment intent id, else charge id)."""
+
+    # reconcile ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_reconcile_checkpoint(self, name: str) -> ReconcileCheckpoint | None:
+        """The checkpoint stored under ``name``, if any."""
+
+    @abc.abstractmethod
+    def save_reconcile_checkpoint(self, checkpoint: ReconcileCheckpoint) -> None:
+        """Insert the checkpoint, or replace the one stored under the same name."""
+
+    @abc.abstractmethod
+    def delete_reconcile_checkpoint(self, name: str) -> None:
+        """Forget the checkpoint stored under ``name`` (nothing happens if there is none)."""
+
+    @abc.abstractmethod
+    def subscription_ids_created_between(
+        self,
+        *,
+        newer_than: datetime | None,
+        at_most: datetime | None,
+        customer_id: str | None = None,
+    ) -> list[str]:
+        """Ids of stored subscriptions created in ``(newer_than, at_most]``.
+
+        ``None`` leaves a side unbounded; ``customer_id`` keeps one customer's. Newest
+        ``created`` first, then id descending. Reconcile asks for one listed page's span of
+        seconds at a time, to find what Stripe no longer lists without holding every id.
+        """
 
 
 @runtime_checkable

@@ -33,6 +33,7 @@ from billingkit.ports import (
     SubscriptionSchedule,
     SubscriptionSchedulePhase,
     SubscriptionUpdateResult,
+    WebhookEndpoint,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "subscription_item_id",
     "subscription_schedule_from_stripe",
     "subscription_update_result_from_stripe",
+    "webhook_endpoint_from_stripe",
 ]
 
 _STATUSES: dict[str, SubscriptionStatus] = {s.value: s for s in SubscriptionStatus}
@@ -1102,4 +1104,29 @@ def promotion_code_from_stripe(obj: Mapping[str, Any]) -> PromotionCode:
         times_redeemed=_int(promo, "times_redeemed", kind) or 0,
         customer_id=_ref(promo, "customer", kind),
         metadata=_metadata(promo, kind),
+    )
+
+
+# --------------------------------------------------------------------------- webhook endpoints
+
+_ENDPOINT_STATUSES = frozenset({"enabled", "disabled"})
+
+
+def webhook_endpoint_from_stripe(obj: Mapping[str, Any]) -> WebhookEndpoint:
+    """A ``WebhookEndpoint`` from a Stripe ``webhook_endpoint``."""
+    kind = "webhook_endpoint"
+    endpoint = _mapping(obj, kind)
+    events = endpoint.get("enabled_events") or []
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise _fail(kind, "enabled_events", "expected a list of event types")
+    return WebhookEndpoint(
+        id=_ident(endpoint, "id", kind),
+        url=_str(endpoint, "url", kind),
+        status="enabled"
+        if _enum(endpoint, "status", kind, _ENDPOINT_STATUSES) == "enabled"
+        else "disabled",
+        enabled_events=tuple(events),
+        api_version=_opt_str(endpoint, "api_version", kind),
+        livemode=_bool(endpoint, "livemode", kind),
+        description=_opt_str(endpoint, "description", kind),
     )

@@ -1501,6 +1501,156 @@ def build_management() -> None:
     )
 
 
+# --------------------------------------------------------------------------- list calls
+# Synthetic: subscriptions and customers from subscription.json and customer.json
+# (openapi 2026-07-29), webhook endpoints in the API reference's layout (no fixture held).
+
+LIST_CUS = "cus_QXg1ListingBk0001"
+LIST_SUBS = [f"sub_1PgcListingBk000{n}" for n in (3, 2, 1)]  # newest first, as Stripe lists
+LIST_SINCE = NOW - 7 * 86400
+
+
+def list_of(path: str, data: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": has_more, "url": path}
+
+
+def listed_subscription(sid: str, age: int, status: str = "active") -> dict[str, Any]:
+    obj = subscription(sid, LIST_CUS, status=status, user_id="user-listing")
+    obj.update(created=NOW - age, start_date=NOW - age)
+    if status == "canceled":
+        obj.update(canceled_at=NOW - 60, ended_at=NOW - 60)
+    return obj
+
+
+def webhook_endpoint(
+    we_id: str, url: str, events: list[str], version: str | None
+) -> dict[str, Any]:
+    """A webhook_endpoint in the API reference's layout (no fixture held; no secret)."""
+    return {
+        "id": we_id,
+        "object": "webhook_endpoint",
+        "api_version": version,
+        "application": None,
+        "created": NOW - 86400,
+        "description": None,
+        "enabled_events": events,
+        "livemode": False,
+        "metadata": {},
+        "status": "enabled",
+        "url": url,
+    }
+
+
+def build_lists() -> None:
+    """Cassettes for the list calls: a multi-page listing, filters, endpoints, an error."""
+    subs = [
+        listed_subscription(LIST_SUBS[0], 600),
+        listed_subscription(LIST_SUBS[1], 1200, status="canceled"),
+        listed_subscription(LIST_SUBS[2], 1800, status="past_due"),
+    ]
+    query = {"status": "all", "limit": 2}
+    write(
+        "list_subscriptions_paginated",
+        "subscription.json (synthetic: 3 subscriptions, 2 per page)",
+        interaction(
+            "list_subscriptions_paginated",
+            "GET",
+            "/v1/subscriptions",
+            query=query,
+            body=list_of("/v1/subscriptions", subs[:2], has_more=True),
+        ),
+        interaction(
+            "list_subscriptions_paginated",
+            "GET",
+            "/v1/subscriptions",
+            query={**query, "starting_after": LIST_SUBS[1]},
+            body=list_of("/v1/subscriptions", subs[2:], has_more=False),
+        ),
+    )
+    single(
+        "list_subscriptions_filtered",
+        "subscription.json (synthetic)",
+        "GET",
+        "/v1/subscriptions",
+        query={
+            "status": "all",
+            "limit": 100,
+            "customer": LIST_CUS,
+            "created": {"gte": LIST_SINCE},
+        },
+        body=list_of("/v1/subscriptions", subs[:1], has_more=False),
+    )
+    write(
+        "list_subscriptions_error",
+        "subscription.json + Stripe's 400 resource_missing body (synthetic: the cursor's "
+        "subscription was deleted between the pages)",
+        interaction(
+            "list_subscriptions_error",
+            "GET",
+            "/v1/subscriptions",
+            query=query,
+            body=list_of("/v1/subscriptions", subs[:2], has_more=True),
+        ),
+        interaction(
+            "list_subscriptions_error",
+            "GET",
+            "/v1/subscriptions",
+            query={**query, "starting_after": LIST_SUBS[1]},
+            status=400,
+            body=error(
+                "invalid_request_error",
+                f"No such subscription: '{LIST_SUBS[1]}'",
+                code="resource_missing",
+                param="starting_after",
+            ),
+        ),
+    )
+    legacy = customer("cus_QXg1LegacyBk00001", email="legacy@example.com", user_id="unused")
+    legacy["metadata"] = {"app_user": "legacy-7"}
+    single(
+        "list_customers",
+        "customer.json (synthetic)",
+        "GET",
+        "/v1/customers",
+        query={"limit": 100, "email": "legacy@example.com", "created": {"gte": LIST_SINCE}},
+        body=list_of("/v1/customers", [legacy], has_more=False),
+    )
+    endpoints = [
+        webhook_endpoint(
+            "we_1PgcListingBk0001", "https://app.example.com/billing/webhook", ["*"], API_VERSION
+        ),
+        webhook_endpoint(
+            "we_1PgcListingBk0002",
+            "http://old.example.com/hook",
+            ["invoice.paid", "customer.subscription.updated"],
+            None,
+        ),
+    ]
+    single(
+        "list_webhook_endpoints",
+        "webhook_endpoint layout from the API reference (synthetic)",
+        "GET",
+        "/v1/webhook_endpoints",
+        query={"limit": 100},
+        body=list_of("/v1/webhook_endpoints", endpoints, has_more=False),
+    )
+    single(
+        "list_webhook_endpoints_forbidden",
+        "Stripe's 403 error body for a restricted key (synthetic)",
+        "GET",
+        "/v1/webhook_endpoints",
+        query={"limit": 100},
+        status=403,
+        body=error(
+            "invalid_request_error",
+            "The provided key does not have the required permissions for this endpoint on "
+            "account 'acct_1Pgc'. Having the 'rak_webhook_read' permission would allow this "
+            "request to continue.",
+        ),
+    )
+
+
 if __name__ == "__main__":
     build()
     build_management()
+    build_lists()

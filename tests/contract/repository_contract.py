@@ -84,6 +84,7 @@ from billingkit.domain import (
 )
 from billingkit.domain.invoices import ChargeRecord, InvoiceStatus, InvoiceSummary
 from billingkit.domain.money import Money
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
 
@@ -1973,3 +1974,84 @@ def make_invoice(
             assert uow.save_subscription(answered) is SaveOutcome.TIE
             assert uow.save_subscription(answered, allow_tie=True) is SaveOutcome.WRITTEN
         assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == answered
+    # ---------------------------------------------------------------------------- reconcile
+
+    def test_a_reconcile_checkpoint_is_saved_replaced_and_deleted(
+        self, repository: Repository
+    ) -> None:
+        first = ReconcileCheckpoint(
+            name="default",
+            scope='["cus_1","2026-01-01T00:00:00+00:00"]',
+            starting_after="sub_" + "x" * 251,
+            counts={"listed": 100, "fixed": 3},
+            updated_at=T0 + timedelta(microseconds=250),
+        )
+        other = first.model_copy(update={"name": "backfill", "counts": {}})
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) is None
+        _write(repository, lambda uow: uow.save_reconcile_checkpoint(first))
+        _write(repository, lambda uow: uow.save_reconcile_checkpoint(other))
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) == first
+
+        later = first.model_copy(
+            update={
+                "starting_after": "sub_2",
+                "counts": {"listed": 200, "fixed": 3, "kept": 1},
+                "updated_at": T0 + timedelta(minutes=1),
+            }
+        )
+        _write(repository, lambda uow: uow.save_reconcile_checkpoint(later))
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) == later
+        _write(repository, lambda uow: uow.delete_reconcile_checkpoint("default"))
+        _write(repository, lambda uow: uow.delete_reconcile_checkpoint("default"))  # idempotent
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) is None
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("backfill")) == other
+
+    def test_a_reconcile_checkpoint_rolls_back_with_its_unit_of_work(
+        self, repository: Repository
+    ) -> None:
+        kept = ReconcileCheckpoint(
+            name="default", scope="[]", starting_after="sub_1", updated_at=T0
+        )
+        _write(repository, lambda uow: uow.save_reconcile_checkpoint(kept))
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            uow.save_reconcile_checkpoint(kept.model_copy(update={"starting_after": "sub_9"}))
+            uow.delete_reconcile_checkpoint("default")
+            raise _Boom
+        assert _read(repository, lambda uow: uow.get_reconcile_checkpoint("default")) == kept
+
+    def test_subscription_ids_created_between_is_a_half_open_span(
+        self, repository: Repository
+    ) -> None:
+        second = timedelta(seconds=1)
+        with repository.unit_of_work() as uow:
+            for sub_id, customer, offset in [
+                ("sub_a", "cus_1", 0),
+                ("sub_b", "cus_1", 1),
+                ("sub_c", "cus_2", 1),
+                ("sub_d", "cus_2", 2),
+                ("sub_e", "cus_1", 3),
+            ]:
+                uow.save_subscription(
+                    make_subscription(sub_id, customer_id=customer, created=T0 + offset * second)
+                )
+
+        def between(
+            newer_than: datetime | None, at_most: datetime | None, customer: str | None = None
+        ) -> list[str]:
+            return _read(
+                repository,
+                lambda uow: uow.subscription_ids_created_between(
+                    newer_than=newer_than, at_most=at_most, customer_id=customer
+                ),
+            )
+
+        assert between(None, None) == ["sub_e", "sub_d", "sub_c", "sub_b", "sub_a"]
+        assert between(T0, T0 + 2 * second) == ["sub_d", "sub_c", "sub_b"]  # (T0, T0+2s]
+        assert between(T0 + second, None) == ["sub_e", "sub_d"]
+        assert between(None, T0 + second, "cus_1") == ["sub_b", "sub_a"]
+        assert between(T0 + 3 * second, None) == []
+        local = timezone(timedelta(hours=2))
+        assert between(T0.astimezone(local), (T0 + second).astimezone(local)) == [
+            "sub_c",
+            "sub_b",
+        ]

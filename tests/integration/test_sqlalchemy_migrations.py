@@ -105,6 +105,7 @@ def test_the_migrations_ship_as_package_files() -> None:
         "bk0003_deferred_events.py",
         "bk0004_invoices.py",
         "bk0005_subscription_management.py",
+        "bk0006_reconcile_checkpoint.py",
     ]
 
 

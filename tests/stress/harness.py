@@ -257,6 +257,15 @@ class StressGateway(StripeGateway):
     def find_promotion_code(self, code: str) -> Any:
         return self._unused(code)
 
+    def list_subscriptions(self, **kwargs: Any) -> Any:
+        return self._unused(**kwargs)
+
+    def list_customers(self, **kwargs: Any) -> Any:
+        return self._unused(**kwargs)
+
+    def list_webhook_endpoints(self, **kwargs: Any) -> Any:
+        return self._unused(**kwargs)
+
 
 class StressCatalog:
     """The two plans of the test, by price id."""

@@ -55,6 +55,7 @@ from billingkit.domain.invoices import (
 )
 from billingkit.domain.money import Money
 from billingkit.domain.ordering import decide_save
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWorkBase
 
@@ -85,6 +86,7 @@ class _Tables:
         "links_by_customer",
         "links_by_user",
         "old_links_by_user",
+        "reconcile_checkpoints",
         "subscriptions",
         "subscriptions_by_customer",
         "subscriptions_by_user",
@@ -108,6 +110,7 @@ class _Tables:
         self.invoices_by_user: dict[str, dict[str, None]] = {}
         self.charges: dict[str, ChargeRecord] = {}
         self.charges_by_invoice: dict[str, dict[str, None]] = {}
+        self.reconcile_checkpoints: dict[str, ReconcileCheckpoint] = {}
 
 
 class InMemoryRepository(Repository):
@@ -659,6 +662,48 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
     def get_charge(self, key: str) -> ChargeRecord | None:
         self._check()
         return self._t.charges.get(key)
+
+    # ---------------------------------------------------------------------------- reconcile
+
+    @override
+    def get_reconcile_checkpoint(self, name: str) -> ReconcileCheckpoint | None:
+        self._check()
+        return self._t.reconcile_checkpoints.get(name)
+
+    @override
+    def save_reconcile_checkpoint(self, checkpoint: ReconcileCheckpoint) -> None:
+        self._check()
+        self._put(self._t.reconcile_checkpoints, checkpoint.name, checkpoint)
+
+    @override
+    def delete_reconcile_checkpoint(self, name: str) -> None:
+        self._check()
+        self._pop(self._t.reconcile_checkpoints, name)
+
+    @override
+    def subscription_ids_created_between(
+        self,
+        *,
+        newer_than: datetime | None,
+        at_most: datetime | None,
+        customer_id: str | None = None,
+    ) -> list[str]:
+        self._check()
+        low = None if newer_than is None else aware_utc(newer_than, "newer_than")
+        high = None if at_most is None else aware_utc(at_most, "at_most")
+        t = self._t
+        if customer_id is None:
+            candidates: Iterable[Subscription] = t.subscriptions.values()
+        else:
+            ids = t.subscriptions_by_customer.get(customer_id, {})
+            candidates = (t.subscriptions[sub_id] for sub_id in ids)
+        found = [
+            sub
+            for sub in candidates
+            if (low is None or sub.created > low) and (high is None or sub.created <= high)
+        ]
+        found.sort(key=lambda sub: (sub.created, sub.id), reverse=True)
+        return [sub.id for sub in found]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import stripe
 from stripe.params import (
     CustomerCreateParams,
+    CustomerListParams,
     CustomerRetrieveParams,
     InvoiceCreatePreviewParams,
     InvoiceCreatePreviewParamsDiscount,
@@ -39,6 +40,7 @@ from stripe.params import (
     PriceListParams,
     PromotionCodeListParams,
     SubscriptionCancelParams,
+    SubscriptionListParams,
     SubscriptionResumeParams,
     SubscriptionRetrieveParams,
     SubscriptionScheduleCreateParams,
@@ -48,6 +50,7 @@ from stripe.params import (
     SubscriptionScheduleUpdateParamsPhase,
     SubscriptionUpdateParams,
     SubscriptionUpdateParamsItem,
+    WebhookEndpointListParams,
 )
 from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
 from stripe.params.checkout import (
@@ -70,10 +73,12 @@ from billingkit.errors import (
     WebhookPayloadError,
 )
 from billingkit.ports import (
+    LIST_PAGE_SIZE,
     CheckoutSession,
     CheckoutSessionRequest,
     InvoicePreview,
     InvoicePreviewRequest,
+    Page,
     PortalSession,
     PromotionCode,
     ScheduledChange,
@@ -82,6 +87,7 @@ from billingkit.ports import (
     SubscriptionSchedule,
     SubscriptionUpdate,
     SubscriptionUpdateResult,
+    WebhookEndpoint,
 )
 from billingkit.stripe_objects import (
     checkout_session_from_stripe,
@@ -93,6 +99,7 @@ from billingkit.stripe_objects import (
     subscription_from_stripe,
     subscription_schedule_from_stripe,
     subscription_update_result_from_stripe,
+    webhook_endpoint_from_stripe,
 )
 
 __all__ = ["LOOKUP_KEYS_PER_REQUEST", "PRICES_PAGE_SIZE", "StripeSdkGateway", "sdk_api_version"]
@@ -545,6 +552,95 @@ class StripeSdkGateway(StripeGateway):
             if promo.active and not expired and not used_up:
                 return promo
         return None
+
+    # ----------------------------------------------------------------------------- list calls
+
+    def _listed(
+        self,
+        operation: str,
+        fetch: Callable[[str | None], Any],
+        parse: Callable[[Mapping[str, Any]], _T],
+        starting_after: str | None,
+    ) -> Iterator[Page[_T]]:
+        """Stripe's pagination with explicit ``starting_after``: one request per page.
+
+        ``fetch(cursor)`` makes the request for the page after ``cursor``. Lazy: a page is
+        requested when the iterator reaches it, and only that page is held.
+        """
+        cursor = starting_after
+        while True:
+            with _translated(operation):
+                listing = fetch(cursor)
+            data: list[dict[str, Any]] = listing.to_dict().get("data") or []
+            more = bool(listing.has_more) and bool(data)
+            cursor = str(data[-1]["id"]) if more else None
+            yield Page(
+                items=tuple(_mapped(parse, raw) for raw in data), has_more=more, next_cursor=cursor
+            )
+            if cursor is None:
+                return
+
+    def list_subscriptions(
+        self,
+        *,
+        customer_id: str | None = None,
+        created_gte: datetime | None = None,
+        starting_after: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> Iterator[Page[Subscription]]:
+        """``GET /v1/subscriptions?status=all``, ``page_size`` per request (at most 100)."""
+        params: SubscriptionListParams = {"status": "all", "limit": page_size}
+        if customer_id is not None:
+            params["customer"] = customer_id
+        if created_gte is not None:
+            params["created"] = {"gte": int(created_gte.timestamp())}
+
+        def fetch(cursor: str | None) -> Any:
+            page: SubscriptionListParams = {**params}
+            if cursor is not None:
+                page["starting_after"] = cursor
+            return self._client.v1.subscriptions.list(params=page, options=self._options())
+
+        return self._listed("list subscriptions", fetch, subscription_from_stripe, starting_after)
+
+    def list_customers(
+        self,
+        *,
+        email: str | None = None,
+        created_gte: datetime | None = None,
+        starting_after: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> Iterator[Page[StripeCustomer]]:
+        """``GET /v1/customers`` (deleted customers are never listed), newest first."""
+        params: CustomerListParams = {"limit": page_size}
+        if email is not None:
+            params["email"] = email
+        if created_gte is not None:
+            params["created"] = {"gte": int(created_gte.timestamp())}
+
+        def fetch(cursor: str | None) -> Any:
+            page: CustomerListParams = {**params}
+            if cursor is not None:
+                page["starting_after"] = cursor
+            return self._client.v1.customers.list(params=page, options=self._options())
+
+        return self._listed("list customers", fetch, customer_from_stripe, starting_after)
+
+    def list_webhook_endpoints(
+        self, *, starting_after: str | None = None, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[Page[WebhookEndpoint]]:
+        """``GET /v1/webhook_endpoints``, one request per page."""
+        params: WebhookEndpointListParams = {"limit": page_size}
+
+        def fetch(cursor: str | None) -> Any:
+            page: WebhookEndpointListParams = {**params}
+            if cursor is not None:
+                page["starting_after"] = cursor
+            return self._client.v1.webhook_endpoints.list(params=page, options=self._options())
+
+        return self._listed(
+            "list webhook endpoints", fetch, webhook_endpoint_from_stripe, starting_after
+        )
 
 
 # --------------------------------------------------------------------------- mapping

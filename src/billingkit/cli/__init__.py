@@ -36,6 +36,7 @@ from billingkit.cli.catalog import catalog
 from billingkit.cli.doctor import doctor
 from billingkit.cli.events import events
 from billingkit.cli.migrate import migrate
+from billingkit.cli.reconcile import backfill_command, reconcile
 
 __all__ = ["ExitCode", "cli", "main"]
 
@@ -74,6 +75,8 @@ cli.add_command(migrate)
 cli.add_command(catalog)
 cli.add_command(events)
 cli.add_command(doctor)
+cli.add_command(reconcile)
+cli.add_command(backfill_command)
 
 
 def main() -> None:

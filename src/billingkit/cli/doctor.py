@@ -4,12 +4,15 @@ The checks that need no port call beyond those that exist today: webhook secrets
 Stripe signing secrets; the database is reachable (and, on SQL, at the migration head);
 every configured price exists at Stripe, is active, bills on the configured interval, in
 the configured mode, and each plan charges in one currency — all prices fetched with the
-catalog's one ``list_prices`` call. Webhook-endpoint checks come with the port call that
-lists endpoints.
+catalog's one ``list_prices`` call; the account's webhook endpoints (one
+``list_webhook_endpoints`` call per 100): at least one, each enabled, on https, receiving
+every event type billingkit handles and in an API version billingkit reads; and the API
+key's mode (seen on the objects Stripe returns) matches ``BillingConfig.livemode``.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +24,15 @@ from billingkit.cli._common import EXIT_CODES_HELP, ExitCode, echo_json, exit_wi
 from billingkit.composition import Billing
 from billingkit.domain import Interval, Price, PriceRef
 from billingkit.errors import GatewayError, RepositoryError
+from billingkit.ports import WebhookEndpoint
+from billingkit.services.webhooks.registry import HANDLERS
 
 __all__ = ["Check", "doctor", "run_checks"]
 
 _SECRET_PREFIX = "whsec_"
+#: The oldest Stripe API version whose webhook payloads billingkit reads.
+OLDEST_READABLE_API_VERSION = "2017-01-27"
+_API_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:\.[a-z]+)?$")
 
 
 @dataclass(frozen=True)
@@ -188,9 +196,94 @@ def _price_checks(billing: Billing) -> list[Check]:
     return checks
 
 
+def _endpoint_problems(endpoint: WebhookEndpoint) -> list[tuple[str, str]]:
+    """``(problem, fix)`` for each way ``endpoint`` falls short."""
+    problems: list[tuple[str, str]] = []
+    if endpoint.status != "enabled":
+        problems.append(("disabled", "enable it in the Dashboard (Developers > Webhooks)"))
+    if not endpoint.url.lower().startswith("https://"):
+        problems.append(
+            (f"not on https ({endpoint.url})", "serve the webhook URL over https (TLS)")
+        )
+    if "*" not in endpoint.enabled_events:
+        missing = sorted(set(HANDLERS) - set(endpoint.enabled_events))
+        if missing:
+            problems.append(
+                (
+                    f"does not receive {len(missing)} event type(s) billingkit handles: "
+                    + ", ".join(missing),
+                    "add them to the endpoint's events (or select all events)",
+                )
+            )
+    version = endpoint.api_version
+    match = _API_VERSION.match(version) if version is not None else None
+    if version is not None and (match is None or match[1] < OLDEST_READABLE_API_VERSION):
+        problems.append(
+            (
+                f"API version {version} is not one billingkit reads "
+                f"(oldest: {OLDEST_READABLE_API_VERSION})",
+                "create a new endpoint with the gateway's API version and retire this one",
+            )
+        )
+    return problems
+
+
+def _endpoint_checks(billing: Billing) -> tuple[list[Check], set[bool]]:
+    """The endpoint checks, and the livemodes of the endpoints Stripe returned."""
+    try:
+        endpoints = [
+            endpoint for page in billing.gateway.list_webhook_endpoints() for endpoint in page.items
+        ]
+    except GatewayError as exc:
+        fix = "check the Stripe API key (a restricted key needs Webhook Endpoints: read)"
+        return [Check("webhook endpoints", False, f"could not list: {exc}", fix)], set()
+    if not endpoints:
+        return [
+            Check(
+                "webhook endpoints",
+                False,
+                "no webhook endpoint in this Stripe account",
+                "add one pointing at the app's webhook URL (Dashboard > Developers > "
+                "Webhooks), with the events billingkit handles",
+            )
+        ], set()
+    checks: list[Check] = []
+    for endpoint in endpoints:
+        name = f"webhook endpoint {endpoint.id}"
+        problems = _endpoint_problems(endpoint)
+        if not problems:
+            version = endpoint.api_version or "the account's default API version"
+            checks.append(Check(name, True, f"{endpoint.url}: enabled, all events, {version}"))
+        for problem, fix in problems:
+            checks.append(Check(name, False, f"{endpoint.url}: {problem}", fix))
+    return checks, {endpoint.livemode for endpoint in endpoints}
+
+
+def _mode_check(billing: Billing, seen: set[bool]) -> Check:
+    wanted = "live" if billing.config.livemode else "test"
+    if not seen:
+        return Check("API key mode", True, f"nothing returned to tell the mode; config: {wanted}")
+    if len(seen) == 1 and seen == {billing.config.livemode}:
+        return Check("API key mode", True, f"{wanted} mode key, as configured")
+    found = "live" if True in seen else "test"
+    return Check(
+        "API key mode",
+        False,
+        f"the API key is a {found}-mode key; the config's livemode is {billing.config.livemode}",
+        f"use a {wanted}-mode key (sk_{wanted}_...) or set BillingConfig.livemode",
+    )
+
+
 def run_checks(billing: Billing) -> list[Check]:
-    """Every check, in order: secrets, database, prices (one Stripe call)."""
-    return [*_secret_checks(billing), _database_check(billing), *_price_checks(billing)]
+    """Every check, in order: secrets, database, prices, webhook endpoints, key mode."""
+    endpoint_checks, modes = _endpoint_checks(billing)
+    return [
+        *_secret_checks(billing),
+        _database_check(billing),
+        *_price_checks(billing),
+        *endpoint_checks,
+        _mode_check(billing, modes),
+    ]
 
 
 @click.command(
@@ -208,7 +301,10 @@ def doctor(app: AppLocator, as_json: bool) -> None:
 
     Checks: webhook secrets look like signing secrets; the database is reachable and at the
     migration head; every configured price exists at Stripe, is active, bills on the
-    configured interval and mode, and each plan uses one currency (one Stripe call).
+    configured interval and mode, and each plan uses one currency (one Stripe call); the
+    webhook endpoints exist, are enabled, on https, receive every event type billingkit
+    handles and use an API version it reads (one call); the API key's mode matches
+    livemode.
     """
     checks = run_checks(app.load())
     if as_json:

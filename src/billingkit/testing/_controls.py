@@ -33,6 +33,9 @@ PORT_OPERATIONS = frozenset(
         "schedule_subscription_change",
         "release_subscription_schedule",
         "find_promotion_code",
+        "list_subscriptions",
+        "list_customers",
+        "list_webhook_endpoints",
     }
 )
 _IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
-from billingkit.domain import Interval, Price, Subscription
+from billingkit.domain import Interval, Price, Subscription, to_timestamp
 from billingkit.errors import ConfigurationError, GatewayError
 from billingkit.ports import (
+    LIST_PAGE_SIZE,
     CheckoutSession,
     CheckoutSessionRequest,
     Clock,
     InvoicePreview,
     InvoicePreviewRequest,
+    Page,
     PortalSession,
     PromotionCode,
     ScheduledChange,
@@ -30,6 +32,7 @@ from billingkit.ports import (
     SubscriptionSchedule,
     SubscriptionUpdate,
     SubscriptionUpdateResult,
+    WebhookEndpoint,
 )
 from billingkit.stripe_objects import (
     checkout_session_from_stripe,
@@ -39,6 +42,7 @@ from billingkit.stripe_objects import (
     subscription_from_stripe,
     subscription_schedule_from_stripe,
     subscription_update_result_from_stripe,
+    webhook_endpoint_from_stripe,
 )
 from billingkit.testing._catalog import UNSET, Catalog, Unset
 from billingkit.testing._changes import Changes
@@ -47,11 +51,14 @@ from billingkit.testing._controls import Controls
 from billingkit.testing._customers import Customers
 from billingkit.testing._events import FAKE_API_VERSION, Delivery
 from billingkit.testing._invoices import Invoices
+from billingkit.testing._listing import Listing
 from billingkit.testing._schedule import Schedule
 from billingkit.testing._state import FakeState
 from billingkit.testing._subscriptions import Subscriptions
 
 __all__ = ["DEFAULT_RETRY_DELAYS", "DEFAULT_START", "FakeStripeGateway"]
+
+_V = TypeVar("_V")
 
 #: Where a fake's clock starts unless told otherwise.
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
@@ -120,6 +127,7 @@ class FakeStripeGateway(StripeGateway):
         self._checkout = Checkout(state, self._customers, self._subscriptions, self._invoices)
         self._changes = Changes(state, self._catalog, self._invoices, self._subscriptions)
         self._schedule = Schedule(state, self._checkout, self._subscriptions, self._changes)
+        self._listing = Listing(state)
 
     def __repr__(self) -> str:
         state = self._state
@@ -698,3 +706,192 @@ class FakeStripeGateway(StripeGateway):
         """A copy of a charge, by its id or by the id of the invoice it paid."""
         with self._lock:
             return copy.deepcopy(self._invoices.charge_for(charge_or_invoice))
+    # ------------------------------------------------------------------ list calls
+
+    def _pages(
+        self,
+        operation: str,
+        kind: str,
+        store: Callable[[], Iterable[Mapping[str, Any]]],
+        keep: Callable[[Mapping[str, Any]], bool],
+        parse: Callable[[Mapping[str, Any]], _V],
+        starting_after: str | None,
+        page_size: int,
+    ) -> Iterator[Page[_V]]:
+        """Stripe's pagination: one counted call per page, the cursor moving on each.
+
+        Each page is read and parsed under the lock when the iterator reaches it.
+        """
+        cursor = starting_after
+        while True:
+
+            def fetch(after: str | None = cursor) -> Page[_V]:
+                found, more = self._listing.page(
+                    store(), kind=kind, starting_after=after, limit=page_size, keep=keep
+                )
+                items = tuple(parse(obj) for obj in found)
+                last = str(found[-1]["id"]) if more and found else None
+                return Page(items=items, has_more=last is not None, next_cursor=last)
+
+            with self._lock:
+                page = self._controls.call(operation, fetch)
+            yield page
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def list_subscriptions(
+        self,
+        *,
+        customer_id: str | None = None,
+        created_gte: datetime | None = None,
+        starting_after: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> Iterator[Page[Subscription]]:
+        """Every subscription (all statuses), newest first, one counted call per page."""
+        since = None if created_gte is None else to_timestamp(created_gte)
+
+        def keep(sub: Mapping[str, Any]) -> bool:
+            return (customer_id is None or sub["customer"] == customer_id) and (
+                since is None or sub["created"] >= since
+            )
+
+        def store() -> list[dict[str, Any]]:
+            return [record.json for record in self._state.subs.values()]
+
+        return self._pages(
+            "list_subscriptions",
+            "subscription",
+            store,
+            keep,
+            subscription_from_stripe,
+            starting_after,
+            page_size,
+        )
+
+    def list_customers(
+        self,
+        *,
+        email: str | None = None,
+        created_gte: datetime | None = None,
+        starting_after: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> Iterator[Page[StripeCustomer]]:
+        """Every customer not deleted, newest first, one counted call per page."""
+        since = None if created_gte is None else to_timestamp(created_gte)
+
+        def keep(customer: Mapping[str, Any]) -> bool:
+            return (
+                not customer.get("deleted")
+                and (email is None or customer.get("email") == email)
+                and (since is None or customer["created"] >= since)
+            )
+
+        def store() -> Iterable[dict[str, Any]]:
+            return self._state.customers.values()
+
+        return self._pages(
+            "list_customers",
+            "customer",
+            store,
+            keep,
+            customer_from_stripe,
+            starting_after,
+            page_size,
+        )
+
+    def list_webhook_endpoints(
+        self, *, starting_after: str | None = None, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[Page[WebhookEndpoint]]:
+        """The endpoints added with ``add_webhook_endpoint``, one call per page."""
+
+        def store() -> Iterable[dict[str, Any]]:
+            return self._state.webhook_endpoints.values()
+
+        return self._pages(
+            "list_webhook_endpoints",
+            "webhook_endpoint",
+            store,
+            lambda _: True,
+            webhook_endpoint_from_stripe,
+            starting_after,
+            page_size,
+        )
+
+    # ------------------------------------------------------------------ seeding for lists
+
+    def add_customer(
+        self,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> StripeCustomer:
+        """Seed a customer made outside billingkit (no ``user_id`` unless in ``metadata``).
+
+        Emits ``customer.created``. Not a port call (not counted).
+        """
+        with self._lock:
+            return customer_from_stripe(
+                self._listing.add_customer(email=email, name=name, metadata=metadata)
+            )
+
+    def add_subscription(
+        self,
+        customer_id: str,
+        price_id: str,
+        *,
+        status: str = "active",
+        quantity: int = 1,
+        metadata: Mapping[str, str] | None = None,
+        cancel_at_period_end: bool = False,
+        created: datetime | None = None,
+    ) -> Subscription:
+        """Seed a subscription made outside Checkout, with no invoice.
+
+        ``status`` is any of Stripe's eight (a ``canceled`` one is ended now). ``created``
+        (aware, not in the future) backdates it, as for one imported from elsewhere;
+        its current period starts now either way. It renews with ``advance`` like
+        the others. Emits ``customer.subscription.created``.
+        """
+        if created is not None and created.tzinfo is None:
+            raise ConfigurationError("created must be a timezone-aware datetime")
+        with self._lock:
+            sub = self._listing.add_subscription(
+                customer_id,
+                price_id,
+                status=status,
+                quantity=quantity,
+                metadata=metadata,
+                cancel_at_period_end=cancel_at_period_end,
+                created=None if created is None else to_timestamp(created),
+            )
+            return subscription_from_stripe(sub.json)
+
+    def add_webhook_endpoint(
+        self,
+        url: str,
+        *,
+        enabled_events: Iterable[str] = ("*",),
+        status: str = "enabled",
+        api_version: str | None = FAKE_API_VERSION,
+    ) -> WebhookEndpoint:
+        """Seed a webhook endpoint (``we_fakeNNNN``) that ``list_webhook_endpoints`` lists.
+
+        ``enabled_events`` ``("*",)`` receives every type; ``api_version`` ``None`` means the
+        account's default.
+        """
+        with self._lock:
+            endpoint = self._listing.add_webhook_endpoint(
+                url, enabled_events=enabled_events, status=status, api_version=api_version
+            )
+            return webhook_endpoint_from_stripe(endpoint)
+
+    def remove_subscription(self, subscription_id: str) -> None:
+        """Forget a subscription entirely, as when test-mode data is deleted.
+
+        No event: afterwards Stripe answers 404 for it and lists do not show it.
+        """
+        with self._lock:
+            self._state.sub(subscription_id)
+            del self._state.subs[subscription_id]

@@ -113,6 +113,7 @@ class FakeState:
         self.coupons: dict[str, dict[str, Any]] = {}
         self.promotion_codes: dict[str, dict[str, Any]] = {}
         self.schedules: dict[str, dict[str, Any]] = {}
+        self.webhook_endpoints: dict[str, dict[str, Any]] = {}
         #: Proration credits of subscriptions canceled without ``invoice_now``, per customer.
         self.customer_items: dict[str, list[dict[str, Any]]] = {}
         #: Events not yet drained, and every event ever emitted (both oldest first).

@@ -24,6 +24,7 @@ from billingkit.testing import FakeStripeGateway
 SECRET = "whsec_cli_test_0123456789abcdef"
 START = datetime(2031, 3, 1, 12, 0, tzinfo=timezone.utc)
 MODULE = "bk_cli_app"
+WEBHOOK_URL = "https://app.example/billing/webhook"
 
 
 def make_config(secret: str = SECRET) -> BillingConfig:
@@ -80,6 +81,7 @@ def build_app(
     stripe = FakeStripeGateway(webhook_secret=SECRET, start=START)
     stripe.add_price(amount=1900, interval="month", lookup_key="pro_monthly", product_name="Pro")
     stripe.add_price(amount=19000, interval="year", lookup_key="pro_yearly", product_name="Pro")
+    stripe.add_webhook_endpoint(WEBHOOK_URL)
     repository = InMemoryRepository()
     chosen = clock(stripe) if clock is not None else stripe.now
     billing = Billing.build(make_config(secret), stripe, repository, clock=chosen)

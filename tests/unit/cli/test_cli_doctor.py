@@ -20,7 +20,7 @@ def _checks(result: Result) -> dict[str, dict[str, object]]:
     return {row["check"]: row for row in json.loads(result.stdout)}
 
 
-def test_a_healthy_app_passes_every_check_with_one_stripe_call(
+def test_a_healthy_app_passes_every_check_with_two_stripe_calls(
     app: App, run: Callable[..., Result]
 ) -> None:
     app.stripe.reset_calls()
@@ -32,10 +32,13 @@ def test_a_healthy_app_passes_every_check_with_one_stripe_call(
         "database",
         "price pro/month",
         "price pro/year",
+        "webhook endpoint we_fake0001",
+        "API key mode",
     ]
     assert all(check["ok"] and check["fix"] is None for check in checks.values())
     assert app.stripe.calls["list_prices"] == 1
-    assert app.stripe.total_calls == 1
+    assert app.stripe.calls["list_webhook_endpoints"] == 1
+    assert app.stripe.total_calls == 2
 
     text = run("doctor")
     assert text.exit_code == 0

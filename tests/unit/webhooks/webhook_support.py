@@ -138,6 +138,15 @@ class SubscriptionGateway(StripeGateway):
     def find_promotion_code(self, code: str) -> Any:
         raise AssertionError("unexpected gateway call")
 
+    def list_subscriptions(self, **options: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
+    def list_customers(self, **options: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
+    def list_webhook_endpoints(self, **options: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
 
 class Harness:
     """A processor over an in-memory repository, with signed delivery at the clock's time."""

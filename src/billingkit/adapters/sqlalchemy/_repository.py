@@ -20,6 +20,7 @@ from sqlalchemy import (
     Engine,
     Row,
     and_,
+    delete,
     func,
     or_,
     select,
@@ -43,6 +44,7 @@ from billingkit.adapters.sqlalchemy._schema import (
     CUSTOMERS,
     EVENTS,
     INVOICES,
+    RECONCILE_CHECKPOINTS,
     SUBSCRIPTIONS,
     metadata,
 )
@@ -73,6 +75,7 @@ from billingkit.domain.invoices import (
     merge_charge,
     merge_invoice,
 )
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import (
     ConfigurationError,
     ConflictError,
@@ -783,3 +786,47 @@ class _SqlUnitOfWork(SqlTransaction):
     def get_charge(self, key: str) -> ChargeRecord | None:
         row = self.execute(select(CHARGES).where(CHARGES.c.key == key)).first()
         return None if row is None else charge_from_columns(row._asdict())
+    # ---------------------------------------------------------------------------- reconcile
+
+    @override
+    @operation
+    def get_reconcile_checkpoint(self, name: str) -> ReconcileCheckpoint | None:
+        table = RECONCILE_CHECKPOINTS
+        row = self.execute(select(table).where(table.c.name == name)).first()
+        return None if row is None else ReconcileCheckpoint.model_validate(row._asdict())
+
+    @override
+    @operation
+    def save_reconcile_checkpoint(self, checkpoint: ReconcileCheckpoint) -> None:
+        # One writer per name (a reconcile run): DELETE then INSERT, the same on every
+        # dialect, in this unit of work's transaction.
+        table = RECONCILE_CHECKPOINTS
+        self.execute(delete(table).where(table.c.name == checkpoint.name))
+        row = checkpoint.model_dump()
+        row["counts"] = dict(checkpoint.counts)
+        self.execute(table.insert().values(row))
+
+    @override
+    @operation
+    def delete_reconcile_checkpoint(self, name: str) -> None:
+        table = RECONCILE_CHECKPOINTS
+        self.execute(delete(table).where(table.c.name == name))
+
+    @override
+    @operation
+    def subscription_ids_created_between(
+        self,
+        *,
+        newer_than: datetime | None,
+        at_most: datetime | None,
+        customer_id: str | None = None,
+    ) -> list[str]:
+        c = SUBSCRIPTIONS.c
+        query = select(c.id).order_by(c.created.desc(), c.id.desc())
+        if newer_than is not None:
+            query = query.where(c.created > aware_utc(newer_than, "newer_than"))
+        if at_most is not None:
+            query = query.where(c.created <= aware_utc(at_most, "at_most"))
+        if customer_id is not None:
+            query = query.where(c.customer_id == customer_id)
+        return [row.id for row in self.execute(query).all()]

@@ -46,6 +46,7 @@ __all__ = [
     "CUSTOMER_HISTORY",
     "EVENTS",
     "INVOICES",
+    "RECONCILE_CHECKPOINTS",
     "SUBSCRIPTIONS",
     "UTCDateTime",
     "metadata",
@@ -169,6 +170,7 @@ SUBSCRIPTIONS = Table(
     # bk0005 (subscription management): the first item's id and the driving schedule.
     _id("item_id", nullable=True),
     _id("schedule_id", nullable=True),
+    Index(None, "created"),
     **_MYSQL_OPTIONS,
 )
 
@@ -263,5 +265,16 @@ CHARGES = Table(
     Column("amount_refunded", BigInteger(), nullable=False),
     Column("refunded", Boolean(), nullable=False),
     _when("created"),
+    **_MYSQL_OPTIONS,
+)
+
+RECONCILE_CHECKPOINTS = Table(
+    "billingkit_reconcile_checkpoints",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("scope", String(512), nullable=False),
+    _id("starting_after", nullable=False),
+    Column("counts", JSON(), nullable=False),
+    _when("updated_at", nullable=False),
     **_MYSQL_OPTIONS,
 )

@@ -95,7 +95,7 @@ class StoredSubscription(models.Model):
     trial_end: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
         null=True
     )
-    created: models.DateTimeField[datetime, datetime] = models.DateTimeField()
+    created: models.DateTimeField[datetime, datetime] = models.DateTimeField(db_index=True)
     livemode: models.BooleanField[bool, bool] = models.BooleanField()
     metadata: models.JSONField = models.JSONField(default=dict)
     watermark: models.BigIntegerField[int, int] = models.BigIntegerField()
@@ -267,3 +267,17 @@ class StoredCharge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} (refunded {self.amount_refunded})"
+class StoredReconcileCheckpoint(models.Model):
+    """Where an interrupted reconcile stopped (``domain.reconcile.ReconcileCheckpoint``)."""
+
+    name: models.CharField[str, str] = models.CharField(max_length=100, primary_key=True)
+    scope: models.CharField[str, str] = models.CharField(max_length=512)
+    starting_after: models.CharField[str, str] = models.CharField(max_length=_ID)
+    counts: models.JSONField = models.JSONField()
+    updated_at: models.DateTimeField[datetime, datetime] = models.DateTimeField()
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "reconcile checkpoint"
+
+    def __str__(self) -> str:
+        return f"{self.name} (after {self.starting_after})"

@@ -57,6 +57,7 @@ from billingkit.contrib.django.models import (
     StoredCustomerHistory,
     StoredEvent,
     StoredInvoice,
+    StoredReconcileCheckpoint,
     StoredSubscription,
 )
 from billingkit.domain import (
@@ -81,6 +82,7 @@ from billingkit.domain.invoices import (
     merge_invoice,
 )
 from billingkit.domain.ordering import decide_save
+from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConflictError, RepositoryError, RepositoryUnavailableError
 from billingkit.ports import (
     FETCHED_WATERMARK,
@@ -722,3 +724,49 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
     def get_charge(self, key: str) -> ChargeRecord | None:
         row = self._charges().filter(key=key).values(*_CHARGE_FIELDS).first()
         return None if row is None else charge_from_columns(row)
+    # ------------------------------------------------------------------------ reconcile
+
+    def _checkpoints(self) -> QuerySet[StoredReconcileCheckpoint]:
+        return StoredReconcileCheckpoint.objects.using(self._alias)
+
+    @_operation
+    def get_reconcile_checkpoint(self, name: str) -> ReconcileCheckpoint | None:
+        row = (
+            self._checkpoints()
+            .filter(name=name)
+            .values("name", "scope", "starting_after", "counts", "updated_at")
+            .first()
+        )
+        return None if row is None else ReconcileCheckpoint.model_validate(row)
+
+    @_operation
+    def save_reconcile_checkpoint(self, checkpoint: ReconcileCheckpoint) -> None:
+        row = checkpoint.model_dump()
+        row["counts"] = dict(checkpoint.counts)
+        self._checkpoints().bulk_create(
+            [StoredReconcileCheckpoint(**row)],
+            update_conflicts=True,
+            unique_fields=["name"],
+            update_fields=["scope", "starting_after", "counts", "updated_at"],
+        )
+
+    @_operation
+    def delete_reconcile_checkpoint(self, name: str) -> None:
+        self._checkpoints().filter(name=name).delete()
+
+    @_operation
+    def subscription_ids_created_between(
+        self,
+        *,
+        newer_than: datetime | None,
+        at_most: datetime | None,
+        customer_id: str | None = None,
+    ) -> list[str]:
+        query = self._subscriptions().order_by("-created", "-id")
+        if newer_than is not None:
+            query = query.filter(created__gt=_aware(newer_than, "newer_than"))
+        if at_most is not None:
+            query = query.filter(created__lte=_aware(at_most, "at_most"))
+        if customer_id is not None:
+            query = query.filter(customer_id=customer_id)
+        return list(query.values_list("id", flat=True))
