@@ -554,7 +554,9 @@ class UnitOfWork(abc.ABC):
         the new one not -> ``STALE``; new watermark lower -> ``STALE``; equal, or the stored
         watermark is ``FETCHED_WATERMARK`` (a state fetched outside any event) ->
         ``WRITTEN`` if ``allow_tie`` else ``TIE``; higher -> ``WRITTEN``. A write never
-        erases a known ``user_id`` or ``plan_key`` (a ``None`` keeps the stored value).
+        erases a known ``user_id`` (a ``None`` keeps the stored value); a ``None``
+        ``plan_key`` keeps the stored one only when ``price_id`` is unchanged (a move to a
+        price no plan uses must not keep the old plan's features).
         """
 
     # checkout sessions ----------------------------------------------------------------------

@@ -1746,3 +1746,39 @@ class RepositoryContract:
         results = run_in_threads(repository, lambda uow, _: uow.claim_stored_event("evt_1", now=T0))
         assert sum(isinstance(r, EventRecord) for r in results) == 1, results
         assert results.count(None) == THREADS - 1, results
+
+    # ------------------------------------------------------------- plan key keep rule
+
+    @pytest.mark.parametrize("allow_tie", [False, True])
+    def test_a_none_plan_key_keeps_the_stored_one_only_for_the_same_price(
+        self, repository: Repository, allow_tie: bool
+    ) -> None:
+        pro = make_subscription(watermark=100, price_id="price_pro", plan_key="pro")
+        _write(repository, lambda uow: uow.save_subscription(pro))
+        same_price = make_subscription(
+            watermark=110, price_id="price_pro", plan_key=None, quantity=2
+        )
+        _write(repository, lambda uow: uow.save_subscription(same_price, allow_tie=allow_tie))
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored == same_price.model_copy(update={"plan_key": "pro"})
+        # a move to a price no plan uses must not keep Pro's key (and its features)
+        unknown = make_subscription(watermark=120, price_id="price_unknown", plan_key=None)
+        written = _write(
+            repository, lambda uow: uow.save_subscription(unknown, allow_tie=allow_tie)
+        )
+        assert written is SaveOutcome.WRITTEN
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == unknown
+        # and a state without a price after a priced one keeps nothing either
+        priceless = make_subscription(watermark=130, price_id=None, plan_key=None)
+        _write(repository, lambda uow: uow.save_subscription(priceless, allow_tie=allow_tie))
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == priceless
+
+    def test_a_none_plan_key_after_a_priceless_state_keeps_the_stored_key(
+        self, repository: Repository
+    ) -> None:
+        keyed = make_subscription(watermark=100, price_id=None, plan_key="legacy")
+        _write(repository, lambda uow: uow.save_subscription(keyed))
+        again = make_subscription(watermark=110, price_id=None, plan_key=None)
+        _write(repository, lambda uow: uow.save_subscription(again))
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored is not None and stored.plan_key == "legacy"

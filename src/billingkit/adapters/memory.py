@@ -271,8 +271,12 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
             kept: dict[str, str] = {}
             if subscription.user_id is None and stored.user_id is not None:
                 kept["user_id"] = stored.user_id
-            if subscription.plan_key is None and stored.plan_key is not None:
-                kept["plan_key"] = stored.plan_key
+            if (
+                subscription.plan_key is None
+                and stored.plan_key is not None
+                and subscription.price_id == stored.price_id
+            ):
+                kept["plan_key"] = stored.plan_key  # only for the price it was resolved for
             if kept:
                 subscription = subscription.model_copy(update=kept)
             if stored.customer_id != subscription.customer_id:

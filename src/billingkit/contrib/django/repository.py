@@ -44,7 +44,7 @@ from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
-from django.db.models import F, Model, Q, QuerySet
+from django.db.models import Case, F, Model, Q, QuerySet, Value, When
 from django.db.transaction import Atomic
 
 from billingkit.contrib.django.models import (
@@ -356,9 +356,20 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
     ) -> SaveOutcome:
         row = _subscription_row(subscription)
         values = {name: value for name, value in row.items() if name != "id"}
-        for kept in ("user_id", "plan_key"):  # a None never erases a known value
-            if values[kept] is None:
-                del values[kept]
+        if values["user_id"] is None:  # a None never erases a known user
+            del values["user_id"]
+        if values["plan_key"] is None:
+            # The stored key is kept only for the price it was resolved for. Set first: MySQL
+            # evaluates SET left to right, so the CASE must read the stored price.
+            same_price = (
+                Q(price_id__isnull=True)
+                if subscription.price_id is None
+                else Q(price_id=subscription.price_id)
+            )
+            values = {
+                "plan_key": Case(When(same_price, then=F("plan_key")), default=Value(None)),
+                **{name: value for name, value in values.items() if name != "plan_key"},
+            }
         newer = (
             Q(watermark__lte=subscription.watermark)
             if allow_tie
