@@ -69,6 +69,7 @@ from billingkit.services.hooks import (
     SubscriptionActivated,
     SubscriptionCanceled,
     SubscriptionPlanUnknown,
+    SubscriptionRecovered,
     TrialWillEnd,
 )
 from billingkit.services.webhooks import (
@@ -152,6 +153,7 @@ __all__ = [
     "SubscriptionActivated",
     "SubscriptionCanceled",
     "SubscriptionPlanUnknown",
+    "SubscriptionRecovered",
     "SubscriptionStatus",
     "TrialWillEnd",
     "UnitOfWork",

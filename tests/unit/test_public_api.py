@@ -66,6 +66,7 @@ PUBLIC_API = [
     "SubscriptionActivated",
     "SubscriptionCanceled",
     "SubscriptionPlanUnknown",
+    "SubscriptionRecovered",
     "SubscriptionStatus",
     "TrialWillEnd",
     "UnitOfWork",

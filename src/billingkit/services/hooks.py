@@ -35,6 +35,7 @@ __all__ = [
     "SubscriptionActivated",
     "SubscriptionCanceled",
     "SubscriptionPlanUnknown",
+    "SubscriptionRecovered",
     "TrialWillEnd",
 ]
 
@@ -50,6 +51,7 @@ class HookKind(str, Enum):
     TRIAL_WILL_END = "trial_will_end"
     CHECKOUT_COMPLETED = "checkout_completed"
     SUBSCRIPTION_PLAN_UNKNOWN = "subscription_plan_unknown"
+    SUBSCRIPTION_RECOVERED = "subscription_recovered"
 
 
 class HookEvent(Value):
@@ -70,10 +72,12 @@ class HookEvent(Value):
 
 
 class SubscriptionActivated(HookEvent):
-    """A subscription entered a status the access policy grants, from one it does not.
+    """A subscription grants access for the first time (send the welcome e-mail here).
 
-    ``subscription`` is the stored state; ``previous_status`` is ``None`` for a subscription
-    created in a granting status. See ``billingkit.domain.access.is_activation``.
+    It entered a status the access policy grants from one it does not, and not back from a
+    lapse (that is `SubscriptionRecovered`). ``subscription`` is the stored state;
+    ``previous_status`` is ``None`` for a subscription created in a granting status. See
+    ``billingkit.domain.access.is_activation``.
     """
 
     kind: ClassVar[HookKind] = HookKind.SUBSCRIPTION_ACTIVATED
@@ -171,6 +175,21 @@ class SubscriptionPlanUnknown(HookEvent):
     subscription: Subscription
 
 
+class SubscriptionRecovered(HookEvent):
+    """A lapsed subscription grants access again: paid after ``past_due`` or ``unpaid``.
+
+    Fires instead of :class:`SubscriptionActivated` (which fires once, the first time), so a
+    welcome e-mail is not sent twice; also for a return from ``paused`` after a trial that
+    granted access. ``previous_status`` is the lapsed status. See
+    :func:`billingkit.domain.access.is_recovery`.
+    """
+
+    kind: ClassVar[HookKind] = HookKind.SUBSCRIPTION_RECOVERED
+
+    subscription: Subscription
+    previous_status: SubscriptionStatus
+
+
 _E = TypeVar("_E", bound=HookEvent)
 _EVENT_CLASSES: dict[HookKind, type[HookEvent]] = {
     cls.kind: cls
@@ -183,6 +202,7 @@ _EVENT_CLASSES: dict[HookKind, type[HookEvent]] = {
         TrialWillEnd,
         CheckoutCompleted,
         SubscriptionPlanUnknown,
+        SubscriptionRecovered,
     )
 }
 #: A registered callback; its return value is ignored.

@@ -3,13 +3,13 @@
 The state goes through the ordering guard (``apply_subscription``).
 Hooks are judged by the event's own transition (its type and ``previous_attributes``) and
 only if the stored state agrees; "activated" follows the configured access policy
-(``is_activation``). See ``docs/webhooks.md#hooks``.
+(``is_activation``), "recovered" too (``is_recovery``). See ``docs/webhooks.md#hooks``.
 """
 
 from __future__ import annotations
 
 from billingkit.domain import EventStatus, Subscription, SubscriptionStatus
-from billingkit.domain.access import is_activation
+from billingkit.domain.access import is_activation, is_recovery
 from billingkit.services.apply import FETCHED_WATERMARK, SubscriptionChange, apply_subscription
 from billingkit.services.hooks import (
     HookKind,
@@ -17,6 +17,7 @@ from billingkit.services.hooks import (
     SubscriptionActivated,
     SubscriptionCanceled,
     SubscriptionPlanUnknown,
+    SubscriptionRecovered,
     TrialWillEnd,
 )
 from billingkit.services.webhooks.handlers import HandlerContext
@@ -127,6 +128,7 @@ def _emit_transitions(
         hooks.emit(
             SubscriptionActivated(**common, subscription=current, previous_status=old_status)
         )
+    _emit_recovered(ctx, incoming, current, status_changed, old_status)
     if (
         hooks.wants(HookKind.SUBSCRIPTION_CANCELED)
         and current.status is SubscriptionStatus.CANCELED
@@ -150,3 +152,29 @@ def _emit_transitions(
                     previous_plan_key=ctx.catalog.plan_key_for_price(old_price),
                 )
             )
+
+
+def _emit_recovered(
+    ctx: HandlerContext,
+    incoming: Subscription,
+    current: Subscription,
+    status_changed: bool,
+    old_status: SubscriptionStatus | None,
+) -> None:
+    """``SubscriptionRecovered``: the event's own move back to access, if the store agrees."""
+    if (
+        ctx.hooks.wants(HookKind.SUBSCRIPTION_RECOVERED)
+        and status_changed
+        and old_status is not None
+        and is_recovery(old_status, incoming.status, ctx.access)
+        and current.status in ctx.access.granting_statuses
+    ):
+        ctx.hooks.emit(
+            SubscriptionRecovered(
+                event_id=ctx.event.id,
+                event_type=ctx.event.type,
+                user_id=current.user_id,
+                subscription=current,
+                previous_status=old_status,
+            )
+        )
