@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from billingkit.adapters.memory import InMemoryRepository
 from billingkit.composition import Billing
-from billingkit.config import AccessPolicy, BillingConfig
+from billingkit.config import AccessPolicy, BillingConfig, CheckoutDefaults
 from billingkit.domain import (
     CheckoutRecord,
     CustomerLink,
@@ -108,6 +108,7 @@ __all__ = [
     "BillingError",
     "CheckoutCompleted",
     "CheckoutConfirmation",
+    "CheckoutDefaults",
     "CheckoutOwnershipError",
     "CheckoutRecord",
     "CheckoutService",

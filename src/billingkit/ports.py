@@ -135,6 +135,40 @@ class CheckoutSessionRequest(Value):
     trial_days: int | None = Field(default=None, ge=1)
     allow_promotion_codes: bool = False
     idempotency_key: str
+    #: Stripe Tax: ``automatic_tax[enabled]`` with ``customer_update[address]=auto`` (Stripe
+    #: needs the customer's address to compute the tax; Checkout saves what is entered).
+    automatic_tax: bool = False
+    #: ``tax_id_collection[enabled]``, with ``customer_update[name]=auto`` (required then).
+    tax_id_collection: bool = False
+    #: ``billing_address_collection`` (``None``: Stripe's default, ``auto``).
+    billing_address_collection: Literal["auto", "required"] | None = None
+    #: ``payment_method_collection`` (subscription mode): ``if_required`` lets a trial start
+    #: without a card; ``trial_end_behavior`` then says what happens if none is added.
+    payment_method_collection: Literal["always", "if_required"] | None = None
+    #: ``subscription_data.trial_settings.end_behavior.missing_payment_method``.
+    trial_end_behavior: Literal["cancel", "pause", "create_invoice"] | None = None
+    #: ``discounts``: a coupon id or a promotion code id (``promo_...``), applied up front.
+    #: At most one of them, and not with ``allow_promotion_codes`` (Stripe refuses both).
+    coupon: str | None = None
+    promotion_code: str | None = None
+    #: ``locale`` of the Checkout page (``auto``, ``de``, ``pt-BR``...; ``None``: Stripe's).
+    locale: str | None = None
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> CheckoutSessionRequest:
+        if self.coupon is not None and self.promotion_code is not None:
+            raise ValueError("give a coupon or a promotion code, not both")
+        if (self.coupon is not None or self.promotion_code is not None) and (
+            self.allow_promotion_codes
+        ):
+            raise ValueError("a discount applied up front excludes allow_promotion_codes")
+        if self.mode != "subscription" and (
+            self.payment_method_collection is not None or self.trial_end_behavior is not None
+        ):
+            raise ValueError("payment_method_collection and trial_end_behavior need a subscription")
+        if self.trial_end_behavior is not None and self.trial_days is None:
+            raise ValueError("trial_end_behavior needs trial_days")
+        return self
 
 
 class CheckoutSession(Value):

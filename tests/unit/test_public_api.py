@@ -21,6 +21,7 @@ PUBLIC_API = [
     "BillingError",
     "CheckoutCompleted",
     "CheckoutConfirmation",
+    "CheckoutDefaults",
     "CheckoutOwnershipError",
     "CheckoutRecord",
     "CheckoutService",

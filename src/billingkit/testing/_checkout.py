@@ -1,11 +1,15 @@
 """Checkout Sessions: creation, the customer paying (or not), expiry.
 
-Setup mode and promotion codes at checkout belong here.
+The checkout options are honoured as Stripe does: a coupon or promotion code applied up
+front must exist (and be usable) and discounts the payment or the subscription's invoices;
+a trial started without a card (``payment_method_collection=if_required``) is canceled or
+paused when it ends and no card was added (:meth:`Checkout.add_payment_method`).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -68,6 +72,7 @@ class Checkout:
             )
         if request.trial_days is not None and request.mode != "subscription":
             raise invalid("trial days need subscription mode")
+        coupon = self._discount(request)
         ident = state.new_id("cs_test")
         created = state.timestamp()
         session = _shapes.checkout_session_json(
@@ -81,14 +86,43 @@ class Checkout:
             success_url=request.success_url,
             cancel_url=request.cancel_url,
             amount_total=(
-                0 if request.trial_days else (price["unit_amount"] or 0) * request.quantity
+                0
+                if request.trial_days
+                else _discounted((price["unit_amount"] or 0) * request.quantity, coupon)
             ),
             currency=price["currency"],
             allow_promotion_codes=request.allow_promotion_codes,
             livemode=state.livemode,
         )
+        _options_json(session, request, coupon)
         state.sessions[ident] = SessionRecord(json=session, request=request)
         return session
+
+    def _discount(self, request: CheckoutSessionRequest) -> dict[str, Any] | None:
+        """The coupon a discount applied up front names, checked as Stripe does."""
+        state = self._state
+        if request.coupon is not None:
+            coupon = state.coupons.get(request.coupon)
+            if coupon is None:
+                raise GatewayNotFoundError(
+                    f"No such coupon: '{request.coupon}'", http_status=400,
+                    code="resource_missing",
+                )  # fmt: skip
+            return coupon
+        if request.promotion_code is not None:
+            promo = state.promotion_codes.get(request.promotion_code)
+            if promo is None or not promo["active"]:
+                raise invalid(f"The promotion code '{request.promotion_code}' is not active.")
+            coupon_id: str = promo["promotion"]["coupon"]["id"]
+            return state.coupons[coupon_id]
+        return None
+
+    def add_payment_method(self, customer_id: str) -> None:
+        """The customer added a card: their trials started without one now convert."""
+        self._customers.existing(customer_id)
+        for sub in self._state.subs.values():
+            if sub.json["customer"] == customer_id:
+                sub.missing_payment_method = None
 
     def complete(self, session_id: str) -> dict[str, Any]:
         """The customer pays: see ``FakeStripeGateway.complete_checkout``."""
@@ -144,6 +178,13 @@ class Checkout:
         invoice_id = state.new_id("in")
         price = state.prices[request.price_id]
         sub = subscriptions.start(request, price, start, invoice_id)
+        if request.payment_method_collection == "if_required" and request.trial_days:
+            sub.missing_payment_method = request.trial_end_behavior or "create_invoice"
+        coupon = self._discount(request)
+        if coupon is not None:
+            sub.coupon = copy.deepcopy(coupon)
+            sub.coupon_invoices_left = _coupon_invoices(coupon, sub.interval, sub.interval_count)
+            sub.json["discounts"] = [f"di_{coupon['id']}"]
         invoice = self._invoices.open(sub, start, "subscription_create", invoice_id)
         session["subscription"] = sub.json["id"]
         session["invoice"] = invoice["id"]
@@ -167,3 +208,48 @@ class Checkout:
         state.emit("payment_intent.succeeded", intent, start)
         session["payment_intent"] = intent["id"]
         session["payment_status"] = "paid"
+
+
+_MONTHS = {"day": 1 / 30, "week": 1 / 4, "month": 1, "year": 12}
+
+
+def _coupon_invoices(coupon: dict[str, Any], interval: str, interval_count: int) -> int | None:
+    """How many invoices ``coupon`` discounts (``None``: all of them)."""
+    if coupon["duration"] == "forever":
+        return None
+    if coupon["duration"] == "once":
+        return 1
+    months: int = coupon["duration_in_months"]
+    return max(1, math.ceil(months / (_MONTHS.get(interval, 1) * interval_count)))
+
+
+def _discounted(amount: int, coupon: dict[str, Any] | None) -> int:
+    """``amount`` after ``coupon`` (percent off rounded half up, amount off floored at 0)."""
+    if coupon is None:
+        return amount
+    if coupon["percent_off"] is not None:
+        off: int = math.floor(amount * coupon["percent_off"] / 100 + 0.5)
+        return amount - off
+    amount_off: int = coupon["amount_off"] or 0
+    return max(amount - amount_off, 0)
+
+
+def _options_json(
+    session: dict[str, Any], request: CheckoutSessionRequest, coupon: dict[str, Any] | None
+) -> None:
+    """The options Stripe echoes on the session."""
+    if request.automatic_tax:
+        session["automatic_tax"] = {
+            "enabled": True,
+            "liability": {"type": "self"},
+            "provider": "stripe",
+            "status": "requires_location_inputs",
+        }
+    session["tax_id_collection"] = {"enabled": request.tax_id_collection, "required": "never"}
+    session["billing_address_collection"] = request.billing_address_collection
+    session["payment_method_collection"] = request.payment_method_collection or "always"
+    session["locale"] = request.locale
+    if coupon is not None:
+        session["discounts"] = [
+            {"coupon": request.coupon, "promotion_code": request.promotion_code}
+        ]

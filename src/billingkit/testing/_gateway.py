@@ -396,6 +396,16 @@ class FakeStripeGateway(StripeGateway):
         with self._lock:
             return self._checkout.expanded(self._checkout.complete(session_id))
 
+    def add_payment_method(self, customer_id: str) -> None:
+        """Act as if the customer added a card (e.g. in the billing portal).
+
+        Their trials started without a card (``payment_method_collection=if_required``)
+        then convert to ``active`` and bill at their end instead of being canceled or
+        paused (the ``trial_end_behavior``).
+        """
+        with self._lock:
+            self._checkout.add_payment_method(customer_id)
+
     def expire_checkout(self, session_id: str) -> None:
         """Expire an open session now; emits ``checkout.session.expired``."""
         with self._lock:
