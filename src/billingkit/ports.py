@@ -36,6 +36,7 @@ from billingkit.domain import (
     EventStatus,
     Money,
     Price,
+    Purchase,
     Subscription,
     UTCDateTime,
     Value,
@@ -721,6 +722,27 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def oldest_received_at(self, status: EventStatus) -> datetime | None:
         """The earliest ``received_at`` among entries with ``status`` (``None``: none)."""
+
+    # one-time purchases ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def save_purchase(self, purchase: Purchase) -> None:
+        """Insert or replace the purchase of ``purchase.session_id``.
+
+        The caller decides the new state (:func:`~billingkit.domain.purchases.advance_purchase`
+        against the stored one, read in the same unit of work).
+        """
+
+    @abc.abstractmethod
+    def get_purchase(self, session_id: str) -> Purchase | None:
+        """The purchase made through Checkout Session ``session_id``."""
+
+    @abc.abstractmethod
+    def purchase_by_payment_intent(self, payment_intent_id: str) -> Purchase | None:
+        """The purchase paid by ``payment_intent_id`` (``pi_...``), for its refunds."""
+
+    @abc.abstractmethod
+    def purchases_for_user(self, user_id: str) -> list[Purchase]:
+        """The user's purchases, newest first (``created_at``, then session id, descending)."""
 
 
 @runtime_checkable

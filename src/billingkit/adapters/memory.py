@@ -43,6 +43,7 @@ from billingkit.domain import (
     CustomerLink,
     EventRecord,
     EventStatus,
+    Purchase,
     Subscription,
 )
 from billingkit.domain.ordering import decide_save
@@ -71,6 +72,9 @@ class _Tables:
         "links_by_customer",
         "links_by_user",
         "old_links_by_user",
+        "purchases",
+        "purchases_by_intent",
+        "purchases_by_user",
         "subscriptions",
         "subscriptions_by_customer",
         "subscriptions_by_user",
@@ -89,6 +93,9 @@ class _Tables:
         self.checkouts_by_key: dict[tuple[str, str], dict[str, None]] = {}
         self.checkouts_by_user: dict[str, dict[str, None]] = {}
         self.events: dict[str, EventRecord] = {}
+        self.purchases: dict[str, Purchase] = {}
+        self.purchases_by_intent: dict[str, str] = {}
+        self.purchases_by_user: dict[str, dict[str, None]] = {}
 
 
 class InMemoryRepository(Repository):
@@ -566,3 +573,39 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
             (record.received_at for record in self._t.events.values() if record.status == status),
             default=None,
         )
+
+    # ------------------------------------------------------------------ one-time purchases
+
+    @override
+    def save_purchase(self, purchase: Purchase) -> None:
+        self._check()
+        t = self._t
+        stored = t.purchases.get(purchase.session_id)
+        if stored is not None:
+            if stored.user_id != purchase.user_id:
+                self._index_remove(t.purchases_by_user, stored.user_id, stored.session_id)
+            if stored.payment_intent_id not in (None, purchase.payment_intent_id):
+                self._pop(t.purchases_by_intent, stored.payment_intent_id)
+        self._put(t.purchases, purchase.session_id, purchase)
+        self._index_add(t.purchases_by_user, purchase.user_id, purchase.session_id)
+        if purchase.payment_intent_id is not None:
+            self._put(t.purchases_by_intent, purchase.payment_intent_id, purchase.session_id)
+
+    @override
+    def get_purchase(self, session_id: str) -> Purchase | None:
+        self._check()
+        return self._t.purchases.get(session_id)
+
+    @override
+    def purchase_by_payment_intent(self, payment_intent_id: str) -> Purchase | None:
+        self._check()
+        session_id = self._t.purchases_by_intent.get(payment_intent_id)
+        return None if session_id is None else self._t.purchases.get(session_id)
+
+    @override
+    def purchases_for_user(self, user_id: str) -> list[Purchase]:
+        self._check()
+        t = self._t
+        found = [t.purchases[sid] for sid in t.purchases_by_user.get(user_id, {})]
+        found.sort(key=lambda p: (p.created_at, p.session_id), reverse=True)
+        return found

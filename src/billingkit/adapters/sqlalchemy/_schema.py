@@ -42,6 +42,7 @@ __all__ = [
     "CUSTOMERS",
     "CUSTOMER_HISTORY",
     "EVENTS",
+    "PURCHASES",
     "SUBSCRIPTIONS",
     "UTCDateTime",
     "metadata",
@@ -204,5 +205,24 @@ EVENTS = Table(
     Index(None, "received_at"),
     # the drain query: due statuses, oldest ``created`` first
     Index(None, "status", "created"),
+    **_MYSQL_OPTIONS,
+)
+
+#: One-time purchases (Checkout in payment mode), keyed by session; refunds find them by
+#: payment intent (migration bk0007).
+PURCHASES = Table(
+    "billingkit_purchases",
+    metadata,
+    _id("session_id", primary_key=True),
+    _id("user_id", nullable=False),
+    _id("customer_id", nullable=True),
+    _id("plan_key", nullable=True),
+    _id("payment_intent_id", nullable=True, index=True),
+    Column("amount", BigInteger(), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_refunded", BigInteger(), nullable=False),
+    Column("status", String(32), nullable=False),
+    _when("created_at", nullable=False),
+    Index(None, "user_id", "created_at"),
     **_MYSQL_OPTIONS,
 )

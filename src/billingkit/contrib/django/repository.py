@@ -52,6 +52,7 @@ from billingkit.contrib.django.models import (
     StoredCustomer,
     StoredCustomerHistory,
     StoredEvent,
+    StoredPurchase,
     StoredSubscription,
 )
 from billingkit.domain import (
@@ -60,6 +61,8 @@ from billingkit.domain import (
     CustomerLink,
     EventRecord,
     EventStatus,
+    Purchase,
+    PurchaseStatus,
     Subscription,
     SubscriptionStatus,
 )
@@ -88,6 +91,7 @@ _SUBSCRIPTION_FIELDS = [f.name for f in StoredSubscription._meta.concrete_fields
 _CHECKOUT_FIELDS = [f.name for f in StoredCheckout._meta.concrete_fields]
 _CUSTOMER_FIELDS = [f.name for f in StoredCustomer._meta.concrete_fields]
 _EVENT_FIELDS = [f.name for f in StoredEvent._meta.concrete_fields]
+_PURCHASE_FIELDS = [f.name for f in StoredPurchase._meta.concrete_fields]
 
 
 # --------------------------------------------------------------------------- errors
@@ -236,6 +240,9 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
 
     def _events(self) -> QuerySet[StoredEvent]:
         return StoredEvent.objects.using(self._alias)
+
+    def _purchases(self) -> QuerySet[StoredPurchase]:
+        return StoredPurchase.objects.using(self._alias)
 
     # -------------------------------------------------------------------------- customers
 
@@ -606,3 +613,42 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
         rows = self._events().filter(status=EventStatus(status).value).order_by("received_at")
         oldest: datetime | None = rows.values_list("received_at", flat=True).first()
         return oldest
+
+    # ------------------------------------------------------------------ one-time purchases
+
+    @_operation
+    def save_purchase(self, purchase: Purchase) -> None:
+        row = purchase.model_dump()
+        row["status"] = PurchaseStatus(purchase.status).value
+        # INSERT ... ON CONFLICT (session_id) DO UPDATE: one statement, no read first.
+        self._purchases().bulk_create(
+            [StoredPurchase(**row)],
+            update_conflicts=True,
+            unique_fields=["session_id"],
+            update_fields=[name for name in _PURCHASE_FIELDS if name != "session_id"],
+        )
+
+    @_operation
+    def get_purchase(self, session_id: str) -> Purchase | None:
+        row = self._purchases().filter(session_id=session_id).values(*_PURCHASE_FIELDS).first()
+        return None if row is None else Purchase.model_validate(row)
+
+    @_operation
+    def purchase_by_payment_intent(self, payment_intent_id: str) -> Purchase | None:
+        row = (
+            self._purchases()
+            .filter(payment_intent_id=payment_intent_id)
+            .values(*_PURCHASE_FIELDS)
+            .first()
+        )
+        return None if row is None else Purchase.model_validate(row)
+
+    @_operation
+    def purchases_for_user(self, user_id: str) -> list[Purchase]:
+        rows = (
+            self._purchases()
+            .filter(user_id=user_id)
+            .order_by("-created_at", "-session_id")
+            .values(*_PURCHASE_FIELDS)
+        )
+        return [Purchase.model_validate(row) for row in rows]
