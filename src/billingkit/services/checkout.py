@@ -52,6 +52,7 @@ from billingkit.ports import (
 )
 from billingkit.services.apply import apply_checkout_session
 from billingkit.services.catalog import PlanCatalog
+from billingkit.services.webhooks.handlers.purchases import apply_purchase
 
 __all__ = [
     "RESERVED_METADATA_KEYS",
@@ -844,6 +845,14 @@ class CheckoutService:
         with self._repository.unit_of_work() as uow:
             self._check_owner(uow, session, user_id)
             applied = apply_checkout_session(uow, session, catalog=self._catalog, user_id=user_id)
+            if session.mode == "payment":
+                record = applied.record
+                apply_purchase(
+                    uow,
+                    session,
+                    user_id=user_id,
+                    plan_key=record.plan_key if record is not None else None,
+                )
         return self._confirmation(session, user_id, applied.record)
 
     def _confirmation(

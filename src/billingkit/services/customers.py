@@ -12,6 +12,7 @@ from datetime import datetime
 from billingkit.config import BillingConfig
 from billingkit.domain import (
     PlanDefinition,
+    Purchase,
     Subscription,
     SubscriptionStatus,
     UTCDateTime,
@@ -190,6 +191,17 @@ class CustomerDetails:
             self._describe(user_id, sub, grants_access(sub, self._config.access, now))
             for sub in listed
         ]
+
+    def purchases(self, user_id: str) -> list[Purchase]:
+        """The user's one-time purchases, newest first, with their status and refunds.
+
+        From the repository alone: no Stripe call. ``status.is_paid`` tells what was paid
+        (refunded ones included; ``status`` says how much came back). Raises
+        :class:`~billingkit.errors.InvalidInputError` for a blank ``user_id``.
+        """
+        _check_user(user_id)
+        with self._repository.unit_of_work() as uow:
+            return uow.purchases_for_user(user_id)
 
     def _plan_of(self, subscription: Subscription) -> tuple[str | None, PlanDefinition | None]:
         plan_key = subscription.plan_key

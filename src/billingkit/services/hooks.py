@@ -20,7 +20,14 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, ClassVar, Literal, TypeVar, overload
 
-from billingkit.domain import Money, Subscription, SubscriptionStatus, UTCDateTime, Value
+from billingkit.domain import (
+    Money,
+    Purchase,
+    Subscription,
+    SubscriptionStatus,
+    UTCDateTime,
+    Value,
+)
 from billingkit.errors import InvalidInputError
 
 __all__ = [
@@ -32,6 +39,8 @@ __all__ = [
     "PaymentActionRequired",
     "PaymentFailed",
     "PlanChanged",
+    "PurchaseCompleted",
+    "PurchaseRefunded",
     "SubscriptionActivated",
     "SubscriptionCanceled",
     "SubscriptionPlanUnknown",
@@ -52,6 +61,8 @@ class HookKind(str, Enum):
     CHECKOUT_COMPLETED = "checkout_completed"
     SUBSCRIPTION_PLAN_UNKNOWN = "subscription_plan_unknown"
     SUBSCRIPTION_RECOVERED = "subscription_recovered"
+    PURCHASE_COMPLETED = "purchase_completed"
+    PURCHASE_REFUNDED = "purchase_refunded"
 
 
 class HookEvent(Value):
@@ -190,6 +201,35 @@ class SubscriptionRecovered(HookEvent):
     previous_status: SubscriptionStatus
 
 
+class PurchaseCompleted(HookEvent):
+    """A one-time purchase was paid: deliver what was bought (``purchase.plan_key``).
+
+    Fires once per purchase: on ``checkout.session.completed`` when the payment went
+    through at once, or on ``checkout.session.async_payment_succeeded`` for a delayed
+    payment method (then the completed session was stored as ``pending`` first).
+    ``purchase`` is the stored state.
+    """
+
+    kind: ClassVar[HookKind] = HookKind.PURCHASE_COMPLETED
+
+    purchase: Purchase
+
+
+class PurchaseRefunded(HookEvent):
+    """Some or all of a one-time purchase was refunded (``charge.refunded``).
+
+    ``refund`` is what this refund gave back; ``purchase.refunded`` the total so far;
+    ``fully_refunded`` whether nothing is left (revoke what was bought then). Fires once
+    per increase of the amount refunded: a repeated or out-of-order event fires nothing.
+    """
+
+    kind: ClassVar[HookKind] = HookKind.PURCHASE_REFUNDED
+
+    purchase: Purchase
+    refund: Money
+    fully_refunded: bool
+
+
 _E = TypeVar("_E", bound=HookEvent)
 _EVENT_CLASSES: dict[HookKind, type[HookEvent]] = {
     cls.kind: cls
@@ -203,6 +243,8 @@ _EVENT_CLASSES: dict[HookKind, type[HookEvent]] = {
         CheckoutCompleted,
         SubscriptionPlanUnknown,
         SubscriptionRecovered,
+        PurchaseCompleted,
+        PurchaseRefunded,
     )
 }
 #: A registered callback; its return value is ignored.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -43,6 +44,10 @@ class Checkout:
         self._customers = customers
         self._subscriptions = subscriptions
         self._invoices = invoices
+        #: Payment-mode sessions paid with a delayed method, still settling.
+        self._settling: set[str] = set()
+        #: The charge of each one-time payment intent, created when it succeeds.
+        self._charges: dict[str, dict[str, Any]] = {}
 
     def expanded(self, session: dict[str, Any]) -> CheckoutSession:
         """``session`` as ``retrieve_checkout_session`` answers it: subscription expanded."""
@@ -124,7 +129,7 @@ class Checkout:
             if sub.json["customer"] == customer_id:
                 sub.missing_payment_method = None
 
-    def complete(self, session_id: str) -> dict[str, Any]:
+    def complete(self, session_id: str, *, delayed: bool = False) -> dict[str, Any]:
         """The customer pays: see ``FakeStripeGateway.complete_checkout``."""
         state = self._state
         entry = state.session(session_id)
@@ -141,10 +146,12 @@ class Checkout:
                 user_message="Your card was declined.",
             )
         start = state.timestamp()
+        if delayed and request.mode != "payment":
+            raise invalid("a delayed payment method is simulated for payment mode only")
         if request.mode == "subscription":
             self._pay_subscription(session, request, start)
         else:
-            self._pay_once(session, request, start)
+            self._pay_once(session, request, start, delayed=delayed)
         session["status"] = "complete"
         session["url"] = None
         session["customer_details"] = {
@@ -192,9 +199,14 @@ class Checkout:
         session["payment_status"] = "no_payment_required" if invoice["amount_due"] == 0 else "paid"
 
     def _pay_once(
-        self, session: dict[str, Any], request: CheckoutSessionRequest, start: int
+        self,
+        session: dict[str, Any],
+        request: CheckoutSessionRequest,
+        start: int,
+        *,
+        delayed: bool = False,
     ) -> None:
-        """A succeeded payment intent (T) for a one-time purchase."""
+        """A succeeded payment intent (T) for a one-time purchase; ``processing`` if delayed."""
         state = self._state
         intent = _shapes.payment_intent_json(
             id=state.new_id("pi"),
@@ -205,9 +217,62 @@ class Checkout:
             livemode=state.livemode,
         )
         state.payment_intents[intent["id"]] = intent
-        state.emit("payment_intent.succeeded", intent, start)
         session["payment_intent"] = intent["id"]
+        if delayed:
+            intent["status"] = "processing"
+            intent["amount_received"] = 0
+            state.emit("payment_intent.processing", intent, start)
+            session["payment_status"] = "unpaid"
+            self._settling.add(session["id"])
+            return
+        self._charge(intent, start)
+        state.emit("payment_intent.succeeded", intent, start)
         session["payment_status"] = "paid"
+
+    def settle(self, session_id: str, *, succeeded: bool) -> dict[str, Any]:
+        """A delayed payment settles: see :meth:`FakeStripeGateway.settle_delayed_payment`."""
+        state = self._state
+        entry = state.session(session_id)
+        if session_id not in self._settling:
+            raise invalid(f"checkout session {session_id} has no delayed payment settling")
+        self._settling.discard(session_id)
+        session = entry.json
+        intent = state.payment_intents[session["payment_intent"]]
+        at = state.timestamp()
+        if succeeded:
+            intent["status"] = "succeeded"
+            intent["amount_received"] = intent["amount"]
+            self._charge(intent, at)
+            state.emit("payment_intent.succeeded", intent, at)
+            session["payment_status"] = "paid"
+            state.emit("checkout.session.async_payment_succeeded", session, at + 1)
+        else:
+            intent["status"] = "requires_payment_method"
+            state.emit("payment_intent.payment_failed", intent, at)
+            state.emit("checkout.session.async_payment_failed", session, at + 1)
+        state.catch_up(from_timestamp(at + 1))
+        return session
+
+    def refund(self, session_id: str, amount: int | None) -> dict[str, Any]:
+        """Refund a one-time payment: see :meth:`FakeStripeGateway.refund_payment`."""
+        state = self._state
+        session = state.session(session_id).json
+        charge = self._charges.get(session.get("payment_intent") or "")
+        if charge is None:
+            raise invalid(f"checkout session {session_id} has no succeeded payment to refund")
+        left = charge["amount"] - charge["amount_refunded"]
+        amount = left if amount is None else amount
+        if amount < 1 or amount > left:
+            raise invalid(f"refund amount must be between 1 and {left}")
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        state.emit("charge.refunded", charge, state.timestamp())
+        return charge
+
+    def _charge(self, intent: dict[str, Any], at: int) -> None:
+        charge = _charge_json(self._state.new_id("ch"), intent, at, self._state.livemode)
+        self._charges[intent["id"]] = charge
+        intent["latest_charge"] = charge["id"]
 
 
 _MONTHS = {"day": 1 / 30, "week": 1 / 4, "month": 1, "year": 12}
@@ -253,3 +318,26 @@ def _options_json(
         session["discounts"] = [
             {"coupon": request.coupon, "promotion_code": request.promotion_code}
         ]
+
+
+def _charge_json(ident: str, intent: Mapping[str, Any], at: int, livemode: bool) -> dict[str, Any]:
+    """The ``charge`` of a succeeded one-time payment intent."""
+    return {
+        "id": ident,
+        "object": "charge",
+        "amount": intent["amount"],
+        "amount_captured": intent["amount"],
+        "amount_refunded": 0,
+        "captured": True,
+        "created": at,
+        "currency": intent["currency"],
+        "customer": intent["customer"],
+        "description": None,
+        "invoice": None,
+        "livemode": livemode,
+        "metadata": {},
+        "paid": True,
+        "payment_intent": intent["id"],
+        "refunded": False,
+        "status": "succeeded",
+    }

@@ -17,6 +17,7 @@ from billingkit.services.webhooks.handlers.invoices import (
     invoice_payment_failed,
     invoice_recorded,
 )
+from billingkit.services.webhooks.handlers.purchases import charge_refunded
 from billingkit.services.webhooks.handlers.subscriptions import subscription_event
 
 __all__ = ["HANDLERS"]
@@ -38,6 +39,7 @@ HANDLERS: Mapping[str, Handler] = {
     "invoice.payment_succeeded": invoice_recorded,
     "invoice.payment_failed": invoice_payment_failed,
     "invoice.payment_action_required": invoice_action_required,
+    "charge.refunded": charge_refunded,
     "customer.updated": customer_updated,
     "customer.deleted": customer_deleted,
     "price.created": catalog_changed,
