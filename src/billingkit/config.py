@@ -103,7 +103,7 @@ class BillingConfig(Value):
         webhook_retry_max_seconds: ...up to this ceiling.
         webhook_retry_jitter: the fraction (0 to 1) of each delay taken off at random, so
             events that failed together are not retried together.
-        checkout: the :class:`CheckoutDefaults` (tax, tax ids, billing address, trials
+        checkout: the ``CheckoutDefaults`` (tax, tax ids, billing address, trials
             without a card, locale); ``start_checkout`` arguments override them per call.
     """
 

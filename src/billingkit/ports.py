@@ -728,7 +728,7 @@ class UnitOfWork(abc.ABC):
     def save_purchase(self, purchase: Purchase) -> None:
         """Insert or replace the purchase of ``purchase.session_id``.
 
-        The caller decides the new state (:func:`~billingkit.domain.purchases.advance_purchase`
+        The caller decides the new state (``advance_purchase``
         against the stored one, read in the same unit of work).
         """
 

@@ -67,7 +67,7 @@ def is_recovery(
 
     The rule for the ``SubscriptionRecovered`` hook: ``status`` is one of
     ``policy.granting_statuses``, ``previous`` is not, and ``previous`` is ``past_due`` or
-    ``unpaid`` (:data:`RECOVERING_STATUSES`: the subscription granted access before), or
+    ``unpaid`` (``RECOVERING_STATUSES``: the subscription granted access before), or
     ``paused`` when trials grant access (Stripe pauses a subscription only when its trial
     ends without a payment method, so it granted access during the trial).
     """
@@ -86,7 +86,7 @@ def is_activation(
     The rule for the ``SubscriptionActivated`` hook, which fires once per subscription, the
     first time it grants access: ``status`` is one of ``policy.granting_statuses``,
     ``previous`` is not (``None``: the subscription is new, or its previous status is
-    unknown), and the move is not a recovery (:func:`is_recovery`: back from ``past_due``,
+    unknown), and the move is not a recovery (``is_recovery``: back from ``past_due``,
     ``unpaid``, or a pause after a granting trial). The ``past_due`` grace period plays no
     part. Under the default policy that is: becomes ``active`` or ``trialing`` from
     ``incomplete`` (or is created so).

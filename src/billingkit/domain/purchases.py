@@ -1,7 +1,7 @@
 """One-time purchases: a Checkout in payment mode, its payment and its refunds.
 
-A :class:`Purchase` is keyed by its Checkout Session id; its status only moves forward
-(:func:`advance_purchase`): ``pending`` (a delayed payment method, e.g. a bank debit, is
+A ``Purchase`` is keyed by its Checkout Session id; its status only moves forward
+(``advance_purchase``): ``pending`` (a delayed payment method, e.g. a bank debit, is
 still settling) -> ``paid`` or ``failed``; ``paid`` -> ``partially_refunded`` ->
 ``refunded``. The amount refunded never decreases, so a late or repeated refund event
 changes nothing.
@@ -51,8 +51,8 @@ _RANK = {
 class Purchase(Value):
     """A one-time purchase: who bought what, for how much, and what became of it.
 
-    ``amount`` and ``amount_refunded`` are minor units of ``currency`` (see :attr:`total`,
-    :attr:`refunded`). ``plan_key`` is the plan (product) bought, from the checkout
+    ``amount`` and ``amount_refunded`` are minor units of ``currency`` (see ``total``,
+    ``refunded``). ``plan_key`` is the plan (product) bought, from the checkout
     billingkit started. ``payment_intent_id`` ties refunds (``charge.refunded``) to it.
     """
 

@@ -379,7 +379,7 @@ class CheckoutService:
         ``tax_id_collection``, ``billing_address_collection``,
         ``trial_requires_payment_method`` (``False``: a trial starts without a card) with
         ``trial_end_without_payment_method`` (``cancel`` or ``pause``) and ``locale``
-        default to ``config.checkout`` (:class:`~billingkit.config.CheckoutDefaults`); an
+        default to ``config.checkout`` (``CheckoutDefaults``); an
         argument given here wins. ``coupon`` (a coupon id) or ``promotion_code`` (a
         ``promo_...`` id) applies a discount up front.
 
@@ -534,7 +534,7 @@ class CheckoutService:
     ) -> dict[str, Any]:
         """The call's options over ``config.checkout``, checked; only non-default ones.
 
-        The keys are :class:`~billingkit.ports.CheckoutSessionRequest` fields.
+        The keys are ``CheckoutSessionRequest`` fields.
         """
         defaults = self._config.checkout
         flags = {

@@ -49,7 +49,7 @@ class BillingDetails(Value):
         cancel_at: a scheduled cancellation time, if any.
         trial_end: when the trial ends, if any.
         other_plans: with ``allow_multiple_subscriptions``, the plans of the user's *other*
-            subscriptions that grant access (add-ons): :meth:`has_feature` and :meth:`limit`
+            subscriptions that grant access (add-ons): ``has_feature`` and ``limit``
             combine them with ``plan``. Empty otherwise.
         other_subscription_ids: those subscriptions' ids, newest first.
     """
@@ -176,11 +176,11 @@ class CustomerDetails:
     def subscriptions(self, user_id: str, *, include_ended: bool = False) -> list[BillingDetails]:
         """Every subscription of ``user_id``, newest first, each described on its own.
 
-        One :class:`BillingDetails` per subscription (its plan, status, access, dates; no
+        One ``BillingDetails`` per subscription (its plan, status, access, dates; no
         ``other_plans``), for an account page listing a base plan and its add-ons. Canceled
         and expired (``incomplete_expired``) ones are left out unless ``include_ended``.
         From the repository alone: no Stripe call. Raises
-        :class:`~billingkit.errors.InvalidInputError` for a blank ``user_id``.
+        ``InvalidInputError`` for a blank ``user_id``.
         """
         _check_user(user_id)
         with self._repository.unit_of_work() as uow:
@@ -197,7 +197,7 @@ class CustomerDetails:
 
         From the repository alone: no Stripe call. ``status.is_paid`` tells what was paid
         (refunded ones included; ``status`` says how much came back). Raises
-        :class:`~billingkit.errors.InvalidInputError` for a blank ``user_id``.
+        ``InvalidInputError`` for a blank ``user_id``.
         """
         _check_user(user_id)
         with self._repository.unit_of_work() as uow:

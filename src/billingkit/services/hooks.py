@@ -189,10 +189,10 @@ class SubscriptionPlanUnknown(HookEvent):
 class SubscriptionRecovered(HookEvent):
     """A lapsed subscription grants access again: paid after ``past_due`` or ``unpaid``.
 
-    Fires instead of :class:`SubscriptionActivated` (which fires once, the first time), so a
+    Fires instead of ``SubscriptionActivated`` (which fires once, the first time), so a
     welcome e-mail is not sent twice; also for a return from ``paused`` after a trial that
     granted access. ``previous_status`` is the lapsed status. See
-    :func:`billingkit.domain.access.is_recovery`.
+    ``billingkit.domain.access.is_recovery``.
     """
 
     kind: ClassVar[HookKind] = HookKind.SUBSCRIPTION_RECOVERED

@@ -3,7 +3,7 @@
 The checkout options are honoured as Stripe does: a coupon or promotion code applied up
 front must exist (and be usable) and discounts the payment or the subscription's invoices;
 a trial started without a card (``payment_method_collection=if_required``) is canceled or
-paused when it ends and no card was added (:meth:`Checkout.add_payment_method`).
+paused when it ends and no card was added (``Checkout.add_payment_method``).
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ class Checkout:
         session["payment_status"] = "paid"
 
     def settle(self, session_id: str, *, succeeded: bool) -> dict[str, Any]:
-        """A delayed payment settles: see :meth:`FakeStripeGateway.settle_delayed_payment`."""
+        """A delayed payment settles: see ``FakeStripeGateway.settle_delayed_payment``."""
         state = self._state
         entry = state.session(session_id)
         if session_id not in self._settling:
@@ -254,7 +254,7 @@ class Checkout:
         return session
 
     def refund(self, session_id: str, amount: int | None) -> dict[str, Any]:
-        """Refund a one-time payment: see :meth:`FakeStripeGateway.refund_payment`."""
+        """Refund a one-time payment: see ``FakeStripeGateway.refund_payment``."""
         state = self._state
         session = state.session(session_id).json
         charge = self._charges.get(session.get("payment_intent") or "")

@@ -394,7 +394,7 @@ class FakeStripeGateway(StripeGateway):
         session stays open. Returns the session as ``retrieve_checkout_session`` would.
         ``delayed`` (payment mode): the customer chose a delayed payment method (a bank
         debit): ``payment_intent.processing`` and the session completes ``unpaid``; settle
-        it with :meth:`settle_delayed_payment`.
+        it with ``settle_delayed_payment``.
         """
         with self._lock:
             return self._checkout.expanded(self._checkout.complete(session_id, delayed=delayed))

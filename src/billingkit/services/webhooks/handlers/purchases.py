@@ -1,10 +1,10 @@
 """One-time purchases: stored from payment-mode Checkout Sessions, refunded by charges.
 
-:func:`apply_purchase` is called for a payment-mode session by the ``checkout.session.*``
+``apply_purchase`` is called for a payment-mode session by the ``checkout.session.*``
 handler and by ``CheckoutService.confirm_checkout`` (the same path, so whichever comes first
-stores it and the other changes nothing). :func:`charge_refunded` handles
+stores it and the other changes nothing). ``charge_refunded`` handles
 ``charge.refunded`` for purchases. The purchase only moves forward
-(:func:`~billingkit.domain.purchases.advance_purchase`); see ``docs/checkout.md``.
+(``advance_purchase``); see ``docs/checkout.md``.
 
 Until the invoices work lands a shared ``handlers/charges.py``, ``charge.refunded`` is
 registered here; a charge that paid no purchase is ``ignored``.
