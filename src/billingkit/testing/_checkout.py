@@ -310,7 +310,8 @@ def _options_json(
             "provider": "stripe",
             "status": "requires_location_inputs",
         }
-    session["tax_id_collection"] = {"enabled": request.tax_id_collection, "required": "never"}
+    if request.tax_id_collection:
+        session["tax_id_collection"] = {"enabled": True, "required": "never"}
     session["billing_address_collection"] = request.billing_address_collection
     session["payment_method_collection"] = request.payment_method_collection or "always"
     session["locale"] = request.locale
