@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from billingkit.adapters.memory import InMemoryRepository
 from billingkit.composition import Billing
-from billingkit.config import AccessPolicy, BillingConfig
+from billingkit.config import AccessPolicy, BillingConfig, CheckoutDefaults
 from billingkit.domain import (
     CheckoutRecord,
     CustomerLink,
@@ -27,6 +27,8 @@ from billingkit.domain import (
     PlanDefinition,
     Price,
     PriceRef,
+    Purchase,
+    PurchaseStatus,
     Subscription,
     SubscriptionStatus,
 )
@@ -77,10 +79,13 @@ from billingkit.services.hooks import (
     PaymentFailed,
     PlanChanged,
     PlanChangeScheduled,
+    PurchaseCompleted,
+    PurchaseRefunded,
     QuantityChanged,
     SubscriptionActivated,
     SubscriptionCanceled,
     SubscriptionPlanUnknown,
+    SubscriptionRecovered,
     TrialWillEnd,
 )
 from billingkit.services.subscriptions import (
@@ -129,6 +134,7 @@ __all__ = [
     "ChargeRecord",
     "CheckoutCompleted",
     "CheckoutConfirmation",
+    "CheckoutDefaults",
     "CheckoutOwnershipError",
     "CheckoutRecord",
     "CheckoutService",
@@ -172,6 +178,10 @@ __all__ = [
     "Price",
     "PriceRef",
     "PricesUnavailableError",
+    "Purchase",
+    "PurchaseCompleted",
+    "PurchaseRefunded",
+    "PurchaseStatus",
     "QuantityChanged",
     "Repository",
     "RepositoryError",
@@ -184,6 +194,7 @@ __all__ = [
     "SubscriptionCanceled",
     "SubscriptionOwnershipError",
     "SubscriptionPlanUnknown",
+    "SubscriptionRecovered",
     "SubscriptionResult",
     "SubscriptionService",
     "SubscriptionStateError",

@@ -7,7 +7,7 @@ composition root (from its own settings) and hands it to the services.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -24,7 +24,57 @@ from billingkit.domain import PlanDefinition, Value
 from billingkit.domain.access import AccessPolicy
 from billingkit.errors import ConfigurationError
 
-__all__ = ["AccessPolicy", "BillingConfig"]
+__all__ = ["AccessPolicy", "BillingConfig", "CheckoutDefaults"]
+
+
+#: The locales Stripe Checkout offers (``auto``: the browser's).
+CHECKOUT_LOCALES = frozenset(
+    {
+        "auto", "bg", "cs", "da", "de", "el", "en", "en-GB", "es", "es-419", "et", "fi",
+        "fil", "fr", "fr-CA", "hi-IN", "hr", "hu", "id", "it", "ja", "ko", "lt", "lv", "ms", "mt",
+        "nb", "nl", "pl", "pt", "pt-BR", "ro", "ru", "sk", "sl", "sv", "th", "tr", "vi",
+        "zh", "zh-HK", "zh-TW",
+    }
+)  # fmt: skip
+
+
+class CheckoutDefaults(Value):
+    """Checkout options every ``start_checkout`` uses unless the call gives its own.
+
+    Attributes:
+        automatic_tax: compute tax with Stripe Tax (Checkout then saves the address the
+            customer enters on their customer: ``customer_update.address=auto``).
+        tax_id_collection: let business customers enter a tax id (VAT number); their name
+            is saved on the customer too (``customer_update.name=auto``).
+        billing_address_collection: ``required`` always asks for the full billing address;
+            ``auto`` (Stripe's default) only when tax or the payment method needs it.
+        trial_requires_payment_method: ``False`` lets a subscription trial start without a
+            card (``payment_method_collection=if_required``); used with ``trial_days``.
+        trial_end_without_payment_method: what happens when such a trial ends and no card
+            was added: ``cancel`` the subscription or ``pause`` it (resumed once paid).
+        locale: the Checkout page's language (``auto``: the browser's; ``None``: Stripe's
+            default). One of Stripe's supported locales.
+    """
+
+    automatic_tax: bool = False
+    tax_id_collection: bool = False
+    billing_address_collection: Literal["auto", "required"] = "auto"
+    trial_requires_payment_method: bool = True
+    trial_end_without_payment_method: Literal["cancel", "pause"] = "cancel"
+    locale: str | None = None
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid checkout defaults: {_describe(exc)}") from None
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str | None) -> str | None:
+        if value is not None and value not in CHECKOUT_LOCALES:
+            raise ValueError(f"locale must be one of Stripe Checkout's: {sorted(CHECKOUT_LOCALES)}")
+        return value
 
 
 class BillingConfig(Value):
@@ -53,6 +103,8 @@ class BillingConfig(Value):
         webhook_retry_max_seconds: ...up to this ceiling.
         webhook_retry_jitter: the fraction (0 to 1) of each delay taken off at random, so
             events that failed together are not retried together.
+        checkout: the ``CheckoutDefaults`` (tax, tax ids, billing address, trials
+            without a card, locale); ``start_checkout`` arguments override them per call.
     """
 
     plans: tuple[PlanDefinition, ...] = ()
@@ -69,6 +121,7 @@ class BillingConfig(Value):
     webhook_retry_base_seconds: PositiveFloat = 30.0
     webhook_retry_max_seconds: PositiveFloat = 3600.0
     webhook_retry_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    checkout: CheckoutDefaults = Field(default_factory=CheckoutDefaults)
 
     def __init__(self, **data: Any) -> None:
         try:

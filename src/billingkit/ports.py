@@ -37,6 +37,7 @@ from billingkit.domain import (
     EventStatus,
     Money,
     Price,
+    Purchase,
     Subscription,
     UTCDateTime,
     Value,
@@ -141,6 +142,40 @@ class CheckoutSessionRequest(Value):
     trial_days: int | None = Field(default=None, ge=1)
     allow_promotion_codes: bool = False
     idempotency_key: str
+    #: Stripe Tax: ``automatic_tax[enabled]`` with ``customer_update[address]=auto`` (Stripe
+    #: needs the customer's address to compute the tax; Checkout saves what is entered).
+    automatic_tax: bool = False
+    #: ``tax_id_collection[enabled]``, with ``customer_update[name]=auto`` (required then).
+    tax_id_collection: bool = False
+    #: ``billing_address_collection`` (``None``: Stripe's default, ``auto``).
+    billing_address_collection: Literal["auto", "required"] | None = None
+    #: ``payment_method_collection`` (subscription mode): ``if_required`` lets a trial start
+    #: without a card; ``trial_end_behavior`` then says what happens if none is added.
+    payment_method_collection: Literal["always", "if_required"] | None = None
+    #: ``subscription_data.trial_settings.end_behavior.missing_payment_method``.
+    trial_end_behavior: Literal["cancel", "pause", "create_invoice"] | None = None
+    #: ``discounts``: a coupon id or a promotion code id (``promo_...``), applied up front.
+    #: At most one of them, and not with ``allow_promotion_codes`` (Stripe refuses both).
+    coupon: str | None = None
+    promotion_code: str | None = None
+    #: ``locale`` of the Checkout page (``auto``, ``de``, ``pt-BR``...; ``None``: Stripe's).
+    locale: str | None = None
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> CheckoutSessionRequest:
+        if self.coupon is not None and self.promotion_code is not None:
+            raise ValueError("give a coupon or a promotion code, not both")
+        if (self.coupon is not None or self.promotion_code is not None) and (
+            self.allow_promotion_codes
+        ):
+            raise ValueError("a discount applied up front excludes allow_promotion_codes")
+        if self.mode != "subscription" and (
+            self.payment_method_collection is not None or self.trial_end_behavior is not None
+        ):
+            raise ValueError("payment_method_collection and trial_end_behavior need a subscription")
+        if self.trial_end_behavior is not None and self.trial_days is None:
+            raise ValueError("trial_end_behavior needs trial_days")
+        return self
 
 
 class CheckoutSession(Value):
@@ -639,7 +674,9 @@ class UnitOfWork(abc.ABC):
         the new one not -> ``STALE``; new watermark lower -> ``STALE``; equal, or the stored
         watermark is ``FETCHED_WATERMARK`` (a state fetched outside any event) ->
         ``WRITTEN`` if ``allow_tie`` else ``TIE``; higher -> ``WRITTEN``. A write never
-        erases a known ``user_id`` or ``plan_key`` (a ``None`` keeps the stored value).
+        erases a known ``user_id`` (a ``None`` keeps the stored value); a ``None``
+        ``plan_key`` keeps the stored one only when ``price_id`` is unchanged (a move to a
+        price no plan uses must not keep the old plan's features).
         """
 
     # checkout sessions ----------------------------------------------------------------------
@@ -842,6 +879,26 @@ class UnitOfWork(abc.ABC):
         ``created`` first, then id descending. Reconcile asks for one listed page's span of
         seconds at a time, to find what Stripe no longer lists without holding every id.
         """
+    # one-time purchases ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def save_purchase(self, purchase: Purchase) -> None:
+        """Insert or replace the purchase of ``purchase.session_id``.
+
+        The caller decides the new state (``advance_purchase``
+        against the stored one, read in the same unit of work).
+        """
+
+    @abc.abstractmethod
+    def get_purchase(self, session_id: str) -> Purchase | None:
+        """The purchase made through Checkout Session ``session_id``."""
+
+    @abc.abstractmethod
+    def purchase_by_payment_intent(self, payment_intent_id: str) -> Purchase | None:
+        """The purchase paid by ``payment_intent_id`` (``pi_...``), for its refunds."""
+
+    @abc.abstractmethod
+    def purchases_for_user(self, user_id: str) -> list[Purchase]:
+        """The user's purchases, newest first (``created_at``, then session id, descending)."""
 
 
 @runtime_checkable

@@ -499,6 +499,60 @@ def build() -> None:
             amount=19800,
         ),
     )
+    # Checkout options: Stripe Tax (with the customer address update it needs), tax ids (with
+    # the name update), a required billing address, a trial without a card that pauses when
+    # it ends without one, a coupon applied up front, the page in German.
+    options_form = {
+        "mode": "subscription",
+        "customer": wcus,
+        "line_items": [{"price": month, "quantity": 1}],
+        "success_url": SUCCESS,
+        "cancel_url": CANCEL,
+        "client_reference_id": "user-ada",
+        "metadata": {"user_id": "user-ada", "plan": "pro"},
+        "automatic_tax": {"enabled": True},
+        "tax_id_collection": {"enabled": True},
+        "customer_update": {"address": "auto", "name": "auto"},
+        "billing_address_collection": "required",
+        "payment_method_collection": "if_required",
+        "discounts": [{"coupon": "launch20"}],
+        "locale": "de",
+        "subscription_data": {
+            "metadata": {"user_id": "user-ada", "plan": "pro"},
+            "trial_period_days": 14,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}},
+        },
+    }
+    options_body = checkout(
+        "cs_test_a1BkCheckoutOptions0000000000000000000000000000000000000001",
+        mode="subscription",
+        cid=wcus,
+        user_id="user-ada",
+        metadata=options_form["metadata"],
+        amount=0,
+    )
+    options_body.update(
+        automatic_tax={
+            "enabled": True,
+            "liability": {"type": "self"},
+            "status": "requires_location_inputs",
+            "provider": "stripe",
+        },
+        tax_id_collection={"enabled": True, "required": "never"},
+        billing_address_collection="required",
+        payment_method_collection="if_required",
+        locale="de",
+        discounts=[{"coupon": "launch20", "promotion_code": None}],
+    )
+    single(
+        "create_checkout_options",
+        "checkout.session.json",
+        "POST",
+        "/v1/checkout/sessions",
+        form=options_form,
+        idempotency_key=key(run, "checkout-options-user-ada"),
+        body=options_body,
+    )
     min_form = {
         "mode": "subscription",
         "customer": wcus,

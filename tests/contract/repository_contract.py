@@ -79,6 +79,8 @@ from billingkit.domain import (
     EventRecord,
     EventStatus,
     Interval,
+    Purchase,
+    PurchaseStatus,
     Subscription,
     SubscriptionStatus,
 )
@@ -1933,18 +1935,6 @@ class RepositoryContract:
         assert stored is not None and stored.amount_refunded == max(amounts)
 
 
-def make_invoice(
-    status: InvoiceStatus = InvoiceStatus.OPEN,
-    *,
-    invoice_id: str = "in_1",
-    watermark: int = 10,
-    **fields: Any,
-) -> InvoiceSummary:
-    """An invoice summary of ``cus_1`` created at ``T0`` (override any field)."""
-    fields.setdefault("customer_id", "cus_1")
-    fields.setdefault("created", T0)
-    fields.setdefault("total", Money(amount=2000, currency="usd"))
-    return InvoiceSummary(id=invoice_id, status=status, watermark=watermark, **fields)
     # ------------------------------------------------------------ subscription management
 
     def test_item_and_schedule_ids_round_trip_and_are_replaced(
@@ -2055,3 +2045,119 @@ def make_invoice(
             "sub_c",
             "sub_b",
         ]
+    # ------------------------------------------------------------- plan key keep rule
+
+    @pytest.mark.parametrize("allow_tie", [False, True])
+    def test_a_none_plan_key_keeps_the_stored_one_only_for_the_same_price(
+        self, repository: Repository, allow_tie: bool
+    ) -> None:
+        pro = make_subscription(watermark=100, price_id="price_pro", plan_key="pro")
+        _write(repository, lambda uow: uow.save_subscription(pro))
+        same_price = make_subscription(
+            watermark=110, price_id="price_pro", plan_key=None, quantity=2
+        )
+        _write(repository, lambda uow: uow.save_subscription(same_price, allow_tie=allow_tie))
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored == same_price.model_copy(update={"plan_key": "pro"})
+        # a move to a price no plan uses must not keep Pro's key (and its features)
+        unknown = make_subscription(watermark=120, price_id="price_unknown", plan_key=None)
+        written = _write(
+            repository, lambda uow: uow.save_subscription(unknown, allow_tie=allow_tie)
+        )
+        assert written is SaveOutcome.WRITTEN
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == unknown
+        # and a state without a price after a priced one keeps nothing either
+        priceless = make_subscription(watermark=130, price_id=None, plan_key=None)
+        _write(repository, lambda uow: uow.save_subscription(priceless, allow_tie=allow_tie))
+        assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == priceless
+
+    def test_a_none_plan_key_after_a_priceless_state_keeps_the_stored_key(
+        self, repository: Repository
+    ) -> None:
+        keyed = make_subscription(watermark=100, price_id=None, plan_key="legacy")
+        _write(repository, lambda uow: uow.save_subscription(keyed))
+        again = make_subscription(watermark=110, price_id=None, plan_key=None)
+        _write(repository, lambda uow: uow.save_subscription(again))
+        stored = _read(repository, lambda uow: uow.get_subscription("sub_1"))
+        assert stored is not None and stored.plan_key == "legacy"
+
+    # ------------------------------------------------------------------ one-time purchases
+
+    @staticmethod
+    def _purchase(session_id: str = "cs_p1", **fields: Any) -> Purchase:
+        values: dict[str, Any] = {
+            "user_id": "user_1",
+            "customer_id": "cus_1",
+            "plan_key": "lifetime",
+            "payment_intent_id": f"pi_{session_id}",
+            "amount": 9900,
+            "currency": "eur",
+            "status": PurchaseStatus.PAID,
+            "created_at": T0,
+        }
+        values.update(fields)
+        return Purchase(session_id=session_id, **values)
+
+    def test_a_purchase_round_trips_and_is_replaced_by_session(
+        self, repository: Repository
+    ) -> None:
+        pending = self._purchase(
+            status=PurchaseStatus.PENDING,
+            payment_intent_id=None,
+            plan_key=None,
+            customer_id=None,
+            created_at=T0 + timedelta(microseconds=123),
+        )
+        _write(repository, lambda uow: uow.save_purchase(pending))
+        assert _read(repository, lambda uow: uow.get_purchase("cs_p1")) == pending
+        assert _read(repository, lambda uow: uow.get_purchase("cs_other")) is None
+        refunded = self._purchase(
+            status=PurchaseStatus.PARTIALLY_REFUNDED,
+            amount_refunded=1000,
+            created_at=pending.created_at,
+        )
+        _write(repository, lambda uow: uow.save_purchase(refunded))
+        assert _read(repository, lambda uow: uow.get_purchase("cs_p1")) == refunded
+        found = _read(repository, lambda uow: uow.purchase_by_payment_intent("pi_cs_p1"))
+        assert found == refunded
+        assert _read(repository, lambda uow: uow.purchase_by_payment_intent("pi_none")) is None
+
+    def test_purchases_for_user_lists_newest_first(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            uow.save_purchase(self._purchase("cs_a", created_at=T0))
+            uow.save_purchase(self._purchase("cs_b", created_at=T0 + timedelta(seconds=5)))
+            uow.save_purchase(self._purchase("cs_c", created_at=T0))
+            uow.save_purchase(self._purchase("cs_d", user_id="user_2"))
+        listed = _read(repository, lambda uow: uow.purchases_for_user("user_1"))
+        assert [p.session_id for p in listed] == ["cs_b", "cs_c", "cs_a"]
+        assert _read(repository, lambda uow: uow.purchases_for_user("user_3")) == []
+
+    def test_a_purchase_write_rolls_back_with_its_unit_of_work(
+        self, repository: Repository
+    ) -> None:
+        first = self._purchase(status=PurchaseStatus.PENDING)
+        _write(repository, lambda uow: uow.save_purchase(first))
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            uow.save_purchase(self._purchase("cs_p1", status=PurchaseStatus.PAID))
+            uow.save_purchase(self._purchase("cs_p2"))
+            raise _Boom
+        assert _read(repository, lambda uow: uow.get_purchase("cs_p1")) == first
+        assert _read(repository, lambda uow: uow.get_purchase("cs_p2")) is None
+        assert _read(repository, lambda uow: uow.purchase_by_payment_intent("pi_cs_p2")) is None
+        assert [
+            p.session_id for p in _read(repository, lambda uow: uow.purchases_for_user("user_1"))
+        ] == ["cs_p1"]
+
+
+def make_invoice(
+    status: InvoiceStatus = InvoiceStatus.OPEN,
+    *,
+    invoice_id: str = "in_1",
+    watermark: int = 10,
+    **fields: Any,
+) -> InvoiceSummary:
+    """An invoice summary of ``cus_1`` created at ``T0`` (override any field)."""
+    fields.setdefault("customer_id", "cus_1")
+    fields.setdefault("created", T0)
+    fields.setdefault("total", Money(amount=2000, currency="usd"))
+    return InvoiceSummary(id=invoice_id, status=status, watermark=watermark, **fields)

@@ -106,6 +106,7 @@ def test_the_migrations_ship_as_package_files() -> None:
         "bk0004_invoices.py",
         "bk0005_subscription_management.py",
         "bk0006_reconcile_checkpoint.py",
+        "bk0007_purchases.py",
     ]
 
 

@@ -161,6 +161,29 @@ def test_apply_subscription_reports_the_stored_state() -> None:
     assert older.current == first.current == h.stored_subscription(incoming.id)
 
 
+def test_a_move_to_an_unknown_price_does_not_keep_the_old_plan_key() -> None:
+    h = Harness()
+    deps: dict[str, Any] = {"gateway": h.gateway, "catalog": h.catalog}
+    with h.repository.unit_of_work() as uow:
+        uow.link_customer(CustomerLink(user_id="user_1", customer_id=SESSION["customer"]))
+        basic = apply_subscription(
+            uow, subscription_from_stripe(sub_obj("active")), watermark=10, **deps
+        )
+        same = apply_subscription(
+            uow, subscription_from_stripe(sub_obj("past_due")), watermark=11, **deps
+        )
+        moved = apply_subscription(
+            uow,
+            subscription_from_stripe(sub_obj("active", price="price_mystery")),
+            watermark=12,
+            **deps,
+        )
+    assert basic.current is not None and basic.current.plan_key == "basic"
+    assert same.current is not None and same.current.plan_key == "basic"
+    assert moved.current is not None and moved.current.plan_key is None
+    assert h.stored_subscription(moved.current.id) == moved.current
+
+
 def test_link_customer_is_idempotent_and_unique() -> None:
     h = Harness()
     with h.repository.unit_of_work() as uow:

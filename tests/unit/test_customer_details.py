@@ -34,12 +34,36 @@ PRO = PlanDefinition(
     limits={"projects": None, "seats": 5},
 )
 
+ADDON = PlanDefinition(
+    key="addon",
+    name="Analytics add-on",
+    prices={"month": "price_addonM"},
+    features=("analytics",),
+    limits={"seats": 10, "dashboards": 3},
+)
+TEAM = PlanDefinition(
+    key="team",
+    name="Team",
+    prices={"month": "price_teamM"},
+    features=("exports", "sso"),
+    limits={"projects": 50, "seats": None},
+)
+
 
 class World:
-    def __init__(self, *, free_plan: str | None = "free", access: AccessPolicy | None = None):
+    def __init__(
+        self,
+        *,
+        free_plan: str | None = "free",
+        access: AccessPolicy | None = None,
+        multiple: bool = False,
+    ):
         self.now = NOW
         self.config = BillingConfig(
-            plans=(FREE, PRO), free_plan=free_plan, access=access or AccessPolicy()
+            plans=(FREE, PRO, ADDON, TEAM),
+            free_plan=free_plan,
+            access=access or AccessPolicy(),
+            allow_multiple_subscriptions=multiple,
         )
         self.gateway = FakeStripeGateway(webhook_secret="whsec_details_tests")
         self.gateway.add_price(
@@ -331,3 +355,95 @@ def test_plan_problem_without_subscription_and_without_free_plan() -> None:
     world = World(free_plan=None)
     problem = world.details.for_user("u1").plan_problem
     assert problem is not None and "free plan" in problem
+
+
+# ------------------------------------------------------------------ several subscriptions
+
+
+def test_several_granting_subscriptions_combine_their_entitlements() -> None:
+    world = World(multiple=True)
+    world.subscribe("sub_pro", S.ACTIVE, days_ago=40)
+    world.subscribe("sub_addon", S.ACTIVE, days_ago=10, plan_key="addon", price_id="price_addonM")
+    details = world.for_user()
+    assert details.subscription_id == "sub_addon"  # the newest granting one is described
+    assert details.other_subscription_ids == ("sub_pro",)
+    assert details.other_plans == (PRO,)
+    assert details.features == {"basic", "exports", "analytics"}
+    assert details.has_feature("exports") and details.has_feature("analytics")
+    assert not details.has_feature("sso")
+    assert details.limit("seats") == 10  # the larger of 5 and 10
+    assert details.limit("projects") is None  # Pro's unlimited wins over the add-on's none
+    assert details.limit("dashboards") == 3
+    assert details.limit("storage", default=7) == 7
+    assert_no_stripe_call(world)
+
+
+def test_unlimited_wins_over_any_number_whatever_the_order() -> None:
+    world = World(multiple=True)
+    world.subscribe("sub_team", S.ACTIVE, days_ago=1, plan_key="team", price_id="price_teamM")
+    world.subscribe("sub_addon", S.TRIALING, days_ago=3, plan_key="addon", price_id="price_addonM")
+    details = world.for_user()
+    assert details.subscription_id == "sub_team"
+    assert details.limit("seats") is None
+    assert details.limit("projects") == 50
+    assert details.features == {"exports", "sso", "analytics"}
+
+
+def test_lapsed_and_ended_subscriptions_add_nothing() -> None:
+    world = World(multiple=True)
+    world.subscribe("sub_pro", S.ACTIVE, days_ago=40)
+    world.subscribe("sub_addon", S.PAST_DUE, days_ago=10, plan_key="addon", price_id="price_addonM")
+    world.subscribe("sub_team", S.CANCELED, days_ago=5, plan_key="team", price_id="price_teamM")
+    details = world.for_user()
+    assert (details.subscription_id, details.other_subscription_ids) == ("sub_pro", ())
+    assert details.features == {"basic", "exports"}
+    assert details.limit("seats") == 5
+
+
+def test_without_the_setting_only_the_newest_granting_subscription_counts(world: World) -> None:
+    world.subscribe("sub_pro", S.ACTIVE, days_ago=40)
+    world.subscribe("sub_addon", S.ACTIVE, days_ago=10, plan_key="addon", price_id="price_addonM")
+    details = world.for_user()
+    assert (details.subscription_id, details.other_plans) == ("sub_addon", ())
+    assert not details.has_feature("exports")
+    assert details.limit("seats") == 10
+
+
+def test_a_granting_subscription_at_an_unknown_price_adds_no_plan() -> None:
+    world = World(multiple=True)
+    world.subscribe("sub_pro", S.ACTIVE, days_ago=40)
+    world.subscribe("sub_odd", S.ACTIVE, days_ago=10, plan_key=None, price_id="price_odd")
+    details = world.for_user()
+    assert details.subscription_id == "sub_odd" and details.plan is None
+    assert details.other_plans == (PRO,)
+    assert details.has_feature("exports")  # the known plan still counts
+
+
+def test_without_access_nothing_is_combined() -> None:
+    world = World(multiple=True)
+    world.subscribe("sub_pro", S.UNPAID, days_ago=40)
+    world.subscribe("sub_addon", S.PAST_DUE, days_ago=10, plan_key="addon", price_id="price_addonM")
+    details = world.for_user()
+    assert not details.has_access and details.features == frozenset()
+    assert details.limit("seats") == 0
+
+
+def test_subscriptions_lists_each_one_newest_first_without_a_stripe_call() -> None:
+    world = World(multiple=True)
+    world.subscribe("sub_pro", S.ACTIVE, days_ago=40)
+    world.subscribe("sub_addon", S.PAST_DUE, days_ago=10, plan_key="addon", price_id="price_addonM")
+    world.subscribe("sub_team", S.CANCELED, days_ago=5, plan_key="team", price_id="price_teamM")
+    listed = world.details.subscriptions("u1")
+    assert [(d.subscription_id, d.plan_key, d.has_access) for d in listed] == [
+        ("sub_addon", "addon", False),
+        ("sub_pro", "pro", True),
+    ]
+    assert all(d.other_plans == () for d in listed)
+    assert listed[1].has_feature("exports") and not listed[0].has_feature("analytics")
+    everything = world.details.subscriptions("u1", include_ended=True)
+    assert [d.subscription_id for d in everything] == ["sub_team", "sub_addon", "sub_pro"]
+    assert everything[0].status is S.CANCELED and not everything[0].has_access
+    assert world.details.subscriptions("someone-else") == []
+    assert_no_stripe_call(world)
+    with pytest.raises(InvalidInputError):
+        world.details.subscriptions(" ")

@@ -30,9 +30,9 @@ from billingkit import (
     PriceRef,
     QuantityChanged,
     Subscription,
-    SubscriptionActivated,
     SubscriptionCanceled,
     SubscriptionOwnershipError,
+    SubscriptionRecovered,
     SubscriptionService,
     SubscriptionStateError,
     SubscriptionStatus,
@@ -384,7 +384,7 @@ def test_cancel_now_with_proration_credit(w: World) -> None:
         w.service.cancel("u1")
 
 
-def test_resume_a_paused_subscription_fires_activated_once(w: World) -> None:
+def test_resume_a_paused_subscription_fires_recovered_once(w: World) -> None:
     w.stripe.pause_subscription(w.sub_id)
     w.deliver()
     w.hooks.clear()
@@ -395,10 +395,11 @@ def test_resume_a_paused_subscription_fires_activated_once(w: World) -> None:
     assert result.subscription.status is SubscriptionStatus.ACTIVE
     assert w.stripe.calls == Counter({"resume_paused_subscription": 1})
     w.deliver()
-    assert w.fired() == Counter({HookKind.SUBSCRIPTION_ACTIVATED: 1})
-    activated = w.hooks[0]
-    assert isinstance(activated, SubscriptionActivated)
-    assert activated.previous_status is SubscriptionStatus.PAUSED
+    # it granted access before the pause: a return is a recovery, not a second activation
+    assert w.fired() == Counter({HookKind.SUBSCRIPTION_RECOVERED: 1})
+    recovered = w.hooks[0]
+    assert isinstance(recovered, SubscriptionRecovered)
+    assert recovered.previous_status is SubscriptionStatus.PAUSED
 
 
 # --------------------------------------------------------------------------- promotion codes

@@ -43,6 +43,7 @@ from billingkit.domain import (
     CustomerLink,
     EventRecord,
     EventStatus,
+    Purchase,
     Subscription,
 )
 from billingkit.domain.invoices import (
@@ -86,6 +87,9 @@ class _Tables:
         "links_by_customer",
         "links_by_user",
         "old_links_by_user",
+        "purchases",
+        "purchases_by_intent",
+        "purchases_by_user",
         "reconcile_checkpoints",
         "subscriptions",
         "subscriptions_by_customer",
@@ -111,6 +115,9 @@ class _Tables:
         self.charges: dict[str, ChargeRecord] = {}
         self.charges_by_invoice: dict[str, dict[str, None]] = {}
         self.reconcile_checkpoints: dict[str, ReconcileCheckpoint] = {}
+        self.purchases: dict[str, Purchase] = {}
+        self.purchases_by_intent: dict[str, str] = {}
+        self.purchases_by_user: dict[str, dict[str, None]] = {}
 
 
 class InMemoryRepository(Repository):
@@ -293,8 +300,12 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
             kept: dict[str, str] = {}
             if subscription.user_id is None and stored.user_id is not None:
                 kept["user_id"] = stored.user_id
-            if subscription.plan_key is None and stored.plan_key is not None:
-                kept["plan_key"] = stored.plan_key
+            if (
+                subscription.plan_key is None
+                and stored.plan_key is not None
+                and subscription.price_id == stored.price_id
+            ):
+                kept["plan_key"] = stored.plan_key  # only for the price it was resolved for
             if kept:
                 subscription = subscription.model_copy(update=kept)
             if stored.customer_id != subscription.customer_id:
@@ -704,6 +715,42 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         ]
         found.sort(key=lambda sub: (sub.created, sub.id), reverse=True)
         return [sub.id for sub in found]
+
+    # ------------------------------------------------------------------ one-time purchases
+
+    @override
+    def save_purchase(self, purchase: Purchase) -> None:
+        self._check()
+        t = self._t
+        stored = t.purchases.get(purchase.session_id)
+        if stored is not None:
+            if stored.user_id != purchase.user_id:
+                self._index_remove(t.purchases_by_user, stored.user_id, stored.session_id)
+            if stored.payment_intent_id not in (None, purchase.payment_intent_id):
+                self._pop(t.purchases_by_intent, stored.payment_intent_id)
+        self._put(t.purchases, purchase.session_id, purchase)
+        self._index_add(t.purchases_by_user, purchase.user_id, purchase.session_id)
+        if purchase.payment_intent_id is not None:
+            self._put(t.purchases_by_intent, purchase.payment_intent_id, purchase.session_id)
+
+    @override
+    def get_purchase(self, session_id: str) -> Purchase | None:
+        self._check()
+        return self._t.purchases.get(session_id)
+
+    @override
+    def purchase_by_payment_intent(self, payment_intent_id: str) -> Purchase | None:
+        self._check()
+        session_id = self._t.purchases_by_intent.get(payment_intent_id)
+        return None if session_id is None else self._t.purchases.get(session_id)
+
+    @override
+    def purchases_for_user(self, user_id: str) -> list[Purchase]:
+        self._check()
+        t = self._t
+        found = [t.purchases[sid] for sid in t.purchases_by_user.get(user_id, {})]
+        found.sort(key=lambda p: (p.created_at, p.session_id), reverse=True)
+        return found
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -55,6 +55,8 @@ from stripe.params import (
 from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
 from stripe.params.checkout import (
     SessionCreateParams,
+    SessionCreateParamsCustomerUpdate,
+    SessionCreateParamsDiscount,
     SessionCreateParamsLineItem,
     SessionCreateParamsSubscriptionData,
     SessionRetrieveParams,
@@ -260,12 +262,17 @@ class StripeSdkGateway(StripeGateway):
             params["metadata"] = dict(request.metadata)
         if request.allow_promotion_codes:
             params["allow_promotion_codes"] = True
+        _add_checkout_options(params, request)
         if request.mode == "subscription":
             subscription_data: SessionCreateParamsSubscriptionData = {}
             if request.subscription_metadata:
                 subscription_data["metadata"] = dict(request.subscription_metadata)
             if request.trial_days is not None:
                 subscription_data["trial_period_days"] = request.trial_days
+            if request.trial_end_behavior is not None:
+                subscription_data["trial_settings"] = {
+                    "end_behavior": {"missing_payment_method": request.trial_end_behavior}
+                }
             if subscription_data:
                 params["subscription_data"] = subscription_data
         with _translated("create checkout session"):
@@ -652,6 +659,32 @@ def _mapped(parse: Callable[[Mapping[str, Any]], _T], raw: Mapping[str, Any]) ->
         return parse(raw)
     except WebhookPayloadError as exc:
         raise GatewayError(f"Stripe returned an unexpected object: {exc}") from None
+
+
+def _add_checkout_options(params: SessionCreateParams, request: CheckoutSessionRequest) -> None:
+    """Tax, tax ids, billing address, card collection, discount and locale, when asked for."""
+    customer_update: SessionCreateParamsCustomerUpdate = {}
+    if request.automatic_tax:
+        params["automatic_tax"] = {"enabled": True}
+        customer_update["address"] = "auto"  # Stripe Tax needs the address on the customer
+    if request.tax_id_collection:
+        params["tax_id_collection"] = {"enabled": True}
+        customer_update["name"] = "auto"  # required with tax ids and an existing customer
+    if customer_update:
+        params["customer_update"] = customer_update
+    if request.billing_address_collection is not None:
+        params["billing_address_collection"] = request.billing_address_collection
+    if request.payment_method_collection is not None:
+        params["payment_method_collection"] = request.payment_method_collection
+    discount: SessionCreateParamsDiscount = {}
+    if request.coupon is not None:
+        discount["coupon"] = request.coupon
+    if request.promotion_code is not None:
+        discount["promotion_code"] = request.promotion_code
+    if discount:
+        params["discounts"] = [discount]
+    if request.locale is not None:
+        params["locale"] = request.locale
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from billingkit.domain.billing import (
 )
 from billingkit.domain.money import ZERO_DECIMAL_CURRENCIES, Money, minor_unit_exponent
 from billingkit.domain.plans import Interval, Plan, PlanDefinition, Price, PriceRef
+from billingkit.domain.purchases import Purchase, PurchaseStatus
 
 __all__ = [
     "LIVE_STATUSES",
@@ -28,6 +29,8 @@ __all__ = [
     "PlanDefinition",
     "Price",
     "PriceRef",
+    "Purchase",
+    "PurchaseStatus",
     "Subscription",
     "SubscriptionStatus",
     "UTCDateTime",

@@ -12,7 +12,7 @@ from pydantic import NonNegativeInt
 from billingkit.domain._base import Value
 from billingkit.domain.billing import Subscription, SubscriptionStatus
 
-__all__ = ["AccessPolicy", "grants_access", "is_activation"]
+__all__ = ["RECOVERING_STATUSES", "AccessPolicy", "grants_access", "is_activation", "is_recovery"]
 
 
 class AccessPolicy(Value):
@@ -48,16 +48,49 @@ def grants_access(subscription: Subscription, policy: AccessPolicy, now: datetim
     return False
 
 
+#: Statuses a subscription reaches only after it was paid for: a return to access from one
+#: of them is a recovery, not a first activation.
+RECOVERING_STATUSES = frozenset({SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID})
+
+
+def _returns_to_access(
+    previous: SubscriptionStatus | None, status: SubscriptionStatus, policy: AccessPolicy
+) -> bool:
+    granting = policy.granting_statuses
+    return status in granting and previous not in granting
+
+
+def is_recovery(
+    previous: SubscriptionStatus | None, status: SubscriptionStatus, policy: AccessPolicy
+) -> bool:
+    """Whether moving from ``previous`` to ``status`` is a return to access after a lapse.
+
+    The rule for the ``SubscriptionRecovered`` hook: ``status`` is one of
+    ``policy.granting_statuses``, ``previous`` is not, and ``previous`` is ``past_due`` or
+    ``unpaid`` (``RECOVERING_STATUSES``: the subscription granted access before), or
+    ``paused`` when trials grant access (Stripe pauses a subscription only when its trial
+    ends without a payment method, so it granted access during the trial).
+    """
+    if not _returns_to_access(previous, status, policy):
+        return False
+    if previous is SubscriptionStatus.PAUSED:
+        return SubscriptionStatus.TRIALING in policy.granting_statuses
+    return previous in RECOVERING_STATUSES
+
+
 def is_activation(
     previous: SubscriptionStatus | None, status: SubscriptionStatus, policy: AccessPolicy
 ) -> bool:
     """Whether moving from ``previous`` to ``status`` activates a subscription.
 
-    The rule for the ``SubscriptionActivated`` hook: ``status`` is one of
-    ``policy.granting_statuses`` and ``previous`` is not (``None``: the subscription is new,
-    or its previous status is unknown). The ``past_due`` grace period plays no part: a
-    ``past_due`` subscription back to ``active`` is activated again. Under the default policy
-    that is: becomes ``active`` or ``trialing`` from anything else.
+    The rule for the ``SubscriptionActivated`` hook, which fires once per subscription, the
+    first time it grants access: ``status`` is one of ``policy.granting_statuses``,
+    ``previous`` is not (``None``: the subscription is new, or its previous status is
+    unknown), and the move is not a recovery (``is_recovery``: back from ``past_due``,
+    ``unpaid``, or a pause after a granting trial). The ``past_due`` grace period plays no
+    part. Under the default policy that is: becomes ``active`` or ``trialing`` from
+    ``incomplete`` (or is created so).
     """
-    granting = policy.granting_statuses
-    return status in granting and previous not in granting
+    return _returns_to_access(previous, status, policy) and not is_recovery(
+        previous, status, policy
+    )

@@ -140,8 +140,8 @@ def _prepare(
     catalog: PlanResolver,
 ) -> Subscription:
     """The state to store: watermark set, plan key resolved, user id filled if knowable."""
-    # A None keeps the stored user_id/plan_key (the repository's rule): mirror it here so
-    # the returned state is exactly what is stored.
+    # A None keeps the stored user_id, and the stored plan_key for an unchanged price (the
+    # repository's rule): mirror it here so the returned state is exactly what is stored.
     user_id = subscription.user_id or (stored.user_id if stored is not None else None)
     if user_id is None:
         link = uow.customer_by_id(subscription.customer_id)
@@ -150,7 +150,7 @@ def _prepare(
     plan_key = subscription.plan_key
     if plan_key is None and subscription.price_id is not None:
         plan_key = catalog.plan_key_for_price(subscription.price_id)
-    if plan_key is None and stored is not None:
+    if plan_key is None and stored is not None and stored.price_id == subscription.price_id:
         plan_key = stored.plan_key
     if (
         user_id == subscription.user_id

@@ -17,10 +17,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
-from billingkit.config import BillingConfig
+from billingkit.config import CHECKOUT_LOCALES, BillingConfig
 from billingkit.domain import (
     LIVE_STATUSES,
     CheckoutRecord,
@@ -52,6 +52,7 @@ from billingkit.ports import (
 )
 from billingkit.services.apply import apply_checkout_session
 from billingkit.services.catalog import PlanCatalog
+from billingkit.services.webhooks.handlers.purchases import apply_purchase
 
 __all__ = [
     "RESERVED_METADATA_KEYS",
@@ -64,6 +65,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: Metadata keys billingkit sets on every session; app metadata may not use them.
 RESERVED_METADATA_KEYS = frozenset({"user_id", "plan_key", "interval"})
@@ -74,6 +76,7 @@ _MAX_METADATA_KEYS = 50
 _MAX_METADATA_KEY_LENGTH = 40
 _MAX_METADATA_VALUE_LENGTH = 500
 _MAX_TRIAL_DAYS = 730
+_MAX_ID_LENGTH = 255
 _INTERVAL_VALUES = frozenset(interval.value for interval in Interval)
 #: Stripe expires a Checkout Session at most 24 hours after creating it.
 _MAX_SESSION_LIFETIME = timedelta(hours=24)
@@ -132,6 +135,24 @@ class _SessionShape(TypedDict):
     cancel_url: str
 
 
+class _CallOptions(TypedDict):
+    """The checkout options of one ``start_checkout`` call (``None``: the config's)."""
+
+    automatic_tax: bool | None
+    tax_id_collection: bool | None
+    billing_address_collection: Literal["auto", "required"] | None
+    trial_requires_payment_method: bool | None
+    trial_end_without_payment_method: Literal["cancel", "pause"] | None
+    coupon: str | None
+    promotion_code: str | None
+    locale: str | None
+
+
+def _pick(given: _T | None, default: _T) -> _T:
+    """The call's value when given, else the configured default."""
+    return default if given is None else given
+
+
 @dataclass(frozen=True, slots=True)
 class _CheckoutRequest:
     """A validated ``start_checkout`` request, its price resolved and its fingerprint taken."""
@@ -143,6 +164,9 @@ class _CheckoutRequest:
     shape: _SessionShape
     metadata: dict[str, str]
     request_key: str
+    #: The checkout options that differ from Stripe's defaults (``CheckoutSessionRequest``
+    #: field names), after the config defaults and the call's arguments were merged.
+    options: dict[str, Any]
 
 
 # --------------------------------------------------------------------------- keys
@@ -181,15 +205,19 @@ def checkout_request_key(
     success_url: str,
     cancel_url: str,
     metadata: Mapping[str, str],
+    options: Mapping[str, Any] | None = None,
 ) -> str:
     """Fingerprint of a ``start_checkout`` request: equal inputs give an equal key.
 
     Everything that shapes the session is included (the resolved price id too, so moving a
     lookup key to a new price starts a new session); the e-mail is not, it only matters
-    when the customer is created.
+    when the customer is created. ``options`` are the checkout options that differ from
+    Stripe's defaults (tax, discount, locale...); none leaves the key as it always was.
     """
+    extra: dict[str, Any] = {"options": dict(sorted(options.items()))} if options else {}
     canonical = json.dumps(
         {
+            **extra,
             "user_id": user_id,
             "plan_key": plan_key,
             "interval": interval.value,
@@ -331,6 +359,14 @@ class CheckoutService:
         trial_days: int | None = None,
         allow_promotion_codes: bool = False,
         metadata: Mapping[str, str] | None = None,
+        automatic_tax: bool | None = None,
+        tax_id_collection: bool | None = None,
+        billing_address_collection: Literal["auto", "required"] | None = None,
+        trial_requires_payment_method: bool | None = None,
+        trial_end_without_payment_method: Literal["cancel", "pause"] | None = None,
+        coupon: str | None = None,
+        promotion_code: str | None = None,
+        locale: str | None = None,
     ) -> CheckoutStart:
         """Create (or reuse) a Checkout Session for ``user_id`` buying ``plan_key``.
 
@@ -339,9 +375,20 @@ class CheckoutService:
         ``{CHECKOUT_SESSION_ID}`` placeholder, which the success page passes to
         ``confirm_checkout``.
 
+        Checkout options (``docs/checkout.md#checkout-options``): ``automatic_tax``,
+        ``tax_id_collection``, ``billing_address_collection``,
+        ``trial_requires_payment_method`` (``False``: a trial starts without a card) with
+        ``trial_end_without_payment_method`` (``cancel`` or ``pause``) and ``locale``
+        default to ``config.checkout`` (``CheckoutDefaults``); an
+        argument given here wins. ``coupon`` (a coupon id) or ``promotion_code`` (a
+        ``promo_...`` id) applies a discount up front.
+
         Raises:
             InvalidInputError: a malformed argument, or ``metadata`` using a reserved key
-                (``user_id``, ``plan_key``, ``interval``), or trial days on a one-time price.
+                (``user_id``, ``plan_key``, ``interval``), or trial days on a one-time price;
+                both a coupon and a promotion code, a discount with
+                ``allow_promotion_codes``, a trial without a card asked for a one-time price
+                or without ``trial_days``, an unknown locale.
             UnknownPlanError: no such plan, or it has no (active) price for ``interval``.
             PricesUnavailableError: the catalog is cold and Stripe is unreachable (retryable).
             AlreadySubscribedError: the user already has a live subscription, or a
@@ -362,6 +409,16 @@ class CheckoutService:
             trial_days=trial_days,
             allow_promotion_codes=allow_promotion_codes,
             metadata=metadata,
+            options=_CallOptions(
+                automatic_tax=automatic_tax,
+                tax_id_collection=tax_id_collection,
+                billing_address_collection=billing_address_collection,
+                trial_requires_payment_method=trial_requires_payment_method,
+                trial_end_without_payment_method=trial_end_without_payment_method,
+                coupon=coupon,
+                promotion_code=promotion_code,
+                locale=locale,
+            ),
         )
         now = self._clock()
         with self._repository.unit_of_work() as uow:
@@ -413,6 +470,7 @@ class CheckoutService:
         trial_days: int | None,
         allow_promotion_codes: bool,
         metadata: Mapping[str, str] | None,
+        options: _CallOptions,
     ) -> _CheckoutRequest:
         """Check every argument and resolve the price (no Stripe call with a warm catalog)."""
         user_id = _require_text("user_id", user_id, max_length=_MAX_CLIENT_REFERENCE_ID)
@@ -435,6 +493,9 @@ class CheckoutService:
         )
         if mode == "payment" and trial_days is not None:
             raise InvalidInputError("trial_days applies to subscriptions, not one-time prices")
+        session_options = self._session_options(
+            options, mode=mode, trial_days=trial_days, allow_promotion_codes=allow_promotion_codes
+        )
 
         shape = _SessionShape(
             price_id=price.id,
@@ -445,7 +506,12 @@ class CheckoutService:
             cancel_url=cancel_url,
         )
         request_key = checkout_request_key(
-            user_id=user_id, plan_key=plan_key, interval=interval, metadata=app_metadata, **shape
+            user_id=user_id,
+            plan_key=plan_key,
+            interval=interval,
+            metadata=app_metadata,
+            options=session_options,
+            **shape,
         )
         return _CheckoutRequest(
             user_id=user_id,
@@ -455,7 +521,90 @@ class CheckoutService:
             shape=shape,
             metadata=app_metadata,
             request_key=request_key,
+            options=session_options,
         )
+
+    def _session_options(
+        self,
+        given: _CallOptions,
+        *,
+        mode: Literal["subscription", "payment"],
+        trial_days: int | None,
+        allow_promotion_codes: bool,
+    ) -> dict[str, Any]:
+        """The call's options over ``config.checkout``, checked; only non-default ones.
+
+        The keys are ``CheckoutSessionRequest`` fields.
+        """
+        defaults = self._config.checkout
+        flags = {
+            "automatic_tax": given["automatic_tax"],
+            "tax_id_collection": given["tax_id_collection"],
+            "trial_requires_payment_method": given["trial_requires_payment_method"],
+        }
+        for name, flag in flags.items():
+            if flag is not None and not isinstance(flag, bool):
+                raise InvalidInputError(f"{name} must be a bool")
+        if given["billing_address_collection"] not in (None, "auto", "required"):
+            raise InvalidInputError("billing_address_collection must be 'auto' or 'required'")
+        if given["trial_end_without_payment_method"] not in (None, "cancel", "pause"):
+            raise InvalidInputError("trial_end_without_payment_method must be 'cancel' or 'pause'")
+        locale = given["locale"]
+        if locale is not None and locale not in CHECKOUT_LOCALES:
+            raise InvalidInputError(
+                f"locale {locale!r} is not one of Stripe Checkout's: {sorted(CHECKOUT_LOCALES)}"
+            )
+        coupon, promotion_code = given["coupon"], given["promotion_code"]
+        if coupon is not None:
+            _require_text("coupon", coupon, max_length=_MAX_ID_LENGTH)
+        if promotion_code is not None:
+            _require_text("promotion_code", promotion_code, max_length=_MAX_ID_LENGTH)
+            if not promotion_code.startswith("promo_"):
+                raise InvalidInputError(
+                    "promotion_code must be a promotion code id (promo_...), not the code a "
+                    "customer types; look the code up first"
+                )
+        if coupon is not None and promotion_code is not None:
+            raise InvalidInputError("give a coupon or a promotion code, not both")
+        if (coupon is not None or promotion_code is not None) and allow_promotion_codes:
+            raise InvalidInputError(
+                "a discount applied up front cannot be combined with allow_promotion_codes "
+                "(Stripe accepts one or the other)"
+            )
+
+        options: dict[str, Any] = {}
+        if _pick(given["automatic_tax"], defaults.automatic_tax):
+            options["automatic_tax"] = True
+        if _pick(given["tax_id_collection"], defaults.tax_id_collection):
+            options["tax_id_collection"] = True
+        address = _pick(given["billing_address_collection"], defaults.billing_address_collection)
+        if address == "required":
+            options["billing_address_collection"] = "required"
+        card_needed = given["trial_requires_payment_method"]
+        if card_needed is False and (mode != "subscription" or trial_days is None):
+            raise InvalidInputError(
+                "a trial without a card needs a subscription price and trial_days"
+            )
+        card_required = _pick(card_needed, defaults.trial_requires_payment_method)
+        if given["trial_end_without_payment_method"] is not None and card_required:
+            raise InvalidInputError(
+                "trial_end_without_payment_method applies to a trial without a card "
+                "(trial_requires_payment_method=False)"
+            )
+        if mode == "subscription" and trial_days is not None and not card_required:
+            options["payment_method_collection"] = "if_required"
+            options["trial_end_behavior"] = _pick(
+                given["trial_end_without_payment_method"],
+                defaults.trial_end_without_payment_method,
+            )
+        if coupon is not None:
+            options["coupon"] = coupon
+        if promotion_code is not None:
+            options["promotion_code"] = promotion_code
+        chosen_locale = _pick(locale, defaults.locale)
+        if chosen_locale is not None:
+            options["locale"] = chosen_locale
+        return options
 
     def _create_session(
         self,
@@ -487,6 +636,7 @@ class CheckoutService:
                     superseded=superseded,
                 ),
                 **request.shape,
+                **request.options,
             )
         )
         if not session.url:
@@ -696,6 +846,14 @@ class CheckoutService:
         with self._repository.unit_of_work() as uow:
             self._check_owner(uow, session, user_id)
             applied = apply_checkout_session(uow, session, catalog=self._catalog, user_id=user_id)
+            if session.mode == "payment":
+                record = applied.record
+                apply_purchase(
+                    uow,
+                    session,
+                    user_id=user_id,
+                    plan_key=record.plan_key if record is not None else None,
+                )
         return self._confirmation(session, user_id, applied.record)
 
     def _confirmation(

@@ -6,12 +6,13 @@ it is cheap enough to call on every request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from billingkit.config import BillingConfig
 from billingkit.domain import (
     PlanDefinition,
+    Purchase,
     Subscription,
     SubscriptionStatus,
     UTCDateTime,
@@ -49,6 +50,10 @@ class BillingDetails(Value):
         cancel_at_period_end: the subscription stops at ``current_period_end``.
         cancel_at: a scheduled cancellation time, if any.
         trial_end: when the trial ends, if any.
+        other_plans: with ``allow_multiple_subscriptions``, the plans of the user's *other*
+            subscriptions that grant access (add-ons): ``has_feature`` and ``limit``
+            combine them with ``plan``. Empty otherwise.
+        other_subscription_ids: those subscriptions' ids, newest first.
     """
 
     user_id: str
@@ -64,25 +69,46 @@ class BillingDetails(Value):
     cancel_at_period_end: bool = False
     cancel_at: UTCDateTime | None = None
     trial_end: UTCDateTime | None = None
+    other_plans: tuple[PlanDefinition, ...] = ()
+    other_subscription_ids: tuple[str, ...] = ()
 
     @property
     def is_subscribed(self) -> bool:
         """Whether these details describe a (non-terminal) Stripe subscription."""
         return self.subscription_id is not None
 
+    def _entitled_plans(self) -> list[PlanDefinition]:
+        if not self.has_access:
+            return []
+        plans = [self.plan] if self.plan is not None else []
+        return plans + list(self.other_plans)
+
+    @property
+    def features(self) -> frozenset[str]:
+        """Every feature granted now: the union over ``plan`` and ``other_plans``.
+
+        Empty without access.
+        """
+        return frozenset(name for plan in self._entitled_plans() for name in plan.features)
+
     def has_feature(self, name: str) -> bool:
-        """Whether access is granted and the plan includes feature ``name``."""
-        return self.has_access and self.plan is not None and name in self.plan.features
+        """Whether access is granted and the plan (or another granting one) has ``name``."""
+        return name in self.features
 
     def limit(self, name: str, default: int | None = 0) -> int | None:
-        """The plan's limit ``name`` (``None`` meaning unlimited) while access is granted.
+        """The limit ``name`` (``None`` meaning unlimited) while access is granted.
 
-        Without access, without a plan, or when the plan does not define ``name``, returns
-        ``default`` (0 unless given): a lapsed subscription never keeps a paid plan's limits.
+        Over ``plan`` and ``other_plans``, the larger value wins and ``None`` (unlimited)
+        beats any number. Without access, without a plan, or when no plan defines ``name``,
+        returns ``default`` (0 unless given): a lapsed subscription never keeps a paid
+        plan's limits.
         """
-        if not self.has_access or self.plan is None or name not in self.plan.limits:
+        values = [plan.limits[name] for plan in self._entitled_plans() if name in plan.limits]
+        if not values:
             return default
-        return self.plan.limits[name]
+        if any(value is None for value in values):
+            return None
+        return max(value for value in values if value is not None)
 
 
 class CustomerDetails:
@@ -118,10 +144,15 @@ class CustomerDetails:
         plan is configured. A subscription whose plan is no longer configured still reports
         its status and access, with ``plan`` ``None``.
 
+        With ``config.allow_multiple_subscriptions``, every other live subscription that
+        grants access adds its plan to ``other_plans``: ``BillingDetails.has_feature``
+        and ``BillingDetails.limit`` then answer for all of them (features: union;
+        limits: the larger, ``None`` = unlimited wins). The other fields describe the newest
+        granting one. Without that setting only that one counts.
+
         Raises ``InvalidInputError`` for a blank ``user_id``.
         """
-        if not isinstance(user_id, str) or not user_id.strip():
-            raise InvalidInputError("user_id must be a non-empty string")
+        _check_user(user_id)
         with self._repository.unit_of_work() as uow:
             subscriptions = uow.subscriptions_for_user(user_id)
         now = self._clock()
@@ -129,10 +160,61 @@ class CustomerDetails:
         if chosen is None:
             return self._free(user_id)
         subscription, access = chosen
+        details = self._describe(user_id, subscription, access)
+        if not (access and self._config.allow_multiple_subscriptions):
+            return details
+        others = [
+            sub
+            for sub in self._live(subscriptions)
+            if sub.id != subscription.id and grants_access(sub, self._config.access, now)
+        ]
+        plans = [self._plan_of(sub)[1] for sub in others]
+        return details.model_copy(
+            update={
+                "other_plans": tuple(plan for plan in plans if plan is not None),
+                "other_subscription_ids": tuple(sub.id for sub in others),
+            }
+        )
+
+    def subscriptions(self, user_id: str, *, include_ended: bool = False) -> list[BillingDetails]:
+        """Every subscription of ``user_id``, newest first, each described on its own.
+
+        One ``BillingDetails`` per subscription (its plan, status, access, dates; no
+        ``other_plans``), for an account page listing a base plan and its add-ons. Canceled
+        and expired (``incomplete_expired``) ones are left out unless ``include_ended``.
+        From the repository alone: no Stripe call. Raises
+        ``InvalidInputError`` for a blank ``user_id``.
+        """
+        _check_user(user_id)
+        with self._repository.unit_of_work() as uow:
+            stored = uow.subscriptions_for_user(user_id)
+        now = self._clock()
+        listed = _newest_first(stored) if include_ended else self._live(stored)
+        return [
+            self._describe(user_id, sub, grants_access(sub, self._config.access, now))
+            for sub in listed
+        ]
+
+    def purchases(self, user_id: str) -> list[Purchase]:
+        """The user's one-time purchases, newest first, with their status and refunds.
+
+        From the repository alone: no Stripe call. ``status.is_paid`` tells what was paid
+        (refunded ones included; ``status`` says how much came back). Raises
+        ``InvalidInputError`` for a blank ``user_id``.
+        """
+        _check_user(user_id)
+        with self._repository.unit_of_work() as uow:
+            return uow.purchases_for_user(user_id)
+
+    def _plan_of(self, subscription: Subscription) -> tuple[str | None, PlanDefinition | None]:
         plan_key = subscription.plan_key
         if plan_key is None and subscription.price_id is not None:
             plan_key = self._catalog.plan_key_for_price(subscription.price_id, load=False)
         plan = self._config.plan_definition(plan_key) if plan_key is not None else None
+        return plan_key, plan
+
+    def _describe(self, user_id: str, subscription: Subscription, access: bool) -> BillingDetails:
+        plan_key, plan = self._plan_of(subscription)
         problem: str | None = None
         if plan is not None:
             problem = None
@@ -160,15 +242,15 @@ class CustomerDetails:
             trial_end=subscription.trial_end,
         )
 
+    @staticmethod
+    def _live(subscriptions: Sequence[Subscription]) -> list[Subscription]:
+        return _newest_first(sub for sub in subscriptions if not sub.status.is_terminal)
+
     def _choose(
         self, subscriptions: Sequence[Subscription], now: datetime
     ) -> tuple[Subscription, bool] | None:
         """The relevant live subscription and whether it grants access."""
-        live = sorted(
-            (sub for sub in subscriptions if not sub.status.is_terminal),
-            key=lambda sub: (sub.created, sub.id),
-            reverse=True,
-        )
+        live = self._live(subscriptions)
         for subscription in live:
             if grants_access(subscription, self._config.access, now):
                 return subscription, True
@@ -218,3 +300,11 @@ class CustomerDetails:
             elif before is not None:
                 raise InvalidInputError("before must be an invoice id or a datetime")
             return uow.invoices_for_user(user_id, limit=limit, before=cursor)
+
+def _check_user(user_id: object) -> None:
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise InvalidInputError("user_id must be a non-empty string")
+
+
+def _newest_first(subscriptions: Iterable[Subscription]) -> list[Subscription]:
+    return sorted(subscriptions, key=lambda sub: (sub.created, sub.id), reverse=True)

@@ -20,7 +20,14 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, ClassVar, Literal, TypeVar, overload
 
-from billingkit.domain import Money, Subscription, SubscriptionStatus, UTCDateTime, Value
+from billingkit.domain import (
+    Money,
+    Purchase,
+    Subscription,
+    SubscriptionStatus,
+    UTCDateTime,
+    Value,
+)
 from billingkit.errors import InvalidInputError
 
 __all__ = [
@@ -39,10 +46,13 @@ __all__ = [
     "PaymentFailed",
     "PlanChangeScheduled",
     "PlanChanged",
+    "PurchaseCompleted",
+    "PurchaseRefunded",
     "QuantityChanged",
     "SubscriptionActivated",
     "SubscriptionCanceled",
     "SubscriptionPlanUnknown",
+    "SubscriptionRecovered",
     "TrialWillEnd",
 ]
 
@@ -64,6 +74,9 @@ class HookKind(str, Enum):
     SUBSCRIPTION_PLAN_UNKNOWN = "subscription_plan_unknown"
     DISPUTE_OPENED = "dispute_opened"
     DISPUTE_CLOSED = "dispute_closed"
+    SUBSCRIPTION_RECOVERED = "subscription_recovered"
+    PURCHASE_COMPLETED = "purchase_completed"
+    PURCHASE_REFUNDED = "purchase_refunded"
 
 
 #: Prefix of the synthetic ``event_id`` of a hook fired by a
@@ -93,10 +106,12 @@ class HookEvent(Value):
 
 
 class SubscriptionActivated(HookEvent):
-    """A subscription entered a status the access policy grants, from one it does not.
+    """A subscription grants access for the first time (send the welcome e-mail here).
 
-    ``subscription`` is the stored state; ``previous_status`` is ``None`` for a subscription
-    created in a granting status. See ``billingkit.domain.access.is_activation``.
+    It entered a status the access policy grants from one it does not, and not back from a
+    lapse (that is `SubscriptionRecovered`). ``subscription`` is the stored state;
+    ``previous_status`` is ``None`` for a subscription created in a granting status. See
+    ``billingkit.domain.access.is_activation``.
     """
 
     kind: ClassVar[HookKind] = HookKind.SUBSCRIPTION_ACTIVATED
@@ -276,6 +291,48 @@ class DisputeClosed(DisputeHookEvent):
     """A dispute ended (``charge.dispute.closed``); ``status`` says ``won`` or ``lost``."""
 
     kind: ClassVar[HookKind] = HookKind.DISPUTE_CLOSED
+class SubscriptionRecovered(HookEvent):
+    """A lapsed subscription grants access again: paid after ``past_due`` or ``unpaid``.
+
+    Fires instead of ``SubscriptionActivated`` (which fires once, the first time), so a
+    welcome e-mail is not sent twice; also for a return from ``paused`` after a trial that
+    granted access. ``previous_status`` is the lapsed status. See
+    ``billingkit.domain.access.is_recovery``.
+    """
+
+    kind: ClassVar[HookKind] = HookKind.SUBSCRIPTION_RECOVERED
+
+    subscription: Subscription
+    previous_status: SubscriptionStatus
+
+
+class PurchaseCompleted(HookEvent):
+    """A one-time purchase was paid: deliver what was bought (``purchase.plan_key``).
+
+    Fires once per purchase: on ``checkout.session.completed`` when the payment went
+    through at once, or on ``checkout.session.async_payment_succeeded`` for a delayed
+    payment method (then the completed session was stored as ``pending`` first).
+    ``purchase`` is the stored state.
+    """
+
+    kind: ClassVar[HookKind] = HookKind.PURCHASE_COMPLETED
+
+    purchase: Purchase
+
+
+class PurchaseRefunded(HookEvent):
+    """Some or all of a one-time purchase was refunded (``charge.refunded``).
+
+    ``refund`` is what this refund gave back; ``purchase.refunded`` the total so far;
+    ``fully_refunded`` whether nothing is left (revoke what was bought then). Fires once
+    per increase of the amount refunded: a repeated or out-of-order event fires nothing.
+    """
+
+    kind: ClassVar[HookKind] = HookKind.PURCHASE_REFUNDED
+
+    purchase: Purchase
+    refund: Money
+    fully_refunded: bool
 
 
 _E = TypeVar("_E", bound=HookEvent)
@@ -296,6 +353,9 @@ _EVENT_CLASSES: dict[HookKind, type[HookEvent]] = {
         SubscriptionPlanUnknown,
         DisputeOpened,
         DisputeClosed,
+        SubscriptionRecovered,
+        PurchaseCompleted,
+        PurchaseRefunded,
     )
 }
 #: A registered callback; its return value is ignored.

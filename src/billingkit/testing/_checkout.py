@@ -1,11 +1,16 @@
 """Checkout Sessions: creation, the customer paying (or not), expiry.
 
-Setup mode and promotion codes at checkout belong here.
+The checkout options are honoured as Stripe does: a coupon or promotion code applied up
+front must exist (and be usable) and discounts the payment or the subscription's invoices;
+a trial started without a card (``payment_method_collection=if_required``) is canceled or
+paused when it ends and no card was added (``Checkout.add_payment_method``).
 """
 
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -39,6 +44,10 @@ class Checkout:
         self._customers = customers
         self._subscriptions = subscriptions
         self._invoices = invoices
+        #: Payment-mode sessions paid with a delayed method, still settling.
+        self._settling: set[str] = set()
+        #: The charge of each one-time payment intent, created when it succeeds.
+        self._charges: dict[str, dict[str, Any]] = {}
 
     def expanded(self, session: dict[str, Any]) -> CheckoutSession:
         """``session`` as ``retrieve_checkout_session`` answers it: subscription expanded."""
@@ -68,6 +77,7 @@ class Checkout:
             )
         if request.trial_days is not None and request.mode != "subscription":
             raise invalid("trial days need subscription mode")
+        coupon = self._discount(request)
         ident = state.new_id("cs_test")
         created = state.timestamp()
         session = _shapes.checkout_session_json(
@@ -81,16 +91,45 @@ class Checkout:
             success_url=request.success_url,
             cancel_url=request.cancel_url,
             amount_total=(
-                0 if request.trial_days else (price["unit_amount"] or 0) * request.quantity
+                0
+                if request.trial_days
+                else _discounted((price["unit_amount"] or 0) * request.quantity, coupon)
             ),
             currency=price["currency"],
             allow_promotion_codes=request.allow_promotion_codes,
             livemode=state.livemode,
         )
+        _options_json(session, request, coupon)
         state.sessions[ident] = SessionRecord(json=session, request=request)
         return session
 
-    def complete(self, session_id: str) -> dict[str, Any]:
+    def _discount(self, request: CheckoutSessionRequest) -> dict[str, Any] | None:
+        """The coupon a discount applied up front names, checked as Stripe does."""
+        state = self._state
+        if request.coupon is not None:
+            coupon = state.coupons.get(request.coupon)
+            if coupon is None:
+                raise GatewayNotFoundError(
+                    f"No such coupon: '{request.coupon}'", http_status=400,
+                    code="resource_missing",
+                )  # fmt: skip
+            return coupon
+        if request.promotion_code is not None:
+            promo = state.promotion_codes.get(request.promotion_code)
+            if promo is None or not promo["active"]:
+                raise invalid(f"The promotion code '{request.promotion_code}' is not active.")
+            coupon_id: str = promo["promotion"]["coupon"]["id"]
+            return state.coupons[coupon_id]
+        return None
+
+    def add_payment_method(self, customer_id: str) -> None:
+        """The customer added a card: their trials started without one now convert."""
+        self._customers.existing(customer_id)
+        for sub in self._state.subs.values():
+            if sub.json["customer"] == customer_id:
+                sub.missing_payment_method = None
+
+    def complete(self, session_id: str, *, delayed: bool = False) -> dict[str, Any]:
         """The customer pays: see ``FakeStripeGateway.complete_checkout``."""
         state = self._state
         entry = state.session(session_id)
@@ -107,10 +146,12 @@ class Checkout:
                 user_message="Your card was declined.",
             )
         start = state.timestamp()
+        if delayed and request.mode != "payment":
+            raise invalid("a delayed payment method is simulated for payment mode only")
         if request.mode == "subscription":
             self._pay_subscription(session, request, start)
         else:
-            self._pay_once(session, request, start)
+            self._pay_once(session, request, start, delayed=delayed)
         session["status"] = "complete"
         session["url"] = None
         session["customer_details"] = {
@@ -144,6 +185,13 @@ class Checkout:
         invoice_id = state.new_id("in")
         price = state.prices[request.price_id]
         sub = subscriptions.start(request, price, start, invoice_id)
+        if request.payment_method_collection == "if_required" and request.trial_days:
+            sub.missing_payment_method = request.trial_end_behavior or "create_invoice"
+        coupon = self._discount(request)
+        if coupon is not None:
+            sub.coupon = copy.deepcopy(coupon)
+            sub.coupon_invoices_left = _coupon_invoices(coupon, sub.interval, sub.interval_count)
+            sub.json["discounts"] = [f"di_{coupon['id']}"]
         invoice = self._invoices.open(sub, start, "subscription_create", invoice_id)
         session["subscription"] = sub.json["id"]
         session["invoice"] = invoice["id"]
@@ -151,9 +199,14 @@ class Checkout:
         session["payment_status"] = "no_payment_required" if invoice["amount_due"] == 0 else "paid"
 
     def _pay_once(
-        self, session: dict[str, Any], request: CheckoutSessionRequest, start: int
+        self,
+        session: dict[str, Any],
+        request: CheckoutSessionRequest,
+        start: int,
+        *,
+        delayed: bool = False,
     ) -> None:
-        """A succeeded payment intent (T) for a one-time purchase."""
+        """A succeeded payment intent (T) for a one-time purchase; ``processing`` if delayed."""
         state = self._state
         intent = _shapes.payment_intent_json(
             id=state.new_id("pi"),
@@ -164,6 +217,128 @@ class Checkout:
             livemode=state.livemode,
         )
         state.payment_intents[intent["id"]] = intent
-        state.emit("payment_intent.succeeded", intent, start)
         session["payment_intent"] = intent["id"]
+        if delayed:
+            intent["status"] = "processing"
+            intent["amount_received"] = 0
+            state.emit("payment_intent.processing", intent, start)
+            session["payment_status"] = "unpaid"
+            self._settling.add(session["id"])
+            return
+        self._charge(intent, start)
+        state.emit("payment_intent.succeeded", intent, start)
         session["payment_status"] = "paid"
+
+    def settle(self, session_id: str, *, succeeded: bool) -> dict[str, Any]:
+        """A delayed payment settles: see ``FakeStripeGateway.settle_delayed_payment``."""
+        state = self._state
+        entry = state.session(session_id)
+        if session_id not in self._settling:
+            raise invalid(f"checkout session {session_id} has no delayed payment settling")
+        self._settling.discard(session_id)
+        session = entry.json
+        intent = state.payment_intents[session["payment_intent"]]
+        at = state.timestamp()
+        if succeeded:
+            intent["status"] = "succeeded"
+            intent["amount_received"] = intent["amount"]
+            self._charge(intent, at)
+            state.emit("payment_intent.succeeded", intent, at)
+            session["payment_status"] = "paid"
+            state.emit("checkout.session.async_payment_succeeded", session, at + 1)
+        else:
+            intent["status"] = "requires_payment_method"
+            state.emit("payment_intent.payment_failed", intent, at)
+            state.emit("checkout.session.async_payment_failed", session, at + 1)
+        state.catch_up(from_timestamp(at + 1))
+        return session
+
+    def refund(self, session_id: str, amount: int | None) -> dict[str, Any]:
+        """Refund a one-time payment: see ``FakeStripeGateway.refund_payment``."""
+        state = self._state
+        session = state.session(session_id).json
+        charge = self._charges.get(session.get("payment_intent") or "")
+        if charge is None:
+            raise invalid(f"checkout session {session_id} has no succeeded payment to refund")
+        left = charge["amount"] - charge["amount_refunded"]
+        amount = left if amount is None else amount
+        if amount < 1 or amount > left:
+            raise invalid(f"refund amount must be between 1 and {left}")
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+        state.emit("charge.refunded", charge, state.timestamp())
+        return charge
+
+    def _charge(self, intent: dict[str, Any], at: int) -> None:
+        charge = _charge_json(self._state.new_id("ch"), intent, at, self._state.livemode)
+        self._charges[intent["id"]] = charge
+        intent["latest_charge"] = charge["id"]
+
+
+_MONTHS = {"day": 1 / 30, "week": 1 / 4, "month": 1, "year": 12}
+
+
+def _coupon_invoices(coupon: dict[str, Any], interval: str, interval_count: int) -> int | None:
+    """How many invoices ``coupon`` discounts (``None``: all of them)."""
+    if coupon["duration"] == "forever":
+        return None
+    if coupon["duration"] == "once":
+        return 1
+    months: int = coupon["duration_in_months"]
+    return max(1, math.ceil(months / (_MONTHS.get(interval, 1) * interval_count)))
+
+
+def _discounted(amount: int, coupon: dict[str, Any] | None) -> int:
+    """``amount`` after ``coupon`` (percent off rounded half up, amount off floored at 0)."""
+    if coupon is None:
+        return amount
+    if coupon["percent_off"] is not None:
+        off: int = math.floor(amount * coupon["percent_off"] / 100 + 0.5)
+        return amount - off
+    amount_off: int = coupon["amount_off"] or 0
+    return max(amount - amount_off, 0)
+
+
+def _options_json(
+    session: dict[str, Any], request: CheckoutSessionRequest, coupon: dict[str, Any] | None
+) -> None:
+    """The options Stripe echoes on the session."""
+    if request.automatic_tax:
+        session["automatic_tax"] = {
+            "enabled": True,
+            "liability": {"type": "self"},
+            "provider": "stripe",
+            "status": "requires_location_inputs",
+        }
+    if request.tax_id_collection:
+        session["tax_id_collection"] = {"enabled": True, "required": "never"}
+    session["billing_address_collection"] = request.billing_address_collection
+    session["payment_method_collection"] = request.payment_method_collection or "always"
+    session["locale"] = request.locale
+    if coupon is not None:
+        session["discounts"] = [
+            {"coupon": request.coupon, "promotion_code": request.promotion_code}
+        ]
+
+
+def _charge_json(ident: str, intent: Mapping[str, Any], at: int, livemode: bool) -> dict[str, Any]:
+    """The ``charge`` of a succeeded one-time payment intent."""
+    return {
+        "id": ident,
+        "object": "charge",
+        "amount": intent["amount"],
+        "amount_captured": intent["amount"],
+        "amount_refunded": 0,
+        "captured": True,
+        "created": at,
+        "currency": intent["currency"],
+        "customer": intent["customer"],
+        "description": None,
+        "invoice": None,
+        "livemode": livemode,
+        "metadata": {},
+        "paid": True,
+        "payment_intent": intent["id"],
+        "refunded": False,
+        "status": "succeeded",
+    }

@@ -389,7 +389,7 @@ class FakeStripeGateway(StripeGateway):
 
     # ------------------------------------------------------------------------------ checkout
 
-    def complete_checkout(self, session_id: str) -> CheckoutSession:
+    def complete_checkout(self, session_id: str, *, delayed: bool = False) -> CheckoutSession:
         """Act as if the customer paid on the Checkout page.
 
         Subscription mode: creates the subscription (``trialing`` with trial days, else
@@ -400,9 +400,41 @@ class FakeStripeGateway(StripeGateway):
         ``payment_intent.succeeded`` (T) and ``checkout.session.completed`` (T+1). The
         clock ends at T+1. A customer whose card declines gets ``GatewayCardError`` and the
         session stays open. Returns the session as ``retrieve_checkout_session`` would.
+        ``delayed`` (payment mode): the customer chose a delayed payment method (a bank
+        debit): ``payment_intent.processing`` and the session completes ``unpaid``; settle
+        it with ``settle_delayed_payment``.
         """
         with self._lock:
-            return self._checkout.expanded(self._checkout.complete(session_id))
+            return self._checkout.expanded(self._checkout.complete(session_id, delayed=delayed))
+
+    def settle_delayed_payment(self, session_id: str, *, succeeded: bool = True) -> CheckoutSession:
+        """A delayed payment (``complete_checkout(..., delayed=True)``) settles now.
+
+        Succeeded: ``payment_intent.succeeded`` (T) and
+        ``checkout.session.async_payment_succeeded`` (T+1), the session ``paid``. Failed:
+        ``payment_intent.payment_failed`` and ``checkout.session.async_payment_failed``.
+        """
+        with self._lock:
+            return self._checkout.expanded(self._checkout.settle(session_id, succeeded=succeeded))
+
+    def refund_payment(self, session_id: str, amount: int | None = None) -> dict[str, Any]:
+        """Refund ``amount`` (minor units; ``None``: what is left) of a one-time payment.
+
+        Emits ``charge.refunded`` with the charge's running ``amount_refunded`` (and
+        ``refunded`` true once all of it is). Returns the charge's JSON.
+        """
+        with self._lock:
+            return copy.deepcopy(self._checkout.refund(session_id, amount))
+
+    def add_payment_method(self, customer_id: str) -> None:
+        """Act as if the customer added a card (e.g. in the billing portal).
+
+        Their trials started without a card (``payment_method_collection=if_required``)
+        then convert to ``active`` and bill at their end instead of being canceled or
+        paused (the ``trial_end_behavior``).
+        """
+        with self._lock:
+            self._checkout.add_payment_method(customer_id)
 
     def expire_checkout(self, session_id: str) -> None:
         """Expire an open session now; emits ``checkout.session.expired``."""

@@ -98,6 +98,16 @@ class Schedule:
         state.emit("customer.subscription.trial_will_end", sub.json, state.timestamp())
 
     def _period_ends(self, sub: SubRecord) -> None:
+        behavior = sub.missing_payment_method
+        if sub.json["status"] == "trialing" and behavior in ("cancel", "pause"):
+            # A trial started without a card ended without one (Stripe's trial_settings).
+            if behavior == "cancel":
+                self._subscriptions.end(
+                    sub, self._state.timestamp(), reason="cancellation_requested"
+                )
+            else:
+                self._subscriptions.pause(sub)
+            return
         if sub.json["cancel_at_period_end"]:
             self._subscriptions.end(sub, self._state.timestamp(), reason="cancellation_requested")
         else:

@@ -54,6 +54,9 @@ class SubRecord:
     #: to (``None``: forever).
     coupon: dict[str, Any] | None = None
     coupon_invoices_left: int | None = None
+    #: A trial started without a card (``payment_method_collection=if_required``): what
+    #: happens at its end if none was added (``cancel``, ``pause``, ``create_invoice``).
+    missing_payment_method: str | None = None
 
 
 @dataclass

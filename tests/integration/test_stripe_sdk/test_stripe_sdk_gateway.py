@@ -97,6 +97,38 @@ def test_create_checkout_session_in_subscription_mode(
     no_sdk_objects(session)
 
 
+def test_create_checkout_session_sends_the_checkout_options_as_typed_params(
+    gateway: StripeSdkGateway, cassettes: CassetteKit, world: dict[str, Any]
+) -> None:
+    # The cassette's form holds automatic_tax with customer_update[address]=auto, tax ids with
+    # customer_update[name]=auto, the billing address, if_required card collection with the
+    # trial's end behaviour, the coupon and the locale: any other spelling would not match.
+    request = CheckoutSessionRequest(
+        mode="subscription",
+        customer_id=world["recorded"]["customer_id"],
+        price_id=_price_ids(world)["billingkit_test_pro_month"],
+        success_url=SUCCESS,
+        cancel_url=CANCEL,
+        client_reference_id="user-ada",
+        metadata={"user_id": "user-ada", "plan": "pro"},
+        subscription_metadata={"user_id": "user-ada", "plan": "pro"},
+        trial_days=14,
+        automatic_tax=True,
+        tax_id_collection=True,
+        billing_address_collection="required",
+        payment_method_collection="if_required",
+        trial_end_behavior="pause",
+        coupon="launch20",
+        locale="de",
+        idempotency_key=idempotency_key(world, "checkout-options-user-ada"),
+    )
+    with cassettes.use("create_checkout_options") as cassette:
+        session = gateway.create_checkout_session(request)
+    assert cassettes.requests_made(cassette) == 1
+    assert session.mode == "subscription" and session.status == "open"
+    assert session.amount_total == 0
+
+
 def test_create_checkout_session_in_payment_mode_sends_no_subscription_data(
     gateway: StripeSdkGateway, cassettes: CassetteKit, world: dict[str, Any]
 ) -> None:

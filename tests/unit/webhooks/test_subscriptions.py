@@ -7,13 +7,14 @@ from typing import Any
 import pytest
 
 from billingkit.domain import SubscriptionStatus
-from billingkit.domain.access import AccessPolicy, is_activation
+from billingkit.domain.access import AccessPolicy, is_activation, is_recovery
 from billingkit.errors import WebhookPayloadError
 from billingkit.services.hooks import (
     PlanChanged,
     SubscriptionActivated,
     SubscriptionCanceled,
     SubscriptionPlanUnknown,
+    SubscriptionRecovered,
     TrialWillEnd,
 )
 from billingkit.services.webhooks import WebhookOutcome
@@ -118,13 +119,13 @@ def test_trial_will_end_fires_only_while_trialing() -> None:
     ("kind", "name", "status", "activated"),
     [
         ("customer.subscription.paused", "subscription.paused.json", "paused", False),
-        ("customer.subscription.resumed", "subscription.resumed.json", "active", True),
+        ("customer.subscription.resumed", "subscription.resumed.json", "active", False),
         ("customer.subscription.updated", "subscription.past_due.json", "past_due", False),
         (
             "customer.subscription.pending_update_applied",
             "subscription.resumed.json",
             "active",
-            True,
+            False,
         ),
     ],
 )
@@ -153,15 +154,18 @@ ACTIVE_ONLY = AccessPolicy(granting_statuses=frozenset({S.ACTIVE}))
         (DEFAULT, None, S.TRIALING, True),
         (DEFAULT, None, S.INCOMPLETE, False),
         (DEFAULT, S.INCOMPLETE, S.ACTIVE, True),
-        (DEFAULT, S.PAST_DUE, S.ACTIVE, True),
-        (DEFAULT, S.PAUSED, S.ACTIVE, True),
+        # back from a lapse: a recovery, not a second activation
+        (DEFAULT, S.PAST_DUE, S.ACTIVE, False),
+        (DEFAULT, S.UNPAID, S.ACTIVE, False),
+        (DEFAULT, S.PAUSED, S.ACTIVE, False),
+        (ACTIVE_ONLY, S.PAUSED, S.ACTIVE, True),  # the trial before the pause granted nothing
         (DEFAULT, S.TRIALING, S.ACTIVE, False),
         (DEFAULT, S.ACTIVE, S.PAUSED, False),
         (DEFAULT, S.ACTIVE, S.PAST_DUE, False),
         (PAUSED_GRANTS, S.PAUSED, S.ACTIVE, False),
         (PAUSED_GRANTS, S.ACTIVE, S.PAUSED, False),
         (PAUSED_GRANTS, S.INCOMPLETE, S.PAUSED, True),
-        (PAUSED_GRANTS, S.PAST_DUE, S.ACTIVE, True),  # the grace period plays no part
+        (PAUSED_GRANTS, S.PAST_DUE, S.ACTIVE, False),  # a recovery; grace plays no part
         (ACTIVE_ONLY, None, S.TRIALING, False),
         (ACTIVE_ONLY, S.TRIALING, S.ACTIVE, True),
     ],
@@ -175,9 +179,11 @@ def test_activation_is_entering_a_granting_status_from_one_that_is_not(
 @pytest.mark.parametrize(
     ("granting", "name", "activated"),
     [
-        # paused -> active: an activation by default, not when paused grants access too.
+        # paused -> active: a recovery by default (the trial granted access), nothing when
+        # paused grants access too, an activation when trials grant nothing.
         (PAUSED_GRANTS, "subscription.resumed.json", False),
-        (DEFAULT, "subscription.resumed.json", True),
+        (DEFAULT, "subscription.resumed.json", False),
+        (ACTIVE_ONLY, "subscription.resumed.json", True),
         # active -> paused: never an activation (paused granting or not).
         (PAUSED_GRANTS, "subscription.paused.json", False),
         # created trialing: an activation unless trials do not grant access.
@@ -326,3 +332,74 @@ def test_plan_unknown_does_not_fire_for_a_configured_price() -> None:
     assert not [e for e in seen if isinstance(e, SubscriptionPlanUnknown)]
     stored = h.stored_subscription(obj["id"])
     assert stored is not None and stored.plan_key == "pro"
+
+
+@pytest.mark.parametrize(
+    ("policy", "previous", "status", "recovered"),
+    [
+        (DEFAULT, S.PAST_DUE, S.ACTIVE, True),
+        (DEFAULT, S.UNPAID, S.ACTIVE, True),
+        (DEFAULT, S.PAUSED, S.ACTIVE, True),
+        (DEFAULT, S.PAST_DUE, S.TRIALING, True),
+        (DEFAULT, None, S.ACTIVE, False),
+        (DEFAULT, S.INCOMPLETE, S.ACTIVE, False),
+        (DEFAULT, S.TRIALING, S.ACTIVE, False),
+        (DEFAULT, S.ACTIVE, S.PAST_DUE, False),
+        (DEFAULT, S.PAST_DUE, S.UNPAID, False),
+        (ACTIVE_ONLY, S.PAUSED, S.ACTIVE, False),
+        (PAUSED_GRANTS, S.PAUSED, S.ACTIVE, False),  # paused granted access: no return
+        (PAUSED_GRANTS, S.UNPAID, S.PAUSED, True),
+    ],
+)
+def test_recovery_is_a_return_to_access_from_a_lapse(
+    policy: AccessPolicy, previous: S | None, status: S, recovered: bool
+) -> None:
+    assert is_recovery(previous, status, policy) is recovered
+    if recovered:
+        assert not is_activation(previous, status, policy)
+
+
+def _status_event(h: Harness, obj: dict[str, Any], status: str, was: str, *, at: int) -> Any:
+    return h.event(
+        "customer.subscription.updated",
+        {**obj, "status": status},
+        previous_attributes={"status": was},
+        created=at,
+    )
+
+
+def test_activated_fires_once_and_a_recovery_fires_recovered_once() -> None:
+    h = Harness()
+    seen = recorder(h)
+    body = load_derived("subscription.trialing.json")["object"]
+    active = {**body, "status": "active"}
+    start = h.clock.seconds - 100
+    h.deliver(h.event("customer.subscription.created", active, created=start))
+    lapse = _status_event(h, body, "past_due", "active", at=start + 10)
+    h.deliver(lapse)
+    paid = _status_event(h, body, "active", "past_due", at=start + 20)
+    for _ in range(2):  # the webhook delivered twice
+        h.deliver(paid)
+    unpaid = _status_event(h, body, "unpaid", "active", at=start + 30)
+    h.deliver(unpaid)
+    back = _status_event(h, body, "active", "unpaid", at=start + 40)
+    h.deliver(back)
+    kinds = [(type(e).__name__, e.event_id) for e in seen]
+    assert [k for k in kinds if k[0] in {"SubscriptionActivated", "SubscriptionRecovered"}] == [
+        ("SubscriptionActivated", kinds[0][1]),
+        ("SubscriptionRecovered", paid["id"]),
+        ("SubscriptionRecovered", back["id"]),
+    ]
+    recovered = [e for e in seen if isinstance(e, SubscriptionRecovered)]
+    assert [e.previous_status for e in recovered] == [S.PAST_DUE, S.UNPAID]
+    assert all(e.subscription.status is S.ACTIVE for e in recovered)
+
+
+def test_a_stale_recovery_event_fires_nothing() -> None:
+    h = Harness()
+    seen = recorder(h)
+    body = load_derived("subscription.trialing.json")["object"]
+    start = h.clock.seconds - 100
+    h.deliver(_status_event(h, body, "canceled", "past_due", at=start + 30))
+    h.deliver(_status_event(h, body, "active", "past_due", at=start + 20))
+    assert not [e for e in seen if isinstance(e, SubscriptionRecovered)]

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     func,
     literal,
     select,
@@ -178,7 +179,8 @@ class PostgresSqliteDialect(SqlDialect):
             row or, on its id, UPDATE it from the incoming values only if the stored
             watermark is older and not ``FETCHED_WATERMARK`` (with ``allow_tie``: not
             newer) and, for a live incoming state, the stored state is not terminal;
-            ``user_id``/``plan_key`` keep the stored value when the incoming one is NULL.
+            ``user_id`` keeps the stored value when the incoming one is NULL; ``plan_key``
+            too, but only when ``price_id`` is unchanged.
     """
 
     name: ClassVar[str] = "postgresql"
@@ -340,7 +342,7 @@ class MySqlDialect(SqlDialect):
         """Row lock (``SELECT … FOR UPDATE``), decide, then write."""
         stored = SUBSCRIPTIONS.c
         locate = (
-            select(stored.status, stored.watermark)
+            select(stored.status, stored.watermark, stored.price_id)
             .where(stored.id == subscription.id)
             .with_for_update()
         )
@@ -356,7 +358,8 @@ class MySqlDialect(SqlDialect):
             if outcome is SaveOutcome.WRITTEN:
                 values = {name: value for name, value in row.items() if name != "id"}
                 values["user_id"] = func.coalesce(row["user_id"], stored.user_id)
-                values["plan_key"] = func.coalesce(row["plan_key"], stored.plan_key)
+                if row["plan_key"] is None and current.price_id == row["price_id"]:
+                    del values["plan_key"]  # kept: resolved for this same price
                 tx.execute(update(SUBSCRIPTIONS).where(stored.id == subscription.id).values(values))
             return outcome
         raise RepositoryUnavailableError(
@@ -403,7 +406,15 @@ def _upsert_subscription(insert: Any, allow_tie: bool, terminal: bool) -> Insert
     stored = SUBSCRIPTIONS.c
     set_: dict[str, Any] = {name: incoming[name] for name in SUBSCRIPTION_COLUMNS if name != "id"}
     set_["user_id"] = func.coalesce(incoming.user_id, stored.user_id)
-    set_["plan_key"] = func.coalesce(incoming.plan_key, stored.plan_key)
+    # The stored key is kept only for the price it was resolved for (the SET reads the
+    # stored row's values, before the update, on PostgreSQL and SQLite alike).
+    set_["plan_key"] = case(
+        (
+            stored.price_id.is_not_distinct_from(incoming.price_id),
+            func.coalesce(incoming.plan_key, stored.plan_key),
+        ),
+        else_=incoming.plan_key,
+    )
     newer: ColumnElement[bool] = (
         stored.watermark <= incoming.watermark
         if allow_tie

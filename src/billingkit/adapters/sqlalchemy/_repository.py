@@ -44,6 +44,7 @@ from billingkit.adapters.sqlalchemy._schema import (
     CUSTOMERS,
     EVENTS,
     INVOICES,
+    PURCHASES,
     RECONCILE_CHECKPOINTS,
     SUBSCRIPTIONS,
     metadata,
@@ -60,6 +61,8 @@ from billingkit.domain import (
     CustomerLink,
     EventRecord,
     EventStatus,
+    Purchase,
+    PurchaseStatus,
     Subscription,
     SubscriptionStatus,
 )
@@ -830,3 +833,41 @@ class _SqlUnitOfWork(SqlTransaction):
         if customer_id is not None:
             query = query.where(c.customer_id == customer_id)
         return [row.id for row in self.execute(query).all()]
+    # ------------------------------------------------------------------ one-time purchases
+
+    @override
+    @operation
+    def save_purchase(self, purchase: Purchase) -> None:
+        row = purchase.model_dump()
+        row["status"] = PurchaseStatus(purchase.status).value
+        key = PURCHASES.c.session_id == purchase.session_id
+        values = {name: value for name, value in row.items() if name != "session_id"}
+        if self.execute(select(PURCHASES.c.session_id).where(key).with_for_update()).first():
+            self.execute(update(PURCHASES).where(key).values(values))
+        else:
+            self.execute(PURCHASES.insert().values(row))
+
+    @override
+    @operation
+    def get_purchase(self, session_id: str) -> Purchase | None:
+        row = self.execute(select(PURCHASES).where(PURCHASES.c.session_id == session_id)).first()
+        return None if row is None else Purchase.model_validate(row._asdict())
+
+    @override
+    @operation
+    def purchase_by_payment_intent(self, payment_intent_id: str) -> Purchase | None:
+        row = self.execute(
+            select(PURCHASES).where(PURCHASES.c.payment_intent_id == payment_intent_id).limit(1)
+        ).first()
+        return None if row is None else Purchase.model_validate(row._asdict())
+
+    @override
+    @operation
+    def purchases_for_user(self, user_id: str) -> list[Purchase]:
+        p = PURCHASES.c
+        rows = self.execute(
+            select(PURCHASES)
+            .where(p.user_id == user_id)
+            .order_by(p.created_at.desc(), p.session_id.desc())
+        ).all()
+        return [Purchase.model_validate(row._asdict()) for row in rows]

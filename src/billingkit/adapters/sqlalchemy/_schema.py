@@ -46,6 +46,7 @@ __all__ = [
     "CUSTOMER_HISTORY",
     "EVENTS",
     "INVOICES",
+    "PURCHASES",
     "RECONCILE_CHECKPOINTS",
     "SUBSCRIPTIONS",
     "UTCDateTime",
@@ -276,5 +277,24 @@ RECONCILE_CHECKPOINTS = Table(
     _id("starting_after", nullable=False),
     Column("counts", JSON(), nullable=False),
     _when("updated_at", nullable=False),
+    **_MYSQL_OPTIONS,
+)
+
+#: One-time purchases (Checkout in payment mode), keyed by session; refunds find them by
+#: payment intent (migration bk0007).
+PURCHASES = Table(
+    "billingkit_purchases",
+    metadata,
+    _id("session_id", primary_key=True),
+    _id("user_id", nullable=False),
+    _id("customer_id", nullable=True),
+    _id("plan_key", nullable=True),
+    _id("payment_intent_id", nullable=True, index=True),
+    Column("amount", BigInteger(), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_refunded", BigInteger(), nullable=False),
+    Column("status", String(32), nullable=False),
+    _when("created_at", nullable=False),
+    Index(None, "user_id", "created_at"),
     **_MYSQL_OPTIONS,
 )

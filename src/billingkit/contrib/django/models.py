@@ -10,6 +10,8 @@ number of processes and threads:
   Stripe and replaced) move to ``StoredCustomerHistory``;
 * ``StoredSubscription.id`` and ``StoredCheckout.session_id`` are primary keys;
 * ``StoredInvoice.id`` and ``StoredCharge.key`` are primary keys.
+* ``StoredSubscription.id``, ``StoredCheckout.session_id`` and ``StoredPurchase.session_id``
+  are primary keys.
 
 Field sizes follow billingkit's SQLAlchemy schema (Stripe ids fit in 255 characters).
 Datetimes are stored in UTC (``USE_TZ = True`` is required) to the microsecond.
@@ -281,3 +283,27 @@ class StoredReconcileCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (after {self.starting_after})"
+class StoredPurchase(models.Model):
+    """A one-time purchase (``billingkit.domain.Purchase``): Checkout in payment mode."""
+
+    session_id: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    user_id: models.CharField[str, str] = models.CharField(max_length=_ID)
+    customer_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    plan_key: models.CharField[str | None, str | None] = models.CharField(max_length=_ID, null=True)
+    payment_intent_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True, db_index=True
+    )
+    amount: models.BigIntegerField[int, int] = models.BigIntegerField()
+    currency: models.CharField[str, str] = models.CharField(max_length=3)
+    amount_refunded: models.BigIntegerField[int, int] = models.BigIntegerField(default=0)
+    status: models.CharField[str, str] = models.CharField(max_length=32)
+    created_at: models.DateTimeField[datetime, datetime] = models.DateTimeField()
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "one-time purchase"
+        indexes = (models.Index(fields=["user_id", "created_at"], name="billingkit_purchase_user"),)
+
+    def __str__(self) -> str:
+        return f"{self.session_id} ({self.user_id}, {self.status})"

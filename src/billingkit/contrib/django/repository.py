@@ -47,7 +47,7 @@ from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
-from django.db.models import F, Model, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Case, F, Model, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
 from django.db.transaction import Atomic
 
 from billingkit.contrib.django.models import (
@@ -57,6 +57,7 @@ from billingkit.contrib.django.models import (
     StoredCustomerHistory,
     StoredEvent,
     StoredInvoice,
+    StoredPurchase,
     StoredReconcileCheckpoint,
     StoredSubscription,
 )
@@ -66,6 +67,8 @@ from billingkit.domain import (
     CustomerLink,
     EventRecord,
     EventStatus,
+    Purchase,
+    PurchaseStatus,
     Subscription,
     SubscriptionStatus,
 )
@@ -109,6 +112,7 @@ _CUSTOMER_FIELDS = [f.name for f in StoredCustomer._meta.concrete_fields]
 _EVENT_FIELDS = [f.name for f in StoredEvent._meta.concrete_fields]
 _INVOICE_FIELDS = [f.name for f in StoredInvoice._meta.concrete_fields]
 _CHARGE_FIELDS = [f.name for f in StoredCharge._meta.concrete_fields]
+_PURCHASE_FIELDS = [f.name for f in StoredPurchase._meta.concrete_fields]
 
 
 # --------------------------------------------------------------------------- errors
@@ -258,6 +262,9 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
     def _events(self) -> QuerySet[StoredEvent]:
         return StoredEvent.objects.using(self._alias)
 
+    def _purchases(self) -> QuerySet[StoredPurchase]:
+        return StoredPurchase.objects.using(self._alias)
+
     # -------------------------------------------------------------------------- customers
 
     @_operation
@@ -377,9 +384,20 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
     ) -> SaveOutcome:
         row = _subscription_row(subscription)
         values = {name: value for name, value in row.items() if name != "id"}
-        for kept in ("user_id", "plan_key"):  # a None never erases a known value
-            if values[kept] is None:
-                del values[kept]
+        if values["user_id"] is None:  # a None never erases a known user
+            del values["user_id"]
+        if values["plan_key"] is None:
+            # The stored key is kept only for the price it was resolved for. Set first: MySQL
+            # evaluates SET left to right, so the CASE must read the stored price.
+            same_price = (
+                Q(price_id__isnull=True)
+                if subscription.price_id is None
+                else Q(price_id=subscription.price_id)
+            )
+            values = {
+                "plan_key": Case(When(same_price, then=F("plan_key")), default=Value(None)),
+                **{name: value for name, value in values.items() if name != "plan_key"},
+            }
         newer = (
             Q(watermark__lte=subscription.watermark)
             if allow_tie
@@ -770,3 +788,41 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
         if customer_id is not None:
             query = query.filter(customer_id=customer_id)
         return list(query.values_list("id", flat=True))
+    # ------------------------------------------------------------------ one-time purchases
+
+    @_operation
+    def save_purchase(self, purchase: Purchase) -> None:
+        row = purchase.model_dump()
+        row["status"] = PurchaseStatus(purchase.status).value
+        # INSERT ... ON CONFLICT (session_id) DO UPDATE: one statement, no read first.
+        self._purchases().bulk_create(
+            [StoredPurchase(**row)],
+            update_conflicts=True,
+            unique_fields=["session_id"],
+            update_fields=[name for name in _PURCHASE_FIELDS if name != "session_id"],
+        )
+
+    @_operation
+    def get_purchase(self, session_id: str) -> Purchase | None:
+        row = self._purchases().filter(session_id=session_id).values(*_PURCHASE_FIELDS).first()
+        return None if row is None else Purchase.model_validate(row)
+
+    @_operation
+    def purchase_by_payment_intent(self, payment_intent_id: str) -> Purchase | None:
+        row = (
+            self._purchases()
+            .filter(payment_intent_id=payment_intent_id)
+            .values(*_PURCHASE_FIELDS)
+            .first()
+        )
+        return None if row is None else Purchase.model_validate(row)
+
+    @_operation
+    def purchases_for_user(self, user_id: str) -> list[Purchase]:
+        rows = (
+            self._purchases()
+            .filter(user_id=user_id)
+            .order_by("-created_at", "-session_id")
+            .values(*_PURCHASE_FIELDS)
+        )
+        return [Purchase.model_validate(row) for row in rows]

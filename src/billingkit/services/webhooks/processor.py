@@ -225,10 +225,7 @@ class WebhookProcessor:
         verify_signature(payload, signature, self._secrets, now=now, tolerance=self._tolerance)
         return payload
 
-
-    def _verified_event(
-        self, payload: bytes, signature: str | None
-    ) -> tuple[WebhookEvent, bytes]:
+    def _verified_event(self, payload: bytes, signature: str | None) -> tuple[WebhookEvent, bytes]:
         """Size, verify and parse the payload.
 
         A verified payload whose envelope is malformed is recorded as failed (when its id is
@@ -240,6 +237,7 @@ class WebhookProcessor:
         except WebhookPayloadError as exc:
             self._record_unparsable(verified, exc)
             raise
+
     def handle(self, payload: bytes, signature: str | None) -> WebhookResult:
         """Verify, record and apply one webhook request.
 

@@ -12,6 +12,7 @@ from billingkit.services.webhooks.handlers import Handler
 from billingkit.services.webhooks.handlers.catalog import catalog_changed
 from billingkit.services.webhooks.handlers.charges import (
     charge_event,
+    charge_refunded,
     dispute_closed,
     dispute_opened,
 )
@@ -52,7 +53,7 @@ HANDLERS: Mapping[str, Handler] = {
     "invoice.deleted": invoice_event,
     "invoice_payment.paid": invoice_payment_paid,
     "charge.succeeded": charge_event,
-    "charge.refunded": charge_event,
+    "charge.refunded": charge_refunded,
     "charge.dispute.created": dispute_opened,
     "charge.dispute.closed": dispute_closed,
     "customer.updated": customer_updated,

@@ -22,6 +22,7 @@ from billingkit.domain.invoices import ChargeRecord
 from billingkit.ports import UnitOfWork
 from billingkit.services.hooks import DisputeClosed, DisputeHookEvent, DisputeOpened, HookKind
 from billingkit.services.webhooks.handlers import HandlerContext
+from billingkit.services.webhooks.handlers.purchases import purchase_refunded
 from billingkit.stripe_objects import charge_from_stripe, dispute_from_stripe
 
 __all__ = ["apply_charge", "charge_event", "dispute_closed", "dispute_opened"]
@@ -40,6 +41,18 @@ def charge_event(ctx: HandlerContext) -> EventStatus:
     """``charge.succeeded``/``charge.refunded``: store the charge and its refunded amount."""
     apply_charge(ctx.uow, charge_from_stripe(ctx.event.object))
     return EventStatus.PROCESSED
+
+
+def charge_refunded(ctx: HandlerContext) -> EventStatus:
+    """``charge.refunded``: the invoice history's refunded amount, then the purchase's.
+
+    One event feeds both: the charge record (an invoice's refunded amount sums its charges)
+    and, for a one-time purchase, the purchase's refund and its ``PurchaseRefunded`` hook.
+    """
+    charge_event(ctx)
+    purchase = purchase_refunded(ctx)
+    # a purchase's refund decides (a late, smaller total is stale); else the charge was stored
+    return EventStatus.PROCESSED if purchase is EventStatus.IGNORED else purchase
 
 
 def dispute_opened(ctx: HandlerContext) -> EventStatus:

@@ -8,15 +8,15 @@ plan change scheduled are judged from the stored states before and after the wri
 (``emit_transitions``, the rule API answers use), so the
 first of answer and webhook to store the transition fires it; plan changed falls back to
 the event's ``previous_attributes`` when only a fetched state (``confirm_checkout``) or
-nothing was stored before. "Activated" follows the configured access policy
-(``is_activation``). See ``docs/webhooks.md#hooks`` and
+nothing was stored before. "Activated" and "recovered" follow the configured access policy
+(``is_activation``, ``is_recovery``). See ``docs/webhooks.md#hooks`` and
 ``docs/subscriptions.md#hooks-exactly-once``.
 """
 
 from __future__ import annotations
 
 from billingkit.domain import EventStatus, Subscription, SubscriptionStatus
-from billingkit.domain.access import is_activation
+from billingkit.domain.access import is_activation, is_recovery
 from billingkit.ports import FETCHED_WATERMARK
 from billingkit.services.apply import (
     STATE_HOOKS,
@@ -31,6 +31,7 @@ from billingkit.services.hooks import (
     SubscriptionActivated,
     SubscriptionCanceled,
     SubscriptionPlanUnknown,
+    SubscriptionRecovered,
     TrialWillEnd,
 )
 from billingkit.services.webhooks.handlers import HandlerContext
@@ -166,6 +167,7 @@ def _emit_transitions(
         hooks.emit(
             SubscriptionActivated(**common, subscription=current, previous_status=old_status)
         )
+    _emit_recovered(ctx, incoming, current, status_changed, old_status)
     if (
         hooks.wants(HookKind.SUBSCRIPTION_CANCELED)
         and current.status is SubscriptionStatus.CANCELED
@@ -189,3 +191,29 @@ def _emit_transitions(
                     previous_plan_key=ctx.catalog.plan_key_for_price(old_price),
                 )
             )
+
+
+def _emit_recovered(
+    ctx: HandlerContext,
+    incoming: Subscription,
+    current: Subscription,
+    status_changed: bool,
+    old_status: SubscriptionStatus | None,
+) -> None:
+    """``SubscriptionRecovered``: the event's own move back to access, if the store agrees."""
+    if (
+        ctx.hooks.wants(HookKind.SUBSCRIPTION_RECOVERED)
+        and status_changed
+        and old_status is not None
+        and is_recovery(old_status, incoming.status, ctx.access)
+        and current.status in ctx.access.granting_statuses
+    ):
+        ctx.hooks.emit(
+            SubscriptionRecovered(
+                event_id=ctx.event.id,
+                event_type=ctx.event.type,
+                user_id=current.user_id,
+                subscription=current,
+                previous_status=old_status,
+            )
+        )
