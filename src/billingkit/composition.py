@@ -92,7 +92,9 @@ class Billing:
             webhooks=WebhookProcessor(
                 config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
             ),
-            customers=CustomerDetails(config, repository=repository, catalog=catalog, clock=clock),
+            customers=CustomerDetails(
+                config, repository=repository, catalog=catalog, clock=clock, gateway=gateway
+            ),
         )
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ composition root (from its own settings) and hands it to the services.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -53,6 +53,13 @@ class BillingConfig(Value):
         webhook_retry_max_seconds: ...up to this ceiling.
         webhook_retry_jitter: the fraction (0 to 1) of each delay taken off at random, so
             events that failed together are not retried together.
+        next_invoice_cache_seconds: how long ``CustomerDetails.next_invoice`` answers a
+            user's upcoming invoice from memory before asking Stripe again (0: every time).
+        features_source: where ``BillingDetails.has_feature`` reads a subscriber's features
+            from: ``"plans"`` (the plan definitions' ``features``) or
+            ``"stripe_entitlements"`` (the customer's active Stripe Entitlements, stored from
+            ``entitlements.active_entitlement_summary.updated``). Limits always come from
+            the plan definitions. See ``docs/entitlements.md``.
     """
 
     plans: tuple[PlanDefinition, ...] = ()
@@ -69,6 +76,8 @@ class BillingConfig(Value):
     webhook_retry_base_seconds: PositiveFloat = 30.0
     webhook_retry_max_seconds: PositiveFloat = 3600.0
     webhook_retry_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    next_invoice_cache_seconds: NonNegativeInt = 60
+    features_source: Literal["plans", "stripe_entitlements"] = "plans"
 
     def __init__(self, **data: Any) -> None:
         try:

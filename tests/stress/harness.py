@@ -257,6 +257,12 @@ class StressGateway(StripeGateway):
     def find_promotion_code(self, code: str) -> Any:
         return self._unused(code)
 
+    def create_setup_checkout_session(self, request: Any) -> Any:
+        return self._unused(request)
+
+    def set_default_payment_method(self, **kwargs: Any) -> None:
+        self._unused(**kwargs)
+
 
 class StressCatalog:
     """The two plans of the test, by price id."""

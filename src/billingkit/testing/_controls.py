@@ -33,6 +33,8 @@ PORT_OPERATIONS = frozenset(
         "schedule_subscription_change",
         "release_subscription_schedule",
         "find_promotion_code",
+        "create_setup_checkout_session",
+        "set_default_payment_method",
     }
 )
 _IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -40,7 +40,10 @@ from billingkit.adapters.sqlalchemy._schema import (
     CHECKOUTS,
     CUSTOMER_HISTORY,
     CUSTOMERS,
+    DEFAULT_PAYMENT_METHODS,
+    ENTITLEMENTS,
     EVENTS,
+    PAYMENT_METHODS,
     SUBSCRIPTIONS,
     metadata,
 )
@@ -59,7 +62,17 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
-from billingkit.errors import ConfigurationError, ConflictError, RepositoryError
+from billingkit.domain.payment_methods import (
+    DefaultPaymentMethod,
+    EntitlementSummary,
+    PaymentMethodSummary,
+)
+from billingkit.errors import (
+    ConfigurationError,
+    ConflictError,
+    RepositoryError,
+    RepositoryUnavailableError,
+)
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome
 
 __all__ = ["SqlAlchemyRepository"]
@@ -651,3 +664,105 @@ class _SqlUnitOfWork(SqlTransaction):
             .limit(1)
         ).scalar_one_or_none()
         return oldest
+
+    # ----------------------------------------------------- payment methods, entitlements
+    #
+    # Each save is a guarded UPDATE (the rule in its WHERE clause, so a concurrent writer
+    # is re-checked by the database) or, when no row exists, an INSERT in a savepoint: a
+    # concurrent INSERT that won makes ours fail, and the guarded UPDATE runs again.
+
+    def _guarded_save(
+        self,
+        table: sqlalchemy.Table,
+        key: str,
+        row: dict[str, Any],
+        guard: ColumnElement[bool],
+        values: dict[str, Any],
+    ) -> SaveOutcome:
+        column = table.c[key]
+        for _ in range(3):
+            done = self.execute(update(table).where(column == row[key], guard).values(values))
+            if done.rowcount == 1:
+                return SaveOutcome.WRITTEN
+            if self.execute(select(column).where(column == row[key])).first() is not None:
+                return SaveOutcome.STALE
+            try:
+                with self.savepoint():
+                    self.execute(table.insert().values(row))
+            except sqlalchemy.exc.IntegrityError:
+                continue  # a concurrent insert won: decide against its row
+            return SaveOutcome.WRITTEN
+        raise RepositoryUnavailableError(  # pragma: no cover - needs three lost races
+            f"could not save {table.name} {row[key]!r}: it kept changing; retry"
+        )
+
+    @override
+    @operation
+    def save_payment_method(self, method: PaymentMethodSummary) -> SaveOutcome:
+        stored = PAYMENT_METHODS.c
+        row = method.model_dump()
+        guard: ColumnElement[bool] = stored.watermark <= method.watermark
+        if not method.detached:
+            guard = and_(guard, stored.detached.is_(False))
+        values = {name: value for name, value in row.items() if name != "id"}
+        values["customer_id"] = func.coalesce(method.customer_id, stored.customer_id)
+        return self._guarded_save(PAYMENT_METHODS, "id", row, guard, values)
+
+    @override
+    @operation
+    def get_payment_method(self, payment_method_id: str) -> PaymentMethodSummary | None:
+        row = self.execute(
+            select(PAYMENT_METHODS).where(PAYMENT_METHODS.c.id == payment_method_id)
+        ).first()
+        return None if row is None else PaymentMethodSummary.model_validate(row._asdict())
+
+    @override
+    @operation
+    def payment_methods_for_customer(self, customer_id: str) -> list[PaymentMethodSummary]:
+        stored = PAYMENT_METHODS.c
+        rows = self.execute(
+            select(PAYMENT_METHODS)
+            .where(stored.customer_id == customer_id, stored.detached.is_(False))
+            .order_by(stored.created.desc(), stored.id.desc())
+        ).all()
+        methods = [PaymentMethodSummary.model_validate(row._asdict()) for row in rows]
+        # NULL ``created`` sorts differently per database: unknown creation times last.
+        return sorted(methods, key=lambda method: method.created is None)
+
+    @override
+    @operation
+    def save_default_payment_method(self, default: DefaultPaymentMethod) -> SaveOutcome:
+        row = default.model_dump()
+        guard = DEFAULT_PAYMENT_METHODS.c.watermark <= default.watermark
+        values = {name: value for name, value in row.items() if name != "customer_id"}
+        return self._guarded_save(DEFAULT_PAYMENT_METHODS, "customer_id", row, guard, values)
+
+    @override
+    @operation
+    def default_payment_method(self, customer_id: str) -> DefaultPaymentMethod | None:
+        row = self.execute(
+            select(DEFAULT_PAYMENT_METHODS).where(
+                DEFAULT_PAYMENT_METHODS.c.customer_id == customer_id
+            )
+        ).first()
+        return None if row is None else DefaultPaymentMethod.model_validate(row._asdict())
+
+    @override
+    @operation
+    def save_entitlements(self, summary: EntitlementSummary) -> SaveOutcome:
+        row = {**summary.model_dump(), "lookup_keys": list(summary.lookup_keys)}
+        guard = ENTITLEMENTS.c.watermark <= summary.watermark
+        values = {name: value for name, value in row.items() if name != "customer_id"}
+        return self._guarded_save(ENTITLEMENTS, "customer_id", row, guard, values)
+
+    @override
+    @operation
+    def entitlements_for_customer(self, customer_id: str) -> EntitlementSummary | None:
+        row = self.execute(
+            select(ENTITLEMENTS).where(ENTITLEMENTS.c.customer_id == customer_id)
+        ).first()
+        if row is None:
+            return None
+        values = row._asdict()
+        values["lookup_keys"] = tuple(values["lookup_keys"])
+        return EntitlementSummary.model_validate(values)

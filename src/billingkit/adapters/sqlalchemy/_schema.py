@@ -41,7 +41,10 @@ __all__ = [
     "CHECKOUTS",
     "CUSTOMERS",
     "CUSTOMER_HISTORY",
+    "DEFAULT_PAYMENT_METHODS",
+    "ENTITLEMENTS",
     "EVENTS",
+    "PAYMENT_METHODS",
     "SUBSCRIPTIONS",
     "UTCDateTime",
     "metadata",
@@ -204,5 +207,42 @@ EVENTS = Table(
     Index(None, "received_at"),
     # the drain query: due statuses, oldest ``created`` first
     Index(None, "status", "created"),
+    **_MYSQL_OPTIONS,
+)
+
+# payment methods and entitlements (migration bk0008) -------------------------------------
+
+PAYMENT_METHODS = Table(
+    "billingkit_payment_methods",
+    metadata,
+    _id("id", primary_key=True),
+    _id("customer_id", nullable=True, index=True),
+    Column("type", String(64), nullable=False),
+    Column("card_brand", String(64), nullable=True),
+    Column("last4", String(16), nullable=True),
+    Column("exp_month", Integer(), nullable=True),
+    Column("exp_year", Integer(), nullable=True),
+    Column("wallet", String(64), nullable=True),
+    Column("detached", Boolean(), nullable=False),
+    _when("created"),
+    Column("watermark", BigInteger(), nullable=False),
+    **_MYSQL_OPTIONS,
+)
+
+DEFAULT_PAYMENT_METHODS = Table(
+    "billingkit_default_payment_methods",
+    metadata,
+    _id("customer_id", primary_key=True),
+    _id("payment_method_id", nullable=True),
+    Column("watermark", BigInteger(), nullable=False),
+    **_MYSQL_OPTIONS,
+)
+
+ENTITLEMENTS = Table(
+    "billingkit_entitlements",
+    metadata,
+    _id("customer_id", primary_key=True),
+    Column("lookup_keys", JSON(), nullable=False),
+    Column("watermark", BigInteger(), nullable=False),
     **_MYSQL_OPTIONS,
 )

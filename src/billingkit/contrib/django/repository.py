@@ -51,7 +51,10 @@ from billingkit.contrib.django.models import (
     StoredCheckout,
     StoredCustomer,
     StoredCustomerHistory,
+    StoredDefaultPaymentMethod,
+    StoredEntitlements,
     StoredEvent,
+    StoredPaymentMethod,
     StoredSubscription,
 )
 from billingkit.domain import (
@@ -64,6 +67,11 @@ from billingkit.domain import (
     SubscriptionStatus,
 )
 from billingkit.domain.ordering import decide_save
+from billingkit.domain.payment_methods import (
+    DefaultPaymentMethod,
+    EntitlementSummary,
+    PaymentMethodSummary,
+)
 from billingkit.errors import ConflictError, RepositoryError, RepositoryUnavailableError
 from billingkit.ports import (
     FETCHED_WATERMARK,
@@ -88,6 +96,7 @@ _SUBSCRIPTION_FIELDS = [f.name for f in StoredSubscription._meta.concrete_fields
 _CHECKOUT_FIELDS = [f.name for f in StoredCheckout._meta.concrete_fields]
 _CUSTOMER_FIELDS = [f.name for f in StoredCustomer._meta.concrete_fields]
 _EVENT_FIELDS = [f.name for f in StoredEvent._meta.concrete_fields]
+_PAYMENT_METHOD_FIELDS = [f.name for f in StoredPaymentMethod._meta.concrete_fields]
 
 
 # --------------------------------------------------------------------------- errors
@@ -595,3 +604,90 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
         rows = self._events().filter(status=EventStatus(status).value).order_by("received_at")
         oldest: datetime | None = rows.values_list("received_at", flat=True).first()
         return oldest
+
+    # ----------------------------------------------------- payment methods, entitlements
+
+    def _guarded_save(
+        self, model: type[Model], key: str, row: dict[str, Any], guard: Q, values: dict[str, Any]
+    ) -> SaveOutcome:
+        """The guarded UPDATE, or an INSERT when no row exists (a lost race tries again)."""
+        manager = model._default_manager.using(self._alias)
+        for _ in range(_RACE_RETRIES):
+            if manager.filter(guard, **{key: row[key]}).update(**values) == 1:
+                return SaveOutcome.WRITTEN
+            if manager.filter(**{key: row[key]}).exists():
+                return SaveOutcome.STALE
+            if self._inserted(model, row):
+                return SaveOutcome.WRITTEN
+        raise RepositoryUnavailableError(  # pragma: no cover - needs repeated lost races
+            f"could not save {model.__name__} {row[key]!r}: it kept changing; retry"
+        )
+
+    @_operation
+    def save_payment_method(self, method: PaymentMethodSummary) -> SaveOutcome:
+        row = method.model_dump()
+        values = {name: value for name, value in row.items() if name != "id"}
+        if values["customer_id"] is None:  # a detach keeps the stored customer
+            del values["customer_id"]
+        guard = Q(watermark__lte=method.watermark)
+        if not method.detached:
+            guard &= Q(detached=False)
+        return self._guarded_save(StoredPaymentMethod, "id", row, guard, values)
+
+    @_operation
+    def get_payment_method(self, payment_method_id: str) -> PaymentMethodSummary | None:
+        found = (
+            StoredPaymentMethod.objects.using(self._alias)
+            .filter(id=payment_method_id)
+            .values(*_PAYMENT_METHOD_FIELDS)
+            .first()
+        )
+        return None if found is None else PaymentMethodSummary.model_validate(found)
+
+    @_operation
+    def payment_methods_for_customer(self, customer_id: str) -> list[PaymentMethodSummary]:
+        rows = (
+            StoredPaymentMethod.objects.using(self._alias)
+            .filter(customer_id=customer_id, detached=False)
+            .order_by(F("created").desc(nulls_last=True), "-id")
+            .values(*_PAYMENT_METHOD_FIELDS)
+        )
+        return [PaymentMethodSummary.model_validate(row) for row in rows]
+
+    @_operation
+    def save_default_payment_method(self, default: DefaultPaymentMethod) -> SaveOutcome:
+        row = default.model_dump()
+        values = {name: value for name, value in row.items() if name != "customer_id"}
+        guard = Q(watermark__lte=default.watermark)
+        return self._guarded_save(StoredDefaultPaymentMethod, "customer_id", row, guard, values)
+
+    @_operation
+    def default_payment_method(self, customer_id: str) -> DefaultPaymentMethod | None:
+        found = (
+            StoredDefaultPaymentMethod.objects.using(self._alias)
+            .filter(customer_id=customer_id)
+            .values("customer_id", "payment_method_id", "watermark")
+            .first()
+        )
+        return None if found is None else DefaultPaymentMethod.model_validate(found)
+
+    @_operation
+    def save_entitlements(self, summary: EntitlementSummary) -> SaveOutcome:
+        row = {**summary.model_dump(), "lookup_keys": list(summary.lookup_keys)}
+        values = {name: value for name, value in row.items() if name != "customer_id"}
+        guard = Q(watermark__lte=summary.watermark)
+        return self._guarded_save(StoredEntitlements, "customer_id", row, guard, values)
+
+    @_operation
+    def entitlements_for_customer(self, customer_id: str) -> EntitlementSummary | None:
+        found = (
+            StoredEntitlements.objects.using(self._alias)
+            .filter(customer_id=customer_id)
+            .values("customer_id", "lookup_keys", "watermark")
+            .first()
+        )
+        if found is None:
+            return None
+        return EntitlementSummary.model_validate(
+            {**found, "lookup_keys": tuple(found["lookup_keys"])}
+        )
