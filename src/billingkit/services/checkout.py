@@ -31,6 +31,7 @@ from billingkit.domain import (
     Value,
     to_timestamp,
 )
+from billingkit.domain.payment_methods import PAYMENT_METHOD_UPDATE, PURPOSE_METADATA_KEY
 from billingkit.errors import (
     AlreadySubscribedError,
     CheckoutOwnershipError,
@@ -51,7 +52,6 @@ from billingkit.ports import (
     require_aware_clock,
     system_clock,
 )
-from billingkit.domain.payment_methods import PAYMENT_METHOD_UPDATE, PURPOSE_METADATA_KEY
 from billingkit.services.apply import apply_checkout_session
 from billingkit.services.catalog import PlanCatalog
 

@@ -26,7 +26,7 @@ _MYSQL: dict[str, Any] = {
 
 
 def upgrade() -> None:
-    """Create ``billingkit_payment_methods``, ``..._default_payment_methods``, ``..._entitlements``."""
+    """Create the payment-method, default-payment-method and entitlement tables."""
     when = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
     op.create_table(
         "billingkit_payment_methods",
