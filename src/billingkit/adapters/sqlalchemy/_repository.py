@@ -680,12 +680,14 @@ class _SqlUnitOfWork(SqlTransaction):
         values: dict[str, Any],
     ) -> SaveOutcome:
         column = table.c[key]
-        for _ in range(3):
+        for _ in range(5):
             done = self.execute(update(table).where(column == row[key], guard).values(values))
             if done.rowcount == 1:
                 return SaveOutcome.WRITTEN
             if self.execute(select(column).where(column == row[key])).first() is not None:
-                return SaveOutcome.STALE
+                if self.execute(select(column).where(column == row[key], guard)).first() is None:
+                    return SaveOutcome.STALE
+                continue  # changed by a concurrent writer in between: try the UPDATE again
             try:
                 with self.savepoint():
                     self.execute(table.insert().values(row))

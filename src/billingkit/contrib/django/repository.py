@@ -610,13 +610,20 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
     def _guarded_save(
         self, model: type[Model], key: str, row: dict[str, Any], guard: Q, values: dict[str, Any]
     ) -> SaveOutcome:
-        """The guarded UPDATE, or an INSERT when no row exists (a lost race tries again)."""
+        """The guarded UPDATE, or an INSERT when no row exists (a lost race tries again).
+
+        When the UPDATE declined, the stored row is read: if it still holds the guard (a
+        concurrent writer changed it in between), the UPDATE runs again.
+        """
         manager = model._default_manager.using(self._alias)
         for _ in range(_RACE_RETRIES):
             if manager.filter(guard, **{key: row[key]}).update(**values) == 1:
                 return SaveOutcome.WRITTEN
-            if manager.filter(**{key: row[key]}).exists():
-                return SaveOutcome.STALE
+            current = manager.filter(**{key: row[key]})
+            if current.exists():
+                if not current.filter(guard).exists():
+                    return SaveOutcome.STALE
+                continue
             if self._inserted(model, row):
                 return SaveOutcome.WRITTEN
         raise RepositoryUnavailableError(  # pragma: no cover - needs repeated lost races
