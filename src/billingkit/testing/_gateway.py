@@ -220,7 +220,8 @@ class FakeStripeGateway(StripeGateway):
     def stripe_object(self, object_id: str) -> dict[str, Any]:
         """A copy of the stored Stripe JSON of any object (customer, price, sub, ...)."""
         with self._lock:
-            return copy.deepcopy(self._state.find(object_id))
+            found = self._payment_methods.find(object_id)
+            return copy.deepcopy(found if found is not None else self._state.find(object_id))
 
     def checkout_request(self, session_id: str) -> CheckoutSessionRequest:
         """The request a Checkout Session was created from."""

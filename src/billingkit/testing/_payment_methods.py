@@ -134,6 +134,12 @@ class PaymentMethods:
         self.sessions[ident] = SetupSessionRecord(json=session, request=request)
         return session
 
+    def find(self, object_id: str) -> dict[str, Any] | None:
+        """The stored JSON of a method, setup intent or setup session, else ``None``."""
+        if object_id in self.sessions:
+            return self.sessions[object_id].json
+        return self.methods.get(object_id) or self.setup_intents.get(object_id)
+
     def session(self, session_id: str) -> SetupSessionRecord | None:
         """The setup session with that id, if it is one."""
         return self.sessions.get(session_id)
