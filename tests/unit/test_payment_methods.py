@@ -400,6 +400,18 @@ def test_next_invoice_is_one_preview_call_then_cached() -> None:
     assert world.stripe.calls["preview_invoice"] == 2
 
 
+def test_the_next_invoice_cache_forgets_expired_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from billingkit.services import customers
+
+    monkeypatch.setattr(customers, "_NEXT_INVOICE_SWEEP", 3)
+    world = World(next_invoice_cache_seconds=10)
+    for user in ("a", "b", "c"):
+        assert world.billing.customers.next_invoice(user) is None
+    world.stripe.advance(timedelta(seconds=11))
+    world.billing.customers.next_invoice("d")
+    assert set(world.billing.customers._next_invoices) == {"d"}
+
+
 def test_next_invoice_without_a_billed_subscription_makes_no_call() -> None:
     world = World(next_invoice_cache_seconds=0)
     assert world.billing.customers.next_invoice("user-1") is None

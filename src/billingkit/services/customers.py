@@ -39,6 +39,8 @@ from billingkit.services.catalog import PlanCatalog
 
 __all__ = ["BillingDetails", "CustomerDetails", "UpcomingInvoice"]
 
+#: Cached next invoices kept before expired ones are swept out.
+_NEXT_INVOICE_SWEEP = 1024
 #: Subscription statuses that have a next charge to preview.
 _BILLED = frozenset(
     {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE}
@@ -319,6 +321,11 @@ class CustomerDetails:
         ttl = self._config.next_invoice_cache_seconds
         if ttl > 0:
             with self._next_lock:
+                if len(self._next_invoices) >= _NEXT_INVOICE_SWEEP:
+                    # forget expired answers, so the cache holds recently asked users only
+                    self._next_invoices = {
+                        user: entry for user, entry in self._next_invoices.items() if entry[0] > now
+                    }
                 self._next_invoices[user_id] = (now + timedelta(seconds=ttl), upcoming)
         return upcoming
 
