@@ -735,7 +735,7 @@ class UnitOfWork(abc.ABC):
         """Store ``method`` only if not older than the stored state, atomically.
 
         No stored row -> insert (``WRITTEN``); otherwise
-        :func:`~billingkit.domain.payment_methods.decide_payment_method` decides (a detached
+        ``decide_payment_method`` decides (a detached
         method stays detached; a lower watermark is ``STALE``; ties are written). A
         ``customer_id`` of ``None`` (a detach) keeps the stored customer.
         """
@@ -752,7 +752,7 @@ class UnitOfWork(abc.ABC):
     def save_default_payment_method(self, default: DefaultPaymentMethod) -> SaveOutcome:
         """Store the customer's default unless the stored one has a higher watermark.
 
-        Ties are written. Atomic, like :meth:`save_payment_method`.
+        Ties are written. Atomic, like ``save_payment_method``.
         """
 
     @abc.abstractmethod
@@ -763,7 +763,7 @@ class UnitOfWork(abc.ABC):
     def save_entitlements(self, summary: EntitlementSummary) -> SaveOutcome:
         """Store the customer's active entitlements unless the stored ones are newer.
 
-        Ties are written. Atomic, like :meth:`save_payment_method`.
+        Ties are written. Atomic, like ``save_payment_method``.
         """
 
     @abc.abstractmethod

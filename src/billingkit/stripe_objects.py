@@ -964,7 +964,7 @@ def _short(obj: Mapping[str, Any], field: str, kind: str, limit: int = _SHORT_MA
 
 
 def payment_method_from_stripe(obj: Mapping[str, Any]) -> PaymentMethodSummary:
-    """A :class:`~billingkit.domain.payment_methods.PaymentMethodSummary` (``watermark`` 0).
+    """A ``PaymentMethodSummary`` (``watermark`` 0).
 
     Reads a ``payment_method`` of any type (``card.brand/last4/exp_month/exp_year`` and
     ``card.wallet.type`` for cards; ``last4`` of ``sepa_debit``, ``us_bank_account``,
@@ -1025,7 +1025,7 @@ def customer_default_payment_method(obj: Mapping[str, Any]) -> tuple[bool, str |
 
 
 def setup_intent_from_stripe(obj: Mapping[str, Any]) -> SetupIntentOutcome:
-    """A :class:`~billingkit.domain.payment_methods.SetupIntentOutcome` from a SetupIntent."""
+    """A ``SetupIntentOutcome`` from a SetupIntent."""
     kind = "setup_intent"
     intent = _mapping(obj, kind)
     raw_method = intent.get("payment_method")

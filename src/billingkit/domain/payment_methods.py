@@ -3,11 +3,11 @@
 Pure values and their ordering rules (no I/O). Every stored value carries a ``watermark``:
 the Unix ``created`` second of the Stripe event that carried it, as for subscriptions.
 
-* :class:`PaymentMethodSummary` — one payment method: a *detached* method is final (Stripe
-  never re-attaches one), so no later-arriving event brings it back (:func:`decide_payment_method`).
-* :class:`DefaultPaymentMethod` — which method is the customer's default
+* ``PaymentMethodSummary`` — one payment method: a *detached* method is final (Stripe
+  never re-attaches one), so no later-arriving event brings it back (``decide_payment_method``).
+* ``DefaultPaymentMethod`` — which method is the customer's default
   (``invoice_settings.default_payment_method``); the newer event wins, a tie is written.
-* :class:`EntitlementSummary` — the lookup keys of the customer's active entitlements; the
+* ``EntitlementSummary`` — the lookup keys of the customer's active entitlements; the
   newer summary wins, a tie is written (Stripe sends the whole summary each time).
 """
 

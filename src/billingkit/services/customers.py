@@ -1,10 +1,10 @@
 """Customer billing details: what plan a user is on and whether access is granted.
 
-Answered from the repository alone: :meth:`CustomerDetails.for_user` (with the default
+Answered from the repository alone: ``CustomerDetails.for_user`` (with the default
 payment method and, with ``features_source="stripe_entitlements"``, the active
-entitlements) and :meth:`CustomerDetails.card_expiring` never call Stripe, so they are cheap
+entitlements) and ``CustomerDetails.card_expiring`` never call Stripe, so they are cheap
 enough to call on every request. **The one read that calls Stripe** is
-:meth:`CustomerDetails.next_invoice` (an invoice preview: one call per user per
+``CustomerDetails.next_invoice`` (an invoice preview: one call per user per
 ``BillingConfig.next_invoice_cache_seconds``, answered from memory in between).
 """
 
@@ -100,7 +100,7 @@ class BillingDetails(Value):
         """Whether access is granted and the user has feature ``name``.
 
         The feature comes from the customer's active Stripe Entitlements when
-        :attr:`entitlements` is set (``features_source="stripe_entitlements"``), else from
+        ``entitlements`` is set (``features_source="stripe_entitlements"``), else from
         the plan's ``features``.
         """
         if not self.has_access:
@@ -145,8 +145,8 @@ class CustomerDetails:
         catalog: maps a stored price id to a plan when the subscription has no plan key; only
             its configured ids and already cached prices are used, never a Stripe call.
         clock: current time, for the past-due grace period and card expiry.
-        gateway: Stripe, for :meth:`next_invoice` only (the one read that calls it);
-            without one, :meth:`next_invoice` raises ``ConfigurationError``.
+        gateway: Stripe, for ``next_invoice`` only (the one read that calls it);
+            without one, ``next_invoice`` raises ``ConfigurationError``.
     """
 
     def __init__(
@@ -264,7 +264,7 @@ class CustomerDetails:
         (or has no expiry), and for a card valid beyond the window. A card works through
         the last day of its expiry month.
 
-        Raises :class:`~billingkit.errors.InvalidInputError` for a blank ``user_id`` or a
+        Raises ``InvalidInputError`` for a blank ``user_id`` or a
         negative ``within_days``.
         """
         user_id = _require_user(user_id)

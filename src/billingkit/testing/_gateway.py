@@ -692,7 +692,7 @@ class FakeStripeGateway(StripeGateway):
     ) -> None:
         """Set the default; emits ``customer.updated`` and ``customer.subscription.updated``.
 
-        Counted once in :attr:`calls` (the real gateway makes ``1 + len(subscription_ids)``
+        Counted once in ``calls`` (the real gateway makes ``1 + len(subscription_ids)``
         requests). Refuses a method not attached to the customer and another customer's
         subscription.
         """

@@ -1,7 +1,7 @@
 """``entitlements.active_entitlement_summary.updated``: the customer's active features.
 
 Stores the lookup keys of the customer's active Stripe entitlements (linked to a user or not
-yet) behind :meth:`~billingkit.ports.UnitOfWork.save_entitlements` (the newer summary wins;
+yet) behind ``save_entitlements`` (the newer summary wins;
 Stripe sends the whole summary each time). ``CustomerDetails`` reads them when
 ``BillingConfig.features_source`` is ``"stripe_entitlements"``. No Stripe call.
 """

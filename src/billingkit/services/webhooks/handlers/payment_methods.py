@@ -1,9 +1,9 @@
 """``payment_method.*``, ``setup_intent.succeeded`` and the default in ``customer.updated``.
 
 Stored per Stripe customer (linked to a user or not yet: the link may arrive later), behind
-the ordering guard of :meth:`~billingkit.ports.UnitOfWork.save_payment_method` (newer wins,
+the ordering guard of ``save_payment_method`` (newer wins,
 a detached method never comes back) and
-:meth:`~billingkit.ports.UnitOfWork.save_default_payment_method`.
+``save_default_payment_method``.
 
 **The one handler that calls Stripe**: a ``setup_intent.succeeded`` whose metadata says it
 came from ``CheckoutService.start_payment_method_update`` makes the new method the
