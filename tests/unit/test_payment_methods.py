@@ -569,3 +569,133 @@ def test_readers_of_the_derived_setup_intent_and_odd_methods() -> None:
             payment_method_from_stripe(bad)
     with pytest.raises(WebhookPayloadError):
         entitlement_summary_from_stripe({"object": "entitlements.active_entitlement_summary"})
+
+
+# ------------------------------------------------------------------ the fake's refusals
+
+
+def test_the_fake_refuses_what_stripe_refuses() -> None:
+    from billingkit.errors import GatewayInvalidRequestError, GatewayNotFoundError
+
+    world = World()
+    customer = world.subscribe()
+    other = world.subscribe("user-2")
+    (other_sub,) = world.stripe.subscription_ids(other)
+    stripe = world.stripe
+    with pytest.raises(GatewayNotFoundError):
+        stripe.complete_setup_checkout("cs_test_missing")
+    with pytest.raises(GatewayNotFoundError):
+        stripe.expire_setup_checkout("cs_test_missing")
+    start = world.billing.checkout.start_payment_method_update(
+        "user-1", "https://app.example/ok", "https://app.example/no"
+    )
+    stripe.expire_setup_checkout(start.session_id)
+    assert [t for t, _ in world.deliver()] == ["checkout.session.expired"]
+    for refused in (
+        lambda: stripe.complete_setup_checkout(start.session_id),
+        lambda: stripe.expire_setup_checkout(start.session_id),
+        lambda: stripe.attach_payment_method(customer, exp_month=13),
+        lambda: stripe.attach_payment_method(customer, last4="42"),
+    ):
+        with pytest.raises(GatewayInvalidRequestError):
+            refused()
+    with pytest.raises(GatewayNotFoundError):
+        stripe.detach_payment_method("pm_missing")
+    method = stripe.attach_payment_method(customer, wallet="google_pay")
+    assert stripe.stripe_object(method)["card"]["wallet"]["type"] == "google_pay"
+    with pytest.raises(GatewayInvalidRequestError):  # another customer's subscription
+        stripe.set_default_payment_method(
+            customer_id=customer,
+            payment_method_id=method,
+            subscription_ids=[other_sub],
+            idempotency_key="k-foreign-sub",
+        )
+    with pytest.raises(GatewayInvalidRequestError):  # not the customer's method
+        stripe.set_default_payment_method(
+            customer_id=other, payment_method_id=method, idempotency_key="k-foreign-pm"
+        )
+    stripe.detach_payment_method(method)  # not the default: no customer.updated
+    assert [t for t, _ in world.deliver()][-1] == "payment_method.detached"
+    for refused in (
+        lambda: stripe.detach_payment_method(method),
+        lambda: stripe.update_card_expiry(method, 1, 2040),
+    ):
+        with pytest.raises(GatewayInvalidRequestError):
+            refused()
+
+
+def test_setting_the_same_default_twice_emits_nothing_new() -> None:
+    world = World()
+    customer = world.subscribe()
+    (subscription,) = world.stripe.subscription_ids(customer)
+    method = world.stripe.attach_payment_method(customer)
+    for key in ("k1", "k2"):
+        world.stripe.set_default_payment_method(
+            customer_id=customer,
+            payment_method_id=method,
+            subscription_ids=[subscription],
+            idempotency_key=key,
+        )
+    types = [t for t, _ in world.deliver()]
+    assert types == ["payment_method.attached", "customer.updated", "customer.subscription.updated"]
+    intent: dict[str, Any] = {"id": "seti_x", "object": "setup_intent", "customer": customer}
+    assert world.stripe.stripe_object(customer)["invoice_settings"]["default_payment_method"] == (
+        method
+    )
+    world.stripe.reset_calls()
+    # billingkit's purpose without a payment method: nothing to make the default
+    intent["metadata"] = {"billingkit_purpose": "payment_method_update"}
+    assert world.send("setup_intent.succeeded", intent, 2_000_000_000) is WebhookOutcome.PROCESSED
+    assert world.stripe.total_calls == 0
+
+
+def test_a_setup_intent_of_an_unlinked_customer_updates_the_customer_only() -> None:
+    world = World()
+    customer = world.stripe.create_customer(
+        user_id="outside", email=None, idempotency_key="k-outside"
+    ).id
+    method = world.stripe.attach_payment_method(customer)
+    world.stripe.drain_events()
+    expanded = world.stripe.stripe_object(method)
+    expanded["customer"] = None  # an expanded method without its customer
+    intent = {
+        "id": "seti_y",
+        "object": "setup_intent",
+        "customer": customer,
+        "payment_method": expanded,
+        "metadata": {"billingkit_purpose": "payment_method_update"},
+    }
+    world.stripe.reset_calls()
+    assert world.send("setup_intent.succeeded", intent, 2_000_000_000) is WebhookOutcome.PROCESSED
+    assert world.stripe.calls["set_default_payment_method"] == 1
+    with world.repository.unit_of_work() as uow:
+        stored = uow.get_payment_method(method)
+    assert stored is not None and stored.customer_id == customer  # taken from the intent
+
+
+def test_a_method_moving_to_another_customer_is_listed_under_the_new_one() -> None:
+    world = World()
+    world.send("payment_method.attached", _card("cus_a"), 2_000_000_000)
+    world.send("payment_method.updated", _card("cus_b"), 2_000_000_001)
+    assert _methods(world, "cus_a") == []
+    assert [m.id for m in _methods(world, "cus_b")] == ["pm_1"]
+
+
+def test_entitlements_of_a_subscription_whose_customer_is_not_linked_are_none() -> None:
+    from billingkit.domain import Subscription, SubscriptionStatus
+
+    world = World(features_source="stripe_entitlements")
+    with world.repository.unit_of_work() as uow:
+        uow.save_subscription(
+            Subscription(
+                id="sub_x",
+                customer_id="cus_x",
+                user_id="user-x",
+                status=SubscriptionStatus.ACTIVE,
+                price_id="price_unknown",
+                created=START,
+                watermark=1,
+            )
+        )
+    details = world.billing.customers.for_user("user-x")
+    assert details.entitlements == () and not details.has_feature("reports")

@@ -62,10 +62,9 @@ def test_set_default_payment_method_on_the_customer_then_each_subscription(
     gateway: StripeSdkGateway, cassettes: CassetteKit
 ) -> None:
     with cassettes.use("set_default_payment_method", synthetic=True) as cassette:
-        result = gateway.set_default_payment_method(
+        gateway.set_default_payment_method(
             customer_id=CUS, payment_method_id=METHOD, subscription_ids=[SUB], idempotency_key=KEY
         )
-    assert result is None
     assert cassettes.requests_made(cassette) == 2
 
 
