@@ -100,7 +100,9 @@ class Billing:
                 config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
             ),
             webhooks=webhooks,
-            customers=CustomerDetails(config, repository=repository, catalog=catalog, clock=clock),
+            customers=CustomerDetails(
+                config, repository=repository, catalog=catalog, clock=clock, gateway=gateway
+            ),
             subscriptions=SubscriptionService(
                 config,
                 gateway=gateway,

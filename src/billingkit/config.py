@@ -105,6 +105,13 @@ class BillingConfig(Value):
             events that failed together are not retried together.
         checkout: the ``CheckoutDefaults`` (tax, tax ids, billing address, trials
             without a card, locale); ``start_checkout`` arguments override them per call.
+        next_invoice_cache_seconds: how long ``CustomerDetails.next_invoice`` answers a
+            user's upcoming invoice from memory before asking Stripe again (0: every time).
+        features_source: where ``BillingDetails.has_feature`` reads a subscriber's features
+            from: ``"plans"`` (the plan definitions' ``features``) or
+            ``"stripe_entitlements"`` (the customer's active Stripe Entitlements, stored from
+            ``entitlements.active_entitlement_summary.updated``). Limits always come from
+            the plan definitions. See ``docs/entitlements.md``.
     """
 
     plans: tuple[PlanDefinition, ...] = ()
@@ -122,6 +129,8 @@ class BillingConfig(Value):
     webhook_retry_max_seconds: PositiveFloat = 3600.0
     webhook_retry_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
     checkout: CheckoutDefaults = Field(default_factory=CheckoutDefaults)
+    next_invoice_cache_seconds: NonNegativeInt = 60
+    features_source: Literal["plans", "stripe_entitlements"] = "plans"
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -44,6 +44,11 @@ from billingkit.domain import (
 )
 from billingkit.domain.invoices import ChargeRecord, InvoiceSummary
 from billingkit.domain.ordering import FETCHED_WATERMARK, SaveOutcome
+from billingkit.domain.payment_methods import (
+    DefaultPaymentMethod,
+    EntitlementSummary,
+    PaymentMethodSummary,
+)
 from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConfigurationError, RepositoryError
 
@@ -66,6 +71,7 @@ __all__ = [
     "Repository",
     "SaveOutcome",
     "ScheduledChange",
+    "SetupSessionRequest",
     "StripeCustomer",
     "StripeGateway",
     "SubscriptionSchedule",
@@ -436,6 +442,20 @@ class WebhookEndpoint(Value):
     api_version: str | None = None
     livemode: bool = False
     description: str | None = None
+class SetupSessionRequest(Value):
+    """A Checkout Session in ``setup`` mode: collect a new payment method, charge nothing.
+
+    Built by ``CheckoutService.start_payment_method_update`` only. ``metadata`` is set on
+    the session and on its SetupIntent (``setup_intent_data.metadata``), so the
+    ``setup_intent.succeeded`` event names the user and the purpose.
+    """
+
+    customer_id: str = Field(min_length=1)
+    success_url: str
+    cancel_url: str
+    client_reference_id: str
+    metadata: Mapping[str, str] = Field(default_factory=dict)
+    idempotency_key: str = Field(min_length=1)
 
 
 class StripeGateway(abc.ABC):
@@ -593,6 +613,27 @@ class StripeGateway(abc.ABC):
         self, *, starting_after: str | None = None, page_size: int = LIST_PAGE_SIZE
     ) -> Iterator[Page[WebhookEndpoint]]:
         """The account's webhook endpoints, page by page (one request per page)."""
+
+    # payment methods -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_setup_checkout_session(self, request: SetupSessionRequest) -> CheckoutSession:
+        """Create a Checkout Session in ``setup`` mode (one request, idempotent)."""
+
+    @abc.abstractmethod
+    def set_default_payment_method(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        subscription_ids: Sequence[str] = (),
+        idempotency_key: str,
+    ) -> None:
+        """Make the method the customer's default and each subscription's default.
+
+        One request for the customer (``invoice_settings.default_payment_method``) plus one
+        per subscription (``default_payment_method``), each with a key derived from
+        ``idempotency_key``: ``1 + len(subscription_ids)`` calls.
+        """
 
 
 # --------------------------------------------------------------------------- repository
@@ -899,6 +940,46 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def purchases_for_user(self, user_id: str) -> list[Purchase]:
         """The user's purchases, newest first (``created_at``, then session id, descending)."""
+    # payment methods and entitlements ---------------------------------------------------------
+    @abc.abstractmethod
+    def save_payment_method(self, method: PaymentMethodSummary) -> SaveOutcome:
+        """Store ``method`` only if not older than the stored state, atomically.
+
+        No stored row -> insert (``WRITTEN``); otherwise
+        ``decide_payment_method`` decides (a detached
+        method stays detached; a lower watermark is ``STALE``; ties are written). A
+        ``customer_id`` of ``None`` (a detach) keeps the stored customer.
+        """
+
+    @abc.abstractmethod
+    def get_payment_method(self, payment_method_id: str) -> PaymentMethodSummary | None:
+        """The stored payment method with that id (detached ones included)."""
+
+    @abc.abstractmethod
+    def payment_methods_for_customer(self, customer_id: str) -> list[PaymentMethodSummary]:
+        """The customer's methods that are not detached, newest ``created`` first, then id."""
+
+    @abc.abstractmethod
+    def save_default_payment_method(self, default: DefaultPaymentMethod) -> SaveOutcome:
+        """Store the customer's default unless the stored one has a higher watermark.
+
+        Ties are written. Atomic, like ``save_payment_method``.
+        """
+
+    @abc.abstractmethod
+    def default_payment_method(self, customer_id: str) -> DefaultPaymentMethod | None:
+        """The stored default of the customer."""
+
+    @abc.abstractmethod
+    def save_entitlements(self, summary: EntitlementSummary) -> SaveOutcome:
+        """Store the customer's active entitlements unless the stored ones are newer.
+
+        Ties are written. Atomic, like ``save_payment_method``.
+        """
+
+    @abc.abstractmethod
+    def entitlements_for_customer(self, customer_id: str) -> EntitlementSummary | None:
+        """The stored entitlement summary of the customer."""
 
 
 @runtime_checkable

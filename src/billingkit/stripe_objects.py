@@ -22,6 +22,11 @@ from pydantic import BaseModel
 from billingkit.domain import Interval, Price, Subscription, SubscriptionStatus
 from billingkit.domain.invoices import ChargeRecord, Dispute, InvoiceStatus, InvoiceSummary
 from billingkit.domain.money import Money
+from billingkit.domain.payment_methods import (
+    EntitlementSummary,
+    PaymentMethodSummary,
+    SetupIntentOutcome,
+)
 from billingkit.errors import WebhookPayloadError
 from billingkit.ports import (
     CheckoutSession,
@@ -39,17 +44,21 @@ from billingkit.ports import (
 __all__ = [
     "charge_from_stripe",
     "checkout_session_from_stripe",
+    "customer_default_payment_method",
     "customer_from_stripe",
     "dispute_from_stripe",
+    "entitlement_summary_from_stripe",
     "invoice_from_stripe",
     "invoice_payment_from_stripe",
     "invoice_preview_from_stripe",
     "invoice_subscription_id",
+    "payment_method_from_stripe",
     "portal_session_from_stripe",
     "previous_price_id",
     "previous_status",
     "price_from_stripe",
     "promotion_code_from_stripe",
+    "setup_intent_from_stripe",
     "subscription_from_stripe",
     "subscription_item_id",
     "subscription_schedule_from_stripe",
@@ -1129,4 +1138,117 @@ def webhook_endpoint_from_stripe(obj: Mapping[str, Any]) -> WebhookEndpoint:
         api_version=_opt_str(endpoint, "api_version", kind),
         livemode=_bool(endpoint, "livemode", kind),
         description=_opt_str(endpoint, "description", kind),
+    )
+
+
+
+# --------------------------------------------------------------------------- payment methods
+
+#: Longest payment-method type, card brand and wallet stored (VARCHAR(64)); last4: 16.
+_SHORT_MAX, _LAST4_MAX = 64, 16
+
+
+def _short(obj: Mapping[str, Any], field: str, kind: str, limit: int = _SHORT_MAX) -> str | None:
+    value = _opt_str(obj, field, kind)
+    if value is not None and len(value) > limit:
+        raise _fail(kind, field, f"longer than {limit} characters")
+    return value or None
+
+
+def payment_method_from_stripe(obj: Mapping[str, Any]) -> PaymentMethodSummary:
+    """A ``PaymentMethodSummary`` (``watermark`` 0).
+
+    Reads a ``payment_method`` of any type (``card.brand/last4/exp_month/exp_year`` and
+    ``card.wallet.type`` for cards; ``last4`` of ``sepa_debit``, ``us_bank_account``,
+    ``bacs_debit``, ``au_becs_debit`` and the like) and the legacy card *source*
+    (``"object": "card"``, fields at the top level, ``type`` ``card``). A method without a
+    ``customer`` (``payment_method.detached``) has ``customer_id`` ``None``.
+    """
+    kind = "payment_method"
+    method = _mapping(obj, kind)
+    ident = _ident(method, "id", kind)
+    details: Mapping[str, Any]
+    if method.get("object") == "card":  # a legacy source (card_...)
+        method_type, details, detail_kind = "card", method, kind
+    else:
+        found_type = _short(method, "type", kind)
+        if found_type is None:
+            raise _fail(kind, "type", "missing")
+        method_type = found_type
+        raw = method.get(method_type)
+        details = raw if isinstance(raw, Mapping) else {}
+        detail_kind = f"{kind}.{method_type}"
+    wallet: str | None = None
+    raw_wallet = details.get("wallet") if method_type == "card" else None
+    if isinstance(raw_wallet, Mapping):
+        wallet = _short(raw_wallet, "type", f"{detail_kind}.wallet")
+    elif raw_wallet is not None:
+        raise _fail(detail_kind, "wallet", f"expected an object, got {type(raw_wallet).__name__}")
+    return _build(
+        PaymentMethodSummary,
+        id=ident,
+        customer_id=_ref(method, "customer", kind),
+        type=method_type,
+        card_brand=_short(details, "brand", detail_kind) if method_type == "card" else None,
+        last4=_short(details, "last4", detail_kind, _LAST4_MAX),
+        exp_month=_bounded(details, "exp_month", detail_kind, 1, 12),
+        exp_year=_bounded(details, "exp_year", detail_kind, 1, 9999),
+        wallet=wallet,
+        detached=False,
+        created=_time(method.get("created"), kind, "created"),
+        watermark=0,
+    )
+
+
+def customer_default_payment_method(obj: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """Whether a customer object tells its default payment method, and which (or ``None``).
+
+    Read from ``invoice_settings.default_payment_method`` (an id or an expanded method);
+    ``(False, None)`` when the object has no ``invoice_settings`` (a deleted customer, a
+    very old API version).
+    """
+    kind = "customer"
+    customer = _mapping(obj, kind)
+    settings = customer.get("invoice_settings")
+    if settings is None:
+        return False, None
+    settings = _mapping(settings, f"{kind}.invoice_settings")
+    return True, _ref(settings, "default_payment_method", f"{kind}.invoice_settings")
+
+
+def setup_intent_from_stripe(obj: Mapping[str, Any]) -> SetupIntentOutcome:
+    """A ``SetupIntentOutcome`` from a SetupIntent."""
+    kind = "setup_intent"
+    intent = _mapping(obj, kind)
+    raw_method = intent.get("payment_method")
+    method = payment_method_from_stripe(raw_method) if isinstance(raw_method, Mapping) else None
+    return _build(
+        SetupIntentOutcome,
+        id=_ident(intent, "id", kind),
+        customer_id=_ref(intent, "customer", kind),
+        payment_method_id=_ref(intent, "payment_method", kind),
+        payment_method=method,
+        metadata=_metadata(intent, kind),
+    )
+
+
+def entitlement_summary_from_stripe(obj: Mapping[str, Any]) -> EntitlementSummary:
+    """The lookup keys of an ``entitlements.active_entitlement_summary`` (``watermark`` 0).
+
+    Keys are de-duplicated and sorted, so equal summaries compare equal.
+    """
+    kind = "entitlements.active_entitlement_summary"
+    summary = _mapping(obj, kind)
+    keys: set[str] = set()
+    for index, raw in enumerate(_list_data(summary, "entitlements", kind)):
+        entry = _mapping(raw, f"{kind}.entitlements[{index}]")
+        keys.add(_ident(entry, "lookup_key", f"{kind}.entitlements[{index}]"))
+    customer = _ref(summary, "customer", kind)
+    if customer is None:
+        raise _fail(kind, "customer", "missing")
+    return _build(
+        EntitlementSummary,
+        customer_id=customer,
+        lookup_keys=tuple(sorted(keys)),
+        watermark=0,
     )

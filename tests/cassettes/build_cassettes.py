@@ -1702,9 +1702,121 @@ def build_lists() -> None:
             "request to continue.",
         ),
     )
+# --------------------------------------------------------------------------- payment methods
+
+PM_CUS = "cus_QXg1CardUpdate0001"
+PM_SUB = "sub_1Pgc6rB7WZ01zgkWCardUp1"
+PM_METHOD = "pm_1PgcCardUpdateMaster01"
+PM_KEY = "billingkit-default-pm-synthetic"
+PM_SETUP_KEY = "billingkit-setup-synthetic"
+PM_SUCCESS = "https://app.example.com/account/card?done=1"
+PM_CANCEL = "https://app.example.com/account"
+PM_METADATA = {"billingkit_purpose": "payment_method_update", "user_id": "user-card"}
+
+
+def setup_session() -> dict[str, Any]:
+    """The open setup-mode session ``create_setup_checkout_session`` answers."""
+    obj = checkout(
+        "cs_test_a1CardUpdateSetup01",
+        mode="setup",
+        cid=PM_CUS,
+        user_id="user-card",
+        metadata=PM_METADATA,
+        payment_status="no_payment_required",
+    )
+    obj.update(
+        amount_subtotal=None,
+        amount_total=None,
+        currency=None,
+        subscription=None,
+        success_url=PM_SUCCESS,
+        cancel_url=PM_CANCEL,
+        setup_intent="seti_1PgcCardUpdateSetup01",
+    )
+    return obj
+
+
+def build_payment_methods() -> None:
+    """Cassettes for the setup-mode Checkout and the default-payment-method update."""
+    setup_form = {
+        "mode": "setup",
+        "customer": PM_CUS,
+        "allowed_payment_method_types": ["card"],
+        "success_url": PM_SUCCESS,
+        "cancel_url": PM_CANCEL,
+        "client_reference_id": "user-card",
+        "metadata": PM_METADATA,
+        "setup_intent_data": {"metadata": PM_METADATA},
+    }
+    single(
+        "create_setup_checkout_session",
+        "checkout.session.json (synthetic: setup mode)",
+        "POST",
+        "/v1/checkout/sessions",
+        form=setup_form,
+        idempotency_key=PM_SETUP_KEY,
+        body=setup_session(),
+    )
+    single(
+        "create_setup_checkout_session_invalid",
+        "Stripe's 400 invalid_request_error body (synthetic)",
+        "POST",
+        "/v1/checkout/sessions",
+        form=setup_form,
+        idempotency_key=PM_SETUP_KEY + "-invalid",
+        status=400,
+        body=error(
+            "invalid_request_error",
+            "No such customer: 'cus_QXg1CardUpdate0001'",
+            code="resource_missing",
+            param="customer",
+        ),
+    )
+    updated = customer(PM_CUS, email="ada@example.com", user_id="user-card")
+    updated["invoice_settings"] = dict(
+        updated.get("invoice_settings") or {}, default_payment_method=PM_METHOD
+    )
+    sub = subscription(PM_SUB, PM_CUS, status="active", user_id="user-card")
+    sub["default_payment_method"] = PM_METHOD
+    write(
+        "set_default_payment_method",
+        "customer.json + subscription.json (synthetic: the new default)",
+        interaction(
+            "set_default_payment_method",
+            "POST",
+            f"/v1/customers/{PM_CUS}",
+            form={"invoice_settings": {"default_payment_method": PM_METHOD}},
+            idempotency_key=f"{PM_KEY}-customer",
+            body=updated,
+        ),
+        interaction(
+            "set_default_payment_method",
+            "POST",
+            f"/v1/subscriptions/{PM_SUB}",
+            form={"default_payment_method": PM_METHOD},
+            idempotency_key=f"{PM_KEY}-{PM_SUB}",
+            body=sub,
+        ),
+    )
+    single(
+        "set_default_payment_method_invalid",
+        "Stripe's 400 invalid_request_error body (synthetic)",
+        "POST",
+        f"/v1/customers/{PM_CUS}",
+        form={"invoice_settings": {"default_payment_method": PM_METHOD}},
+        idempotency_key=f"{PM_KEY}-invalid-customer",
+        status=400,
+        body=error(
+            "invalid_request_error",
+            f"The customer does not have a payment method with the ID {PM_METHOD}. The "
+            "payment method must be attached to the customer.",
+            param="invoice_settings[default_payment_method]",
+        ),
+    )
 
 
 if __name__ == "__main__":
     build()
     build_management()
     build_lists()
+    build_payment_methods()

@@ -86,6 +86,11 @@ from billingkit.domain import (
 )
 from billingkit.domain.invoices import ChargeRecord, InvoiceStatus, InvoiceSummary
 from billingkit.domain.money import Money
+from billingkit.domain.payment_methods import (
+    DefaultPaymentMethod,
+    EntitlementSummary,
+    PaymentMethodSummary,
+)
 from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
@@ -2147,6 +2152,126 @@ class RepositoryContract:
         assert [
             p.session_id for p in _read(repository, lambda uow: uow.purchases_for_user("user_1"))
         ] == ["cs_p1"]
+
+
+    # ------------------------------------------------- payment methods and entitlements
+
+    @staticmethod
+    def _method(
+        method_id: str = "pm_1", watermark: int = 100, **fields: Any
+    ) -> PaymentMethodSummary:
+        values: dict[str, Any] = {
+            "customer_id": "cus_1",
+            "type": "card",
+            "card_brand": "visa",
+            "last4": "4242",
+            "exp_month": 12,
+            "exp_year": 2030,
+            "created": T0,
+        }
+        values.update(fields)
+        return PaymentMethodSummary(id=method_id, watermark=watermark, **values)
+
+    def test_payment_method_round_trip_and_newer_wins(self, repository: Repository) -> None:
+        first = self._method(wallet="apple_pay", watermark=2**40)
+        with repository.unit_of_work() as uow:
+            assert uow.save_payment_method(first) is SaveOutcome.WRITTEN
+        assert _read(repository, lambda uow: uow.get_payment_method("pm_1")) == first
+        older = self._method(exp_year=2029, watermark=2**40 - 1)
+        renewed = self._method(exp_year=2031, watermark=2**40 + 1)
+        with repository.unit_of_work() as uow:
+            assert uow.save_payment_method(older) is SaveOutcome.STALE
+            assert uow.save_payment_method(renewed) is SaveOutcome.WRITTEN
+            assert uow.save_payment_method(renewed) is SaveOutcome.WRITTEN  # a duplicate
+        assert _read(repository, lambda uow: uow.get_payment_method("pm_1")) == renewed
+        assert _read(repository, lambda uow: uow.get_payment_method("pm_2")) is None
+
+    def test_a_detached_payment_method_never_comes_back(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            uow.save_payment_method(self._method(watermark=100))
+            detached = self._method(watermark=200, customer_id=None, detached=True)
+            assert uow.save_payment_method(detached) is SaveOutcome.WRITTEN
+            for watermark in (150, 200, 300):  # older, a tie, even a newer one
+                assert uow.save_payment_method(self._method(watermark=watermark)) is (
+                    SaveOutcome.STALE
+                )
+        stored = _read(repository, lambda uow: uow.get_payment_method("pm_1"))
+        assert stored is not None
+        assert stored.detached and stored.customer_id == "cus_1"  # the customer is kept
+        assert _read(repository, lambda uow: uow.payment_methods_for_customer("cus_1")) == []
+
+    def test_a_detach_arriving_first_is_stored(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            detached = self._method(watermark=200, customer_id=None, detached=True)
+            assert uow.save_payment_method(detached) is SaveOutcome.WRITTEN
+            assert uow.save_payment_method(self._method(watermark=100)) is SaveOutcome.STALE
+        stored = _read(repository, lambda uow: uow.get_payment_method("pm_1"))
+        assert stored is not None and stored.detached and stored.customer_id is None
+
+    def test_payment_methods_for_customer_newest_first(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            uow.save_payment_method(self._method("pm_a", created=T0))
+            uow.save_payment_method(self._method("pm_c", created=T0 + timedelta(seconds=1)))
+            uow.save_payment_method(self._method("pm_b", created=T0 + timedelta(seconds=1)))
+            uow.save_payment_method(self._method("pm_x", customer_id="cus_2"))
+            uow.save_payment_method(self._method("pm_d", detached=True))
+        found = _read(repository, lambda uow: uow.payment_methods_for_customer("cus_1"))
+        assert [method.id for method in found] == ["pm_c", "pm_b", "pm_a"]
+
+    def test_default_payment_method_newer_wins_ties_written(self, repository: Repository) -> None:
+        def default(method_id: str | None, watermark: int) -> DefaultPaymentMethod:
+            return DefaultPaymentMethod(
+                customer_id="cus_1", payment_method_id=method_id, watermark=watermark
+            )
+
+        assert _read(repository, lambda uow: uow.default_payment_method("cus_1")) is None
+        with repository.unit_of_work() as uow:
+            assert uow.save_default_payment_method(default("pm_1", 100)) is SaveOutcome.WRITTEN
+            assert uow.save_default_payment_method(default("pm_0", 99)) is SaveOutcome.STALE
+            assert uow.save_default_payment_method(default("pm_2", 100)) is SaveOutcome.WRITTEN
+        assert _read(repository, lambda uow: uow.default_payment_method("cus_1")) == default(
+            "pm_2", 100
+        )
+        with repository.unit_of_work() as uow:
+            assert uow.save_default_payment_method(default(None, 101)) is SaveOutcome.WRITTEN
+        assert _read(repository, lambda uow: uow.default_payment_method("cus_1")) == default(
+            None, 101
+        )
+
+    def test_entitlements_newer_wins(self, repository: Repository) -> None:
+        first = EntitlementSummary(customer_id="cus_1", lookup_keys=("api", "sso"), watermark=100)
+        with repository.unit_of_work() as uow:
+            assert uow.entitlements_for_customer("cus_1") is None
+            assert uow.save_entitlements(first) is SaveOutcome.WRITTEN
+            older = first.model_copy(update={"lookup_keys": (), "watermark": 99})
+            assert uow.save_entitlements(older) is SaveOutcome.STALE
+        assert _read(repository, lambda uow: uow.entitlements_for_customer("cus_1")) == first
+        emptied = first.model_copy(update={"lookup_keys": (), "watermark": 101})
+        with repository.unit_of_work() as uow:
+            assert uow.save_entitlements(emptied) is SaveOutcome.WRITTEN
+        assert _read(repository, lambda uow: uow.entitlements_for_customer("cus_1")) == emptied
+
+    def test_payment_method_writes_roll_back(self, repository: Repository) -> None:
+        with pytest.raises(RuntimeError), repository.unit_of_work() as uow:
+            uow.save_payment_method(self._method())
+            uow.save_default_payment_method(DefaultPaymentMethod(customer_id="cus_1"))
+            uow.save_entitlements(EntitlementSummary(customer_id="cus_1"))
+            raise RuntimeError("boom")
+        assert _read(repository, lambda uow: uow.get_payment_method("pm_1")) is None
+        assert _read(repository, lambda uow: uow.default_payment_method("cus_1")) is None
+        assert _read(repository, lambda uow: uow.entitlements_for_customer("cus_1")) is None
+
+    def test_concurrent_payment_method_saves_keep_the_newest(self, repository: Repository) -> None:
+        results = run_in_threads(
+            repository,
+            lambda uow, i: uow.save_payment_method(
+                self._method(watermark=100 + i, exp_year=2030 + i)
+            ),
+        )
+        assert all(isinstance(r, SaveOutcome) for r in results), results
+        stored = _read(repository, lambda uow: uow.get_payment_method("pm_1"))
+        assert stored is not None
+        assert (stored.watermark, stored.exp_year) == (100 + THREADS - 1, 2030 + THREADS - 1)
 
 
 def make_invoice(

@@ -266,6 +266,12 @@ class StressGateway(StripeGateway):
     def list_webhook_endpoints(self, **kwargs: Any) -> Any:
         return self._unused(**kwargs)
 
+    def create_setup_checkout_session(self, request: Any) -> Any:
+        return self._unused(request)
+
+    def set_default_payment_method(self, **kwargs: Any) -> None:
+        self._unused(**kwargs)
+
 
 class StressCatalog:
     """The two plans of the test, by price id."""

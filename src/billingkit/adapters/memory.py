@@ -56,6 +56,13 @@ from billingkit.domain.invoices import (
 )
 from billingkit.domain.money import Money
 from billingkit.domain.ordering import decide_save
+from billingkit.domain.payment_methods import (
+    DefaultPaymentMethod,
+    EntitlementSummary,
+    PaymentMethodSummary,
+    decide_payment_method,
+    decide_watermark,
+)
 from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWorkBase
@@ -80,6 +87,8 @@ class _Tables:
         "checkouts",
         "checkouts_by_key",
         "checkouts_by_user",
+        "default_payment_methods",
+        "entitlements",
         "events",
         "invoices",
         "invoices_by_customer",
@@ -87,6 +96,8 @@ class _Tables:
         "links_by_customer",
         "links_by_user",
         "old_links_by_user",
+        "payment_methods",
+        "payment_methods_by_customer",
         "purchases",
         "purchases_by_intent",
         "purchases_by_user",
@@ -118,6 +129,10 @@ class _Tables:
         self.purchases: dict[str, Purchase] = {}
         self.purchases_by_intent: dict[str, str] = {}
         self.purchases_by_user: dict[str, dict[str, None]] = {}
+        self.payment_methods: dict[str, PaymentMethodSummary] = {}
+        self.payment_methods_by_customer: dict[str, dict[str, None]] = {}
+        self.default_payment_methods: dict[str, DefaultPaymentMethod] = {}
+        self.entitlements: dict[str, EntitlementSummary] = {}
 
 
 class InMemoryRepository(Repository):
@@ -751,6 +766,81 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         found = [t.purchases[sid] for sid in t.purchases_by_user.get(user_id, {})]
         found.sort(key=lambda p: (p.created_at, p.session_id), reverse=True)
         return found
+
+    # ------------------------------------------------------- payment methods, entitlements
+
+    @override
+    def save_payment_method(self, method: PaymentMethodSummary) -> SaveOutcome:
+        self._check()
+        t = self._t
+        stored = t.payment_methods.get(method.id)
+        if stored is not None:
+            outcome = decide_payment_method(stored, method)
+            if outcome is not SaveOutcome.WRITTEN:
+                return outcome
+            if method.customer_id is None and stored.customer_id is not None:
+                method = method.model_copy(update={"customer_id": stored.customer_id})
+            if stored.customer_id is not None and stored.customer_id != method.customer_id:
+                self._index_remove(t.payment_methods_by_customer, stored.customer_id, stored.id)
+        self._put(t.payment_methods, method.id, method)
+        if method.customer_id is not None:
+            self._index_add(t.payment_methods_by_customer, method.customer_id, method.id)
+        return SaveOutcome.WRITTEN
+
+    @override
+    def get_payment_method(self, payment_method_id: str) -> PaymentMethodSummary | None:
+        self._check()
+        return self._t.payment_methods.get(payment_method_id)
+
+    @override
+    def payment_methods_for_customer(self, customer_id: str) -> list[PaymentMethodSummary]:
+        self._check()
+        t = self._t
+        found = [
+            t.payment_methods[ident]
+            for ident in t.payment_methods_by_customer.get(customer_id, {})
+            if not t.payment_methods[ident].detached
+        ]
+        found.sort(key=_newest_method, reverse=True)
+        return found
+
+    @override
+    def save_default_payment_method(self, default: DefaultPaymentMethod) -> SaveOutcome:
+        self._check()
+        stored = self._t.default_payment_methods.get(default.customer_id)
+        if stored is not None and decide_watermark(stored.watermark, default.watermark) is (
+            SaveOutcome.STALE
+        ):
+            return SaveOutcome.STALE
+        self._put(self._t.default_payment_methods, default.customer_id, default)
+        return SaveOutcome.WRITTEN
+
+    @override
+    def default_payment_method(self, customer_id: str) -> DefaultPaymentMethod | None:
+        self._check()
+        return self._t.default_payment_methods.get(customer_id)
+
+    @override
+    def save_entitlements(self, summary: EntitlementSummary) -> SaveOutcome:
+        self._check()
+        stored = self._t.entitlements.get(summary.customer_id)
+        if stored is not None and decide_watermark(stored.watermark, summary.watermark) is (
+            SaveOutcome.STALE
+        ):
+            return SaveOutcome.STALE
+        self._put(self._t.entitlements, summary.customer_id, summary)
+        return SaveOutcome.WRITTEN
+
+    @override
+    def entitlements_for_customer(self, customer_id: str) -> EntitlementSummary | None:
+        self._check()
+        return self._t.entitlements.get(customer_id)
+
+
+def _newest_method(method: PaymentMethodSummary) -> tuple[float, str]:
+    """Sort key: ``created`` (unknown first), then id."""
+    created = method.created.timestamp() if method.created is not None else float("-inf")
+    return created, method.id
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -33,6 +33,8 @@ from stripe.params import (
     CustomerCreateParams,
     CustomerListParams,
     CustomerRetrieveParams,
+    CustomerUpdateParams,
+    CustomerUpdateParamsInvoiceSettings,
     InvoiceCreatePreviewParams,
     InvoiceCreatePreviewParamsDiscount,
     InvoiceCreatePreviewParamsSubscriptionDetails,
@@ -58,6 +60,7 @@ from stripe.params.checkout import (
     SessionCreateParamsCustomerUpdate,
     SessionCreateParamsDiscount,
     SessionCreateParamsLineItem,
+    SessionCreateParamsSetupIntentData,
     SessionCreateParamsSubscriptionData,
     SessionRetrieveParams,
 )
@@ -84,6 +87,7 @@ from billingkit.ports import (
     PortalSession,
     PromotionCode,
     ScheduledChange,
+    SetupSessionRequest,
     StripeCustomer,
     StripeGateway,
     SubscriptionSchedule,
@@ -648,6 +652,64 @@ class StripeSdkGateway(StripeGateway):
         return self._listed(
             "list webhook endpoints", fetch, webhook_endpoint_from_stripe, starting_after
         )
+
+
+
+    # ----------------------------------------------------------------------------- payment methods
+
+    def create_setup_checkout_session(self, request: SetupSessionRequest) -> CheckoutSession:
+        """``POST /v1/checkout/sessions`` in ``setup`` mode, for cards (one request).
+
+        The metadata goes on the session and on its SetupIntent, so the
+        ``setup_intent.succeeded`` event carries it.
+        """
+        setup_data: SessionCreateParamsSetupIntentData = {"metadata": dict(request.metadata)}
+        params: SessionCreateParams = {
+            "mode": "setup",
+            "customer": request.customer_id,
+            "allowed_payment_method_types": ["card"],
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+            "client_reference_id": request.client_reference_id,
+            "metadata": dict(request.metadata),
+            "setup_intent_data": setup_data,
+        }
+        with _translated("create setup checkout session"):
+            session = self._client.v1.checkout.sessions.create(
+                params=params, options=self._options(request.idempotency_key)
+            )
+        return _mapped(checkout_session_from_stripe, session.to_dict())
+
+    def set_default_payment_method(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        subscription_ids: Sequence[str] = (),
+        idempotency_key: str,
+    ) -> None:
+        """``POST /v1/customers/{id}`` then ``POST /v1/subscriptions/{id}`` per subscription.
+
+        Keys: ``{idempotency_key}-customer`` and ``{idempotency_key}-{subscription id}``.
+        """
+        settings: CustomerUpdateParamsInvoiceSettings = {
+            "default_payment_method": payment_method_id
+        }
+        customer_params: CustomerUpdateParams = {"invoice_settings": settings}
+        with _translated("set default payment method"):
+            self._client.v1.customers.update(
+                customer_id,
+                params=customer_params,
+                options=self._options(f"{idempotency_key}-customer"),
+            )
+        for subscription_id in subscription_ids:
+            sub_params: SubscriptionUpdateParams = {"default_payment_method": payment_method_id}
+            with _translated("set subscription default payment method"):
+                self._client.v1.subscriptions.update(
+                    subscription_id,
+                    params=sub_params,
+                    options=self._options(f"{idempotency_key}-{subscription_id}"),
+                )
 
 
 # --------------------------------------------------------------------------- mapping

@@ -31,6 +31,7 @@ from billingkit.domain import (
     Value,
     to_timestamp,
 )
+from billingkit.domain.payment_methods import PAYMENT_METHOD_UPDATE, PURPOSE_METADATA_KEY
 from billingkit.errors import (
     AlreadySubscribedError,
     CheckoutOwnershipError,
@@ -45,6 +46,7 @@ from billingkit.ports import (
     CheckoutSessionRequest,
     Clock,
     Repository,
+    SetupSessionRequest,
     StripeGateway,
     UnitOfWork,
     require_aware_clock,
@@ -924,3 +926,62 @@ class CheckoutService:
             customer_id=link.customer_id, return_url=return_url
         )
         return portal.url
+
+    # ------------------------------------------------------------------ payment method
+
+    def start_payment_method_update(
+        self, user_id: str, success_url: str, cancel_url: str
+    ) -> CheckoutStart:
+        """Open Checkout in ``setup`` mode so the user saves a new payment method (1 call).
+
+        Nothing is charged. When the user completes it, Stripe sends
+        ``checkout.session.completed`` (mode ``setup``) and ``setup_intent.succeeded``; the
+        webhook handler of the latter makes the new method the customer's default and the
+        default of each of its live subscriptions (see ``docs/payment-methods.md``). The
+        session and its SetupIntent carry ``metadata["billingkit_purpose"]`` and
+        ``metadata["user_id"]``. A repeated call with the same inputs within
+        ``checkout_dedupe_seconds`` sends the same idempotency key, so Stripe answers the
+        same session.
+
+        Raises:
+            InvalidInputError: an empty ``user_id`` or a malformed URL.
+            NoCustomerError: the user has no Stripe customer, or it was deleted.
+            GatewayError: Stripe failed.
+        """
+        user_id = _require_text("user_id", user_id, max_length=_MAX_CLIENT_REFERENCE_ID)
+        success_url = _require_url("success_url", success_url)
+        cancel_url = _require_url("cancel_url", cancel_url)
+        with self._repository.unit_of_work() as uow:
+            link = uow.customer_for_user(user_id)
+        if link is None:
+            raise NoCustomerError("this user has no Stripe customer yet; start a checkout first")
+        if link.deleted:
+            raise NoCustomerError(
+                "this user's Stripe customer was deleted; a new checkout creates a new one"
+            )
+        window = max(self._config.checkout_dedupe_seconds, 1)
+        bucket = to_timestamp(self._clock()) // window
+        key = (
+            "billingkit-setup-"
+            + _digest(
+                "billingkit/setup/v1",
+                user_id,
+                link.customer_id,
+                success_url,
+                cancel_url,
+                str(bucket),
+            )[:48]
+        )
+        session = self._gateway.create_setup_checkout_session(
+            SetupSessionRequest(
+                customer_id=link.customer_id,
+                success_url=success_url,
+                cancel_url=cancel_url,
+                client_reference_id=user_id,
+                metadata={PURPOSE_METADATA_KEY: PAYMENT_METHOD_UPDATE, "user_id": user_id},
+                idempotency_key=key,
+            )
+        )
+        if not session.url:
+            raise GatewayError(f"Stripe returned checkout session {session.id} without a URL")
+        return CheckoutStart(session_id=session.id, url=session.url, expires_at=session.expires_at)

@@ -1,13 +1,18 @@
 """Customer billing details: what plan a user is on and whether access is granted.
 
-Answered from the repository alone: ``CustomerDetails.for_user`` never calls Stripe, so
-it is cheap enough to call on every request.
+Answered from the repository alone: ``CustomerDetails.for_user`` (with the default
+payment method and, with ``features_source="stripe_entitlements"``, the active
+entitlements) and ``CustomerDetails.card_expiring`` never call Stripe, so they are cheap
+enough to call on every request. **The one read that calls Stripe** is
+``CustomerDetails.next_invoice`` (an invoice preview: one call per user per
+``BillingConfig.next_invoice_cache_seconds``, answered from memory in between).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from billingkit.config import BillingConfig
 from billingkit.domain import (
@@ -20,11 +25,28 @@ from billingkit.domain import (
 )
 from billingkit.domain.access import grants_access
 from billingkit.domain.invoices import InvoiceSummary
-from billingkit.errors import InvalidInputError
-from billingkit.ports import Clock, Repository, require_aware_clock, system_clock
+from billingkit.domain.money import Money
+from billingkit.domain.payment_methods import PaymentMethodSummary
+from billingkit.errors import ConfigurationError, InvalidInputError
+from billingkit.ports import (
+    Clock,
+    InvoicePreviewRequest,
+    Repository,
+    StripeGateway,
+    UnitOfWork,
+    require_aware_clock,
+    system_clock,
+)
 from billingkit.services.catalog import PlanCatalog
 
-__all__ = ["BillingDetails", "CustomerDetails"]
+__all__ = ["BillingDetails", "CustomerDetails", "UpcomingInvoice"]
+
+#: Cached next invoices kept before expired ones are swept out.
+_NEXT_INVOICE_SWEEP = 1024
+#: Subscription statuses that have a next charge to preview.
+_BILLED = frozenset(
+    {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING, SubscriptionStatus.PAST_DUE}
+)
 
 
 class BillingDetails(Value):
@@ -54,6 +76,11 @@ class BillingDetails(Value):
             subscriptions that grant access (add-ons): ``has_feature`` and ``limit``
             combine them with ``plan``. Empty otherwise.
         other_subscription_ids: those subscriptions' ids, newest first.
+        payment_method: the customer's default payment method (``invoice_settings``'
+            default, else the most recently created attached method), or ``None``.
+        entitlements: the lookup keys of the customer's active Stripe Entitlements when
+            ``features_source`` is ``"stripe_entitlements"`` and these details describe a
+            subscription (``None`` otherwise: features come from the plan).
     """
 
     user_id: str
@@ -71,6 +98,8 @@ class BillingDetails(Value):
     trial_end: UTCDateTime | None = None
     other_plans: tuple[PlanDefinition, ...] = ()
     other_subscription_ids: tuple[str, ...] = ()
+    payment_method: PaymentMethodSummary | None = None
+    entitlements: tuple[str, ...] | None = None
 
     @property
     def is_subscribed(self) -> bool:
@@ -92,7 +121,14 @@ class BillingDetails(Value):
         return frozenset(name for plan in self._entitled_plans() for name in plan.features)
 
     def has_feature(self, name: str) -> bool:
-        """Whether access is granted and the plan (or another granting one) has ``name``."""
+        """Whether access is granted and the user has feature ``name``.
+
+        The feature comes from the customer's active Stripe Entitlements when
+        ``entitlements`` is set (``features_source="stripe_entitlements"``), else from
+        ``plan`` and, with several subscriptions, ``other_plans``.
+        """
+        if self.entitlements is not None:
+            return self.has_access and name in self.entitlements
         return name in self.features
 
     def limit(self, name: str, default: int | None = 0) -> int | None:
@@ -111,6 +147,22 @@ class BillingDetails(Value):
         return max(value for value in values if value is not None)
 
 
+class UpcomingInvoice(Value):
+    """The next charge of a user's subscription, from Stripe's invoice preview.
+
+    Attributes:
+        subscription_id: the subscription it bills.
+        amount_due: what will be charged (after discounts, credit balance).
+        total: the invoice total.
+        at: when Stripe will attempt the charge (or the period end), if known.
+    """
+
+    subscription_id: str
+    amount_due: Money
+    total: Money
+    at: UTCDateTime | None = None
+
+
 class CustomerDetails:
     """Answers "what plan is this user on and is access granted", without calling Stripe.
 
@@ -119,7 +171,9 @@ class CustomerDetails:
         repository: where subscriptions are stored (read through one unit of work).
         catalog: maps a stored price id to a plan when the subscription has no plan key; only
             its configured ids and already cached prices are used, never a Stripe call.
-        clock: current time, for the past-due grace period.
+        clock: current time, for the past-due grace period and card expiry.
+        gateway: Stripe, for ``next_invoice`` only (the one read that calls it);
+            without one, ``next_invoice`` raises ``ConfigurationError``.
     """
 
     def __init__(
@@ -129,11 +183,15 @@ class CustomerDetails:
         repository: Repository,
         catalog: PlanCatalog,
         clock: Clock = system_clock,
+        gateway: StripeGateway | None = None,
     ) -> None:
         self._config = config
         self._repository = repository
         self._catalog = catalog
         self._clock = require_aware_clock(clock)
+        self._gateway = gateway
+        self._next_invoices: dict[str, tuple[datetime, UpcomingInvoice | None]] = {}
+        self._next_lock = threading.Lock()
 
     def for_user(self, user_id: str) -> BillingDetails:
         """The billing details of ``user_id`` now.
@@ -153,14 +211,25 @@ class CustomerDetails:
         Raises ``InvalidInputError`` for a blank ``user_id``.
         """
         _check_user(user_id)
+        stripe_features = self._config.features_source == "stripe_entitlements"
+        entitlements: tuple[str, ...] | None = None
         with self._repository.unit_of_work() as uow:
             subscriptions = uow.subscriptions_for_user(user_id)
+            link = uow.customer_for_user(user_id)
+            method = _default_method(uow, link.customer_id) if link is not None else None
+            if stripe_features and link is not None and subscriptions:
+                summary = uow.entitlements_for_customer(link.customer_id)
+                entitlements = summary.lookup_keys if summary is not None else ()
         now = self._clock()
         chosen = self._choose(subscriptions, now)
         if chosen is None:
-            return self._free(user_id)
+            return self._free(user_id).model_copy(update={"payment_method": method})
+        if stripe_features and entitlements is None:
+            entitlements = ()  # a subscription without a linked customer: none known
         subscription, access = chosen
-        details = self._describe(user_id, subscription, access)
+        details = self._describe(user_id, subscription, access).model_copy(
+            update={"payment_method": method, "entitlements": entitlements}
+        )
         if not (access and self._config.allow_multiple_subscriptions):
             return details
         others = [
@@ -301,6 +370,83 @@ class CustomerDetails:
                 raise InvalidInputError("before must be an invoice id or a datetime")
             return uow.invoices_for_user(user_id, limit=limit, before=cursor)
 
+
+    # ------------------------------------------------------------------ payment methods
+
+    def card_expiring(self, user_id: str, within_days: int = 30) -> PaymentMethodSummary | None:
+        """The user's default card if it has expired or expires within ``within_days``.
+
+        Answers the "your card ending 4242 expires soon" banner from the repository (no
+        Stripe call): ``None`` without a default method, for a method that is not a card
+        (or has no expiry), and for a card valid beyond the window. A card works through
+        the last day of its expiry month.
+
+        Raises ``InvalidInputError`` for a blank ``user_id`` or a
+        negative ``within_days``.
+        """
+        user_id = _require_user(user_id)
+        if isinstance(within_days, bool) or not isinstance(within_days, int) or within_days < 0:
+            raise InvalidInputError("within_days must be a non-negative integer")
+        with self._repository.unit_of_work() as uow:
+            link = uow.customer_for_user(user_id)
+            method = _default_method(uow, link.customer_id) if link is not None else None
+        if method is None or not method.expires_within(self._clock(), within_days):
+            return None
+        return method
+
+    # ------------------------------------------------------------------ upcoming invoice
+
+    def next_invoice(self, user_id: str) -> UpcomingInvoice | None:
+        """Amount and date of the user's next charge, from Stripe's invoice preview.
+
+        **Calls Stripe** (one ``preview_invoice``) for a user with an active, trialing or
+        past-due subscription that is not set to end at its period end, then answers from
+        memory for ``BillingConfig.next_invoice_cache_seconds``. ``None`` (no call) when
+        there is no such subscription. Gateway errors propagate (nothing is cached).
+
+        Raises:
+            InvalidInputError: a blank ``user_id``.
+            ConfigurationError: the service was built without a ``gateway``.
+        """
+        user_id = _require_user(user_id)
+        if self._gateway is None:
+            raise ConfigurationError("CustomerDetails needs gateway= to preview the next invoice")
+        now = self._clock()
+        with self._next_lock:
+            cached = self._next_invoices.get(user_id)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        with self._repository.unit_of_work() as uow:
+            subscriptions = uow.subscriptions_for_user(user_id)
+        chosen = self._choose(subscriptions, now)
+        upcoming: UpcomingInvoice | None = None
+        if chosen is not None:
+            subscription = chosen[0]
+            if subscription.status in _BILLED and not subscription.cancel_at_period_end:
+                preview = self._gateway.preview_invoice(
+                    InvoicePreviewRequest(
+                        customer_id=subscription.customer_id,
+                        subscription_id=subscription.id,
+                    )
+                )
+                upcoming = UpcomingInvoice(
+                    subscription_id=subscription.id,
+                    amount_due=preview.next_invoice_total or preview.amount_due,
+                    total=preview.total,
+                    at=preview.next_invoice_at,
+                )
+        ttl = self._config.next_invoice_cache_seconds
+        if ttl > 0:
+            with self._next_lock:
+                if len(self._next_invoices) >= _NEXT_INVOICE_SWEEP:
+                    # forget expired answers, so the cache holds recently asked users only
+                    self._next_invoices = {
+                        user: entry for user, entry in self._next_invoices.items() if entry[0] > now
+                    }
+                self._next_invoices[user_id] = (now + timedelta(seconds=ttl), upcoming)
+        return upcoming
+
+
 def _check_user(user_id: object) -> None:
     if not isinstance(user_id, str) or not user_id.strip():
         raise InvalidInputError("user_id must be a non-empty string")
@@ -308,3 +454,20 @@ def _check_user(user_id: object) -> None:
 
 def _newest_first(subscriptions: Iterable[Subscription]) -> list[Subscription]:
     return sorted(subscriptions, key=lambda sub: (sub.created, sub.id), reverse=True)
+
+
+def _require_user(user_id: object) -> str:
+    _check_user(user_id)
+    assert isinstance(user_id, str)
+    return user_id
+
+
+def _default_method(uow: UnitOfWork, customer_id: str) -> PaymentMethodSummary | None:
+    """The customer's default method, else its most recently created attached one."""
+    default = uow.default_payment_method(customer_id)
+    if default is not None and default.payment_method_id is not None:
+        method = uow.get_payment_method(default.payment_method_id)
+        if method is not None and not method.detached:
+            return method
+    methods = uow.payment_methods_for_customer(customer_id)
+    return methods[0] if methods else None

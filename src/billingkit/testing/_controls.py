@@ -36,6 +36,8 @@ PORT_OPERATIONS = frozenset(
         "list_subscriptions",
         "list_customers",
         "list_webhook_endpoints",
+        "create_setup_checkout_session",
+        "set_default_payment_method",
     }
 )
 _IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -27,6 +27,7 @@ from billingkit.ports import (
     PortalSession,
     PromotionCode,
     ScheduledChange,
+    SetupSessionRequest,
     StripeCustomer,
     StripeGateway,
     SubscriptionSchedule,
@@ -52,6 +53,7 @@ from billingkit.testing._customers import Customers
 from billingkit.testing._events import FAKE_API_VERSION, Delivery
 from billingkit.testing._invoices import Invoices
 from billingkit.testing._listing import Listing
+from billingkit.testing._payment_methods import PaymentMethods
 from billingkit.testing._schedule import Schedule
 from billingkit.testing._state import FakeState
 from billingkit.testing._subscriptions import Subscriptions
@@ -128,6 +130,7 @@ class FakeStripeGateway(StripeGateway):
         self._changes = Changes(state, self._catalog, self._invoices, self._subscriptions)
         self._schedule = Schedule(state, self._checkout, self._subscriptions, self._changes)
         self._listing = Listing(state)
+        self._payment_methods = PaymentMethods(state, self._customers)
 
     def __repr__(self) -> str:
         state = self._state
@@ -225,7 +228,8 @@ class FakeStripeGateway(StripeGateway):
     def stripe_object(self, object_id: str) -> dict[str, Any]:
         """A copy of the stored Stripe JSON of any object (customer, price, sub, ...)."""
         with self._lock:
-            return copy.deepcopy(self._state.find(object_id))
+            found = self._payment_methods.find(object_id)
+            return copy.deepcopy(found if found is not None else self._state.find(object_id))
 
     def checkout_request(self, session_id: str) -> CheckoutSessionRequest:
         """The request a Checkout Session was created from."""
@@ -349,6 +353,9 @@ class FakeStripeGateway(StripeGateway):
         """The session with its subscription expanded (``CheckoutSession.subscription``)."""
 
         def retrieve() -> CheckoutSession:
+            setup = self._payment_methods.session(session_id)
+            if setup is not None:
+                return checkout_session_from_stripe(setup.json)
             return self._checkout.expanded(self._state.session(session_id).json)
 
         with self._lock:
@@ -927,3 +934,115 @@ class FakeStripeGateway(StripeGateway):
         with self._lock:
             self._state.sub(subscription_id)
             del self._state.subs[subscription_id]
+
+
+    # ------------------------------------------------------------------------ payment methods
+
+    def create_setup_checkout_session(self, request: SetupSessionRequest) -> CheckoutSession:
+        """An open setup-mode session (24 h) for an existing customer; nothing is charged."""
+        params = request.model_dump(mode="json", exclude={"idempotency_key"})
+
+        def create() -> CheckoutSession:
+            return checkout_session_from_stripe(self._payment_methods.create_session(request))
+
+        with self._lock:
+            operation = "create_setup_checkout_session"
+            return self._controls.call(operation, create, request.idempotency_key, params)
+
+    def set_default_payment_method(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        subscription_ids: Sequence[str] = (),
+        idempotency_key: str,
+    ) -> None:
+        """Set the default; emits ``customer.updated`` and ``customer.subscription.updated``.
+
+        Counted once in ``calls`` (the real gateway makes ``1 + len(subscription_ids)``
+        requests). Refuses a method not attached to the customer and another customer's
+        subscription.
+        """
+        params = {
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "subscriptions": list(subscription_ids),
+        }
+
+        def set_default() -> None:
+            self._payment_methods.set_default(customer_id, payment_method_id, subscription_ids)
+
+        with self._lock:
+            operation = "set_default_payment_method"
+            self._controls.call(operation, set_default, idempotency_key, params)
+
+    def complete_setup_checkout(
+        self,
+        session_id: str,
+        *,
+        brand: str = "visa",
+        last4: str = "4242",
+        exp_month: int = 12,
+        exp_year: int = 2030,
+        wallet: str | None = None,
+    ) -> str:
+        """Act as if the user saved a card on a setup-mode Checkout page; returns its id.
+
+        Emits ``payment_method.attached``, ``setup_intent.created``,
+        ``setup_intent.succeeded`` (second T, the intent carrying the session's metadata),
+        then ``checkout.session.completed`` (T+1). Not a port call.
+        """
+        with self._lock:
+            return self._payment_methods.complete_session(
+                session_id,
+                brand=brand,
+                last4=last4,
+                exp_month=exp_month,
+                exp_year=exp_year,
+                wallet=wallet,
+            )[1]
+
+    def expire_setup_checkout(self, session_id: str) -> None:
+        """Expire an open setup-mode session; emits ``checkout.session.expired``."""
+        with self._lock:
+            self._payment_methods.expire_session(session_id)
+
+    def attach_payment_method(
+        self,
+        customer_id: str,
+        *,
+        brand: str = "visa",
+        last4: str = "4242",
+        exp_month: int = 12,
+        exp_year: int = 2030,
+        wallet: str | None = None,
+    ) -> str:
+        """Attach a new card to the customer (``payment_method.attached``); returns its id."""
+        with self._lock:
+            return self._payment_methods.attach(
+                customer_id,
+                brand=brand,
+                last4=last4,
+                exp_month=exp_month,
+                exp_year=exp_year,
+                wallet=wallet,
+            )
+
+    def update_card_expiry(self, payment_method_id: str, exp_month: int, exp_year: int) -> None:
+        """The card updater renews a card (``payment_method.automatically_updated``)."""
+        with self._lock:
+            self._payment_methods.update_expiry(payment_method_id, exp_month, exp_year)
+
+    def detach_payment_method(self, payment_method_id: str) -> None:
+        """Detach a method (``payment_method.detached``; ``customer.updated`` if default)."""
+        with self._lock:
+            self._payment_methods.detach(payment_method_id)
+
+    def set_entitlements(self, customer_id: str, lookup_keys: Sequence[str]) -> None:
+        """Set the customer's active entitlements (Stripe dashboard features).
+
+        Emits ``entitlements.active_entitlement_summary.updated`` with one active entitlement
+        per lookup key. Not a port call.
+        """
+        with self._lock:
+            self._payment_methods.set_entitlements(customer_id, lookup_keys)

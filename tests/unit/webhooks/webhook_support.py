@@ -147,6 +147,12 @@ class SubscriptionGateway(StripeGateway):
     def list_webhook_endpoints(self, **options: Any) -> Any:
         raise AssertionError("unexpected gateway call")
 
+    def create_setup_checkout_session(self, request: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
+    def set_default_payment_method(self, **kwargs: Any) -> None:
+        raise AssertionError("unexpected gateway call")
+
 
 class Harness:
     """A processor over an in-memory repository, with signed delivery at the clock's time."""

@@ -42,8 +42,11 @@ from billingkit.adapters.sqlalchemy._schema import (
     CHECKOUTS,
     CUSTOMER_HISTORY,
     CUSTOMERS,
+    DEFAULT_PAYMENT_METHODS,
+    ENTITLEMENTS,
     EVENTS,
     INVOICES,
+    PAYMENT_METHODS,
     PURCHASES,
     RECONCILE_CHECKPOINTS,
     SUBSCRIPTIONS,
@@ -77,6 +80,11 @@ from billingkit.domain.invoices import (
     invoice_to_columns,
     merge_charge,
     merge_invoice,
+)
+from billingkit.domain.payment_methods import (
+    DefaultPaymentMethod,
+    EntitlementSummary,
+    PaymentMethodSummary,
 )
 from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import (
@@ -871,3 +879,106 @@ class _SqlUnitOfWork(SqlTransaction):
             .order_by(p.created_at.desc(), p.session_id.desc())
         ).all()
         return [Purchase.model_validate(row._asdict()) for row in rows]
+    # ----------------------------------------------------- payment methods, entitlements
+    #
+    # Each save is a guarded UPDATE (the rule in its WHERE clause, so a concurrent writer
+    # is re-checked by the database) or, when no row exists, an INSERT in a savepoint: a
+    # concurrent INSERT that won makes ours fail, and the guarded UPDATE runs again.
+
+    def _guarded_save(
+        self,
+        table: sqlalchemy.Table,
+        key: str,
+        row: dict[str, Any],
+        guard: ColumnElement[bool],
+        values: dict[str, Any],
+    ) -> SaveOutcome:
+        column = table.c[key]
+        for _ in range(5):
+            done = self.execute(update(table).where(column == row[key], guard).values(values))
+            if done.rowcount == 1:
+                return SaveOutcome.WRITTEN
+            if self.execute(select(column).where(column == row[key])).first() is not None:
+                if self.execute(select(column).where(column == row[key], guard)).first() is None:
+                    return SaveOutcome.STALE
+                continue  # changed by a concurrent writer in between: try the UPDATE again
+            try:
+                with self.savepoint():
+                    self.execute(table.insert().values(row))
+            except sqlalchemy.exc.IntegrityError:
+                continue  # a concurrent insert won: decide against its row
+            return SaveOutcome.WRITTEN
+        raise RepositoryUnavailableError(  # pragma: no cover - needs three lost races
+            f"could not save {table.name} {row[key]!r}: it kept changing; retry"
+        )
+
+    @override
+    @operation
+    def save_payment_method(self, method: PaymentMethodSummary) -> SaveOutcome:
+        stored = PAYMENT_METHODS.c
+        row = method.model_dump()
+        guard: ColumnElement[bool] = stored.watermark <= method.watermark
+        if not method.detached:
+            guard = and_(guard, stored.detached.is_(False))
+        values = {name: value for name, value in row.items() if name != "id"}
+        values["customer_id"] = func.coalesce(method.customer_id, stored.customer_id)
+        return self._guarded_save(PAYMENT_METHODS, "id", row, guard, values)
+
+    @override
+    @operation
+    def get_payment_method(self, payment_method_id: str) -> PaymentMethodSummary | None:
+        row = self.execute(
+            select(PAYMENT_METHODS).where(PAYMENT_METHODS.c.id == payment_method_id)
+        ).first()
+        return None if row is None else PaymentMethodSummary.model_validate(row._asdict())
+
+    @override
+    @operation
+    def payment_methods_for_customer(self, customer_id: str) -> list[PaymentMethodSummary]:
+        stored = PAYMENT_METHODS.c
+        rows = self.execute(
+            select(PAYMENT_METHODS)
+            .where(stored.customer_id == customer_id, stored.detached.is_(False))
+            .order_by(stored.created.desc(), stored.id.desc())
+        ).all()
+        methods = [PaymentMethodSummary.model_validate(row._asdict()) for row in rows]
+        # NULL ``created`` sorts differently per database: unknown creation times last.
+        return sorted(methods, key=lambda method: method.created is None)
+
+    @override
+    @operation
+    def save_default_payment_method(self, default: DefaultPaymentMethod) -> SaveOutcome:
+        row = default.model_dump()
+        guard = DEFAULT_PAYMENT_METHODS.c.watermark <= default.watermark
+        values = {name: value for name, value in row.items() if name != "customer_id"}
+        return self._guarded_save(DEFAULT_PAYMENT_METHODS, "customer_id", row, guard, values)
+
+    @override
+    @operation
+    def default_payment_method(self, customer_id: str) -> DefaultPaymentMethod | None:
+        row = self.execute(
+            select(DEFAULT_PAYMENT_METHODS).where(
+                DEFAULT_PAYMENT_METHODS.c.customer_id == customer_id
+            )
+        ).first()
+        return None if row is None else DefaultPaymentMethod.model_validate(row._asdict())
+
+    @override
+    @operation
+    def save_entitlements(self, summary: EntitlementSummary) -> SaveOutcome:
+        row = {**summary.model_dump(), "lookup_keys": list(summary.lookup_keys)}
+        guard = ENTITLEMENTS.c.watermark <= summary.watermark
+        values = {name: value for name, value in row.items() if name != "customer_id"}
+        return self._guarded_save(ENTITLEMENTS, "customer_id", row, guard, values)
+
+    @override
+    @operation
+    def entitlements_for_customer(self, customer_id: str) -> EntitlementSummary | None:
+        row = self.execute(
+            select(ENTITLEMENTS).where(ENTITLEMENTS.c.customer_id == customer_id)
+        ).first()
+        if row is None:
+            return None
+        values = row._asdict()
+        values["lookup_keys"] = tuple(values["lookup_keys"])
+        return EntitlementSummary.model_validate(values)

@@ -44,8 +44,11 @@ __all__ = [
     "CHECKOUTS",
     "CUSTOMERS",
     "CUSTOMER_HISTORY",
+    "DEFAULT_PAYMENT_METHODS",
+    "ENTITLEMENTS",
     "EVENTS",
     "INVOICES",
+    "PAYMENT_METHODS",
     "PURCHASES",
     "RECONCILE_CHECKPOINTS",
     "SUBSCRIPTIONS",
@@ -296,5 +299,42 @@ PURCHASES = Table(
     Column("status", String(32), nullable=False),
     _when("created_at", nullable=False),
     Index(None, "user_id", "created_at"),
+    **_MYSQL_OPTIONS,
+)
+
+# payment methods and entitlements (migration bk0008) -------------------------------------
+
+PAYMENT_METHODS = Table(
+    "billingkit_payment_methods",
+    metadata,
+    _id("id", primary_key=True),
+    _id("customer_id", nullable=True, index=True),
+    Column("type", String(64), nullable=False),
+    Column("card_brand", String(64), nullable=True),
+    Column("last4", String(16), nullable=True),
+    Column("exp_month", Integer(), nullable=True),
+    Column("exp_year", Integer(), nullable=True),
+    Column("wallet", String(64), nullable=True),
+    Column("detached", Boolean(), nullable=False),
+    _when("created"),
+    Column("watermark", BigInteger(), nullable=False),
+    **_MYSQL_OPTIONS,
+)
+
+DEFAULT_PAYMENT_METHODS = Table(
+    "billingkit_default_payment_methods",
+    metadata,
+    _id("customer_id", primary_key=True),
+    _id("payment_method_id", nullable=True),
+    Column("watermark", BigInteger(), nullable=False),
+    **_MYSQL_OPTIONS,
+)
+
+ENTITLEMENTS = Table(
+    "billingkit_entitlements",
+    metadata,
+    _id("customer_id", primary_key=True),
+    Column("lookup_keys", JSON(), nullable=False),
+    Column("watermark", BigInteger(), nullable=False),
     **_MYSQL_OPTIONS,
 )

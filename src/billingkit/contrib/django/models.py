@@ -307,3 +307,63 @@ class StoredPurchase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id} ({self.user_id}, {self.status})"
+
+
+
+class StoredPaymentMethod(models.Model):
+    """A customer's payment method (``billingkit.domain.payment_methods.PaymentMethodSummary``)."""
+
+    id: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    customer_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True, db_index=True
+    )
+    type: models.CharField[str, str] = models.CharField(max_length=64)
+    card_brand: models.CharField[str | None, str | None] = models.CharField(
+        max_length=64, null=True
+    )
+    last4: models.CharField[str | None, str | None] = models.CharField(max_length=16, null=True)
+    exp_month: models.IntegerField[int | None, int | None] = models.IntegerField(null=True)
+    exp_year: models.IntegerField[int | None, int | None] = models.IntegerField(null=True)
+    wallet: models.CharField[str | None, str | None] = models.CharField(max_length=64, null=True)
+    detached: models.BooleanField[bool, bool] = models.BooleanField(default=False)
+    created: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    watermark: models.BigIntegerField[int, int] = models.BigIntegerField(default=0)
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "payment method"
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.card_brand or self.type} {self.last4 or ''})".strip()
+
+
+class StoredDefaultPaymentMethod(models.Model):
+    """Which payment method is a customer's default (``DefaultPaymentMethod``)."""
+
+    customer_id: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    payment_method_id: models.CharField[str | None, str | None] = models.CharField(
+        max_length=_ID, null=True
+    )
+    watermark: models.BigIntegerField[int, int] = models.BigIntegerField(default=0)
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "default payment method"
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.payment_method_id}"
+
+
+class StoredEntitlements(models.Model):
+    """A customer's active Stripe entitlement lookup keys (``EntitlementSummary``)."""
+
+    customer_id: models.CharField[str, str] = models.CharField(max_length=_ID, primary_key=True)
+    lookup_keys: models.JSONField[list[str], list[str]] = models.JSONField(default=list)
+    watermark: models.BigIntegerField[int, int] = models.BigIntegerField(default=0)
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "entitlement summary"
+        verbose_name_plural = "entitlement summaries"
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {', '.join(self.lookup_keys)}"

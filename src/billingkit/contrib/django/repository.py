@@ -55,8 +55,11 @@ from billingkit.contrib.django.models import (
     StoredCheckout,
     StoredCustomer,
     StoredCustomerHistory,
+    StoredDefaultPaymentMethod,
+    StoredEntitlements,
     StoredEvent,
     StoredInvoice,
+    StoredPaymentMethod,
     StoredPurchase,
     StoredReconcileCheckpoint,
     StoredSubscription,
@@ -85,6 +88,11 @@ from billingkit.domain.invoices import (
     merge_invoice,
 )
 from billingkit.domain.ordering import decide_save
+from billingkit.domain.payment_methods import (
+    DefaultPaymentMethod,
+    EntitlementSummary,
+    PaymentMethodSummary,
+)
 from billingkit.domain.reconcile import ReconcileCheckpoint
 from billingkit.errors import ConflictError, RepositoryError, RepositoryUnavailableError
 from billingkit.ports import (
@@ -113,6 +121,7 @@ _EVENT_FIELDS = [f.name for f in StoredEvent._meta.concrete_fields]
 _INVOICE_FIELDS = [f.name for f in StoredInvoice._meta.concrete_fields]
 _CHARGE_FIELDS = [f.name for f in StoredCharge._meta.concrete_fields]
 _PURCHASE_FIELDS = [f.name for f in StoredPurchase._meta.concrete_fields]
+_PAYMENT_METHOD_FIELDS = [f.name for f in StoredPaymentMethod._meta.concrete_fields]
 
 
 # --------------------------------------------------------------------------- errors
@@ -826,3 +835,96 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
             .values(*_PURCHASE_FIELDS)
         )
         return [Purchase.model_validate(row) for row in rows]
+    # ----------------------------------------------------- payment methods, entitlements
+
+    def _guarded_save(
+        self, model: type[Model], key: str, row: dict[str, Any], guard: Q, values: dict[str, Any]
+    ) -> SaveOutcome:
+        """The guarded UPDATE, or an INSERT when no row exists (a lost race tries again).
+
+        When the UPDATE declined, the stored row is read: if it still holds the guard (a
+        concurrent writer changed it in between), the UPDATE runs again.
+        """
+        manager = model._default_manager.using(self._alias)
+        for _ in range(_RACE_RETRIES):
+            if manager.filter(guard, **{key: row[key]}).update(**values) == 1:
+                return SaveOutcome.WRITTEN
+            current = manager.filter(**{key: row[key]})
+            if current.exists():
+                if not current.filter(guard).exists():
+                    return SaveOutcome.STALE
+                continue
+            if self._inserted(model, row):
+                return SaveOutcome.WRITTEN
+        raise RepositoryUnavailableError(  # pragma: no cover - needs repeated lost races
+            f"could not save {model.__name__} {row[key]!r}: it kept changing; retry"
+        )
+
+    @_operation
+    def save_payment_method(self, method: PaymentMethodSummary) -> SaveOutcome:
+        row = method.model_dump()
+        values = {name: value for name, value in row.items() if name != "id"}
+        if values["customer_id"] is None:  # a detach keeps the stored customer
+            del values["customer_id"]
+        guard = Q(watermark__lte=method.watermark)
+        if not method.detached:
+            guard &= Q(detached=False)
+        return self._guarded_save(StoredPaymentMethod, "id", row, guard, values)
+
+    @_operation
+    def get_payment_method(self, payment_method_id: str) -> PaymentMethodSummary | None:
+        found = (
+            StoredPaymentMethod.objects.using(self._alias)
+            .filter(id=payment_method_id)
+            .values(*_PAYMENT_METHOD_FIELDS)
+            .first()
+        )
+        return None if found is None else PaymentMethodSummary.model_validate(found)
+
+    @_operation
+    def payment_methods_for_customer(self, customer_id: str) -> list[PaymentMethodSummary]:
+        rows = (
+            StoredPaymentMethod.objects.using(self._alias)
+            .filter(customer_id=customer_id, detached=False)
+            .order_by(F("created").desc(nulls_last=True), "-id")
+            .values(*_PAYMENT_METHOD_FIELDS)
+        )
+        return [PaymentMethodSummary.model_validate(row) for row in rows]
+
+    @_operation
+    def save_default_payment_method(self, default: DefaultPaymentMethod) -> SaveOutcome:
+        row = default.model_dump()
+        values = {name: value for name, value in row.items() if name != "customer_id"}
+        guard = Q(watermark__lte=default.watermark)
+        return self._guarded_save(StoredDefaultPaymentMethod, "customer_id", row, guard, values)
+
+    @_operation
+    def default_payment_method(self, customer_id: str) -> DefaultPaymentMethod | None:
+        found = (
+            StoredDefaultPaymentMethod.objects.using(self._alias)
+            .filter(customer_id=customer_id)
+            .values("customer_id", "payment_method_id", "watermark")
+            .first()
+        )
+        return None if found is None else DefaultPaymentMethod.model_validate(found)
+
+    @_operation
+    def save_entitlements(self, summary: EntitlementSummary) -> SaveOutcome:
+        row = {**summary.model_dump(), "lookup_keys": list(summary.lookup_keys)}
+        values = {name: value for name, value in row.items() if name != "customer_id"}
+        guard = Q(watermark__lte=summary.watermark)
+        return self._guarded_save(StoredEntitlements, "customer_id", row, guard, values)
+
+    @_operation
+    def entitlements_for_customer(self, customer_id: str) -> EntitlementSummary | None:
+        found = (
+            StoredEntitlements.objects.using(self._alias)
+            .filter(customer_id=customer_id)
+            .values("customer_id", "lookup_keys", "watermark")
+            .first()
+        )
+        if found is None:
+            return None
+        return EntitlementSummary.model_validate(
+            {**found, "lookup_keys": tuple(found["lookup_keys"])}
+        )

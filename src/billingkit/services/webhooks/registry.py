@@ -17,12 +17,19 @@ from billingkit.services.webhooks.handlers.charges import (
     dispute_opened,
 )
 from billingkit.services.webhooks.handlers.checkout import checkout_event
-from billingkit.services.webhooks.handlers.customers import customer_deleted, customer_updated
+from billingkit.services.webhooks.handlers.customers import customer_deleted
+from billingkit.services.webhooks.handlers.entitlements import entitlement_summary_updated
 from billingkit.services.webhooks.handlers.invoices import (
     invoice_action_required,
     invoice_event,
     invoice_payment_failed,
     invoice_payment_paid,
+)
+from billingkit.services.webhooks.handlers.payment_methods import (
+    customer_updated_with_default,
+    payment_method_detached,
+    payment_method_event,
+    setup_intent_succeeded,
 )
 from billingkit.services.webhooks.handlers.subscriptions import subscription_event
 
@@ -56,7 +63,7 @@ HANDLERS: Mapping[str, Handler] = {
     "charge.refunded": charge_refunded,
     "charge.dispute.created": dispute_opened,
     "charge.dispute.closed": dispute_closed,
-    "customer.updated": customer_updated,
+    "customer.updated": customer_updated_with_default,
     "customer.deleted": customer_deleted,
     "price.created": catalog_changed,
     "price.updated": catalog_changed,
@@ -67,4 +74,10 @@ HANDLERS: Mapping[str, Handler] = {
     "product.created": catalog_changed,
     "product.updated": catalog_changed,
     "product.deleted": catalog_changed,
+    "payment_method.attached": payment_method_event,
+    "payment_method.updated": payment_method_event,
+    "payment_method.automatically_updated": payment_method_event,
+    "payment_method.detached": payment_method_detached,
+    "setup_intent.succeeded": setup_intent_succeeded,
+    "entitlements.active_entitlement_summary.updated": entitlement_summary_updated,
 }
