@@ -30,6 +30,7 @@ from billingkit.domain import (
     Subscription,
     SubscriptionStatus,
 )
+from billingkit.domain.usage import UsageRecord, UsageStatus, UsageTotal
 from billingkit.errors import (
     AlreadySubscribedError,
     BillingError,
@@ -71,6 +72,7 @@ from billingkit.services.hooks import (
     SubscriptionPlanUnknown,
     TrialWillEnd,
 )
+from billingkit.services.usage import FlushResult, UsageService
 from billingkit.services.webhooks import (
     WebhookOutcome,
     WebhookProcessor,
@@ -118,6 +120,7 @@ __all__ = [
     "DomainError",
     "EventRecord",
     "EventStatus",
+    "FlushResult",
     "GatewayAuthenticationError",
     "GatewayCardError",
     "GatewayConnectionError",
@@ -157,6 +160,10 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkBase",
     "UnknownPlanError",
+    "UsageRecord",
+    "UsageService",
+    "UsageStatus",
+    "UsageTotal",
     "WebhookError",
     "WebhookOutcome",
     "WebhookPayloadError",

@@ -25,6 +25,7 @@ from billingkit.ports import Clock, Repository, StripeGateway, require_aware_clo
 from billingkit.services.catalog import PlanCatalog
 from billingkit.services.checkout import CheckoutService
 from billingkit.services.customers import CustomerDetails
+from billingkit.services.usage import UsageService
 from billingkit.services.webhooks import WebhookProcessor
 
 __all__ = ["Billing"]
@@ -48,6 +49,7 @@ class Billing:
         checkout: ``CheckoutService``.
         webhooks: ``WebhookProcessor``.
         customers: ``CustomerDetails``.
+        usage: ``UsageService`` (the metered usage outbox).
     """
 
     config: BillingConfig
@@ -57,6 +59,7 @@ class Billing:
     checkout: CheckoutService
     webhooks: WebhookProcessor
     customers: CustomerDetails
+    usage: UsageService
 
     @classmethod
     def build(
@@ -93,6 +96,7 @@ class Billing:
                 config, gateway=gateway, repository=repository, catalog=catalog, clock=clock
             ),
             customers=CustomerDetails(config, repository=repository, catalog=catalog, clock=clock),
+            usage=UsageService(config, gateway=gateway, repository=repository, clock=clock),
         )
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from billingkit.ports import (
     CheckoutSession,
     InvoiceLine,
     InvoicePreview,
+    MeterEvent,
     PortalSession,
     PromotionCode,
     StripeCustomer,
@@ -41,6 +42,7 @@ __all__ = [
     "invoice_from_stripe",
     "invoice_preview_from_stripe",
     "invoice_subscription_id",
+    "meter_event_from_stripe",
     "portal_session_from_stripe",
     "previous_price_id",
     "previous_status",
@@ -938,4 +940,32 @@ def promotion_code_from_stripe(obj: Mapping[str, Any]) -> PromotionCode:
         times_redeemed=_int(promo, "times_redeemed", kind) or 0,
         customer_id=_ref(promo, "customer", kind),
         metadata=_metadata(promo, kind),
+    )
+
+
+# --------------------------------------------------------------------------- meter events
+
+
+def meter_event_from_stripe(obj: Mapping[str, Any]) -> MeterEvent:
+    """A :class:`~billingkit.ports.MeterEvent` from a ``billing.meter_event`` object.
+
+    The payload's ``stripe_customer_id`` and ``value`` (a string of digits at Stripe) are
+    read from the default payload keys.
+    """
+    kind = "billing.meter_event"
+    event = _mapping(obj, kind)
+    payload = _mapping(event.get("payload"), f"{kind}.payload")
+    raw_value = payload.get("value")
+    try:
+        value = int(str(raw_value))
+    except ValueError:
+        raise _fail(kind, "payload.value", f"not a whole number: {_shown(raw_value)}") from None
+    return _build(
+        MeterEvent,
+        identifier=_str(event, "identifier", kind),
+        event_name=_str(event, "event_name", kind),
+        customer_id=_str(payload, "stripe_customer_id", f"{kind}.payload"),
+        value=value,
+        timestamp=_req_time(event, "timestamp", kind),
+        livemode=_bool(event, "livemode", kind),
     )

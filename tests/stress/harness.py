@@ -257,6 +257,9 @@ class StressGateway(StripeGateway):
     def find_promotion_code(self, code: str) -> Any:
         return self._unused(code)
 
+    def create_meter_event(self, **params: Any) -> Any:
+        return self._unused(params)
+
 
 class StressCatalog:
     """The two plans of the test, by price id."""

@@ -138,6 +138,9 @@ class SubscriptionGateway(StripeGateway):
     def find_promotion_code(self, code: str) -> Any:
         raise AssertionError("unexpected gateway call")
 
+    def create_meter_event(self, **params: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
 
 class Harness:
     """A processor over an in-memory repository, with signed delivery at the clock's time."""
