@@ -103,6 +103,7 @@ def test_the_migrations_ship_as_package_files() -> None:
         "bk0001_initial_schema.py",
         "bk0002_customer_history.py",
         "bk0003_deferred_events.py",
+        "bk0009_usage_outbox.py",
     ]
 
 
