@@ -136,6 +136,8 @@ class CheckoutSessionRequest(Value):
     subscription_metadata: Mapping[str, str] = Field(default_factory=dict)
     trial_days: int | None = Field(default=None, ge=1)
     allow_promotion_codes: bool = False
+    #: The price is metered: its line item is sent without a quantity (Stripe bills usage).
+    metered: bool = False
     idempotency_key: str
 
 

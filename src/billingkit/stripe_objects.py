@@ -442,7 +442,26 @@ def price_from_stripe(obj: Mapping[str, Any], product: Mapping[str, Any] | None 
         active=True if active is None else active,
         billing_scheme=cast("Literal['per_unit', 'tiered']", billing_scheme),
         livemode=_bool(price, "livemode", kind),
+        **_price_usage(price, kind),
     )
+
+
+_USAGE_TYPES = frozenset({"licensed", "metered"})
+
+
+def _price_usage(price: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """``usage_type`` and ``meter_id`` from ``recurring`` (legacy plans: top level)."""
+    recurring = price.get("recurring")
+    source, where = (
+        (recurring, f"{kind}.recurring")
+        if isinstance(recurring, Mapping)
+        else (
+            price,
+            kind,
+        )
+    )
+    usage_type = _enum(source, "usage_type", where, _USAGE_TYPES) or "licensed"
+    return {"usage_type": usage_type, "meter_id": _opt_str(source, "meter", where)}
 
 
 def _price_interval(price: Mapping[str, Any], kind: str) -> tuple[Interval, int]:

@@ -1545,6 +1545,29 @@ def build_usage() -> None:
             param="event_name",
         ),
     )
+    metered_form = {
+        "mode": "subscription",
+        "customer": USAGE_CUSTOMER,
+        "line_items": [{"price": "price_1PgafmB7WZ01zgkWMetered01"}],  # no quantity
+        "success_url": SUCCESS,
+        "cancel_url": CANCEL,
+        "client_reference_id": "user-usage",
+    }
+    single(
+        "create_checkout_metered",
+        "checkout.session.json (synthetic: a metered price)",
+        "POST",
+        "/v1/checkout/sessions",
+        form=metered_form,
+        idempotency_key="bk-synthetic-checkout-metered",
+        body=checkout(
+            "cs_test_a1BkMeteredOpen000000000000000000000000000000000000000000001",
+            mode="subscription",
+            cid=USAGE_CUSTOMER,
+            user_id="user-usage",
+            metadata={},
+        ),
+    )
     limited = {**form, "identifier": "bku_0003"}
     single(
         "create_meter_event_rate_limited",

@@ -22,6 +22,7 @@ from billingkit import (
     UsageTotal,
 )
 from billingkit.errors import (
+    ConfigurationError,
     GatewayConnectionError,
     GatewayInvalidRequestError,
     GatewayServerError,
@@ -428,3 +429,71 @@ def test_the_fake_counts_an_identifier_once(world: World) -> None:
     assert world.fake.meter_usage(customer, METER, end=START) == 0
     assert world.fake.meter_events(customer_id="cus_other") == []
     assert world.fake.meter_events(event_name=METER) == [first]
+
+
+# ------------------------------------------------------------ metered prices, end to end
+
+
+def test_a_metered_plan_checks_out_without_quantity_and_bills_the_usage_at_renewal() -> None:
+    from billingkit import CheckoutService, Interval, PlanCatalog
+    from billingkit.ports import CheckoutSessionRequest
+
+    fake = FakeStripeGateway(webhook_secret=SECRET, start=START)
+    fake.add_meter(METER)
+    price = fake.add_price(amount=3, interval="month", lookup_key="api_monthly", meter=METER)
+    assert price.is_metered and price.meter_id is not None and price.usage_type == "metered"
+    config = BillingConfig(
+        plans=[
+            PlanDefinition(key="free", name="Free"),
+            PlanDefinition(key="api", name="API", prices={Interval.MONTH: "api_monthly"}),
+        ],
+        free_plan="free",
+        webhook_secrets=[SECRET],
+    )
+    repository = InMemoryRepository()
+    catalog = PlanCatalog(config, gateway=fake, clock=fake.now)
+    checkout = CheckoutService(
+        config, gateway=fake, repository=repository, catalog=catalog, clock=fake.now
+    )
+    with pytest.raises(InvalidInputError):
+        checkout.start_checkout(
+            user_id="user_1",
+            email=None,
+            plan_key="api",
+            interval="month",
+            success_url="https://app.example.com/ok",
+            cancel_url="https://app.example.com/no",
+            quantity=2,
+        )
+    started = checkout.start_checkout(
+        user_id="user_1",
+        email=None,
+        plan_key="api",
+        interval="month",
+        success_url="https://app.example.com/ok",
+        cancel_url="https://app.example.com/no",
+    )
+    request = fake.checkout_request(started.session_id)
+    assert request.metered is True
+    session = fake.complete_checkout(started.session_id)
+    assert session.amount_total == 0  # metered: nothing is due up front
+    assert session.subscription_id is not None
+    usage = UsageService(config, gateway=fake, repository=repository, clock=fake.now, retry=POLICY)
+    usage.record("user_1", METER, 40, identifier="a")
+    usage.record("user_1", METER, 2, identifier="b")
+    assert usage.flush().sent == 2
+    fake.advance(timedelta(days=31))  # renewal: the period that ended is billed
+    invoice = fake.latest_invoice(session.subscription_id)
+    (line,) = invoice["lines"]["data"]
+    assert (line["quantity"], line["amount"], invoice["amount_due"]) == (42, 126, 126)
+    fake.advance(timedelta(days=31))  # nothing recorded since: a zero line
+    invoice = fake.latest_invoice(session.subscription_id)
+    assert invoice["lines"]["data"][0]["quantity"] == 0 and invoice["amount_due"] == 0
+    # Stripe refuses a quantity on a metered price, and its absence on a licensed one
+    with pytest.raises(GatewayInvalidRequestError):
+        fake.create_checkout_session(request.model_copy(update={"metered": False}))
+    with pytest.raises(ConfigurationError):
+        fake.add_price(amount=1, interval=Interval.ONE_TIME, meter=METER)
+    with pytest.raises(ConfigurationError):
+        fake.add_price(amount=1, interval="month", meter="no_meter")
+    assert isinstance(request, CheckoutSessionRequest)

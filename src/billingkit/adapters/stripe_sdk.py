@@ -240,10 +240,9 @@ class StripeSdkGateway(StripeGateway):
 
     def create_checkout_session(self, request: CheckoutSessionRequest) -> CheckoutSession:
         """Create a Checkout Session for one price (``POST /v1/checkout/sessions``)."""
-        line_item: SessionCreateParamsLineItem = {
-            "price": request.price_id,
-            "quantity": request.quantity,
-        }
+        line_item: SessionCreateParamsLineItem = {"price": request.price_id}
+        if not request.metered:  # a metered price takes no quantity
+            line_item["quantity"] = request.quantity
         params: SessionCreateParams = {
             "mode": request.mode,
             "customer": request.customer_id,

@@ -143,6 +143,7 @@ class _CheckoutRequest:
     shape: _SessionShape
     metadata: dict[str, str]
     request_key: str
+    metered: bool = False
 
 
 # --------------------------------------------------------------------------- keys
@@ -435,6 +436,8 @@ class CheckoutService:
         )
         if mode == "payment" and trial_days is not None:
             raise InvalidInputError("trial_days applies to subscriptions, not one-time prices")
+        if price.is_metered and quantity != 1:
+            raise InvalidInputError("a metered price takes no quantity: Stripe bills the usage")
 
         shape = _SessionShape(
             price_id=price.id,
@@ -455,6 +458,7 @@ class CheckoutService:
             shape=shape,
             metadata=app_metadata,
             request_key=request_key,
+            metered=price.is_metered,
         )
 
     def _create_session(
@@ -479,6 +483,7 @@ class CheckoutService:
                 client_reference_id=request.user_id,
                 metadata=metadata,
                 subscription_metadata=metadata if request.mode == "subscription" else {},
+                metered=request.metered,
                 idempotency_key=checkout_idempotency_key(
                     request.request_key,
                     customer_id,

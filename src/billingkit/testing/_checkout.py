@@ -68,6 +68,14 @@ class Checkout:
             )
         if request.trial_days is not None and request.mode != "subscription":
             raise invalid("trial days need subscription mode")
+        metered = recurring and price["recurring"].get("usage_type") == "metered"
+        if metered != request.metered:
+            raise invalid(
+                "Quantity should not be specified where usage_type is `metered`."
+                if metered
+                else "Quantity is required for a price whose usage_type is not `metered`.",
+                "parameter_invalid",
+            )
         ident = state.new_id("cs_test")
         created = state.timestamp()
         session = _shapes.checkout_session_json(
@@ -81,7 +89,9 @@ class Checkout:
             success_url=request.success_url,
             cancel_url=request.cancel_url,
             amount_total=(
-                0 if request.trial_days else (price["unit_amount"] or 0) * request.quantity
+                0
+                if request.trial_days or request.metered  # metered: billed in arrears
+                else (price["unit_amount"] or 0) * request.quantity
             ),
             currency=price["currency"],
             allow_promotion_codes=request.allow_promotion_codes,

@@ -124,6 +124,7 @@ class FakeStripeGateway(StripeGateway):
         self._changes = Changes(state, self._catalog, self._invoices, self._subscriptions)
         self._schedule = Schedule(state, self._checkout, self._subscriptions, self._changes)
         self._meters = Meters(state)
+        self._invoices.metered_usage = self._meters.billable
 
     def __repr__(self) -> str:
         state = self._state
@@ -270,14 +271,21 @@ class FakeStripeGateway(StripeGateway):
         tiered: bool = False,
         active: bool = True,
         price_id: str | None = None,
+        meter: str | None = None,
     ) -> Price:
         """Seed a price (and its product unless ``product`` names an existing one).
 
         ``amount`` is in minor units (``None`` only when ``tiered``); ``interval`` is
         ``"day"``/``"week"``/``"month"``/``"year"`` or ``Interval.ONE_TIME`` for a one-time
-        price. Returns the price as the gateway's ``list_prices`` would.
+        price. ``meter`` (the event name of a meter seeded with :meth:`add_meter`) makes a
+        metered price: each renewal invoice bills ``amount`` per unit of the usage the meter
+        counted over the period that ended. Returns the price as ``list_prices`` would.
         """
         with self._lock:
+            if meter is not None:
+                meter_id = self._meters.meter_id(meter)
+                if Interval(interval) is Interval.ONE_TIME:
+                    raise ConfigurationError("a metered price must be recurring")
             price = self._catalog.add_price(
                 amount=amount,
                 currency=currency,
@@ -290,6 +298,9 @@ class FakeStripeGateway(StripeGateway):
                 active=active,
                 price_id=price_id,
             )
+            if meter is not None:
+                price["recurring"]["usage_type"] = "metered"
+                price["recurring"]["meter"] = meter_id
             return self._catalog.price_value(price)
 
     def update_price(

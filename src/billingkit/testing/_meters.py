@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,8 @@ class Meters:
         self.meters: dict[str, dict[str, Any]] = {}
         #: Meter event JSON by identifier, oldest first.
         self.meter_events: dict[str, dict[str, Any]] = {}
+        #: Per subscription: the Unix second up to which its usage has been invoiced.
+        self.billed_until: dict[str, int] = {}
 
     def add_meter(self, event_name: str, *, display_name: str | None, active: bool) -> str:
         """Seed a ``sum`` meter for ``event_name``; returns its id."""
@@ -47,6 +50,37 @@ class Meters:
             "livemode": state.livemode,
         }
         return meter_id
+
+    def meter_id(self, event_name: str) -> str:
+        """The id of the meter of ``event_name``; an unknown one is a ConfigurationError."""
+        meter = self.meters.get(event_name)
+        if meter is None:
+            raise ConfigurationError(f"no meter for {event_name!r}: add_meter it first")
+        return str(meter["id"])
+
+    def billable(self, subscription: Mapping[str, Any], price: Mapping[str, Any]) -> int | None:
+        """Units of a metered ``price`` to bill on ``subscription``'s new invoice, else None.
+
+        The usage counted since the subscription's last invoice (its start for the first),
+        up to the start of its current period: metered usage is billed in arrears.
+        """
+        recurring = price.get("recurring") or {}
+        if recurring.get("usage_type") != "metered":
+            return None
+        until = subscription["items"]["data"][0]["current_period_start"]
+        since = self.billed_until.get(subscription["id"], until)
+        self.billed_until[subscription["id"]] = until
+        event_name = next(
+            (name for name, meter in self.meters.items() if meter["id"] == recurring["meter"]),
+            None,
+        )
+        if event_name is None:
+            return 0
+        return sum(
+            int(event["payload"]["value"])
+            for event in self.events(customer_id=subscription["customer"], event_name=event_name)
+            if since <= event["timestamp"] < until
+        )
 
     def create(
         self,
