@@ -508,7 +508,7 @@ class StripeGateway(abc.ABC):
 
         ``identifier`` is the event's idempotency at Stripe: sending the same identifier
         again is answered without counting the usage twice. A meter that does not exist or
-        is inactive raises :class:`~billingkit.errors.GatewayInvalidRequestError`.
+        is inactive raises ``GatewayInvalidRequestError``.
         """
 
 
@@ -773,7 +773,7 @@ class UnitOfWork(abc.ABC):
     def mark_usage_dead(self, identifier: str, *, error: str) -> None:
         """The last allowed attempt failed: ``dead``, ``attempts`` + 1, ``last_error``.
 
-        Same statuses as :meth:`schedule_usage_retry`; a dead record is never claimed.
+        Same statuses as ``schedule_usage_retry``; a dead record is never claimed.
         """
 
     @abc.abstractmethod

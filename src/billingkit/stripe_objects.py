@@ -966,7 +966,7 @@ def promotion_code_from_stripe(obj: Mapping[str, Any]) -> PromotionCode:
 
 
 def meter_event_from_stripe(obj: Mapping[str, Any]) -> MeterEvent:
-    """A :class:`~billingkit.ports.MeterEvent` from a ``billing.meter_event`` object.
+    """A ``MeterEvent`` from a ``billing.meter_event`` object.
 
     The payload's ``stripe_customer_id`` and ``value`` (a string of digits at Stripe) are
     read from the default payload keys.

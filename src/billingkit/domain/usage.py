@@ -1,6 +1,6 @@
 """Metered usage as billingkit keeps it: outbox records waiting for Stripe Billing Meters.
 
-``UsageService.record`` stores a :class:`UsageRecord` in the app's unit of work (a
+``UsageService.record`` stores a ``UsageRecord`` in the app's unit of work (a
 transactional outbox); ``UsageService.flush`` sends due records to Stripe as meter events
 under their ``identifier`` (Stripe deduplicates on it) and marks them sent.
 """

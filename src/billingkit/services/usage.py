@@ -1,13 +1,13 @@
 """Usage-based billing: record metered usage durably, flush it to Stripe Billing Meters.
 
-:meth:`UsageService.record` writes one :class:`~billingkit.domain.usage.UsageRecord` to the
+``record`` writes one ``UsageRecord`` to the
 usage outbox in a unit of work of the repository: one INSERT. When the repository runs
 inside the app's transaction (``SqlAlchemyRepository.using(session)`` or
 ``for_connection``; Django's ``atomic``), the usage commits or rolls back with the app's own
 business write, so usage is never recorded for work that did not happen and never lost for
 work that did. Stripe is not called.
 
-:meth:`UsageService.flush` (from cron, a queue worker, any scheduler) claims due records in
+``flush`` (from cron, a queue worker, any scheduler) claims due records in
 batches (``FOR UPDATE SKIP LOCKED``: any number of flushers share one outbox and never send
 a record concurrently), sends each as a meter event under its ``identifier`` (Stripe counts
 an identifier once), marks the accepted ones ``sent`` and retries failures with exponential
@@ -45,7 +45,7 @@ logger = logging.getLogger("billingkit.usage")
 #: Stripe's longest meter event name and identifier.
 _MAX_NAME = 100
 _MAX_IDENTIFIER = 100
-#: Statuses whose current period counts as "this period" for :meth:`UsageService.usage`.
+#: Statuses whose current period counts as "this period" for ``usage``.
 _PERIOD_STATUSES = frozenset(
     {
         SubscriptionStatus.ACTIVE,
@@ -63,7 +63,7 @@ def _new_identifier() -> str:
 
 @dataclass(frozen=True, slots=True)
 class FlushResult:
-    """What one :meth:`UsageService.flush` did; every claimed record is in one count.
+    """What one ``flush`` did; every claimed record is in one count.
 
     ``calls`` is the number of meter event requests made to Stripe (failed ones included).
     ``released`` records were claimed but not tried (the flush stopped at a retryable
@@ -152,7 +152,7 @@ class UsageService:
         fresh identifier is generated and stored, so every retry of the flush sends the
         same one. ``timestamp`` (aware; default now) is when the usage happened.
 
-        Raises :class:`~billingkit.errors.InvalidInputError` for an empty user id or event
+        Raises ``InvalidInputError`` for an empty user id or event
         name, a value that is not a non-negative ``int``, a naive timestamp or a bad
         identifier.
         """
@@ -206,7 +206,7 @@ class UsageService:
         batch's untried records; a refusal (a 4xx: unknown meter or customer) -> ``dead``
         at once; a user with no Stripe customer yet -> retried. Returns the counts.
 
-        Raises :class:`~billingkit.errors.InvalidInputError` for a ``batch_size`` below 1
+        Raises ``InvalidInputError`` for a ``batch_size`` below 1
         or a negative ``limit``; repository errors propagate (nothing is lost: unsent
         records stay in the outbox).
         """

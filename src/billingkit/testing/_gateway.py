@@ -277,7 +277,7 @@ class FakeStripeGateway(StripeGateway):
 
         ``amount`` is in minor units (``None`` only when ``tiered``); ``interval`` is
         ``"day"``/``"week"``/``"month"``/``"year"`` or ``Interval.ONE_TIME`` for a one-time
-        price. ``meter`` (the event name of a meter seeded with :meth:`add_meter`) makes a
+        price. ``meter`` (the event name of a meter seeded with ``add_meter``) makes a
         metered price: each renewal invoice bills ``amount`` per unit of the usage the meter
         counted over the period that ended. Returns the price as ``list_prices`` would.
         """
