@@ -1786,6 +1786,25 @@ class RepositoryContract:
         assert _read(repository, lambda uow: uow.get_usage("use_1")) == record
         assert _read(repository, lambda uow: uow.get_usage("use_no")) is None
 
+    def test_add_usage_stores_any_state_and_a_storable_error(self, repository: Repository) -> None:
+        failed = self._usage().model_copy(
+            update={
+                "status": UsageStatus.FAILED,
+                "attempts": 2,
+                "last_error": "bad\x00byte" + "x" * 20_000,
+                "next_attempt_at": T0 + timedelta(seconds=1),
+            }
+        )
+        assert _write(repository, lambda uow: uow.add_usage(failed)) is True
+        stored = _read(repository, lambda uow: uow.get_usage("use_1"))
+        assert stored is not None
+        assert stored.last_error == ("bad\ufffdbyte" + "x" * 20_000)[:16_000]
+        assert (stored.status, stored.attempts, stored.next_attempt_at) == (
+            UsageStatus.FAILED,
+            2,
+            T0 + timedelta(seconds=1),
+        )
+
     def test_add_usage_rolls_back_with_its_unit_of_work(self, repository: Repository) -> None:
         with pytest.raises(_Boom), repository.unit_of_work() as uow:
             uow.add_usage(self._usage())

@@ -373,6 +373,31 @@ def test_usage_this_period_is_read_locally(world: World) -> None:
 def test_usage_without_a_live_subscription_is_empty(world: World) -> None:
     world.service.record("user_1", METER, 5)
     assert world.service.usage("user_1", METER) == UsageTotal()
+    with world.repository.unit_of_work() as uow:  # ended, and live without a period
+        uow.save_subscription(
+            Subscription(
+                id="sub_old",
+                customer_id="cus_x",
+                user_id="user_1",
+                status=SubscriptionStatus.CANCELED,
+                created=START,
+                current_period_start=START - timedelta(days=1),
+                current_period_end=START + timedelta(days=1),
+                watermark=1,
+            )
+        )
+        uow.save_subscription(
+            Subscription(
+                id="sub_new",
+                customer_id="cus_x",
+                user_id="user_1",
+                status=SubscriptionStatus.ACTIVE,
+                created=START - timedelta(days=2),
+                watermark=1,
+            )
+        )
+    assert world.service.usage("user_1", METER) == UsageTotal()
+    assert str(UsageStatus.SENT) == "sent"
     with pytest.raises(InvalidInputError):
         world.service.usage("user_1", METER, (datetime(2031, 1, 1), START))
 
@@ -413,6 +438,12 @@ def test_the_fake_refuses_what_stripe_refuses(world: World) -> None:
             event_name=METER, customer_id=customer, value=1, identifier="x", timestamp=START
         )
     assert world.fake.meter_events() == []
+
+
+def test_the_fake_refuses_bad_meters(world: World) -> None:
+    for name in ("", "x" * 101, METER):
+        with pytest.raises(ConfigurationError):
+            world.fake.add_meter(name)
 
 
 def test_the_fake_counts_an_identifier_once(world: World) -> None:

@@ -575,6 +575,10 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         self._check()
         if record.identifier in self._t.usage:
             return False
+        if record.last_error is not None:
+            error = self._storable_text(record.last_error, self.MAX_ERROR_CHARS)
+            if error is not record.last_error:
+                record = record.model_copy(update={"last_error": error})
         self._put(self._t.usage, record.identifier, record)
         return True
 

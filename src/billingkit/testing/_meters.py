@@ -71,11 +71,8 @@ class Meters:
         since = self.billed_until.get(subscription["id"], until)
         self.billed_until[subscription["id"]] = until
         event_name = next(
-            (name for name, meter in self.meters.items() if meter["id"] == recurring["meter"]),
-            None,
+            name for name, meter in self.meters.items() if meter["id"] == recurring["meter"]
         )
-        if event_name is None:
-            return 0
         return sum(
             int(event["payload"]["value"])
             for event in self.events(customer_id=subscription["customer"], event_name=event_name)
