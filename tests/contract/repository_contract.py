@@ -1804,6 +1804,9 @@ class RepositoryContract:
             2,
             T0 + timedelta(seconds=1),
         )
+        plain = self._usage("use_2").model_copy(update={"last_error": "plain \u2603"})
+        _write(repository, lambda uow: uow.add_usage(plain))
+        assert _read(repository, lambda uow: uow.get_usage("use_2")) == plain
 
     def test_add_usage_rolls_back_with_its_unit_of_work(self, repository: Repository) -> None:
         with pytest.raises(_Boom), repository.unit_of_work() as uow:

@@ -444,6 +444,26 @@ def test_the_fake_refuses_bad_meters(world: World) -> None:
     for name in ("", "x" * 101, METER):
         with pytest.raises(ConfigurationError):
             world.fake.add_meter(name)
+    with pytest.raises(ConfigurationError):
+        world.fake.fail_next("create_meter_event", GatewayServerError("x"), after_calls=-1)
+
+
+def test_a_meter_event_with_a_fractional_value_is_a_payload_error() -> None:
+    from billingkit.errors import WebhookPayloadError
+    from billingkit.stripe_objects import meter_event_from_stripe
+
+    event: dict[str, Any] = {
+        "object": "billing.meter_event",
+        "event_name": METER,
+        "identifier": "x",
+        "payload": {"stripe_customer_id": "cus_1", "value": "2.5"},
+        "timestamp": 1_900_000_000,
+    }
+    with pytest.raises(WebhookPayloadError):
+        meter_event_from_stripe(event)
+    assert (
+        meter_event_from_stripe({**event, "payload": {**event["payload"], "value": "7"}}).value == 7
+    )
 
 
 def test_the_fake_counts_an_identifier_once(world: World) -> None:
