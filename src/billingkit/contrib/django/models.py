@@ -155,8 +155,8 @@ class StoredEvent(models.Model):
         null=True
     )
     #: Deferred mode: when a failed event is due again.
-    next_attempt_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
-        null=True
+    next_attempt_at: models.DateTimeField[datetime | None, datetime | None] = (
+        models.DateTimeField(null=True)
     )
 
     class Meta:  # noqa: D106 - Django options
