@@ -33,6 +33,7 @@ from billingkit.domain import (
     SubscriptionStatus,
 )
 from billingkit.domain.invoices import ChargeRecord, Dispute, InvoiceStatus, InvoiceSummary
+from billingkit.domain.usage import UsageRecord, UsageStatus, UsageTotal
 from billingkit.errors import (
     AlreadySubscribedError,
     AmbiguousSubscriptionError,
@@ -93,6 +94,7 @@ from billingkit.services.subscriptions import (
     SubscriptionResult,
     SubscriptionService,
 )
+from billingkit.services.usage import FlushResult, UsageService
 from billingkit.services.webhooks import (
     WebhookOutcome,
     WebhookProcessor,
@@ -149,6 +151,7 @@ __all__ = [
     "DomainError",
     "EventRecord",
     "EventStatus",
+    "FlushResult",
     "GatewayAuthenticationError",
     "GatewayCardError",
     "GatewayConnectionError",
@@ -203,6 +206,10 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkBase",
     "UnknownPlanError",
+    "UsageRecord",
+    "UsageService",
+    "UsageStatus",
+    "UsageTotal",
     "WebhookError",
     "WebhookOutcome",
     "WebhookPayloadError",

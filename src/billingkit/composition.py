@@ -27,6 +27,7 @@ from billingkit.services.catalog import PlanCatalog
 from billingkit.services.checkout import CheckoutService
 from billingkit.services.customers import CustomerDetails
 from billingkit.services.subscriptions import SubscriptionService
+from billingkit.services.usage import UsageService
 from billingkit.services.webhooks import WebhookProcessor
 
 __all__ = ["Billing"]
@@ -52,6 +53,7 @@ class Billing:
         customers: ``CustomerDetails``.
         subscriptions: ``SubscriptionService``,
             firing its hooks into ``webhooks``' registry.
+        usage: ``UsageService`` (the metered usage outbox).
     """
 
     config: BillingConfig
@@ -62,6 +64,7 @@ class Billing:
     webhooks: WebhookProcessor
     customers: CustomerDetails
     subscriptions: SubscriptionService
+    usage: UsageService
 
     @classmethod
     def build(
@@ -111,6 +114,7 @@ class Billing:
                 hooks=webhooks.hooks,
                 clock=clock,
             ),
+            usage=UsageService(config, gateway=gateway, repository=repository, clock=clock),
         )
 
     def close(self) -> None:

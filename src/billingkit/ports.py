@@ -50,6 +50,7 @@ from billingkit.domain.payment_methods import (
     PaymentMethodSummary,
 )
 from billingkit.domain.reconcile import ReconcileCheckpoint
+from billingkit.domain.usage import UsageRecord, UsageStatus, UsageTotal
 from billingkit.errors import ConfigurationError, RepositoryError
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "InvoiceLine",
     "InvoicePreview",
     "InvoicePreviewRequest",
+    "MeterEvent",
     "Page",
     "PaymentBehavior",
     "PortalSession",
@@ -147,6 +149,8 @@ class CheckoutSessionRequest(Value):
     subscription_metadata: Mapping[str, str] = Field(default_factory=dict)
     trial_days: int | None = Field(default=None, ge=1)
     allow_promotion_codes: bool = False
+    #: The price is metered: its line item is sent without a quantity (Stripe bills usage).
+    metered: bool = False
     idempotency_key: str
     #: Stripe Tax: ``automatic_tax[enabled]`` with ``customer_update[address]=auto`` (Stripe
     #: needs the customer's address to compute the tax; Checkout saves what is entered).
@@ -458,6 +462,21 @@ class SetupSessionRequest(Value):
     idempotency_key: str = Field(min_length=1)
 
 
+class MeterEvent(Value):
+    """A Stripe Billing Meter event (``POST /v1/billing/meter_events``) as Stripe stored it.
+
+    ``identifier`` is unique per account (Stripe keeps it at least 24 hours): a second event
+    with the same identifier is not counted again.
+    """
+
+    identifier: str
+    event_name: str
+    customer_id: str
+    value: int
+    timestamp: UTCDateTime
+    livemode: bool = False
+
+
 class StripeGateway(abc.ABC):
     """Every call billingkit makes to Stripe.
 
@@ -633,6 +652,24 @@ class StripeGateway(abc.ABC):
         One request for the customer (``invoice_settings.default_payment_method``) plus one
         per subscription (``default_payment_method``), each with a key derived from
         ``idempotency_key``: ``1 + len(subscription_ids)`` calls.
+        """
+
+    # usage-based billing ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_meter_event(
+        self,
+        *,
+        event_name: str,
+        customer_id: str,
+        value: int,
+        identifier: str,
+        timestamp: datetime,
+    ) -> MeterEvent:
+        """Report ``value`` units of ``event_name`` for a customer (one meter event).
+
+        ``identifier`` is the event's idempotency at Stripe: sending the same identifier
+        again is answered without counting the usage twice. A meter that does not exist or
+        is inactive raises ``GatewayInvalidRequestError``.
         """
 
 
@@ -980,6 +1017,78 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def entitlements_for_customer(self, customer_id: str) -> EntitlementSummary | None:
         """The stored entitlement summary of the customer."""
+
+    # usage outbox -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_usage(self, record: UsageRecord) -> bool:
+        """Insert ``record`` into the usage outbox unless its identifier is there, atomically.
+
+        Absent -> inserted as given: ``True``. Present (any status) -> ``False``, nothing
+        changed (a unique constraint decides, so recording twice is harmless).
+        """
+
+    @abc.abstractmethod
+    def claim_due_usage(
+        self, *, now: datetime, limit: int, lease_until: datetime
+    ) -> list[UsageRecord]:
+        """Claim up to ``limit`` due usage records for sending, oldest first.
+
+        Due: ``pending``; ``failed`` with ``next_attempt_at`` ``None`` or not after ``now``;
+        ``sending`` whose lease (``next_attempt_at``) ended by ``now`` (its flush died).
+        They become ``sending`` with ``next_attempt_at`` = ``lease_until``; ``attempts`` is
+        unchanged. Ordered by ``recorded_at`` then identifier. Records another open unit of
+        work holds are skipped, never waited for (``FOR UPDATE SKIP LOCKED``): concurrent
+        callers never get the same record.
+        """
+
+    @abc.abstractmethod
+    def mark_usage_sent(self, identifiers: Sequence[str], *, sent_at: datetime) -> int:
+        """Records Stripe accepted: status ``sent``, ``sent_at``, no next attempt, no error.
+
+        Applies to records not yet ``sent``; returns how many changed.
+        """
+
+    @abc.abstractmethod
+    def release_usage(self, identifiers: Sequence[str]) -> None:
+        """Give back ``sending`` records a flush did not try: due now again.
+
+        Each becomes ``pending`` (``failed`` if it has failed before) with no next attempt.
+        """
+
+    @abc.abstractmethod
+    def schedule_usage_retry(
+        self, identifier: str, *, error: str, next_attempt_at: datetime
+    ) -> None:
+        """A failed attempt: ``failed``, ``attempts`` + 1, ``last_error``, due at the time.
+
+        Applies to a ``pending``, ``sending`` or ``failed`` record; otherwise nothing changes.
+        """
+
+    @abc.abstractmethod
+    def mark_usage_dead(self, identifier: str, *, error: str) -> None:
+        """The last allowed attempt failed: ``dead``, ``attempts`` + 1, ``last_error``.
+
+        Same statuses as ``schedule_usage_retry``; a dead record is never claimed.
+        """
+
+    @abc.abstractmethod
+    def get_usage(self, identifier: str) -> UsageRecord | None:
+        """The stored usage record with that identifier."""
+
+    @abc.abstractmethod
+    def list_usage(
+        self, *, status: UsageStatus | None = None, limit: int = 100
+    ) -> list[UsageRecord]:
+        """Usage records, oldest ``recorded_at`` first (then identifier), of one status or all."""
+
+    @abc.abstractmethod
+    def usage_total(
+        self, user_id: str, event_name: str, *, start: datetime, end: datetime
+    ) -> UsageTotal:
+        """Sum of the user's records of ``event_name`` with ``start <= timestamp < end``.
+
+        Dead records are left out; ``unsent`` counts the others not yet ``sent``.
+        """
 
 
 @runtime_checkable

@@ -32,6 +32,7 @@ from billingkit.ports import (
     CheckoutSession,
     InvoiceLine,
     InvoicePreview,
+    MeterEvent,
     PortalSession,
     PromotionCode,
     StripeCustomer,
@@ -52,6 +53,7 @@ __all__ = [
     "invoice_payment_from_stripe",
     "invoice_preview_from_stripe",
     "invoice_subscription_id",
+    "meter_event_from_stripe",
     "payment_method_from_stripe",
     "portal_session_from_stripe",
     "previous_price_id",
@@ -459,7 +461,26 @@ def price_from_stripe(obj: Mapping[str, Any], product: Mapping[str, Any] | None 
         active=True if active is None else active,
         billing_scheme=cast("Literal['per_unit', 'tiered']", billing_scheme),
         livemode=_bool(price, "livemode", kind),
+        **_price_usage(price, kind),
     )
+
+
+_USAGE_TYPES = frozenset({"licensed", "metered"})
+
+
+def _price_usage(price: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """``usage_type`` and ``meter_id`` from ``recurring`` (legacy plans: top level)."""
+    recurring = price.get("recurring")
+    source, where = (
+        (recurring, f"{kind}.recurring")
+        if isinstance(recurring, Mapping)
+        else (
+            price,
+            kind,
+        )
+    )
+    usage_type = _enum(source, "usage_type", where, _USAGE_TYPES) or "licensed"
+    return {"usage_type": usage_type, "meter_id": _opt_str(source, "meter", where)}
 
 
 def _price_interval(price: Mapping[str, Any], kind: str) -> tuple[Interval, int]:
@@ -1251,4 +1272,33 @@ def entitlement_summary_from_stripe(obj: Mapping[str, Any]) -> EntitlementSummar
         customer_id=customer,
         lookup_keys=tuple(sorted(keys)),
         watermark=0,
+    )
+
+
+
+# --------------------------------------------------------------------------- meter events
+
+
+def meter_event_from_stripe(obj: Mapping[str, Any]) -> MeterEvent:
+    """A ``MeterEvent`` from a ``billing.meter_event`` object.
+
+    The payload's ``stripe_customer_id`` and ``value`` (a string of digits at Stripe) are
+    read from the default payload keys.
+    """
+    kind = "billing.meter_event"
+    event = _mapping(obj, kind)
+    payload = _mapping(event.get("payload"), f"{kind}.payload")
+    raw_value = payload.get("value")
+    try:
+        value = int(str(raw_value))
+    except ValueError:
+        raise _fail(kind, "payload.value", f"not a whole number: {_shown(raw_value)}") from None
+    return _build(
+        MeterEvent,
+        identifier=_str(event, "identifier", kind),
+        event_name=_str(event, "event_name", kind),
+        customer_id=_str(payload, "stripe_customer_id", f"{kind}.payload"),
+        value=value,
+        timestamp=_req_time(event, "timestamp", kind),
+        livemode=_bool(event, "livemode", kind),
     )

@@ -1815,8 +1815,95 @@ def build_payment_methods() -> None:
     )
 
 
+USAGE_CUSTOMER = "cus_QXg1UsageBk00001"
+USAGE_AT = 1785311000  # 2026-07-29T07:43:20Z
+
+
+def build_usage() -> None:
+    """``create_meter_event``: accepted, an unknown meter (400) and a rate limit (429)."""
+    form = {
+        "event_name": "api_calls",
+        "identifier": "bku_0001",
+        "payload": {"stripe_customer_id": USAGE_CUSTOMER, "value": "25"},
+        "timestamp": USAGE_AT,
+    }
+    single(
+        "create_meter_event",
+        "billing.meter_event layout from the API reference (synthetic)",
+        "POST",
+        "/v1/billing/meter_events",
+        form=form,
+        idempotency_key="bk-meter-event-bku_0001",
+        body={
+            "object": "billing.meter_event",
+            "created": NOW,
+            "event_name": "api_calls",
+            "identifier": "bku_0001",
+            "livemode": False,
+            "payload": {"stripe_customer_id": USAGE_CUSTOMER, "value": "25"},
+            "timestamp": USAGE_AT,
+        },
+    )
+    missing = {**form, "event_name": "no_such_meter", "identifier": "bku_0002"}
+    single(
+        "create_meter_event_no_meter",
+        "Stripe's 400 error body (synthetic)",
+        "POST",
+        "/v1/billing/meter_events",
+        form=missing,
+        idempotency_key="bk-meter-event-bku_0002",
+        status=400,
+        body=error(
+            "invalid_request_error",
+            "No active meter was found matching event_name no_such_meter",
+            param="event_name",
+        ),
+    )
+    metered_form = {
+        "mode": "subscription",
+        "customer": USAGE_CUSTOMER,
+        "line_items": [{"price": "price_1PgafmB7WZ01zgkWMetered01"}],  # no quantity
+        "success_url": SUCCESS,
+        "cancel_url": CANCEL,
+        "client_reference_id": "user-usage",
+    }
+    single(
+        "create_checkout_metered",
+        "checkout.session.json (synthetic: a metered price)",
+        "POST",
+        "/v1/checkout/sessions",
+        form=metered_form,
+        idempotency_key="bk-synthetic-checkout-metered",
+        body=checkout(
+            "cs_test_a1BkMeteredOpen000000000000000000000000000000000000000000001",
+            mode="subscription",
+            cid=USAGE_CUSTOMER,
+            user_id="user-usage",
+            metadata={},
+        ),
+    )
+    limited = {**form, "identifier": "bku_0003"}
+    single(
+        "create_meter_event_rate_limited",
+        "Stripe's 429 error body (synthetic)",
+        "POST",
+        "/v1/billing/meter_events",
+        form=limited,
+        idempotency_key="bk-meter-event-bku_0003",
+        status=429,
+        body=error(
+            "invalid_request_error",
+            "Request rate limit exceeded. Learn more about rate limits here "
+            "https://stripe.com/docs/rate-limits.",
+            code="rate_limit",
+        ),
+    )
+
+
 if __name__ == "__main__":
     build()
     build_management()
     build_lists()
     build_payment_methods()
+
+    build_usage()

@@ -92,6 +92,7 @@ from billingkit.domain.payment_methods import (
     PaymentMethodSummary,
 )
 from billingkit.domain.reconcile import ReconcileCheckpoint
+from billingkit.domain.usage import UsageRecord, UsageStatus, UsageTotal
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWork
 
@@ -2272,6 +2273,256 @@ class RepositoryContract:
         stored = _read(repository, lambda uow: uow.get_payment_method("pm_1"))
         assert stored is not None
         assert (stored.watermark, stored.exp_year) == (100 + THREADS - 1, 2030 + THREADS - 1)
+
+
+    # ------------------------------------------------------------------------ usage outbox
+
+    @staticmethod
+    def _usage(
+        identifier: str = "use_1",
+        *,
+        user_id: str = "user_1",
+        event_name: str = "api_calls",
+        value: int = 3,
+        recorded_at: datetime = T0,
+        timestamp: datetime | None = None,
+    ) -> UsageRecord:
+        return UsageRecord(
+            identifier=identifier,
+            user_id=user_id,
+            event_name=event_name,
+            value=value,
+            timestamp=recorded_at if timestamp is None else timestamp,
+            recorded_at=recorded_at,
+        )
+
+    def _claim_usage(
+        self, repository: Repository, *, now: datetime = T0, limit: int = 10
+    ) -> list[UsageRecord]:
+        lease = now + timedelta(minutes=5)
+        return _write(
+            repository, lambda uow: uow.claim_due_usage(now=now, limit=limit, lease_until=lease)
+        )
+
+    def test_add_usage_inserts_an_identifier_once(self, repository: Repository) -> None:
+        record = self._usage(value=2**40, timestamp=T0 - timedelta(microseconds=7))
+        assert _write(repository, lambda uow: uow.add_usage(record)) is True
+        assert _read(repository, lambda uow: uow.get_usage("use_1")) == record
+        again = self._usage(value=1)
+        assert _write(repository, lambda uow: uow.add_usage(again)) is False
+        assert _read(repository, lambda uow: uow.get_usage("use_1")) == record
+        assert _read(repository, lambda uow: uow.get_usage("use_no")) is None
+
+    def test_add_usage_stores_any_state_and_a_storable_error(self, repository: Repository) -> None:
+        failed = self._usage().model_copy(
+            update={
+                "status": UsageStatus.FAILED,
+                "attempts": 2,
+                "last_error": "bad\x00byte" + "x" * 20_000,
+                "next_attempt_at": T0 + timedelta(seconds=1),
+            }
+        )
+        assert _write(repository, lambda uow: uow.add_usage(failed)) is True
+        stored = _read(repository, lambda uow: uow.get_usage("use_1"))
+        assert stored is not None
+        assert stored.last_error == ("bad\ufffdbyte" + "x" * 20_000)[:16_000]
+        assert (stored.status, stored.attempts, stored.next_attempt_at) == (
+            UsageStatus.FAILED,
+            2,
+            T0 + timedelta(seconds=1),
+        )
+        plain = self._usage("use_2").model_copy(update={"last_error": "plain \u2603"})
+        _write(repository, lambda uow: uow.add_usage(plain))
+        assert _read(repository, lambda uow: uow.get_usage("use_2")) == plain
+
+    def test_add_usage_rolls_back_with_its_unit_of_work(self, repository: Repository) -> None:
+        with pytest.raises(_Boom), repository.unit_of_work() as uow:
+            uow.add_usage(self._usage())
+            raise _Boom
+        assert _read(repository, lambda uow: uow.get_usage("use_1")) is None
+
+    def test_claim_due_usage_oldest_first_with_a_lease(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            for index, identifier in enumerate(["use_c", "use_a", "use_b"]):
+                uow.add_usage(
+                    self._usage(identifier, recorded_at=T0 - timedelta(seconds=9 - index))
+                )
+            uow.add_usage(self._usage("use_tie", recorded_at=T0 - timedelta(seconds=8)))
+        first = self._claim_usage(repository, limit=2)
+        assert [r.identifier for r in first] == ["use_c", "use_a"]
+        lease = T0 + timedelta(minutes=5)
+        assert all(
+            (r.status, r.next_attempt_at, r.attempts) == (UsageStatus.SENDING, lease, 0)
+            for r in first
+        )
+        assert [r.identifier for r in self._claim_usage(repository)] == ["use_tie", "use_b"]
+        assert self._claim_usage(repository) == []
+        assert self._claim_usage(repository, limit=0) == []
+        # the lease ended (the flush died): claimable again
+        later = self._claim_usage(repository, now=lease)
+        assert [r.identifier for r in later] == ["use_c", "use_a", "use_tie", "use_b"]
+
+    def test_claim_due_usage_rejects_bad_arguments(self, repository: Repository) -> None:
+        _write(repository, lambda uow: uow.add_usage(self._usage()))
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.claim_due_usage(now=T0, limit=-1, lease_until=T0)
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.claim_due_usage(now=datetime(2026, 3, 1), limit=1, lease_until=T0)
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.list_usage(limit=-1)
+        stored = _read(repository, lambda uow: uow.get_usage("use_1"))
+        assert stored is not None and stored.status is UsageStatus.PENDING
+
+    def test_sent_usage_is_never_claimed_again(self, repository: Repository) -> None:
+        _write(repository, lambda uow: uow.add_usage(self._usage()))
+        self._claim_usage(repository)
+        sent_at = T0 + timedelta(seconds=1, microseconds=3)
+        done = _write(
+            repository,
+            lambda uow: uow.mark_usage_sent(["use_1", "use_1", "use_no"], sent_at=sent_at),
+        )
+        assert done == 1
+        stored = _read(repository, lambda uow: uow.get_usage("use_1"))
+        assert stored is not None
+        assert (stored.status, stored.sent_at, stored.next_attempt_at) == (
+            UsageStatus.SENT,
+            sent_at,
+            None,
+        )
+        assert _write(repository, lambda uow: uow.mark_usage_sent(["use_1"], sent_at=T0)) == 0
+        assert _write(repository, lambda uow: uow.mark_usage_sent([], sent_at=T0)) == 0
+        assert self._claim_usage(repository, now=T0 + timedelta(days=1)) == []
+
+    def test_usage_retry_back_off_and_dead(self, repository: Repository) -> None:
+        _write(repository, lambda uow: uow.add_usage(self._usage()))
+        self._claim_usage(repository)
+        retry_at = T0 + timedelta(seconds=30)
+        _write(
+            repository,
+            lambda uow: uow.schedule_usage_retry(
+                "use_1", error="down \u2603", next_attempt_at=retry_at
+            ),
+        )
+        failed = _read(repository, lambda uow: uow.get_usage("use_1"))
+        assert failed is not None
+        assert (failed.status, failed.attempts, failed.last_error, failed.next_attempt_at) == (
+            UsageStatus.FAILED,
+            1,
+            "down \u2603",
+            retry_at,
+        )
+        assert self._claim_usage(repository, now=retry_at - timedelta(microseconds=1)) == []
+        assert [r.attempts for r in self._claim_usage(repository, now=retry_at)] == [1]
+        _write(repository, lambda uow: uow.mark_usage_dead("use_1", error="gone"))
+        dead = _read(repository, lambda uow: uow.get_usage("use_1"))
+        assert dead is not None
+        assert (dead.status, dead.attempts, dead.last_error, dead.next_attempt_at) == (
+            UsageStatus.DEAD,
+            2,
+            "gone",
+            None,
+        )
+        assert self._claim_usage(repository, now=T0 + timedelta(days=30)) == []
+        # a dead or sent record is not changed by more failures
+        _write(
+            repository, lambda uow: uow.schedule_usage_retry("use_1", error="x", next_attempt_at=T0)
+        )
+        _write(repository, lambda uow: uow.mark_usage_dead("use_no", error="x"))
+        assert _read(repository, lambda uow: uow.get_usage("use_1")) == dead
+        assert [
+            r.identifier
+            for r in _read(repository, lambda uow: uow.list_usage(status=UsageStatus.DEAD))
+        ] == ["use_1"]
+
+    def test_release_usage_makes_untried_records_due_now(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            uow.add_usage(self._usage("use_a", recorded_at=T0 - timedelta(seconds=2)))
+            uow.add_usage(self._usage("use_b", recorded_at=T0 - timedelta(seconds=1)))
+            uow.add_usage(self._usage("use_c"))
+        self._claim_usage(repository, limit=1)
+        _write(
+            repository, lambda uow: uow.schedule_usage_retry("use_a", error="x", next_attempt_at=T0)
+        )
+        claimed = self._claim_usage(repository)
+        assert [r.identifier for r in claimed] == ["use_a", "use_b", "use_c"]
+        _write(repository, lambda uow: uow.release_usage(["use_a", "use_b", "use_no"]))
+        _write(repository, lambda uow: uow.release_usage([]))
+        statuses = _read(
+            repository,
+            lambda uow: [(r.identifier, r.status, r.next_attempt_at) for r in uow.list_usage()],
+        )
+        assert statuses == [
+            ("use_a", UsageStatus.FAILED, None),
+            ("use_b", UsageStatus.PENDING, None),
+            ("use_c", UsageStatus.SENDING, T0 + timedelta(minutes=5)),
+        ]
+        assert [r.identifier for r in self._claim_usage(repository)] == ["use_a", "use_b"]
+
+    def test_list_usage_in_recorded_order(self, repository: Repository) -> None:
+        with repository.unit_of_work() as uow:
+            for index in (3, 1, 2):
+                uow.add_usage(
+                    self._usage(f"use_{index}", recorded_at=T0 + timedelta(seconds=index))
+                )
+        assert [r.identifier for r in _read(repository, lambda uow: uow.list_usage())] == [
+            "use_1",
+            "use_2",
+            "use_3",
+        ]
+        assert [r.identifier for r in _read(repository, lambda uow: uow.list_usage(limit=1))] == [
+            "use_1"
+        ]
+        pending = _read(repository, lambda uow: uow.list_usage(status=UsageStatus.PENDING))
+        assert len(pending) == 3
+        assert _read(repository, lambda uow: uow.list_usage(status=UsageStatus.SENT)) == []
+
+    def test_usage_total_sums_a_period_of_one_user_and_meter(self, repository: Repository) -> None:
+        start, end = T0, T0 + timedelta(days=30)
+        with repository.unit_of_work() as uow:
+            uow.add_usage(self._usage("in_1", value=5, timestamp=start))
+            uow.add_usage(self._usage("in_2", value=7, timestamp=end - timedelta(microseconds=1)))
+            uow.add_usage(self._usage("in_sent", value=11, timestamp=start + timedelta(days=1)))
+            uow.add_usage(self._usage("in_dead", value=100, timestamp=start + timedelta(days=1)))
+            uow.add_usage(
+                self._usage("before", value=1000, timestamp=start - timedelta(microseconds=1))
+            )
+            uow.add_usage(self._usage("at_end", value=1000, timestamp=end))
+            uow.add_usage(self._usage("other_user", user_id="user_2", value=1000))
+            uow.add_usage(self._usage("other_meter", event_name="tokens", value=1000))
+            uow.mark_usage_sent(["in_sent"], sent_at=T0)
+            uow.mark_usage_dead("in_dead", error="refused")
+        total = _read(
+            repository, lambda uow: uow.usage_total("user_1", "api_calls", start=start, end=end)
+        )
+        assert total == UsageTotal(value=23, records=3, unsent=2)
+        empty = _read(
+            repository, lambda uow: uow.usage_total("user_9", "api_calls", start=start, end=end)
+        )
+        assert empty == UsageTotal()
+        with pytest.raises(RepositoryError), repository.unit_of_work() as uow:
+            uow.usage_total("user_1", "api_calls", start=datetime(2026, 3, 1), end=end)
+
+    def test_concurrent_usage_claims_never_hand_out_one_record_twice(
+        self, repository: Repository
+    ) -> None:
+        with repository.unit_of_work() as uow:
+            for index in range(20):
+                uow.add_usage(
+                    self._usage(f"use_{index:02d}", recorded_at=T0 - timedelta(seconds=index))
+                )
+        lease = T0 + timedelta(minutes=5)
+        results = run_in_threads(
+            repository,
+            lambda uow, _: [
+                r.identifier for r in uow.claim_due_usage(now=T0, limit=3, lease_until=lease)
+            ],
+        )
+        batches = [r for r in results if isinstance(r, list)]
+        assert len(batches) == THREADS, results
+        claimed = [identifier for batch in batches for identifier in batch]
+        assert claimed and len(claimed) == len(set(claimed)), batches
+        left = _read(repository, lambda uow: uow.list_usage(status=UsageStatus.PENDING))
+        assert len(left) == 20 - len(claimed)
 
 
 def make_invoice(

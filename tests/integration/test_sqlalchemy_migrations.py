@@ -108,6 +108,7 @@ def test_the_migrations_ship_as_package_files() -> None:
         "bk0006_reconcile_checkpoint.py",
         "bk0007_purchases.py",
         "bk0008_payment_methods.py",
+        "bk0009_usage_outbox.py",
     ]
 
 

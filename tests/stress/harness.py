@@ -272,6 +272,9 @@ class StressGateway(StripeGateway):
     def set_default_payment_method(self, **kwargs: Any) -> None:
         self._unused(**kwargs)
 
+    def create_meter_event(self, **params: Any) -> Any:
+        return self._unused(params)
+
 
 class StressCatalog:
     """The two plans of the test, by price id."""

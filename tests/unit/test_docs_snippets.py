@@ -25,7 +25,14 @@ pytest_plugins = ["pytester"]
 
 DOCS = Path(__file__).parents[2] / "docs"
 #: Pages whose snippets are checked; each must keep at least one marked block.
-PAGES = ("index.md", "quickstart.md", "configuration.md", "plans-and-access.md", "testing.md")
+PAGES = (
+    "index.md",
+    "quickstart.md",
+    "configuration.md",
+    "plans-and-access.md",
+    "testing.md",
+    "usage.md",
+)
 
 _MARKED = re.compile(r"<!-- test: (\w+) -->\n(```[^\n]*)\n(.*?)^```", re.S | re.M)
 _MARKER = re.compile(r"<!-- test: [^>]*-->")

@@ -29,7 +29,7 @@ real Stripe id) and its storable key only when that misses.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from threading import Lock
@@ -64,6 +64,7 @@ from billingkit.domain.payment_methods import (
     decide_watermark,
 )
 from billingkit.domain.reconcile import ReconcileCheckpoint
+from billingkit.domain.usage import UsageRecord, UsageStatus, UsageTotal
 from billingkit.errors import ConflictError, RepositoryError
 from billingkit.ports import ClaimOutcome, Repository, SaveOutcome, UnitOfWorkBase
 
@@ -73,6 +74,7 @@ _MISSING: Any = object()
 _RECLAIMABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING})
 _FAILABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING, EventStatus.PROCESSING})
 _REVIVABLE = frozenset({EventStatus.FAILED, EventStatus.DEAD})
+_USAGE_FAILABLE = frozenset({UsageStatus.PENDING, UsageStatus.SENDING, UsageStatus.FAILED})
 
 #: One undo step: put ``previous`` back under ``key`` in ``table`` (remove it if _MISSING).
 _UndoEntry = tuple[dict[Any, Any], Any, Any]
@@ -105,6 +107,7 @@ class _Tables:
         "subscriptions",
         "subscriptions_by_customer",
         "subscriptions_by_user",
+        "usage",
     )
 
     def __init__(self) -> None:
@@ -133,6 +136,8 @@ class _Tables:
         self.payment_methods_by_customer: dict[str, dict[str, None]] = {}
         self.default_payment_methods: dict[str, DefaultPaymentMethod] = {}
         self.entitlements: dict[str, EntitlementSummary] = {}
+        # the usage outbox, by identifier
+        self.usage: dict[str, UsageRecord] = {}
 
 
 class InMemoryRepository(Repository):
@@ -837,10 +842,143 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         return self._t.entitlements.get(customer_id)
 
 
-def _newest_method(method: PaymentMethodSummary) -> tuple[float, str]:
-    """Sort key: ``created`` (unknown first), then id."""
-    created = method.created.timestamp() if method.created is not None else float("-inf")
-    return created, method.id
+
+
+    # ------------------------------------------------------------------------ usage outbox
+
+    @override
+    def add_usage(self, record: UsageRecord) -> bool:
+        self._check()
+        if record.identifier in self._t.usage:
+            return False
+        if record.last_error is not None:
+            error = self._storable_text(record.last_error, self.MAX_ERROR_CHARS)
+            if error is not record.last_error:
+                record = record.model_copy(update={"last_error": error})
+        self._put(self._t.usage, record.identifier, record)
+        return True
+
+    @staticmethod
+    def _usage_due(record: UsageRecord, now: datetime) -> bool:
+        if record.status is UsageStatus.PENDING:
+            return True
+        if record.status in (UsageStatus.FAILED, UsageStatus.SENDING):
+            return record.next_attempt_at is None or record.next_attempt_at <= now
+        return False
+
+    @override
+    def claim_due_usage(
+        self, *, now: datetime, limit: int, lease_until: datetime
+    ) -> list[UsageRecord]:
+        self._check()
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        when = aware_utc(now, "now")
+        lease = aware_utc(lease_until, "lease_until")
+        due = heapq.nsmallest(
+            limit,
+            (record for record in self._t.usage.values() if self._usage_due(record, when)),
+            key=lambda record: (record.recorded_at, record.identifier),
+        )
+        claimed = []
+        for record in due:
+            taken = record.model_copy(
+                update={"status": UsageStatus.SENDING, "next_attempt_at": lease}
+            )
+            self._put(self._t.usage, taken.identifier, taken)
+            claimed.append(taken)
+        return claimed
+
+    @override
+    def mark_usage_sent(self, identifiers: Sequence[str], *, sent_at: datetime) -> int:
+        self._check()
+        when = aware_utc(sent_at, "sent_at")
+        changed = 0
+        for identifier in dict.fromkeys(identifiers):
+            stored = self._t.usage.get(identifier)
+            if stored is None or stored.status is UsageStatus.SENT:
+                continue
+            update = {
+                "status": UsageStatus.SENT,
+                "sent_at": when,
+                "next_attempt_at": None,
+                "last_error": None,
+            }
+            self._put(self._t.usage, identifier, stored.model_copy(update=update))
+            changed += 1
+        return changed
+
+    @override
+    def release_usage(self, identifiers: Sequence[str]) -> None:
+        self._check()
+        for identifier in identifiers:
+            stored = self._t.usage.get(identifier)
+            if stored is None or stored.status is not UsageStatus.SENDING:
+                continue
+            status = UsageStatus.FAILED if stored.attempts else UsageStatus.PENDING
+            released = stored.model_copy(update={"status": status, "next_attempt_at": None})
+            self._put(self._t.usage, identifier, released)
+
+    def _fail_usage(self, identifier: str, error: str, **update: Any) -> None:
+        stored = self._t.usage.get(identifier)
+        if stored is None or stored.status not in _USAGE_FAILABLE:
+            return
+        update["attempts"] = stored.attempts + 1
+        update["last_error"] = self._storable_text(error, self.MAX_ERROR_CHARS)
+        self._put(self._t.usage, identifier, stored.model_copy(update=update))
+
+    @override
+    def schedule_usage_retry(
+        self, identifier: str, *, error: str, next_attempt_at: datetime
+    ) -> None:
+        self._check()
+        when = aware_utc(next_attempt_at, "next_attempt_at")
+        self._fail_usage(identifier, error, status=UsageStatus.FAILED, next_attempt_at=when)
+
+    @override
+    def mark_usage_dead(self, identifier: str, *, error: str) -> None:
+        self._check()
+        self._fail_usage(identifier, error, status=UsageStatus.DEAD, next_attempt_at=None)
+
+    @override
+    def get_usage(self, identifier: str) -> UsageRecord | None:
+        self._check()
+        return self._t.usage.get(identifier)
+
+    @override
+    def list_usage(
+        self, *, status: UsageStatus | None = None, limit: int = 100
+    ) -> list[UsageRecord]:
+        self._check()
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        records: Iterable[UsageRecord] = self._t.usage.values()
+        if status is not None:
+            wanted = UsageStatus(status)
+            records = (record for record in records if record.status is wanted)
+        return heapq.nsmallest(
+            limit, records, key=lambda record: (record.recorded_at, record.identifier)
+        )
+
+    @override
+    def usage_total(
+        self, user_id: str, event_name: str, *, start: datetime, end: datetime
+    ) -> UsageTotal:
+        self._check()
+        since = aware_utc(start, "start")
+        until = aware_utc(end, "end")
+        value = records = unsent = 0
+        for record in self._t.usage.values():
+            if (
+                record.user_id == user_id
+                and record.event_name == event_name
+                and since <= record.timestamp < until
+                and record.status is not UsageStatus.DEAD
+            ):
+                value += record.value
+                records += 1
+                unsent += record.status is not UsageStatus.SENT
+        return UsageTotal(value=value, records=records, unsent=unsent)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -849,3 +987,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 def _invoice_key(invoice: InvoiceSummary) -> tuple[datetime, str]:
     """Newest-first order of the history: ``created`` (unknown: oldest), then id."""
     return (invoice.created or _EPOCH, invoice.id)
+
+
+def _newest_method(method: PaymentMethodSummary) -> tuple[float, str]:
+    """Sort key: ``created`` (unknown first), then id."""
+    created = method.created.timestamp() if method.created is not None else float("-inf")
+    return created, method.id

@@ -54,6 +54,7 @@ from stripe.params import (
     SubscriptionUpdateParamsItem,
     WebhookEndpointListParams,
 )
+from stripe.params.billing import MeterEventCreateParams
 from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
 from stripe.params.checkout import (
     SessionCreateParams,
@@ -83,6 +84,7 @@ from billingkit.ports import (
     CheckoutSessionRequest,
     InvoicePreview,
     InvoicePreviewRequest,
+    MeterEvent,
     Page,
     PortalSession,
     PromotionCode,
@@ -99,6 +101,7 @@ from billingkit.stripe_objects import (
     checkout_session_from_stripe,
     customer_from_stripe,
     invoice_preview_from_stripe,
+    meter_event_from_stripe,
     portal_session_from_stripe,
     price_from_stripe,
     promotion_code_from_stripe,
@@ -250,10 +253,9 @@ class StripeSdkGateway(StripeGateway):
 
     def create_checkout_session(self, request: CheckoutSessionRequest) -> CheckoutSession:
         """Create a Checkout Session for one price (``POST /v1/checkout/sessions``)."""
-        line_item: SessionCreateParamsLineItem = {
-            "price": request.price_id,
-            "quantity": request.quantity,
-        }
+        line_item: SessionCreateParamsLineItem = {"price": request.price_id}
+        if not request.metered:  # a metered price takes no quantity
+            line_item["quantity"] = request.quantity
         params: SessionCreateParams = {
             "mode": request.mode,
             "customer": request.customer_id,
@@ -710,6 +712,35 @@ class StripeSdkGateway(StripeGateway):
                     params=sub_params,
                     options=self._options(f"{idempotency_key}-{subscription_id}"),
                 )
+
+    # usage-based billing ---------------------------------------------------------------------
+
+    def create_meter_event(
+        self,
+        *,
+        event_name: str,
+        customer_id: str,
+        value: int,
+        identifier: str,
+        timestamp: datetime,
+    ) -> MeterEvent:
+        """``POST /v1/billing/meter_events``, one event, keyed by its identifier.
+
+        The identifier is also the request's idempotency key (prefixed), so a retried request
+        is answered from Stripe's idempotency cache; the identifier alone already keeps the
+        usage counted once (Stripe enforces it for at least 24 hours).
+        """
+        params: MeterEventCreateParams = {
+            "event_name": event_name,
+            "identifier": identifier,
+            "payload": {"stripe_customer_id": customer_id, "value": str(value)},
+            "timestamp": int(timestamp.timestamp()),
+        }
+        with _translated("create meter event"):
+            event = self._client.v1.billing.meter_events.create(
+                params=params, options=self._options(f"bk-meter-event-{identifier}")
+            )
+        return _mapped(meter_event_from_stripe, event.to_dict())
 
 
 # --------------------------------------------------------------------------- mapping

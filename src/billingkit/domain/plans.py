@@ -96,6 +96,10 @@ class Price(Value):
     active: bool = True
     billing_scheme: Literal["per_unit", "tiered"] = "per_unit"
     livemode: bool = False
+    #: ``metered``: billed in arrears from a Billing Meter's usage (no quantity at checkout).
+    usage_type: Literal["licensed", "metered"] = "licensed"
+    #: The meter (``mtr_...``) a metered price bills from, if Stripe named it.
+    meter_id: str | None = None
 
     @property
     def amount(self) -> Money | None:
@@ -108,6 +112,11 @@ class Price(Value):
     def is_recurring(self) -> bool:
         """Whether this price bills on an interval (subscription mode)."""
         return self.interval is not Interval.ONE_TIME
+
+    @property
+    def is_metered(self) -> bool:
+        """Whether this price bills recorded usage (``recurring.usage_type="metered"``)."""
+        return self.usage_type == "metered"
 
 
 class Plan(Value):

@@ -169,6 +169,7 @@ class _CheckoutRequest:
     #: The checkout options that differ from Stripe's defaults (``CheckoutSessionRequest``
     #: field names), after the config defaults and the call's arguments were merged.
     options: dict[str, Any]
+    metered: bool = False
 
 
 # --------------------------------------------------------------------------- keys
@@ -498,6 +499,8 @@ class CheckoutService:
         session_options = self._session_options(
             options, mode=mode, trial_days=trial_days, allow_promotion_codes=allow_promotion_codes
         )
+        if price.is_metered and quantity != 1:
+            raise InvalidInputError("a metered price takes no quantity: Stripe bills the usage")
 
         shape = _SessionShape(
             price_id=price.id,
@@ -523,6 +526,7 @@ class CheckoutService:
             shape=shape,
             metadata=app_metadata,
             request_key=request_key,
+            metered=price.is_metered,
             options=session_options,
         )
 
@@ -630,6 +634,7 @@ class CheckoutService:
                 client_reference_id=request.user_id,
                 metadata=metadata,
                 subscription_metadata=metadata if request.mode == "subscription" else {},
+                metered=request.metered,
                 idempotency_key=checkout_idempotency_key(
                     request.request_key,
                     customer_id,

@@ -78,6 +78,14 @@ class Checkout:
         if request.trial_days is not None and request.mode != "subscription":
             raise invalid("trial days need subscription mode")
         coupon = self._discount(request)
+        metered = recurring and price["recurring"].get("usage_type") == "metered"
+        if metered != request.metered:
+            raise invalid(
+                "Quantity should not be specified where usage_type is `metered`."
+                if metered
+                else "Quantity is required for a price whose usage_type is not `metered`.",
+                "parameter_invalid",
+            )
         ident = state.new_id("cs_test")
         created = state.timestamp()
         session = _shapes.checkout_session_json(
@@ -92,7 +100,7 @@ class Checkout:
             cancel_url=request.cancel_url,
             amount_total=(
                 0
-                if request.trial_days
+                if request.trial_days or request.metered  # metered: billed in arrears
                 else _discounted((price["unit_amount"] or 0) * request.quantity, coupon)
             ),
             currency=price["currency"],

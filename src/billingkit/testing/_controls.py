@@ -38,6 +38,7 @@ PORT_OPERATIONS = frozenset(
         "list_webhook_endpoints",
         "create_setup_checkout_session",
         "set_default_payment_method",
+        "create_meter_event",
     }
 )
 _IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -47,6 +48,8 @@ _IDEMPOTENCY_TTL = timedelta(hours=24)
 class _Failure:
     error: GatewayError
     after_applying: bool
+    #: Calls that go through before this failure hits.
+    after_calls: int = 0
 
 
 @dataclass
@@ -67,12 +70,16 @@ class Controls:
         self._idempotency: dict[str, _IdempotentResult] = {}
         self._failures: dict[str, deque[_Failure]] = {}
 
-    def fail_next(self, operation: str, error: GatewayError, *, after_applying: bool) -> None:
-        """Queue ``error`` for the next call of port method ``operation``."""
+    def fail_next(
+        self, operation: str, error: GatewayError, *, after_applying: bool, after_calls: int = 0
+    ) -> None:
+        """Queue ``error`` for a call of port method ``operation``, ``after_calls`` from now."""
         if operation not in PORT_OPERATIONS:
             raise ConfigurationError(f"unknown gateway operation {operation!r}")
+        if after_calls < 0:
+            raise ConfigurationError("after_calls must not be negative")
         self._failures.setdefault(operation, deque()).append(
-            _Failure(error=error, after_applying=after_applying)
+            _Failure(error=error, after_applying=after_applying, after_calls=after_calls)
         )
 
     def call(
@@ -90,7 +97,12 @@ class Controls:
         """
         self.calls[operation] += 1
         queue = self._failures.get(operation)
-        failure = queue.popleft() if queue else None
+        failure = None
+        if queue:
+            if queue[0].after_calls > 0:
+                queue[0].after_calls -= 1
+            else:
+                failure = queue.popleft()
         if failure is not None and not failure.after_applying:
             raise failure.error
         if idempotency_key is None:

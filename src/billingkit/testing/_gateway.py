@@ -23,6 +23,7 @@ from billingkit.ports import (
     Clock,
     InvoicePreview,
     InvoicePreviewRequest,
+    MeterEvent,
     Page,
     PortalSession,
     PromotionCode,
@@ -39,6 +40,7 @@ from billingkit.stripe_objects import (
     checkout_session_from_stripe,
     customer_from_stripe,
     invoice_preview_from_stripe,
+    meter_event_from_stripe,
     promotion_code_from_stripe,
     subscription_from_stripe,
     subscription_schedule_from_stripe,
@@ -53,6 +55,7 @@ from billingkit.testing._customers import Customers
 from billingkit.testing._events import FAKE_API_VERSION, Delivery
 from billingkit.testing._invoices import Invoices
 from billingkit.testing._listing import Listing
+from billingkit.testing._meters import Meters
 from billingkit.testing._payment_methods import PaymentMethods
 from billingkit.testing._schedule import Schedule
 from billingkit.testing._state import FakeState
@@ -131,6 +134,8 @@ class FakeStripeGateway(StripeGateway):
         self._schedule = Schedule(state, self._checkout, self._subscriptions, self._changes)
         self._listing = Listing(state)
         self._payment_methods = PaymentMethods(state, self._customers)
+        self._meters = Meters(state)
+        self._invoices.metered_usage = self._meters.billable
 
     def __repr__(self) -> str:
         state = self._state
@@ -213,17 +218,25 @@ class FakeStripeGateway(StripeGateway):
             self.calls.clear()
 
     def fail_next(
-        self, operation: str, error: GatewayError, *, after_applying: bool = False
+        self,
+        operation: str,
+        error: GatewayError,
+        *,
+        after_applying: bool = False,
+        after_calls: int = 0,
     ) -> None:
         """Make the next call of port method ``operation`` raise ``error``.
 
         By default nothing happens before the error (Stripe refused the request). With
         ``after_applying`` the call takes effect first and its response is lost, as when a
         connection drops after Stripe processed a request: a retry with the same idempotency
-        key then gets the original object. Several failures queue up in order.
+        key then gets the original object. ``after_calls`` lets that many calls succeed
+        first (a failure in the middle of a batch). Several failures queue up in order.
         """
         with self._lock:
-            self._controls.fail_next(operation, error, after_applying=after_applying)
+            self._controls.fail_next(
+                operation, error, after_applying=after_applying, after_calls=after_calls
+            )
 
     def stripe_object(self, object_id: str) -> dict[str, Any]:
         """A copy of the stored Stripe JSON of any object (customer, price, sub, ...)."""
@@ -270,14 +283,21 @@ class FakeStripeGateway(StripeGateway):
         tiered: bool = False,
         active: bool = True,
         price_id: str | None = None,
+        meter: str | None = None,
     ) -> Price:
         """Seed a price (and its product unless ``product`` names an existing one).
 
         ``amount`` is in minor units (``None`` only when ``tiered``); ``interval`` is
         ``"day"``/``"week"``/``"month"``/``"year"`` or ``Interval.ONE_TIME`` for a one-time
-        price. Returns the price as the gateway's ``list_prices`` would.
+        price. ``meter`` (the event name of a meter seeded with ``add_meter``) makes a
+        metered price: each renewal invoice bills ``amount`` per unit of the usage the meter
+        counted over the period that ended. Returns the price as ``list_prices`` would.
         """
         with self._lock:
+            if meter is not None:
+                meter_id = self._meters.meter_id(meter)
+                if Interval(interval) is Interval.ONE_TIME:
+                    raise ConfigurationError("a metered price must be recurring")
             price = self._catalog.add_price(
                 amount=amount,
                 currency=currency,
@@ -290,6 +310,9 @@ class FakeStripeGateway(StripeGateway):
                 active=active,
                 price_id=price_id,
             )
+            if meter is not None:
+                price["recurring"]["usage_type"] = "metered"
+                price["recurring"]["meter"] = meter_id
             return self._catalog.price_value(price)
 
     def update_price(
@@ -1046,3 +1069,63 @@ class FakeStripeGateway(StripeGateway):
         """
         with self._lock:
             self._payment_methods.set_entitlements(customer_id, lookup_keys)
+
+
+    # ------------------------------------------------------------------------ billing meters
+
+    def add_meter(
+        self, event_name: str, *, display_name: str | None = None, active: bool = True
+    ) -> str:
+        """Seed a sum meter for ``event_name`` (``mtr_fakeNNNN``); returns its id."""
+        with self._lock:
+            return self._meters.add_meter(event_name, display_name=display_name, active=active)
+
+    def meter_events(
+        self, *, customer_id: str | None = None, event_name: str | None = None
+    ) -> list[MeterEvent]:
+        """The meter events Stripe counted (one per identifier), oldest first."""
+        with self._lock:
+            return [
+                meter_event_from_stripe(event)
+                for event in self._meters.events(customer_id=customer_id, event_name=event_name)
+            ]
+
+    def meter_usage(
+        self,
+        customer_id: str,
+        event_name: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> int:
+        """The summed value of the customer's events with ``start <= timestamp < end``."""
+        with self._lock:
+            return self._meters.total(customer_id, event_name, start=start, end=end)
+
+    def create_meter_event(
+        self,
+        *,
+        event_name: str,
+        customer_id: str,
+        value: int,
+        identifier: str,
+        timestamp: datetime,
+    ) -> MeterEvent:
+        """Count a meter event once per identifier (a repeat answers the first one).
+
+        Refuses (``GatewayInvalidRequestError``) an unknown or inactive meter, an unknown or
+        deleted customer, and a timestamp older than 35 days or more than 5 minutes ahead.
+        """
+
+        def create() -> MeterEvent:
+            event = self._meters.create(
+                event_name=event_name,
+                customer_id=customer_id,
+                value=value,
+                identifier=identifier,
+                timestamp=timestamp,
+            )
+            return meter_event_from_stripe(event)
+
+        with self._lock:
+            return self._controls.call("create_meter_event", create)

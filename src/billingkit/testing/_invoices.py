@@ -9,7 +9,7 @@ previews and proration lines belong here.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 from typing import Any
@@ -34,6 +34,11 @@ class Invoices:
     """Opens subscription invoices and attempts their payment."""
 
     def __init__(self, state: FakeState) -> None:
+        #: Units of a metered price to bill on a subscription's new invoice (``None``: not
+        #: metered); set by the facade to the meters part.
+        self.metered_usage: Callable[[Mapping[str, Any], Mapping[str, Any]], int | None] = (
+            lambda subscription, price: None
+        )
         self._state = state
         #: Charges by id, the charge that paid each invoice, disputes by id.
         self.charges: dict[str, dict[str, Any]] = {}
@@ -65,7 +70,9 @@ class Invoices:
         item = sub.json["items"]["data"][0]
         price = item["price"]
         trialing = sub.json["status"] == "trialing"
-        amount = 0 if trialing else (price["unit_amount"] or 0) * item["quantity"]
+        usage = self.metered_usage(sub.json, price)
+        units = item["quantity"] if usage is None else usage
+        amount = 0 if trialing else (price["unit_amount"] or 0) * units
         customer = state.customers.get(sub.json["customer"], {})
         invoice = _shapes.invoice_json(
             id=invoice_id,
@@ -80,6 +87,10 @@ class Invoices:
             amount=amount,
             livemode=state.livemode,
         )
+        if usage is not None:  # the metered line: the usage of the period that ended
+            line = invoice["lines"]["data"][0]
+            line["quantity"] = usage
+            line["description"] = f"{usage} × {state.products[price['product']]['name']}"  # noqa: RUF001
         if trialing:
             self.set_lines(invoice, invoice["lines"]["data"], None)
         else:

@@ -153,6 +153,9 @@ class SubscriptionGateway(StripeGateway):
     def set_default_payment_method(self, **kwargs: Any) -> None:
         raise AssertionError("unexpected gateway call")
 
+    def create_meter_event(self, **params: Any) -> Any:
+        raise AssertionError("unexpected gateway call")
+
 
 class Harness:
     """A processor over an in-memory repository, with signed delivery at the clock's time."""

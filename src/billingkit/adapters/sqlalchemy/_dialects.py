@@ -39,7 +39,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from billingkit.adapters.sqlalchemy._engine import IMMEDIATE_OPTION
-from billingkit.adapters.sqlalchemy._schema import CHECKOUTS, CUSTOMERS, EVENTS, SUBSCRIPTIONS
+from billingkit.adapters.sqlalchemy._schema import (
+    CHECKOUTS,
+    CUSTOMERS,
+    EVENTS,
+    SUBSCRIPTIONS,
+    USAGE,
+)
 from billingkit.domain import TERMINAL_STATUSES, EventStatus, Subscription, SubscriptionStatus
 from billingkit.domain.ordering import FETCHED_WATERMARK, decide_save
 from billingkit.errors import ConfigurationError, RepositoryUnavailableError
@@ -168,6 +174,10 @@ class SqlDialect(abc.ABC):
     def insert_event(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
         """INSERT the event ``row``; ``False`` (nothing written) if its id is stored."""
 
+    @abc.abstractmethod
+    def insert_usage(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
+        """INSERT the usage ``row``; ``False`` (nothing written) if its identifier is stored."""
+
 
 class PostgresSqliteDialect(SqlDialect):
     """PostgreSQL (and, through ``SqliteDialect``, SQLite): ``INSERT … ON CONFLICT``.
@@ -191,6 +201,9 @@ class PostgresSqliteDialect(SqlDialect):
         self.claim_statement: Insert = (
             insert(EVENTS).on_conflict_do_nothing().execution_options(**_ROWCOUNT)
         )
+        self.usage_statement: Insert = (
+            insert(USAGE).on_conflict_do_nothing().execution_options(**_ROWCOUNT)
+        )
         self.save_statements: dict[tuple[bool, bool], Insert] = {
             (allow_tie, terminal): _upsert_subscription(insert, allow_tie, terminal)
             for allow_tie in (False, True)
@@ -212,6 +225,10 @@ class PostgresSqliteDialect(SqlDialect):
         """One ``INSERT … ON CONFLICT DO NOTHING``."""
         statement = self._insert(table).values(row).on_conflict_do_nothing()
         return tx.count(statement.execution_options(preserve_rowcount=True)) == 1
+
+    def insert_usage(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
+        """One ``INSERT … ON CONFLICT DO NOTHING``."""
+        return tx.count(self.usage_statement, row) == 1
 
     def link(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
         """One ``INSERT … ON CONFLICT DO NOTHING``."""
@@ -327,6 +344,10 @@ class MySqlDialect(SqlDialect):
     def insert_new(self, tx: SqlTransaction, table: Table, row: Mapping[str, Any]) -> bool:
         """A plain INSERT; a duplicate key means nothing was written."""
         return self._inserted(tx, table.insert().values(row))
+
+    def insert_usage(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
+        """A plain INSERT; a duplicate key means nothing was written."""
+        return self._inserted(tx, USAGE.insert(), row)
 
     def link(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
         """A plain INSERT; a duplicate key means nothing was written."""

@@ -7,7 +7,7 @@ between databases are one method each of the dialect strategies in ``_dialects``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Engine,
     Row,
     and_,
+    case,
     delete,
     func,
     or_,
@@ -50,6 +51,7 @@ from billingkit.adapters.sqlalchemy._schema import (
     PURCHASES,
     RECONCILE_CHECKPOINTS,
     SUBSCRIPTIONS,
+    USAGE,
     metadata,
 )
 from billingkit.adapters.sqlalchemy._transaction import (
@@ -87,6 +89,7 @@ from billingkit.domain.payment_methods import (
     PaymentMethodSummary,
 )
 from billingkit.domain.reconcile import ReconcileCheckpoint
+from billingkit.domain.usage import UsageRecord, UsageStatus, UsageTotal
 from billingkit.errors import (
     ConfigurationError,
     ConflictError,
@@ -102,6 +105,8 @@ _TAKEN: dict[str, Any] = {"status": EventStatus.PROCESSING.value, "next_attempt_
 _REVIVABLE = [EventStatus.FAILED.value, EventStatus.DEAD.value]
 #: Attempts of a lock-decide-write save that keeps meeting a concurrent insert.
 _SAVE_RETRIES = 3
+_USAGE_FAILABLE = [UsageStatus.PENDING.value, UsageStatus.SENDING.value, UsageStatus.FAILED.value]
+_USAGE_COLUMNS = tuple(column.name for column in USAGE.columns)
 
 
 # --------------------------------------------------------------------------- rows <-> values
@@ -135,6 +140,10 @@ def _link(row: Row[Any]) -> CustomerLink:
 
 def _checkout(row: Row[Any]) -> CheckoutRecord:
     return CheckoutRecord.model_validate(row._asdict())
+
+
+def _usage(row: Row[Any]) -> UsageRecord:
+    return UsageRecord.model_validate(row._asdict())
 
 
 def _event(row: Row[Any]) -> EventRecord:
@@ -982,3 +991,170 @@ class _SqlUnitOfWork(SqlTransaction):
         values = row._asdict()
         values["lookup_keys"] = tuple(values["lookup_keys"])
         return EntitlementSummary.model_validate(values)
+
+
+    # ------------------------------------------------------------------------ usage outbox
+
+    @override
+    @operation
+    def add_usage(self, record: UsageRecord) -> bool:
+        row = {name: getattr(record, name) for name in _USAGE_COLUMNS}
+        row["status"] = UsageStatus(record.status).value
+        if row["last_error"] is not None:
+            row["last_error"] = self._storable_text(row["last_error"], self.MAX_ERROR_CHARS)
+        return self._sql.insert_usage(self, row)
+
+    @staticmethod
+    def _usage_due(now: datetime) -> ColumnElement[bool]:
+        usage = USAGE.c
+        return or_(
+            usage.status == UsageStatus.PENDING.value,
+            and_(
+                usage.status.in_([UsageStatus.FAILED.value, UsageStatus.SENDING.value]),
+                or_(usage.next_attempt_at.is_(None), usage.next_attempt_at <= now),
+            ),
+        )
+
+    @override
+    @operation
+    def claim_due_usage(
+        self, *, now: datetime, limit: int, lease_until: datetime
+    ) -> list[UsageRecord]:
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        when = aware_utc(now, "now")
+        lease = aware_utc(lease_until, "lease_until")
+        if limit == 0:
+            return []
+        usage = USAGE.c
+        # rows another transaction holds are skipped, never waited for (SQLite: one writer)
+        ids = list(
+            self.execute(
+                select(usage.identifier)
+                .where(self._usage_due(when))
+                .order_by(usage.recorded_at, usage.identifier)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        if not ids:
+            return []
+        self.execute(
+            update(USAGE)
+            .where(usage.identifier.in_(ids))
+            .values(status=UsageStatus.SENDING.value, next_attempt_at=lease)
+        )
+        rows = self.execute(
+            select(USAGE)
+            .where(usage.identifier.in_(ids))
+            .order_by(usage.recorded_at, usage.identifier)
+        ).all()
+        return [_usage(row) for row in rows]
+
+    @override
+    @operation
+    def mark_usage_sent(self, identifiers: Sequence[str], *, sent_at: datetime) -> int:
+        when = aware_utc(sent_at, "sent_at")
+        if not identifiers:
+            return 0
+        usage = USAGE.c
+        return self.count(
+            update(USAGE)
+            .where(
+                usage.identifier.in_(list(dict.fromkeys(identifiers))),
+                usage.status != UsageStatus.SENT.value,
+            )
+            .values(
+                status=UsageStatus.SENT.value, sent_at=when, next_attempt_at=None, last_error=None
+            )
+        )
+
+    @override
+    @operation
+    def release_usage(self, identifiers: Sequence[str]) -> None:
+        if not identifiers:
+            return
+        usage = USAGE.c
+        self.execute(
+            update(USAGE)
+            .where(
+                usage.identifier.in_(list(identifiers)),
+                usage.status == UsageStatus.SENDING.value,
+            )
+            .values(
+                status=case(
+                    (usage.attempts > 0, UsageStatus.FAILED.value),
+                    else_=UsageStatus.PENDING.value,
+                ),
+                next_attempt_at=None,
+            )
+        )
+
+    def _fail_usage(self, identifier: str, error: str, status: UsageStatus, at: Any) -> None:
+        usage = USAGE.c
+        self.execute(
+            update(USAGE)
+            .where(usage.identifier == identifier, usage.status.in_(_USAGE_FAILABLE))
+            .values(
+                status=status.value,
+                attempts=usage.attempts + 1,
+                last_error=self._storable_text(error, self.MAX_ERROR_CHARS),
+                next_attempt_at=at,
+            )
+        )
+
+    @override
+    @operation
+    def schedule_usage_retry(
+        self, identifier: str, *, error: str, next_attempt_at: datetime
+    ) -> None:
+        when = aware_utc(next_attempt_at, "next_attempt_at")
+        self._fail_usage(identifier, error, UsageStatus.FAILED, when)
+
+    @override
+    @operation
+    def mark_usage_dead(self, identifier: str, *, error: str) -> None:
+        self._fail_usage(identifier, error, UsageStatus.DEAD, None)
+
+    @override
+    @operation
+    def get_usage(self, identifier: str) -> UsageRecord | None:
+        row = self.execute(select(USAGE).where(USAGE.c.identifier == identifier)).first()
+        return None if row is None else _usage(row)
+
+    @override
+    @operation
+    def list_usage(
+        self, *, status: UsageStatus | None = None, limit: int = 100
+    ) -> list[UsageRecord]:
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        usage = USAGE.c
+        query = select(USAGE).order_by(usage.recorded_at, usage.identifier).limit(limit)
+        if status is not None:
+            query = query.where(usage.status == UsageStatus(status).value)
+        return [_usage(row) for row in self.execute(query).all()]
+
+    @override
+    @operation
+    def usage_total(
+        self, user_id: str, event_name: str, *, start: datetime, end: datetime
+    ) -> UsageTotal:
+        since = aware_utc(start, "start")
+        until = aware_utc(end, "end")
+        usage = USAGE.c
+        unsent = case((usage.status != UsageStatus.SENT.value, 1), else_=0)
+        row = self.execute(
+            select(
+                func.coalesce(func.sum(usage.value), 0),
+                func.count(),
+                func.coalesce(func.sum(unsent), 0),
+            ).where(
+                usage.user_id == user_id,
+                usage.event_name == event_name,
+                usage.timestamp >= since,
+                usage.timestamp < until,
+                usage.status != UsageStatus.DEAD.value,
+            )
+        ).one()
+        return UsageTotal(value=int(row[0]), records=int(row[1]), unsent=int(row[2]))

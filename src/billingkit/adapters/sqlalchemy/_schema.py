@@ -52,6 +52,7 @@ __all__ = [
     "PURCHASES",
     "RECONCILE_CHECKPOINTS",
     "SUBSCRIPTIONS",
+    "USAGE",
     "UTCDateTime",
     "metadata",
 ]
@@ -336,5 +337,31 @@ ENTITLEMENTS = Table(
     _id("customer_id", primary_key=True),
     Column("lookup_keys", JSON(), nullable=False),
     Column("watermark", BigInteger(), nullable=False),
+    **_MYSQL_OPTIONS,
+)
+
+
+#: The usage outbox (migration bk0009): metered usage recorded in the app's transaction,
+#: waiting to be sent to Stripe as meter events. ``identifier`` (Stripe's limit: 100) is the
+#: primary key, so recording an identifier twice stores it once.
+USAGE = Table(
+    "billingkit_usage",
+    metadata,
+    Column("identifier", String(100), primary_key=True),
+    _id("user_id", nullable=False),
+    Column("event_name", String(100), nullable=False),
+    Column("value", BigInteger(), nullable=False),
+    _when("timestamp", nullable=False),
+    _when("recorded_at", nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("last_error", Text(), nullable=True),
+    # when a failed record is due again, or when the lease of a sending one ends
+    _when("next_attempt_at"),
+    _when("sent_at"),
+    # the flush query: due statuses, oldest first
+    Index(None, "status", "recorded_at"),
+    # CustomerDetails-style reads: a user's usage of one meter in a period
+    Index(None, "user_id", "event_name", "timestamp"),
     **_MYSQL_OPTIONS,
 )

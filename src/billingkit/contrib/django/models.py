@@ -367,3 +367,43 @@ class StoredEntitlements(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {', '.join(self.lookup_keys)}"
+
+
+
+class StoredUsage(models.Model):
+    """One metered usage record in the outbox (``billingkit.domain.usage.UsageRecord``).
+
+    ``identifier`` (the meter event's identifier at Stripe) is the primary key: recording it
+    twice stores it once.
+    """
+
+    identifier: models.CharField[str, str] = models.CharField(max_length=100, primary_key=True)
+    user_id: models.CharField[str, str] = models.CharField(max_length=_ID)
+    event_name: models.CharField[str, str] = models.CharField(max_length=100)
+    value: models.BigIntegerField[int, int] = models.BigIntegerField()
+    timestamp: models.DateTimeField[datetime, datetime] = models.DateTimeField()
+    recorded_at: models.DateTimeField[datetime, datetime] = models.DateTimeField()
+    status: models.CharField[str, str] = models.CharField(max_length=16)
+    attempts: models.IntegerField[int, int] = models.IntegerField()
+    last_error: models.TextField[str | None, str | None] = models.TextField(null=True)
+    #: When a failed record is due again, or when the lease of a sending one ends.
+    next_attempt_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    sent_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+
+    class Meta:  # noqa: D106 - Django options
+        verbose_name = "usage record"
+        indexes = (
+            # the flush query: due statuses, oldest first
+            models.Index(fields=["status", "recorded_at"], name="billingkit_usage_due"),
+            # a user's usage of one meter in a period
+            models.Index(
+                fields=["user_id", "event_name", "timestamp"], name="billingkit_usage_user"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.identifier} ({self.event_name} x {self.value})"

@@ -40,14 +40,26 @@ proceed meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
-from django.db.models import Case, F, Model, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    Model,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.transaction import Atomic
 
 from billingkit.contrib.django.models import (
@@ -63,6 +75,7 @@ from billingkit.contrib.django.models import (
     StoredPurchase,
     StoredReconcileCheckpoint,
     StoredSubscription,
+    StoredUsage,
 )
 from billingkit.domain import (
     TERMINAL_STATUSES,
@@ -94,6 +107,7 @@ from billingkit.domain.payment_methods import (
     PaymentMethodSummary,
 )
 from billingkit.domain.reconcile import ReconcileCheckpoint
+from billingkit.domain.usage import UsageRecord, UsageStatus, UsageTotal
 from billingkit.errors import ConflictError, RepositoryError, RepositoryUnavailableError
 from billingkit.ports import (
     FETCHED_WATERMARK,
@@ -122,6 +136,8 @@ _INVOICE_FIELDS = [f.name for f in StoredInvoice._meta.concrete_fields]
 _CHARGE_FIELDS = [f.name for f in StoredCharge._meta.concrete_fields]
 _PURCHASE_FIELDS = [f.name for f in StoredPurchase._meta.concrete_fields]
 _PAYMENT_METHOD_FIELDS = [f.name for f in StoredPaymentMethod._meta.concrete_fields]
+_USAGE_FIELDS = [f.name for f in StoredUsage._meta.concrete_fields]
+_USAGE_FAILABLE = [UsageStatus.PENDING.value, UsageStatus.SENDING.value, UsageStatus.FAILED.value]
 
 
 # --------------------------------------------------------------------------- errors
@@ -273,6 +289,9 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
 
     def _purchases(self) -> QuerySet[StoredPurchase]:
         return StoredPurchase.objects.using(self._alias)
+
+    def _usage(self) -> QuerySet[StoredUsage]:
+        return StoredUsage.objects.using(self._alias)
 
     # -------------------------------------------------------------------------- customers
 
@@ -927,4 +946,132 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
             return None
         return EntitlementSummary.model_validate(
             {**found, "lookup_keys": tuple(found["lookup_keys"])}
+        )
+
+
+    # ------------------------------------------------------------------------ usage outbox
+
+    @_operation
+    def add_usage(self, record: UsageRecord) -> bool:
+        row = record.model_dump()
+        row["status"] = UsageStatus(record.status).value
+        if row["last_error"] is not None:
+            row["last_error"] = self._storable_text(row["last_error"], self.MAX_ERROR_CHARS)
+        return self._inserted(StoredUsage, row)
+
+    @staticmethod
+    def _usage_due(now: datetime) -> Q:
+        return Q(status=UsageStatus.PENDING.value) | (
+            Q(status__in=[UsageStatus.FAILED.value, UsageStatus.SENDING.value])
+            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        )
+
+    @_operation
+    def claim_due_usage(
+        self, *, now: datetime, limit: int, lease_until: datetime
+    ) -> list[UsageRecord]:
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        when = _aware(now, "now")
+        lease = _aware(lease_until, "lease_until")
+        if limit == 0:
+            return []
+        features = connections[self._alias].features
+        due = self._usage().filter(self._usage_due(when)).order_by("recorded_at", "identifier")
+        if features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        ids = list(due.values_list("identifier", flat=True)[:limit])
+        if not ids:
+            return []
+        self._usage().filter(identifier__in=ids).update(
+            status=UsageStatus.SENDING.value, next_attempt_at=lease
+        )
+        rows = self._usage().filter(identifier__in=ids).order_by("recorded_at", "identifier")
+        return [UsageRecord.model_validate(row) for row in rows.values(*_USAGE_FIELDS)]
+
+    @_operation
+    def mark_usage_sent(self, identifiers: Sequence[str], *, sent_at: datetime) -> int:
+        when = _aware(sent_at, "sent_at")
+        if not identifiers:
+            return 0
+        query = self._usage().filter(identifier__in=list(identifiers))
+        return int(
+            query.exclude(status=UsageStatus.SENT.value).update(
+                status=UsageStatus.SENT.value, sent_at=when, next_attempt_at=None, last_error=None
+            )
+        )
+
+    @_operation
+    def release_usage(self, identifiers: Sequence[str]) -> None:
+        if not identifiers:
+            return
+        self._usage().filter(
+            identifier__in=list(identifiers), status=UsageStatus.SENDING.value
+        ).update(
+            status=Case(
+                When(attempts__gt=0, then=Value(UsageStatus.FAILED.value)),
+                default=Value(UsageStatus.PENDING.value),
+            ),
+            next_attempt_at=None,
+        )
+
+    def _fail_usage(self, identifier: str, error: str, **changes: Any) -> None:
+        self._usage().filter(identifier=identifier, status__in=_USAGE_FAILABLE).update(
+            attempts=F("attempts") + 1,
+            last_error=self._storable_text(error, self.MAX_ERROR_CHARS),
+            **changes,
+        )
+
+    @_operation
+    def schedule_usage_retry(
+        self, identifier: str, *, error: str, next_attempt_at: datetime
+    ) -> None:
+        when = _aware(next_attempt_at, "next_attempt_at")
+        self._fail_usage(identifier, error, status=UsageStatus.FAILED.value, next_attempt_at=when)
+
+    @_operation
+    def mark_usage_dead(self, identifier: str, *, error: str) -> None:
+        self._fail_usage(identifier, error, status=UsageStatus.DEAD.value, next_attempt_at=None)
+
+    @_operation
+    def get_usage(self, identifier: str) -> UsageRecord | None:
+        row = self._usage().filter(identifier=identifier).values(*_USAGE_FIELDS).first()
+        return None if row is None else UsageRecord.model_validate(row)
+
+    @_operation
+    def list_usage(
+        self, *, status: UsageStatus | None = None, limit: int = 100
+    ) -> list[UsageRecord]:
+        if limit < 0:
+            raise RepositoryError("limit must not be negative")
+        query = self._usage().order_by("recorded_at", "identifier")
+        if status is not None:
+            query = query.filter(status=UsageStatus(status).value)
+        return [UsageRecord.model_validate(row) for row in query.values(*_USAGE_FIELDS)[:limit]]
+
+    @_operation
+    def usage_total(
+        self, user_id: str, event_name: str, *, start: datetime, end: datetime
+    ) -> UsageTotal:
+        since = _aware(start, "start")
+        until = _aware(end, "end")
+        totals = (
+            self._usage()
+            .filter(
+                user_id=user_id,
+                event_name=event_name,
+                timestamp__gte=since,
+                timestamp__lt=until,
+            )
+            .exclude(status=UsageStatus.DEAD.value)
+            .aggregate(
+                value=Sum("value"),
+                records=Count("identifier"),
+                unsent=Count("identifier", filter=~Q(status=UsageStatus.SENT.value)),
+            )
+        )
+        return UsageTotal(
+            value=int(totals["value"] or 0),
+            records=int(totals["records"]),
+            unsent=int(totals["unsent"]),
         )
