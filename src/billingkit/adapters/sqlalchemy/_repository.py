@@ -598,26 +598,26 @@ class _SqlUnitOfWork(SqlTransaction):
         if limit == 0:
             return []
         events = EVENTS.c
-        # Rows another transaction holds are skipped, never waited for (SQLite has a single
-        # writer: its dialect renders no locking clause, and none is needed).
-        ids = list(
-            self.execute(
-                select(events.id)
-                .where(self._due(when))
-                .order_by(events.created, events.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).scalars()
-        )
+        order = (events.created, events.id)
+        ids = self._skip_locked(events.id, self._due(when), order, limit)
         if not ids:
             return []
         self.execute(
             update(EVENTS).where(events.id.in_(ids)).values(**_TAKEN, attempts=events.attempts + 1)
         )
-        rows = self.execute(
-            select(EVENTS).where(events.id.in_(ids)).order_by(events.created, events.id)
-        ).all()
+        rows = self.execute(select(EVENTS).where(events.id.in_(ids)).order_by(*order)).all()
         return [_event(row) for row in rows]
+
+    def _skip_locked(
+        self, key: Any, due: ColumnElement[bool], order: tuple[Any, ...], limit: int
+    ) -> list[str]:
+        """Lock and return up to ``limit`` due keys, in ``order``.
+
+        Rows another transaction holds are skipped, never waited for (SQLite has a single
+        writer: its dialect renders no locking clause, and none is needed).
+        """
+        statement = select(key).where(due).order_by(*order).limit(limit)
+        return list(self.execute(statement.with_for_update(skip_locked=True)).scalars())
 
     def _fail(self, event_id: str, error: str, status: EventStatus, retry_at: Any) -> None:
         events = EVENTS.c
@@ -1027,16 +1027,8 @@ class _SqlUnitOfWork(SqlTransaction):
         if limit == 0:
             return []
         usage = USAGE.c
-        # rows another transaction holds are skipped, never waited for (SQLite: one writer)
-        ids = list(
-            self.execute(
-                select(usage.identifier)
-                .where(self._usage_due(when))
-                .order_by(usage.recorded_at, usage.identifier)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).scalars()
-        )
+        order = (usage.recorded_at, usage.identifier)
+        ids = self._skip_locked(usage.identifier, self._usage_due(when), order, limit)
         if not ids:
             return []
         self.execute(
@@ -1044,11 +1036,7 @@ class _SqlUnitOfWork(SqlTransaction):
             .where(usage.identifier.in_(ids))
             .values(status=UsageStatus.SENDING.value, next_attempt_at=lease)
         )
-        rows = self.execute(
-            select(USAGE)
-            .where(usage.identifier.in_(ids))
-            .order_by(usage.recorded_at, usage.identifier)
-        ).all()
+        rows = self.execute(select(USAGE).where(usage.identifier.in_(ids)).order_by(*order)).all()
         return [_usage(row) for row in rows]
 
     @override
