@@ -104,8 +104,9 @@ DATABASES: dict[str, Callable[[], Any]] = {"sqlite": sqlite_database, "postgres"
 class Pipeline:
     """``WebhookProcessor.handle`` on ``SqlAlchemyRepository`` over a migrated schema."""
 
-    def __init__(self, url: URL, now: int) -> None:
-        upgrade(url)
+    def __init__(self, url: URL, now: int, *, migrate: bool = True) -> None:
+        if migrate:
+            upgrade(url)
         self.repository = SqlAlchemyRepository(url)
         config = BillingConfig(
             plans=(
