@@ -796,7 +796,7 @@ class UnitOfWork(abc.ABC):
         claimed with that status and ``processed_at`` (``received_at`` when unset) instead
         of ``PROCESSING``: a caller that knows the outcome of the event writes the ledger
         row once (it is invisible until the unit of work commits, and rolled back with it),
-        and calls :meth:`finish_event` only if the outcome turns out different.
+        and calls `finish_event` only if the outcome turns out different.
         """
 
     @abc.abstractmethod

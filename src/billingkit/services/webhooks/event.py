@@ -88,10 +88,10 @@ def _stdlib_loads(payload: bytes) -> Any:
 
 
 def _fast_loads(payload: bytes) -> Any:
-    """Parse with orjson; a body it refuses is parsed by :func:`json.loads`.
+    """Parse with orjson; a body it refuses is parsed by `json.loads`.
 
     orjson is stricter than the standard library (``NaN``, lone surrogates): the fallback
-    keeps every body :func:`json.loads` accepts accepted, with the same values. One
+    keeps every body `json.loads` accepts accepted, with the same values. One
     difference remains: orjson reads an integer beyond 64 bits as a float; every reader
     type-checks and range-checks integers, so such an event is refused either way.
     """
