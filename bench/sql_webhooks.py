@@ -11,8 +11,8 @@ subscription's ``metadata`` holds the ``user_id``, ``plan_key`` and ``interval``
 billingkit's checkout sets through ``subscription_data.metadata``):
 
 * ``pipeline`` — ``WebhookProcessor.handle`` on ``SqlAlchemyRepository``, one event per
-  transaction: size check + signature + parse + ledger claim + apply (ordering guard,
-  subscription stored) + ledger finish + COMMIT;
+  transaction: size check + signature + parse + ledger claim (the row inserted with its
+  final status) + apply (ordering guard, subscription stored) + COMMIT;
 * ``floor`` — the same (already verified) payloads inserted as raw rows ``(id, payload)``,
   one ``INSERT`` + ``COMMIT`` per event, through the same driver connection (DB-API, no
   SQLAlchemy), with the same connection settings (SQLite: WAL, ``synchronous=FULL``).
