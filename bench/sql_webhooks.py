@@ -11,8 +11,8 @@ subscription's ``metadata`` holds the ``user_id``, ``plan_key`` and ``interval``
 billingkit's checkout sets through ``subscription_data.metadata``):
 
 * ``pipeline`` — ``WebhookProcessor.handle`` on ``SqlAlchemyRepository``, one event per
-  transaction: size check + signature + parse + ledger claim + apply (ordering guard,
-  subscription stored) + ledger finish + COMMIT;
+  transaction: size check + signature + parse + ledger claim (the row inserted with its
+  final status) + apply (ordering guard, subscription stored) + COMMIT;
 * ``floor`` — the same (already verified) payloads inserted as raw rows ``(id, payload)``,
   one ``INSERT`` + ``COMMIT`` per event, through the same driver connection (DB-API, no
   SQLAlchemy), with the same connection settings (SQLite: WAL, ``synchronous=FULL``).
@@ -104,8 +104,9 @@ DATABASES: dict[str, Callable[[], Any]] = {"sqlite": sqlite_database, "postgres"
 class Pipeline:
     """``WebhookProcessor.handle`` on ``SqlAlchemyRepository`` over a migrated schema."""
 
-    def __init__(self, url: URL, now: int) -> None:
-        upgrade(url)
+    def __init__(self, url: URL, now: int, *, migrate: bool = True) -> None:
+        if migrate:
+            upgrade(url)
         self.repository = SqlAlchemyRepository(url)
         config = BillingConfig(
             plans=(

@@ -791,6 +791,12 @@ class UnitOfWork(abc.ABC):
         Absent -> inserted with ``record``'s fields and status ``PROCESSING``, ``CLAIMED``.
         Stored as ``FAILED`` or ``PENDING`` -> status ``PROCESSING``, ``attempts`` + 1,
         ``CLAIMED``. Anything else -> ``DUPLICATE``, nothing changed.
+
+        A ``record`` whose status is final (``PROCESSED``, ``IGNORED`` or ``STALE``) is
+        claimed with that status and ``processed_at`` (``received_at`` when unset) instead
+        of ``PROCESSING``: a caller that knows the outcome of the event writes the ledger
+        row once (it is invisible until the unit of work commits, and rolled back with it),
+        and calls `finish_event` only if the outcome turns out different.
         """
 
     @abc.abstractmethod

@@ -485,6 +485,65 @@ class RepositoryContract:
         assert stored is not None
         assert stored.status is EventStatus.PROCESSING
 
+    @pytest.mark.parametrize(
+        "final", [EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.STALE]
+    )
+    def test_a_claim_carrying_a_final_status_stores_it_at_once(
+        self, repository: Repository, final: EventStatus
+    ) -> None:
+        done = T0 + timedelta(seconds=3)
+        record = make_event(status=final, processed_at=done)
+        assert _write(repository, lambda uow: uow.claim_event(record)) is ClaimOutcome.CLAIMED
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored == record  # status final, processed_at kept: no finish needed
+        assert _write(repository, lambda uow: uow.claim_event(make_event())) is (
+            ClaimOutcome.DUPLICATE
+        )
+        # without a processed_at, the time of receipt is the time it was finished
+        other = make_event("evt_2", status=final)
+        _write(repository, lambda uow: uow.claim_event(other))
+        stored = _read(repository, lambda uow: uow.get_event("evt_2"))
+        assert stored is not None
+        assert (stored.status, stored.processed_at) == (final, T0)
+
+    def test_a_final_status_claim_rolls_back_with_its_unit_of_work(
+        self, repository: Repository
+    ) -> None:
+        record = make_event(status=EventStatus.PROCESSED, processed_at=T0)
+        with pytest.raises(RuntimeError), repository.unit_of_work() as uow:
+            assert uow.claim_event(record) is ClaimOutcome.CLAIMED
+            raise RuntimeError("the handler failed")
+        assert _read(repository, lambda uow: uow.get_event("evt_1")) is None
+        _write(repository, lambda uow: uow.mark_event_failed(make_event(), "handler failed"))
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert (stored.status, stored.attempts, stored.processed_at) == (
+            EventStatus.FAILED,
+            1,
+            None,
+        )
+
+    def test_a_failed_event_reclaimed_with_a_final_status_is_finished_at_once(
+        self, repository: Repository
+    ) -> None:
+        _write(repository, lambda uow: uow.mark_event_failed(make_event(), "db down"))
+        done = T0 + timedelta(seconds=9)
+        record = make_event(status=EventStatus.STALE, processed_at=done)
+        assert _write(repository, lambda uow: uow.claim_event(record)) is ClaimOutcome.CLAIMED
+        stored = _read(repository, lambda uow: uow.get_event("evt_1"))
+        assert stored is not None
+        assert (stored.status, stored.attempts, stored.processed_at) == (
+            EventStatus.STALE,
+            2,
+            done,
+        )
+        # and a plain reclaim of a failed one leaves processed_at unset
+        _write(repository, lambda uow: uow.mark_event_failed(make_event("evt_2"), "db down"))
+        _write(repository, lambda uow: uow.claim_event(make_event("evt_2")))
+        again = _read(repository, lambda uow: uow.get_event("evt_2"))
+        assert again is not None
+        assert (again.status, again.processed_at) == (EventStatus.PROCESSING, None)
+
     def test_claiming_a_claimed_event_is_a_duplicate(self, repository: Repository) -> None:
         with repository.unit_of_work() as uow:
             assert uow.claim_event(make_event()) is ClaimOutcome.CLAIMED

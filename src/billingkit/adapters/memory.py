@@ -72,6 +72,8 @@ __all__ = ["InMemoryRepository"]
 
 _MISSING: Any = object()
 _RECLAIMABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING})
+#: Statuses a claim may store at once (the caller knows the outcome: no finish follows).
+_FINAL = frozenset({EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.STALE})
 _FAILABLE = frozenset({EventStatus.FAILED, EventStatus.PENDING, EventStatus.PROCESSING})
 _REVIVABLE = frozenset({EventStatus.FAILED, EventStatus.DEAD})
 _USAGE_FAILABLE = frozenset({UsageStatus.PENDING, UsageStatus.SENDING, UsageStatus.FAILED})
@@ -403,14 +405,22 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         events = self._t.events
         event_id = self._storable_id(record.id)
         stored = events.get(event_id)
+        status = record.status
+        if status in _FINAL:
+            when: datetime | None = aware_utc(
+                record.processed_at or record.received_at, "processed_at"
+            )
+        else:
+            status, when = EventStatus.PROCESSING, None
         if stored is None:
             if (
                 event_id is not record.id
-                or record.status is not EventStatus.PROCESSING
+                or record.status is not status
+                or record.processed_at is not when
                 or record.last_error is not None
                 or self._storable_text(record.type, self.MAX_TYPE_CHARS) is not record.type
             ):
-                record = self._ledger_record(record, event_id, status=EventStatus.PROCESSING)
+                record = self._ledger_record(record, event_id, status=status, processed_at=when)
             self._put(events, event_id, record)
             return ClaimOutcome.CLAIMED
         if stored.status in _RECLAIMABLE:
@@ -418,7 +428,11 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
                 events,
                 stored.id,
                 stored.model_copy(
-                    update={"status": EventStatus.PROCESSING, "attempts": stored.attempts + 1}
+                    update={
+                        "status": status,
+                        "attempts": stored.attempts + 1,
+                        "processed_at": when,
+                    }
                 ),
             )
             return ClaimOutcome.CLAIMED

@@ -71,12 +71,21 @@ EVENT_COLUMNS: tuple[str, ...] = tuple(column.name for column in EVENTS.c)
 TERMINAL: tuple[str, ...] = tuple(sorted(status.value for status in TERMINAL_STATUSES))
 #: Ledger statuses a delivery may claim again.
 RECLAIMABLE: tuple[str, ...] = (EventStatus.FAILED.value, EventStatus.PENDING.value)
+#: Ledger statuses a claim may store at once (the caller knows the outcome: no finish).
+FINAL: frozenset[str] = frozenset(
+    status.value for status in (EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.STALE)
+)
 #: Ledger statuses a failure may be recorded over.
 FAILABLE: list[str] = [*RECLAIMABLE, EventStatus.PROCESSING.value]
 
 _ROWCOUNT = {"preserve_rowcount": True}
 _MYSQL_DUPLICATE_KEY = 1062
 _SAVE_RETRIES = 3
+
+
+def _reclaim_params(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of :attr:`SqlDialect.reclaim` for the claimed event ``row``."""
+    return {"b_id": row["id"], "b_status": row["status"], "b_processed_at": row["processed_at"]}
 
 
 def _fixed(values: tuple[str, ...]) -> list[ColumnElement[str]]:
@@ -95,7 +104,8 @@ class SqlDialect(abc.ABC):
         name: the dialect family, ``sqlite``, ``postgresql`` or ``mysql``.
         lazy_begin: the driver sends ``BEGIN`` with the first statement, so a pooled
             connection found dead by that statement can be swapped before anything was done.
-        reclaim: move event ``b_id`` from a reclaimable status to ``processing``.
+        reclaim: move event ``b_id`` from a reclaimable status to ``b_status`` (``processing``
+            or the final status the claim stores) with ``b_processed_at``.
         finish: set ``status`` and ``processed_at`` of event ``b_id``.
         get_subscription: the subscription row ``b_id``.
         subscription_state: status and watermark of subscription ``b_id``.
@@ -110,7 +120,11 @@ class SqlDialect(abc.ABC):
         self.reclaim: Update = (
             update(EVENTS)
             .where(events.id == bindparam("b_id"), events.status.in_(_fixed(RECLAIMABLE)))
-            .values(status=EventStatus.PROCESSING.value, attempts=events.attempts + 1)
+            .values(
+                status=bindparam("b_status"),
+                attempts=events.attempts + 1,
+                processed_at=bindparam("b_processed_at"),
+            )
         )
         self.finish: Update = update(EVENTS).where(events.id == bindparam("b_id"))
         self.get_subscription: Select[Any] = select(SUBSCRIPTIONS).where(
@@ -214,7 +228,7 @@ class PostgresSqliteDialect(SqlDialect):
         """One ``INSERT … ON CONFLICT DO NOTHING``; on a conflict, the conditional reclaim."""
         if tx.count(self.claim_statement, row) == 1:
             return ClaimOutcome.CLAIMED
-        reclaimed = tx.count(self.reclaim, {"b_id": row["id"]})
+        reclaimed = tx.count(self.reclaim, _reclaim_params(row))
         return ClaimOutcome.CLAIMED if reclaimed == 1 else ClaimOutcome.DUPLICATE
 
     def insert_event(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:
@@ -334,7 +348,7 @@ class MySqlDialect(SqlDialect):
         status = tx.execute(select(EVENTS.c.status).where(EVENTS.c.id == row["id"]))
         if status.scalar_one_or_none() not in RECLAIMABLE:
             return ClaimOutcome.DUPLICATE
-        reclaimed = tx.count(self.reclaim, {"b_id": row["id"]})
+        reclaimed = tx.count(self.reclaim, _reclaim_params(row))
         return ClaimOutcome.CLAIMED if reclaimed == 1 else ClaimOutcome.DUPLICATE
 
     def insert_event(self, tx: SqlTransaction, row: Mapping[str, Any]) -> bool:

@@ -34,6 +34,7 @@ from billingkit.adapters._shared import aware_utc
 from billingkit.adapters.sqlalchemy._dialects import (
     EVENT_COLUMNS,
     FAILABLE,
+    FINAL,
     SUBSCRIPTION_COLUMNS,
     dialect_for,
 )
@@ -504,7 +505,13 @@ class _SqlUnitOfWork(SqlTransaction):
     @override
     @operation
     def claim_event(self, record: EventRecord) -> ClaimOutcome:
-        return self._sql.claim(self, self._event_row(record, status=EventStatus.PROCESSING.value))
+        status = EventStatus(record.status).value
+        if status in FINAL:
+            when = aware_utc(record.processed_at or record.received_at, "processed_at")
+            return self._sql.claim(self, self._event_row(record, processed_at=when))
+        return self._sql.claim(
+            self, self._event_row(record, status=EventStatus.PROCESSING.value, processed_at=None)
+        )
 
     @override
     @operation

@@ -124,6 +124,10 @@ _R = TypeVar("_R")
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 _RECLAIMABLE = [EventStatus.FAILED.value, EventStatus.PENDING.value]
+#: Statuses a claim may store at once (the caller knows the outcome: no finish follows).
+_FINAL = frozenset(
+    status.value for status in (EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.STALE)
+)
 _FAILABLE = [*_RECLAIMABLE, EventStatus.PROCESSING.value]
 _REVIVABLE = [EventStatus.FAILED.value, EventStatus.DEAD.value]
 _RACE_RETRIES = 5
@@ -517,13 +521,21 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
 
     @_operation
     def claim_event(self, record: EventRecord) -> ClaimOutcome:
-        row = self._event_row(record, status=EventStatus.PROCESSING.value)
+        if EventStatus(record.status).value in _FINAL:
+            when = _aware(record.processed_at or record.received_at, "processed_at")
+            row = self._event_row(record, processed_at=when)
+        else:
+            row = self._event_row(record, status=EventStatus.PROCESSING.value, processed_at=None)
         if self._inserted(StoredEvent, row):
             return ClaimOutcome.CLAIMED
         taken = (
             self._events()
             .filter(id=row["id"], status__in=_RECLAIMABLE)
-            .update(status=EventStatus.PROCESSING.value, attempts=F("attempts") + 1)
+            .update(
+                status=row["status"],
+                attempts=F("attempts") + 1,
+                processed_at=row["processed_at"],
+            )
         )
         return ClaimOutcome.CLAIMED if taken == 1 else ClaimOutcome.DUPLICATE
 

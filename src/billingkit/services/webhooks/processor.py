@@ -54,6 +54,7 @@ from billingkit.services.webhooks.event import (
 from billingkit.services.webhooks.handlers import HandlerContext, WebhookCatalog
 from billingkit.services.webhooks.registry import HANDLERS
 from billingkit.signature import verify_signature
+from billingkit.stripe_objects import _build as build_value
 
 __all__ = [
     "WebhookOutcome",
@@ -271,7 +272,8 @@ class WebhookProcessor:
         ignored: the event is stored, and ``drain`` applies it.
         """
         event, payload = self._verified_event(payload, signature)
-        record = EventRecord.model_construct(
+        record = build_value(
+            EventRecord,
             id=event.id,
             type=event.type,
             created=event.created_at,
@@ -440,26 +442,44 @@ class WebhookProcessor:
 
     def _process(self, event: WebhookEvent, payload: bytes) -> WebhookResult:
         now = self._clock()
-        record = EventRecord.model_construct(
+        handler = HANDLERS.get(event.type)
+        # The ledger row is written once, by the claim, with the outcome expected (it stays
+        # invisible until the commit): a different outcome costs a finish, a failure rolls
+        # the row back and is recorded in its own unit of work.
+        expected = EventStatus.IGNORED if handler is None else EventStatus.PROCESSED
+        record = build_value(
+            EventRecord,
             id=event.id,
             type=event.type,
             created=event.created_at,
             livemode=event.livemode,
-            status=EventStatus.PROCESSING,
+            status=expected,
             attempts=1,
             last_error=None,
             payload=payload,
             received_at=now,
-            processed_at=None,
+            processed_at=now,
+            next_attempt_at=None,
         )
         try:
             with self._repository.unit_of_work() as uow:
                 if uow.claim_event(record) is ClaimOutcome.DUPLICATE:
                     return WebhookResult(WebhookOutcome.DUPLICATE, event.id, event.type)
-                status = self._apply(uow, event)
-                uow.finish_event(event.id, status, processed_at=now)
+                if handler is None:
+                    status = expected
+                else:
+                    status = handler(
+                        HandlerContext(
+                            uow, event, self._gateway, self._catalog, self._hooks, self._access
+                        )
+                    )
+                    if status is not expected:
+                        uow.finish_event(event.id, status, processed_at=now)
         except Exception as exc:
-            self._record_failure(record, exc)
+            failed = record.model_copy(
+                update={"status": EventStatus.PROCESSING, "processed_at": None}
+            )
+            self._record_failure(failed, exc)
             raise
         return WebhookResult(_OUTCOME_OF_STATUS[status], event.id, event.type)
 
