@@ -247,8 +247,12 @@ def account(request: HttpRequest, user_id: str) -> HttpResponse:
         except PricesUnavailableError:
             plans = []
         context["choices"] = [
-            {"plan": row["plan"], "interval": price["interval"], "label": price["label"],
-             "per": price["per"]}  # fmt: skip
+            {
+                "plan": row["plan"],
+                "interval": price["interval"],
+                "label": price["label"],
+                "per": price["per"],
+            }  # fmt: skip
             for row in _plan_rows([plan for plan in plans if plan.prices])
             for price in row["prices"]
         ]
@@ -510,12 +514,16 @@ def fake_setup(request: HttpRequest, user_id: str, session_id: str) -> HttpRespo
     if request.method == "POST":
         now = fake.now()
         expiring = request.POST.get("card") == "expiring"
-        fake.complete_setup_checkout(
-            session_id,
-            last4="0341" if expiring else "4242",
-            exp_month=now.month if expiring else 12,
-            exp_year=now.year if expiring else now.year + 4,
-        )
+        try:
+            fake.complete_setup_checkout(
+                session_id,
+                last4="0341" if expiring else "4242",
+                exp_month=now.month if expiring else 12,
+                exp_year=now.year if expiring else now.year + 4,
+            )
+        except GatewayError as error:
+            logger.warning("fake setup checkout %s: %s", session_id, error)
+            return _problem(request, 409, "This checkout is already closed.")
         _deliver(request)
         return redirect(session.get("success_url") or reverse("billing_demo:account"))
     return _page(request, "fake_setup.html", session=session)

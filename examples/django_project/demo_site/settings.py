@@ -152,8 +152,12 @@ BILLINGKIT: dict[str, Any] = {
     "STRIPE_API_KEY": STRIPE_API_KEY,
     "WEBHOOK_SECRETS": [STRIPE_WEBHOOK_SECRET],
     "FAKE_STRIPE": not (STRIPE_API_KEY or STRIPE_WEBHOOK_SECRET),
-    "FAKE_PRICES": {"demo_pro_monthly": 1200, "demo_pro_yearly": 12000, "demo_team_monthly": 4900,
-                    "demo_scale_metered": 2},  # fmt: skip
+    "FAKE_PRICES": {
+        "demo_pro_monthly": 1200,
+        "demo_pro_yearly": 12000,
+        "demo_team_monthly": 4900,
+        "demo_scale_metered": 2,
+    },  # fmt: skip
     # a past_due subscription keeps access this many days after the failed renewal
     "OPTIONS": {"access": {"past_due_grace_days": 3}},
     "CONFIGURE": "billing_demo.billing.configure",  # registers the demo's hooks
