@@ -252,7 +252,7 @@ def account(request: HttpRequest, user_id: str) -> HttpResponse:
                 "interval": price["interval"],
                 "label": price["label"],
                 "per": price["per"],
-            }  # fmt: skip
+            }
             for row in _plan_rows([plan for plan in plans if plan.prices])
             for price in row["prices"]
         ]

@@ -157,7 +157,7 @@ BILLINGKIT: dict[str, Any] = {
         "demo_pro_yearly": 12000,
         "demo_team_monthly": 4900,
         "demo_scale_metered": 2,
-    },  # fmt: skip
+    },
     # a past_due subscription keeps access this many days after the failed renewal
     "OPTIONS": {"access": {"past_due_grace_days": 3}},
     "CONFIGURE": "billing_demo.billing.configure",  # registers the demo's hooks
