@@ -78,7 +78,7 @@ def test_get_billing_is_built_once_and_rebuilt_when_the_setting_changes(fresh: N
     assert get_billing() is first
     assert isinstance(first.gateway, FakeStripeGateway)
     assert isinstance(first.repository, DjangoRepository)
-    assert [plan.key for plan in first.config.plans] == ["free", "pro", "team"]
+    assert [plan.key for plan in first.config.plans] == ["free", "pro", "team", "scale"]
     assert first.config.access.past_due_grace_days == 3
     with _settings(FREE_PLAN=None):
         second = get_billing()

@@ -428,3 +428,223 @@ def test_exports_follow_the_plan_through_requires_feature_and_the_template_filte
     allowed = client.get("/account/exports/")
     assert (allowed.status_code, allowed["Content-Type"]) == (200, "text/csv")
     assert b'id="exports"' in client.get("/account/").content
+
+
+# --------------------------------------------------------------------------- self-service
+# Issues 12 and 13: the account page's plan change (preview, confirm), seats, cancel/resume,
+# promotion code, billing history, card update (setup-mode Checkout), expiring-card banner
+# and the usage of a metered plan.
+
+
+def _subscribed(client: Any, plan: str = "pro") -> Any:
+    _sign_in(client)
+    _buy(client, plan)
+    _deliver(client)
+    return _only_subscription()
+
+
+def _notice(client: Any) -> str | None:
+    found = re.search(r'role="status">(.*?)</p>', client.get("/account/").content.decode())
+    return None if found is None else html.unescape(found.group(1))
+
+
+def test_change_plan_previews_then_confirms(client: Any) -> None:
+    subscription = _subscribed(client, "pro")
+    page = client.get("/account/").content.decode()
+    assert 'value="team:month"' in page and 'value="pro:year"' in page
+    preview = client.post("/account/plan/preview/", {"choice": "team:month"})
+    assert preview.status_code == 200
+    assert _field(preview, "due-now") is not None
+    assert "Change to Team (month)" in preview.content.decode()
+    assert _fake().calls["modify_subscription"] == 0  # a preview changes nothing
+    assert _account(client)["plan"] == "Pro"
+    confirmed = client.post("/account/plan/", {"choice": "team:month", "when": "now"})
+    assert (confirmed.status_code, confirmed["Location"]) == (302, "/account/")
+    _deliver(client)
+    assert _notice(client) == "Plan changed."
+    assert _account(client)["plan"] == "Team"
+    changed = _only_subscription()
+    assert changed.id == subscription.id and changed.price_id != subscription.price_id
+
+
+def test_a_declined_upgrade_stays_on_the_old_plan(client: Any) -> None:
+    subscription = _subscribed(client, "pro")
+    _fake().set_card_declining(subscription.customer_id)
+    # monthly -> yearly is invoiced at once (a plan change with proration charges later)
+    response = client.post("/account/plan/", {"choice": "pro:year", "when": "now"})
+    assert response.status_code == 302
+    _deliver(client)
+    notice = _notice(client)
+    assert notice is not None and notice.startswith(
+        "Your card was declined: you stay on your current plan."
+    )
+    assert _account(client)["plan"] == "Pro"
+    assert _only_subscription().price_id == subscription.price_id
+    prices = {
+        price.id: price for plan in _services().catalog.plans() for price in plan.prices.values()
+    }
+    assert prices[subscription.price_id].interval.value == "month"
+
+
+def test_a_plan_change_at_period_end_can_be_undone(client: Any) -> None:
+    _subscribed(client, "pro")
+    scheduled = client.post("/account/plan/", {"choice": "team:month", "when": "period_end"})
+    assert scheduled.status_code == 302
+    _deliver(client)
+    notice = _notice(client)
+    assert notice is not None and notice.startswith("Your plan changes on ")
+    page = client.get("/account/")
+    assert _field(page, "scheduled") == "A plan change is scheduled for the end of the period."
+    assert _account(client)["plan"] == "Pro"
+    assert client.post("/account/plan/undo/").status_code == 302
+    _deliver(client)
+    assert _field(client.get("/account/"), "scheduled") is None
+    assert (
+        client.post("/account/plan/", {"choice": "pro:month", "when": "later"}).status_code == 400
+    )
+
+
+def test_seats_cancel_and_resume(client: Any) -> None:
+    _subscribed(client, "team")
+    assert _field(client.get("/account/"), "seats") == "1"
+    assert client.post("/account/seats/", {"seats": "3"}).status_code == 302
+    _deliver(client)
+    assert _field(client.get("/account/"), "seats") == "3"
+    assert _only_subscription().quantity == 3
+    for bad in ("0", "-1", "many", "501"):
+        refused = client.post("/account/seats/", {"seats": bad})
+        assert refused.status_code == 400
+    assert _only_subscription().quantity == 3
+    assert client.post("/account/cancel/").status_code == 302
+    _deliver(client)
+    assert _account(client)["cancellation"] == "cancels at period end"
+    assert b"Resume my subscription" in client.get("/account/").content
+    assert client.post("/account/resume/").status_code == 302
+    _deliver(client)
+    assert _account(client)["cancellation"] is None
+    assert _notice(client) is None  # shown once, then gone
+    # resuming what is not canceled: a friendly 409, nothing sent
+    calls = _fake().calls["modify_subscription"]
+    again = client.post("/account/resume/")
+    assert again.status_code == 409
+    assert _field(again, "problem") == "Your subscription cannot be changed that way right now."
+    assert _fake().calls["modify_subscription"] == calls
+
+
+def test_a_promotion_code_applies_and_a_bad_one_is_a_friendly_400(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _subscribed(client)
+    applied = client.post("/account/promotion-code/", {"code": "WELCOME20"})
+    assert applied.status_code == 302
+    assert _notice(client) == "Promotion code WELCOME20 applied."
+    with caplog.at_level("WARNING", logger="billing_demo"):
+        refused = client.post("/account/promotion-code/", {"code": "NOPE"})
+    assert refused.status_code == 400
+    assert _field(refused, "problem") == "That promotion code is not valid."
+    assert "NOPE" not in refused.content.decode()
+    assert "InvalidPromotionCodeError" in caplog.text and "NOPE" in caplog.text
+    assert client.post("/account/promotion-code/", {"code": " "}).status_code == 400
+
+
+def test_stripe_failures_are_friendly_and_raw_text_only_in_the_log(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from billingkit.errors import GatewayServerError
+
+    _subscribed(client)
+    _fake().fail_next("modify_subscription", GatewayServerError("boom req_secret_detail"))
+    with caplog.at_level("WARNING", logger="billing_demo"):
+        response = client.post("/account/seats/", {"seats": "2"})
+    assert response.status_code == 503
+    assert _field(response, "problem") == "Stripe could not be reached; try again shortly."
+    assert b"req_secret_detail" not in response.content
+    assert "req_secret_detail" in caplog.text
+    assert _only_subscription().quantity == 1
+
+
+def test_actions_without_a_subscription_are_friendly(client: Any) -> None:
+    _sign_in(client)
+    page = client.get("/account/").content.decode()
+    assert "Change plan" not in page and "Update card" not in page
+    assert _field(client.get("/account/"), "invoices") == "No invoices yet."
+    for path, data in (
+        ("/account/cancel/", {}),
+        ("/account/plan/preview/", {"choice": "team:month"}),
+        ("/account/card/", {}),
+    ):
+        response = client.post(path, data)
+        assert response.status_code == 409, path
+        assert _field(response, "problem") == (
+            "You have no subscription to change: choose a plan first."
+        )
+    assert client.get("/account/cancel/").status_code == 405  # POST only
+    assert client.post("/account/usage/", {"units": "1"}).status_code == 409
+
+
+def test_billing_history_links_the_hosted_invoices(client: Any) -> None:
+    _subscribed(client)
+    client.post("/fake-stripe/clock/", {"action": "advance", "days": "31"})
+    _deliver(client)
+    invoices = _services().customers.invoices("alice")
+    assert len(invoices) == 2
+    page = client.get("/account/").content.decode()
+    assert page.count('class="invoice"') == 2
+    for invoice in invoices:
+        assert invoice.hosted_invoice_url
+        assert f'href="{html.escape(invoice.hosted_invoice_url)}">View invoice<' in page
+
+
+def test_update_card_through_setup_mode_checkout_and_the_expiring_banner(client: Any) -> None:
+    _subscribed(client)
+    assert _field(client.get("/account/"), "card-expiring") is None
+    response = client.post("/account/card/")
+    assert response.status_code == 302
+    match = re.fullmatch(r"/fake-stripe/setup/([^/]+)/", response["Location"])
+    assert match is not None, response["Location"]
+    page = client.get(response["Location"])
+    assert page.status_code == 200 and b"Save card 4242" in page.content
+    saved = client.post(response["Location"], {"card": "expiring"})
+    assert (saved.status_code, saved["Location"]) == (302, "http://testserver/account/")
+    outcomes = _deliver(client)
+    assert ("setup_intent.succeeded", "processed") in outcomes
+    account = client.get("/account/")
+    card = _field(account, "card")
+    assert card is not None and "ending 0341" in card
+    banner = _field(account, "card-expiring")
+    assert banner is not None and banner.startswith("Your card ending 0341 expires")
+    # the same session cannot be used twice
+    assert client.post(response["Location"], {"card": "valid"}).status_code == 409
+    # a later update (after the Checkout dedupe window) with a valid card clears the banner
+    client.post("/fake-stripe/clock/", {"action": "advance", "days": "1"})
+    _deliver(client)
+    again = client.post("/account/card/")
+    assert again["Location"] != response["Location"]
+    client.post(again["Location"], {"card": "valid"})
+    _deliver(client)
+    account = client.get("/account/")
+    assert "ending 4242" in (_field(account, "card") or "")
+    assert _field(account, "card-expiring") is None
+    # another user cannot open this setup session
+    _sign_in(client, "mallory")
+    assert client.get(again["Location"]).status_code == 404
+
+
+def test_a_metered_plan_shows_the_usage_this_period(client: Any) -> None:
+    _subscribed(client, "scale")
+    assert _field(client.get("/account/"), "usage") == "0"
+    assert client.post("/account/usage/", {"units": "10"}).status_code == 302
+    assert client.post("/account/usage/", {"units": "5"}).status_code == 302
+    assert client.post("/account/usage/", {"units": "0"}).status_code == 400
+    assert _field(client.get("/account/"), "usage") == "15"
+    assert _services().usage.usage("alice", "api_calls").value == 15
+    result = _services().usage.flush()
+    assert result.sent == 2
+    customer = _only_subscription().customer_id
+    assert _fake().meter_usage(customer, "api_calls") == 15
+
+
+def test_a_licensed_plan_shows_no_usage(client: Any) -> None:
+    _subscribed(client, "pro")
+    assert _field(client.get("/account/"), "usage") is None
+    assert client.post("/account/usage/", {"units": "1"}).status_code == 409

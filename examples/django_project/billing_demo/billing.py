@@ -35,6 +35,16 @@ def configure(billing: Billing) -> None:
     billing.webhooks.on(SubscriptionActivated, _log_activated)
     billing.webhooks.on(PaymentFailed, _log_payment_failed)
     billing.webhooks.on(SubscriptionCanceled, _log_canceled)
+    if isinstance(billing.gateway, FakeStripeGateway):
+        _seed_fake(billing.gateway)
+
+
+def _seed_fake(fake: FakeStripeGateway) -> None:
+    """Fake mode: the meters of the metered plans and the demo's promotion codes."""
+    for event_name in sorted(set(settings.BILLING_DEMO_METERED_PLANS.values())):
+        fake.add_meter(event_name)
+    for code, percent_off in settings.BILLING_DEMO_FAKE_PROMOTION_CODES.items():
+        fake.add_promotion_code(code, percent_off=percent_off)
 
 
 def fake_gateway() -> FakeStripeGateway | None:

@@ -6,11 +6,13 @@ The signed-in "user" is a demo id kept in the session: billingkit only needs an 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -22,20 +24,29 @@ from billingkit.contrib.django.decorators import requires_feature
 from billingkit.domain import Interval, Plan
 from billingkit.errors import (
     AlreadySubscribedError,
+    BillingError,
     CheckoutOwnershipError,
+    GatewayCardError,
     GatewayError,
     GatewayNotFoundError,
     InvalidInputError,
+    InvalidPromotionCodeError,
     NoCustomerError,
+    NoSubscriptionError,
     PricesUnavailableError,
+    SubscriptionStateError,
     UnknownPlanError,
 )
+from billingkit.services.subscriptions import SubscriptionResult
 from billingkit.testing import FakeStripeGateway
 
 _SESSION_USER = "billing_demo_user"
 _SESSION_EMAIL = "billing_demo_email"
 _SESSION_NOTICE = "billing_demo_notice"
 _MAX_USER_ID = 64
+_MAX_SEATS = 500
+
+logger = logging.getLogger("billing_demo")
 
 View = Callable[..., HttpResponse]
 
@@ -199,18 +210,232 @@ def checkout_success(request: HttpRequest, user_id: str) -> HttpResponse:
 # --------------------------------------------------------------------------- account
 
 
+def _metered_plans() -> dict[str, str]:
+    """Plan key -> the meter event name its price bills (``BILLING_DEMO_METERED_PLANS``)."""
+    plans: dict[str, str] = getattr(settings, "BILLING_DEMO_METERED_PLANS", {})
+    return plans
+
+
 @require_GET
 @login_required
 def account(request: HttpRequest, user_id: str) -> HttpResponse:
-    """Plan, status, access, renewal date and features, from ``CustomerDetails``."""
+    """The account page, all from the repository (``CustomerDetails``, ``UsageService``).
+
+    Plan, status, access, renewal date, features and seats; the billing history with links
+    to the hosted invoices; the default card with an "update card" button and the
+    expiring-card banner; the usage this period on a metered plan; the forms that change
+    the plan (preview first), the seats, cancel/resume and a promotion code.
+    """
     services = get_billing()
     details = services.customers.for_user(user_id)
-    context: dict[str, Any] = {"details": details}
+    context: dict[str, Any] = {
+        "details": details,
+        "invoices": services.customers.invoices(user_id, limit=12),
+        "card": details.payment_method,
+        "expiring": services.customers.card_expiring(user_id),
+    }
+    meter = _metered_plans().get(details.plan_key or "")
+    if meter is not None and details.is_subscribed:
+        context["usage"] = {"meter": meter, "total": services.usage.usage(user_id, meter)}
+    if details.is_subscribed:
+        try:
+            context["scheduled"] = services.subscriptions.subscription(user_id).schedule_id
+        except BillingError:  # several live subscriptions: the portal manages them
+            context["scheduled"] = None
+        try:
+            plans = services.catalog.plans()
+        except PricesUnavailableError:
+            plans = []
+        context["choices"] = [
+            {
+                "plan": row["plan"],
+                "interval": price["interval"],
+                "label": price["label"],
+                "per": price["per"],
+            }
+            for row in _plan_rows([plan for plan in plans if plan.prices])
+            for price in row["prices"]
+        ]
     fake = fake_gateway()
     if fake is not None:
         context["fake_now"] = fake.now()
         context["fake_pending"] = len(fake.pending_events())
     return _page(request, "account.html", **context)
+
+
+# --------------------------------------------------------------------------- self-service
+
+
+def _friendly(error: BillingError) -> tuple[int, str]:
+    """The status and the message a user sees for ``error`` (Stripe's text goes to the log)."""
+    if isinstance(error, InvalidPromotionCodeError):
+        return 400, "That promotion code is not valid."
+    if isinstance(error, UnknownPlanError):
+        return 400, "That plan does not exist."
+    if isinstance(error, InvalidInputError):
+        return 400, "Please check what you entered and try again."
+    if isinstance(error, NoSubscriptionError | NoCustomerError):
+        return 409, "You have no subscription to change: choose a plan first."
+    if isinstance(error, SubscriptionStateError):
+        return 409, "Your subscription cannot be changed that way right now."
+    if isinstance(error, GatewayCardError):
+        return 402, "Your card was declined. Nothing was changed."
+    if isinstance(error, GatewayError):
+        return 503, "Stripe could not be reached; try again shortly."
+    return 400, "That did not work; nothing was changed."
+
+
+def _failed(request: HttpRequest, user_id: str, action: str, error: BillingError) -> HttpResponse:
+    logger.warning("user %s: %s failed: %s: %s", user_id, action, type(error).__name__, error)
+    status, message = _friendly(error)
+    return _problem(request, status, message)
+
+
+def _done(request: HttpRequest, result: SubscriptionResult, applied: str) -> HttpResponse:
+    """Tell the user what a ``SubscriptionService`` call did; back to the account page."""
+    if result.outcome == "pending_payment":
+        text = "Your card was declined: you stay on your current plan."
+        if result.hosted_invoice_url:
+            text += f" Pay the invoice to complete the change: {result.hosted_invoice_url}"
+        _notify(request, text)
+    elif result.outcome == "scheduled":
+        when = result.effective_at.strftime("%Y-%m-%d") if result.effective_at else "period end"
+        _notify(request, f"{applied} on {when}.")
+    elif result.outcome == "unchanged":
+        _notify(request, "Nothing to change.")
+    else:
+        _notify(request, f"{applied}.")
+    return redirect("billing_demo:account")
+
+
+def _choice(request: HttpRequest) -> tuple[str, str]:
+    plan, _, interval = request.POST.get("choice", "").partition(":")
+    return plan, interval
+
+
+@require_POST
+@login_required
+def preview_change(request: HttpRequest, user_id: str) -> HttpResponse:
+    """Step 1 of a plan change: what it costs now and next (``preview_change``)."""
+    plan_key, interval = _choice(request)
+    try:
+        preview = get_billing().subscriptions.preview_change(user_id, plan_key, interval or None)
+    except BillingError as error:
+        return _failed(request, user_id, "preview_change", error)
+    plan = get_billing().config.plan_definition(plan_key)
+    return _page(request, "change_plan.html", preview=preview, plan=plan, interval=interval,
+                 choice=f"{plan_key}:{interval}")  # fmt: skip
+
+
+@require_POST
+@login_required
+def change_plan(request: HttpRequest, user_id: str) -> HttpResponse:
+    """Step 2: the confirmed change, now or at the period end (``change_plan``)."""
+    plan_key, interval = _choice(request)
+    when = request.POST.get("when", "now")
+    if when not in ("now", "period_end"):
+        return _problem(request, 400, "Choose to change now or at the end of the period.")
+    try:
+        result = get_billing().subscriptions.change_plan(
+            user_id, plan_key, interval or None, when="now" if when == "now" else "period_end"
+        )
+    except BillingError as error:
+        return _failed(request, user_id, "change_plan", error)
+    return _done(request, result, "Your plan changes" if when == "period_end" else "Plan changed")
+
+
+@require_POST
+@login_required
+def undo_change(request: HttpRequest, user_id: str) -> HttpResponse:
+    """Drop the plan change scheduled for the period end (``undo_scheduled_change``)."""
+    try:
+        result = get_billing().subscriptions.undo_scheduled_change(user_id)
+    except BillingError as error:
+        return _failed(request, user_id, "undo_scheduled_change", error)
+    return _done(request, result, "The scheduled change was dropped")
+
+
+@require_POST
+@login_required
+def set_seats(request: HttpRequest, user_id: str) -> HttpResponse:
+    """Set the number of seats (``set_quantity``)."""
+    seats = request.POST.get("seats", "").strip()
+    if not seats.isdigit() or not 1 <= int(seats) <= _MAX_SEATS:
+        return _problem(request, 400, f"Seats must be a whole number from 1 to {_MAX_SEATS}.")
+    try:
+        result = get_billing().subscriptions.set_quantity(user_id, int(seats))
+    except BillingError as error:
+        return _failed(request, user_id, "set_quantity", error)
+    return _done(request, result, f"You now have {int(seats)} seats")
+
+
+@require_POST
+@login_required
+def cancel(request: HttpRequest, user_id: str) -> HttpResponse:
+    """Cancel at the end of the period (``cancel``): access lasts until then."""
+    try:
+        result = get_billing().subscriptions.cancel(user_id, at_period_end=True)
+    except BillingError as error:
+        return _failed(request, user_id, "cancel", error)
+    return _done(request, result, "Your subscription will end at the end of the period")
+
+
+@require_POST
+@login_required
+def resume(request: HttpRequest, user_id: str) -> HttpResponse:
+    """Undo a scheduled cancellation (``resume``)."""
+    try:
+        result = get_billing().subscriptions.resume(user_id)
+    except BillingError as error:
+        return _failed(request, user_id, "resume", error)
+    return _done(request, result, "Your subscription continues")
+
+
+@require_POST
+@login_required
+def promotion_code(request: HttpRequest, user_id: str) -> HttpResponse:
+    """Apply a promotion code to the subscription (``apply_promotion_code``)."""
+    code = request.POST.get("code", "").strip()
+    if not code or len(code) > 100:
+        return _problem(request, 400, "Enter a promotion code.")
+    try:
+        result = get_billing().subscriptions.apply_promotion_code(user_id, code)
+    except BillingError as error:
+        return _failed(request, user_id, "apply_promotion_code", error)
+    return _done(request, result, f"Promotion code {code} applied")
+
+
+@require_POST
+@login_required
+def update_card(request: HttpRequest, user_id: str) -> HttpResponse:
+    """The "update card" button: Checkout in setup mode (``start_payment_method_update``)."""
+    back = _absolute(request, "account")
+    try:
+        start = get_billing().checkout.start_payment_method_update(user_id, back, back)
+    except BillingError as error:
+        return _failed(request, user_id, "start_payment_method_update", error)
+    if fake_gateway() is not None:
+        return redirect("billing_demo:fake_setup", session_id=start.session_id)
+    return HttpResponseRedirect(start.url)
+
+
+@require_POST
+@login_required
+def record_usage(request: HttpRequest, user_id: str) -> HttpResponse:
+    """The demo's metered "API call": records usage in the outbox (``UsageService.record``).
+
+    A worker (``billingkit usage flush`` or the app's queue) sends it to Stripe later.
+    """
+    details = get_billing().customers.for_user(user_id)
+    meter = _metered_plans().get(details.plan_key or "")
+    if meter is None or not details.is_subscribed:
+        return _problem(request, 409, "Usage is billed on a metered plan only.")
+    units = request.POST.get("units", "1").strip()
+    if not units.isdigit() or not 1 <= int(units) <= 1000:
+        return _problem(request, 400, "Units must be a whole number from 1 to 1000.")
+    get_billing().usage.record(user_id, meter, int(units))
+    _notify(request, f"Recorded {int(units)} {meter}.")
+    return redirect("billing_demo:account")
 
 
 @require_POST
@@ -274,6 +499,34 @@ def fake_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
     total = session["amount_total"]
     return _page(request, "fake_checkout.html", session=session, order=order,
                  total=f"{total / 100:.2f} {session['currency'].upper()}")  # fmt: skip
+
+
+@login_required
+def fake_setup(request: HttpRequest, user_id: str, session_id: str) -> HttpResponse:
+    """Plays setup-mode Checkout: GET asks for a card, POST "saves" it and returns."""
+    fake = _fake()
+    try:
+        session = fake.stripe_object(session_id)
+    except GatewayNotFoundError:
+        raise Http404("no such checkout session") from None
+    if session.get("mode") != "setup" or session.get("customer") != _customer_id(user_id):
+        raise Http404("no such checkout session")
+    if request.method == "POST":
+        now = fake.now()
+        expiring = request.POST.get("card") == "expiring"
+        try:
+            fake.complete_setup_checkout(
+                session_id,
+                last4="0341" if expiring else "4242",
+                exp_month=now.month if expiring else 12,
+                exp_year=now.year if expiring else now.year + 4,
+            )
+        except GatewayError as error:
+            logger.warning("fake setup checkout %s: %s", session_id, error)
+            return _problem(request, 409, "This checkout is already closed.")
+        _deliver(request)
+        return redirect(session.get("success_url") or reverse("billing_demo:account"))
+    return _page(request, "fake_setup.html", session=session)
 
 
 def _customer_id(user_id: str) -> str | None:

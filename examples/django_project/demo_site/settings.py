@@ -124,7 +124,25 @@ BILLING_PLANS: list[dict[str, Any]] = [
         "features": ["projects", "exports", "priority_support", "sso"],
         "limits": {"projects": None},
     },
+    {
+        # Metered: a recurring price with usage_type=metered on a Billing Meter whose event
+        # name is "api_calls" (BILLING_DEMO_METERED_PLANS); Stripe bills the period's usage.
+        "key": "scale",
+        "name": "Scale",
+        "description": "Pay for the API calls you make.",
+        "order": 3,
+        "prices": {"month": "demo_scale_metered"},
+        "features": ["projects", "exports", "api"],
+        "limits": {"projects": None},
+    },
 ]
+
+#: The metered plans: plan key -> the meter event name its price bills. The account page
+#: shows the usage this period (``UsageService.usage``) for these plans.
+BILLING_DEMO_METERED_PLANS: dict[str, str] = {"scale": "api_calls"}
+
+#: Fake mode only: promotion codes the fake Stripe knows (code -> percent off, once).
+BILLING_DEMO_FAKE_PROMOTION_CODES: dict[str, float] = {"WELCOME20": 20}
 
 #: billingkit's settings (billingkit.contrib.django). Without Stripe keys the demo runs on
 #: billingkit's fake Stripe, seeded with FAKE_PRICES (USD cents per lookup key).
@@ -134,7 +152,12 @@ BILLINGKIT: dict[str, Any] = {
     "STRIPE_API_KEY": STRIPE_API_KEY,
     "WEBHOOK_SECRETS": [STRIPE_WEBHOOK_SECRET],
     "FAKE_STRIPE": not (STRIPE_API_KEY or STRIPE_WEBHOOK_SECRET),
-    "FAKE_PRICES": {"demo_pro_monthly": 1200, "demo_pro_yearly": 12000, "demo_team_monthly": 4900},
+    "FAKE_PRICES": {
+        "demo_pro_monthly": 1200,
+        "demo_pro_yearly": 12000,
+        "demo_team_monthly": 4900,
+        "demo_scale_metered": 2,
+    },
     # a past_due subscription keeps access this many days after the failed renewal
     "OPTIONS": {"access": {"past_due_grace_days": 3}},
     "CONFIGURE": "billing_demo.billing.configure",  # registers the demo's hooks
