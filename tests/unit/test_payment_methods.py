@@ -699,3 +699,15 @@ def test_entitlements_of_a_subscription_whose_customer_is_not_linked_are_none() 
         )
     details = world.billing.customers.for_user("user-x")
     assert details.entitlements == () and not details.has_feature("reports")
+
+
+def test_a_reported_card_update_lets_the_next_call_open_a_new_session() -> None:
+    world = World()
+    world.subscribe()
+    args = ("user-1", "https://app.example/ok", "https://app.example/no")
+    first = world.billing.checkout.start_payment_method_update(*args)
+    world.stripe.complete_setup_checkout(first.session_id, last4="4444")
+    world.deliver()  # the new default is stored: the completed session is never handed out
+    second = world.billing.checkout.start_payment_method_update(*args)
+    assert second.session_id != first.session_id
+    assert world.stripe.stripe_object(second.session_id)["status"] == "open"

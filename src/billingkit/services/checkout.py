@@ -946,7 +946,8 @@ class CheckoutService:
         session and its SetupIntent carry ``metadata["billingkit_purpose"]`` and
         ``metadata["user_id"]``. A repeated call with the same inputs within
         ``checkout_dedupe_seconds`` sends the same idempotency key, so Stripe answers the
-        same session.
+        same session; the key also carries the customer's stored default method, so once a
+        completed update is reported (the default changed) the next call opens a new session.
 
         Raises:
             InvalidInputError: an empty ``user_id`` or a malformed URL.
@@ -958,6 +959,8 @@ class CheckoutService:
         cancel_url = _require_url("cancel_url", cancel_url)
         with self._repository.unit_of_work() as uow:
             link = uow.customer_for_user(user_id)
+            default = uow.default_payment_method(link.customer_id) if link is not None else None
+            default = uow.default_payment_method(link.customer_id) if link is not None else None
         if link is None:
             raise NoCustomerError("this user has no Stripe customer yet; start a checkout first")
         if link.deleted:
@@ -975,6 +978,7 @@ class CheckoutService:
                 success_url,
                 cancel_url,
                 str(bucket),
+                (default.payment_method_id or "") if default is not None else "",
             )[:48]
         )
         session = self._gateway.create_setup_checkout_session(
