@@ -216,7 +216,7 @@ def drain(
                     run.counts[name] += getattr(result, name)
                 ledger.name_failures(run, result)
                 if console.is_terminal:
-                    console.print(_batch_line(run.batches, result), markup=False)
+                    console.print(_batch_line(run.batches, result), markup=False, highlight=False)
             if limit is not None and run.total >= limit:
                 run.stopped_by = "limit"
                 break
