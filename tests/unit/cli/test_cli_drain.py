@@ -202,9 +202,9 @@ def test_forever_sleeps_when_idle_then_drains_new_events(
 
     original = drain_module._Stop.__init__
 
-    def patched_init(self: drain_module._Stop) -> None:
+    def patched_init(self: Any) -> None:
         original(self)
-        self.event = Stop()  # type: ignore[assignment]
+        self.event = Stop()
 
     monkeypatch.setattr(drain_module._Stop, "__init__", patched_init)
     result = run("drain", "--forever", "--interval", "0.5", "--json")

@@ -108,8 +108,10 @@ def test_sigterm_stops_the_worker_after_its_batch_with_nothing_half_applied(
             "PYTHONPATH": os.pathsep.join([str(tmp_path), str(source)]),
         }
         worker = subprocess.Popen(
-            [sys.executable, "-m", "billingkit.cli", "drain", "--forever"]
-            + ["--batch-size", "1", "--interval", "0.05", "--json"],
+            [
+                *(sys.executable, "-m", "billingkit.cli", "drain", "--forever"),
+                *("--batch-size", "1", "--interval", "0.05", "--json"),
+            ],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
