@@ -231,3 +231,14 @@ def test_bad_options_are_usage_errors(
     result = run("drain", *args)
     assert result.exit_code == 2, result.output
     assert _ledger(app) == {}
+
+
+def test_failed_events_are_named_in_the_text_report(app: App, run: Callable[..., Result]) -> None:
+    app.failing[0] = True
+    _receive(app)
+    result = run("drain")
+    assert result.exit_code == 1, result.output
+    failed = sorted(i for i, status in _ledger(app).items() if status == "failed")
+    assert failed
+    assert f"failed (due again later): {' '.join(failed)}" in result.stdout
+    assert f"{len(failed)} failed, 0 dead" in result.stdout
