@@ -8,6 +8,7 @@ command lines. Find the app with ``--app module:attribute`` or ``BILLINGKIT_APP`
     $ billingkit catalog
     $ billingkit events list --status failed
     $ billingkit events replay --status failed
+    $ billingkit drain --forever
 
 Every command has ``--help`` with an example and its exit codes (see
 ``docs/operations.md``); data commands take ``--json`` for scripts. Only this package
@@ -34,6 +35,7 @@ from billingkit.cli._common import EXIT_CODES_HELP, ExitCode
 from billingkit.cli._group import BillingGroup
 from billingkit.cli.catalog import catalog
 from billingkit.cli.doctor import doctor
+from billingkit.cli.drain import drain
 from billingkit.cli.events import events
 from billingkit.cli.migrate import migrate
 from billingkit.cli.reconcile import backfill_command, reconcile
@@ -65,7 +67,7 @@ Example:
 @click.version_option(__version__, prog_name="billingkit")
 @click.pass_context
 def cli(ctx: click.Context, app: str | None) -> None:
-    """Operate billingkit from the shell: migrations, checks, catalog and the event ledger."""
+    """Operate billingkit from the shell: migrations, checks, catalog, the event ledger, drain."""
     locator = AppLocator(app)
     ctx.obj = locator
     ctx.call_on_close(locator.close)
@@ -77,6 +79,7 @@ cli.add_command(events)
 cli.add_command(doctor)
 cli.add_command(reconcile)
 cli.add_command(backfill_command)
+cli.add_command(drain)
 
 
 def main() -> None:
