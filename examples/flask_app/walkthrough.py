@@ -135,10 +135,11 @@ def _delivered(browser: Browser) -> str:
 def pricing(browser: Browser) -> str:
     page = browser.get("/pricing").text
     plans = re.findall(r'id="plan-([^"]+)"', page)
-    expect(plans == ["free", "pro", "team"], f"plans on the pricing page: {plans}")
+    expect(plans == ["free", "pro", "team", "api"], f"plans on the pricing page: {plans}")
     amounts = [_text(a) for a in re.findall(r'<span class="price">(.*?)</span>', page)]
-    expect(amounts == ["12.00 USD", "120.00 USD", "49.00 USD"], f"prices shown: {amounts}")
-    return f"plans free, pro, team; prices {', '.join(amounts)}"
+    expected = ["12.00 USD", "120.00 USD", "49.00 USD", "0.05 USD"]
+    expect(amounts == expected, f"prices shown: {amounts}")
+    return f"plans free, pro, team, api (metered); prices {', '.join(amounts)}"
 
 
 def subscribe_logged_out(browser: Browser) -> str:

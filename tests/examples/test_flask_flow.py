@@ -52,8 +52,9 @@ def test_full_flow_pricing_to_cancel_at_period_end(make_flask_app: Any) -> None:
     browser = Browser(app)
 
     page = browser.get("/pricing").text
-    assert re.findall(r"<h2>(\w+)</h2>", page) == ["Free", "Pro", "Team"]
+    assert re.findall(r"<h2>(\w+)</h2>", page) == ["Free", "Pro", "Team", "API"]
     assert "12.00 USD" in page and "120.00 USD" in page and "49.00 USD" in page
+    assert "0.05 USD</span> per API call, billed every month" in page
 
     browser.submit("/login", email="Ada@Example.com")
     assert browser.path == "/account"
