@@ -524,12 +524,12 @@ def change_plan() -> BaseResponse:
         _user_id(), plan_key, interval, when=when, proration_date=proration_date
     )
     name = _plan_name(plan_key)
-    if result.pending_payment:
+    if result.pending_payment:  # Stripe keeps the change for 23 hours, then drops it
         logger.info("plan change to %s pending payment: %s", plan_key, result.invoice_id)
         current = _plan_name(result.subscription.plan_key or "")
         return _back(
             f"Your card was declined: you stay on the {current} plan. Update your card, "
-            f"then change to {name} again."
+            "then try again."
         )
     if result.outcome == "scheduled" and result.effective_at is not None:
         return _back(f"You move to {name} on {result.effective_at:%Y-%m-%d}.")

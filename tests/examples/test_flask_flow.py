@@ -189,7 +189,7 @@ def test_pages_refuse_what_they_should(make_flask_app: Any) -> None:
 def test_walkthrough_passes_and_fails_when_the_policy_differs() -> None:
     out = io.StringIO()
     assert run(out) == 0
-    assert out.getvalue().rstrip().endswith("All 12 steps passed.")
+    assert out.getvalue().rstrip().endswith("All 21 steps passed.")
     assert "past due; access not granted" in out.getvalue()
     # Without a grace period, the "access during the grace period" check fails: exit 1.
     out = io.StringIO()
@@ -208,7 +208,7 @@ def test_walkthrough_command_exits_0() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "All 12 steps passed." in done.stdout
+    assert "All 21 steps passed." in done.stdout
 
 
 def test_stripe_mode_from_the_two_environment_variables(
