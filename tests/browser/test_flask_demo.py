@@ -91,7 +91,7 @@ def test_a_person_subscribes_renews_fails_fixes_and_cancels(
     page = person.page
     try:
         page.goto(demo + "/pricing")
-        assert page.locator("h2").all_inner_texts() == ["Free", "Pro", "Team"]
+        assert page.locator("h2").all_inner_texts() == ["Free", "Pro", "Team", "API"]
         assert page.locator("#plan-pro .price").all_inner_texts() == ["12.00 USD", "120.00 USD"]
         person.shot("pricing")
 
