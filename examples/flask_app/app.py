@@ -1,8 +1,11 @@
 """The Flask example: ``create_app()`` and the shop's views.
 
 Pages: ``/pricing`` (the plan catalog), ``POST /checkout`` (start a Stripe Checkout),
-``/checkout/success`` (confirm it), ``/account`` (the user's billing details), ``/exports``
-(only for plans with that feature), ``POST /billing/portal`` (Stripe's billing portal).
+``/checkout/success`` (confirm it), ``/account`` (the user's billing details, card, invoices
+and usage, with forms posting to ``/account/plan/preview``, ``/account/plan``,
+``/account/plan/undo``, ``/account/seats``, ``/account/cancel``, ``/account/resume``,
+``/account/promotion``, ``/account/card`` and ``/account/usage``), ``/exports`` (only for
+plans with that feature), ``POST /billing/portal`` (Stripe's billing portal).
 ``POST /webhooks/stripe`` is billingkit's: :class:`billingkit.contrib.flask.BillingKit`
 registers it, with ``current_billing`` and ``requires_feature``.
 In fake mode :mod:`examples.flask_app.fake_stripe` adds local pages playing Stripe.

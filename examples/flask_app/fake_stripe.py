@@ -4,11 +4,15 @@
   :class:`~billingkit.testing.FakeStripeGateway`, then the fake's signed events are
   delivered to the app's own ``POST /webhooks/stripe`` (:func:`deliver_pending`), then the
   browser goes to the session's success URL, as Stripe would send it.
+* ``/fake-stripe/setup/<id>`` plays setup-mode Checkout ("update card"): "Save card"
+  completes the session (``complete_setup_checkout``), delivers the events (the new card
+  becomes the default) and returns to the account page.
 * ``/fake-stripe/portal`` plays the billing portal: cancel at period end (or undo it),
   update the card and pay an open invoice.
 * ``/fake-stripe/clock`` is a developer page: move the fake's time (renewals, payment
-  retries, cancellations at period end run on the way), make payments fail, and read the
-  webhook ledger.
+  retries, cancellations at period end run on the way; recorded usage is flushed first, as
+  a cron job would), make payments fail or the card expire, see the next invoice with its
+  metered usage, and read the webhook ledger.
 
 Nothing here is needed with real Stripe; the blueprint is registered in fake mode only.
 """
