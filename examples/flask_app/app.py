@@ -1,8 +1,11 @@
 """The Flask example: ``create_app()`` and the shop's views.
 
 Pages: ``/pricing`` (the plan catalog), ``POST /checkout`` (start a Stripe Checkout),
-``/checkout/success`` (confirm it), ``/account`` (the user's billing details), ``/exports``
-(only for plans with that feature), ``POST /billing/portal`` (Stripe's billing portal).
+``/checkout/success`` (confirm it), ``/account`` (the user's billing details, card, invoices
+and usage, with forms posting to ``/account/plan/preview``, ``/account/plan``,
+``/account/plan/undo``, ``/account/seats``, ``/account/cancel``, ``/account/resume``,
+``/account/promotion``, ``/account/card`` and ``/account/usage``), ``/exports`` (only for
+plans with that feature), ``POST /billing/portal`` (Stripe's billing portal).
 ``POST /webhooks/stripe`` is billingkit's: :class:`billingkit.contrib.flask.BillingKit`
 registers it, with ``current_billing`` and ``requires_feature``.
 In fake mode :mod:`examples.flask_app.fake_stripe` adds local pages playing Stripe.
@@ -20,13 +23,14 @@ import tempfile
 from collections.abc import Callable, Mapping
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
-from examples.flask_app.billing import DEFAULT_PLANS_FILE, build_billing, fake_gateway
+from examples.flask_app.billing import DEFAULT_PLANS_FILE, build_billing, fake_gateway, load_plans
 from flask import (
     Blueprint,
     Flask,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -44,9 +48,10 @@ from billingkit.contrib.flask import (
     current_billing,
     requires_feature,
 )
-from billingkit.domain import Plan
+from billingkit.domain import Plan, from_timestamp
 from billingkit.errors import (
     AlreadySubscribedError,
+    AmbiguousSubscriptionError,
     BillingError,
     CheckoutOwnershipError,
     ConfigurationError,
@@ -54,8 +59,12 @@ from billingkit.errors import (
     GatewayError,
     GatewayNotFoundError,
     InvalidInputError,
+    InvalidPromotionCodeError,
     NoCustomerError,
+    NoSubscriptionError,
     PricesUnavailableError,
+    SubscriptionOwnershipError,
+    SubscriptionStateError,
     UnknownPlanError,
 )
 
@@ -172,6 +181,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # billingkit's extension: the services, POST /webhooks/stripe, current_billing and
     # requires_feature (which asks _current_user_id who is logged in).
     billing = build_billing(app.config)
+    # Plan key -> the meter event name its usage is recorded under (the plans file's "meters").
+    app.config["PLAN_METERS"] = load_plans(
+        app.config["BILLING_PLANS_FILE"], app.config.get("ENVIRON") or {}
+    ).meters
     BillingKit(app, billing=billing, user_id=_current_user_id, denied=_feature_denied)
     fake = fake_gateway(billing)
     app.register_blueprint(shop)
@@ -273,6 +286,15 @@ def _billing_error(error: BillingError) -> tuple[str, int]:
     elif isinstance(error, NoCustomerError):
         status, title = 404, "No billing account yet"
         message = "Subscribe to a plan first."
+    elif isinstance(error, NoSubscriptionError):
+        status, title = 404, "No subscription"
+        message = "You have no subscription to change: pick a plan first."
+    elif isinstance(error, SubscriptionOwnershipError | AmbiguousSubscriptionError):
+        status, title = 403, "Not your subscription"
+        message = "That subscription cannot be changed from this account."
+    elif isinstance(error, SubscriptionStateError):
+        status, title = 409, "Not possible right now"
+        message = "Your subscription cannot be changed that way in its current state."
     elif isinstance(error, GatewayNotFoundError):
         status, title = 404, "Not found"
         message = "Stripe does not know this checkout; start again from the plans."
@@ -396,7 +418,11 @@ def _plan_view(plan: Plan) -> dict[str, Any]:
         "is_free": plan.is_free,
         "stale": plan.stale,
         "prices": [
-            {"interval": interval.value, "amount": price.amount.format() if price.amount else "-"}
+            {
+                "interval": interval.value,
+                "amount": price.amount.format() if price.amount else "-",
+                "metered": price.is_metered,
+            }
             for interval, price in plan.prices.items()
         ],
     }
@@ -427,10 +453,179 @@ def checkout_success() -> str:
 @shop.get("/account")
 @login_required
 def account() -> str:
-    """The user's plan, status, access, renewal date and features: no Stripe call."""
-    details = current_billing.customers.for_user(_user_id())
+    """The user's plan, status, access, card, invoices and usage: no Stripe call.
+
+    Also the forms that manage the subscription (change plan, seats, cancel/resume, a
+    promotion code, update the card, use the API on a metered plan).
+    """
+    billing = current_billing
+    user_id = _user_id()
+    details = billing.customers.for_user(user_id)
     limits = details.plan.limits if details.plan is not None and details.has_access else {}
-    return render_template("account.html", details=details, limits=limits)
+    meter = _meter_of(details)
+    return render_template(
+        "account.html",
+        details=details,
+        limits=limits,
+        invoices=billing.customers.invoices(user_id, limit=10),
+        expiring=billing.customers.card_expiring(user_id),
+        meter=meter,
+        usage=billing.usage.usage(user_id, meter) if meter is not None else None,
+        plans=[plan for plan in billing.config.plans if not plan.is_free],
+    )
+
+
+def _meter_of(details: BillingDetails) -> str | None:
+    """The meter event name of the user's plan, if it is a metered plan they are on."""
+    if not details.is_subscribed or details.plan_key is None:
+        return None
+    meters: Mapping[str, str] = current_app.config["PLAN_METERS"]
+    return meters.get(details.plan_key)
+
+
+def _back(message: str) -> BaseResponse:
+    flash(message)
+    return redirect(url_for("shop.account"), 303)
+
+
+def _plan_name(plan_key: str) -> str:
+    plan = current_billing.config.plan_definition(plan_key)
+    return plan.name if plan is not None else plan_key
+
+
+@shop.post("/account/plan/preview")
+@login_required
+def preview_plan_change() -> str:
+    """Show what changing to the chosen plan bills (one Stripe preview), with a confirm form."""
+    plan_key, interval = request.form.get("plan", ""), request.form.get("interval") or None
+    preview = current_billing.subscriptions.preview_change(_user_id(), plan_key, interval)
+    return render_template(
+        "change_plan.html",
+        preview=preview,
+        plan_name=_plan_name(plan_key),
+        interval=interval or "",
+        proration_date=int(preview.proration_date.timestamp()),
+    )
+
+
+@shop.post("/account/plan")
+@login_required
+def change_plan() -> BaseResponse:
+    """Change plan now (billed as the preview showed) or at the renewal.
+
+    A declined payment leaves the subscription on its old plan (Stripe keeps the change
+    pending until its invoice is paid): the page says so.
+    """
+    plan_key, interval = request.form.get("plan", ""), request.form.get("interval") or None
+    when: Literal["now", "period_end"] = (
+        "period_end" if request.form.get("when") == "period_end" else "now"
+    )
+    proration_date = None
+    if when == "now" and request.form.get("proration_date", "").isdigit():
+        proration_date = from_timestamp(int(request.form["proration_date"]))
+    result = current_billing.subscriptions.change_plan(
+        _user_id(), plan_key, interval, when=when, proration_date=proration_date
+    )
+    name = _plan_name(plan_key)
+    if result.pending_payment:  # Stripe keeps the change for 23 hours, then drops it
+        logger.info("plan change to %s pending payment: %s", plan_key, result.invoice_id)
+        current = _plan_name(result.subscription.plan_key or "")
+        return _back(
+            f"Your card was declined: you stay on the {current} plan. Update your card, "
+            "then try again."
+        )
+    if result.outcome == "scheduled" and result.effective_at is not None:
+        return _back(f"You move to {name} on {result.effective_at:%Y-%m-%d}.")
+    if result.outcome == "unchanged":
+        return _back(f"You are already on {name}.")
+    return _back(f"You are now on the {name} plan.")
+
+
+@shop.post("/account/plan/undo")
+@login_required
+def undo_plan_change() -> BaseResponse:
+    """Withdraw a plan change scheduled for the renewal."""
+    current_billing.subscriptions.undo_scheduled_change(_user_id())
+    return _back("The scheduled plan change is withdrawn.")
+
+
+@shop.post("/account/seats")
+@login_required
+def set_seats() -> BaseResponse:
+    """Set the number of seats (the subscription's quantity; prorated on the next invoice)."""
+    seats = request.form.get("seats", "")
+    if not seats.isdigit() or not 1 <= int(seats) <= 1000:
+        return _back("Enter a number of seats from 1 to 1000.")
+    result = current_billing.subscriptions.set_quantity(_user_id(), int(seats))
+    if result.pending_payment:
+        return _back("Your card was declined: your seats are unchanged.")
+    return _back(f"You now have {result.subscription.quantity} seat(s).")
+
+
+@shop.post("/account/cancel")
+@login_required
+def cancel_subscription() -> BaseResponse:
+    """Cancel at the end of the period (access continues until then)."""
+    result = current_billing.subscriptions.cancel(_user_id())
+    end = result.subscription.current_period_end
+    return _back(f"Your subscription ends on {end:%Y-%m-%d}." if end else "Canceled.")
+
+
+@shop.post("/account/resume")
+@login_required
+def resume_subscription() -> BaseResponse:
+    """Withdraw the cancellation."""
+    current_billing.subscriptions.resume(_user_id())
+    return _back("Your subscription continues: it renews as before.")
+
+
+@shop.post("/account/promotion")
+@login_required
+def apply_promotion() -> BaseResponse:
+    """Apply a promotion code to the subscription."""
+    code = request.form.get("code", "").strip()
+    if not code:
+        return _back("Enter a promotion code.")
+    try:
+        current_billing.subscriptions.apply_promotion_code(_user_id(), code)
+    except InvalidPromotionCodeError as error:
+        logger.info("promotion code %r refused: %s", code, error)
+        return _back(f"The code {code} is not valid.")
+    return _back(f"The code {code} is applied to your subscription.")
+
+
+@shop.post("/account/card")
+@login_required
+def update_card() -> BaseResponse:
+    """Save a new card on a setup-mode Checkout page (nothing is charged)."""
+    billing = current_billing
+    try:
+        start = billing.checkout.start_payment_method_update(
+            _user_id(), _external("shop.account"), _external("shop.account")
+        )
+    except NoCustomerError:
+        flash("Subscribe to a plan first: there is no card to update yet.")
+        return redirect(url_for("shop.pricing"), 303)
+    if fake_gateway(billing) is not None:  # the fake's URL points at Stripe: play it locally
+        return redirect(url_for("fake_stripe.setup", session_id=start.session_id), 303)
+    return redirect(start.url, 303)
+
+
+@shop.post("/account/usage")
+@login_required
+def use_api() -> BaseResponse:
+    """ "Use the API": record usage on a metered plan (an INSERT; ``flush`` sends it)."""
+    billing = current_billing
+    user_id = _user_id()
+    meter = _meter_of(billing.customers.for_user(user_id))
+    if meter is None:
+        return _back("Your plan is not billed by usage.")
+    calls = request.form.get("calls", "10")
+    if not calls.isdigit() or not 1 <= int(calls) <= 10_000:
+        return _back("Enter a number of API calls from 1 to 10000.")
+    billing.usage.record(user_id, meter, int(calls))
+    total = billing.usage.usage(user_id, meter)
+    return _back(f"{calls} API calls recorded: {total.value} this period.")
 
 
 @shop.get("/exports")

@@ -73,6 +73,8 @@ class FakePrice:
 
     amount: int = 1000
     currency: str = "usd"
+    #: The event name of the meter a metered price bills from (seeded in the fake).
+    meter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,11 @@ class PlansFile:
     free_plan: str | None = None
     past_due_grace_days: int = 0
     fake_prices: Mapping[str, FakePrice] = field(default_factory=dict)
+    #: Plan key -> the Billing Meter event name its usage is recorded under.
+    meters: Mapping[str, str] = field(default_factory=dict)
+    #: Promotion codes seeded in the fake Stripe: code -> ``{"percent_off": ...}`` or
+    #: ``{"amount_off": ..., "currency": ...}``.
+    promotion_codes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def price_env_var(plan_key: str, interval: Interval) -> str:
@@ -122,6 +129,8 @@ def load_plans(path: str | Path, environ: Mapping[str, str]) -> PlansFile:
         free_plan=raw.get("free_plan"),
         past_due_grace_days=int(raw.get("past_due_grace_days", 0)),
         fake_prices=fake_prices,
+        meters={str(k): str(v) for k, v in dict(raw.get("meters", {})).items()},
+        promotion_codes=dict(raw.get("promotion_codes", {})),
     )
 
 
@@ -205,7 +214,12 @@ def make_dispatcher(mode: str, settings: Mapping[str, Any]) -> Dispatcher:
 
 
 def seed_fake_prices(fake: FakeStripeGateway, plans: PlansFile) -> None:
-    """Create one product per paid plan in the fake and a price for each of its refs."""
+    """Seed the fake: a product per paid plan, a price for each of its refs (metered ones
+    on their meter), and the promotion codes."""
+    for meter in sorted({p.meter for p in plans.fake_prices.values() if p.meter}):
+        fake.add_meter(meter)
+    for code, terms in plans.promotion_codes.items():
+        fake.add_promotion_code(code, **terms)
     for plan in plans.plans:
         if plan.is_free:
             continue
@@ -219,6 +233,7 @@ def seed_fake_prices(fake: FakeStripeGateway, plans: PlansFile) -> None:
                 lookup_key=ref.lookup_key,
                 price_id=ref.price_id,
                 product=product,
+                meter=charge.meter,
             )
 
 

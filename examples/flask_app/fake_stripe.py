@@ -4,11 +4,15 @@
   :class:`~billingkit.testing.FakeStripeGateway`, then the fake's signed events are
   delivered to the app's own ``POST /webhooks/stripe`` (:func:`deliver_pending`), then the
   browser goes to the session's success URL, as Stripe would send it.
+* ``/fake-stripe/setup/<id>`` plays setup-mode Checkout ("update card"): "Save card"
+  completes the session (``complete_setup_checkout``), delivers the events (the new card
+  becomes the default) and returns to the account page.
 * ``/fake-stripe/portal`` plays the billing portal: cancel at period end (or undo it),
   update the card and pay an open invoice.
 * ``/fake-stripe/clock`` is a developer page: move the fake's time (renewals, payment
-  retries, cancellations at period end run on the way), make payments fail, and read the
-  webhook ledger.
+  retries, cancellations at period end run on the way; recorded usage is flushed first, as
+  a cron job would), make payments fail or the card expire, see the next invoice with its
+  metered usage, and read the webhook ledger.
 
 Nothing here is needed with real Stripe; the blueprint is registered in fake mode only.
 """
@@ -197,6 +201,38 @@ def cancel(session_id: str) -> BaseResponse:
     return redirect(_session(session_id)["cancel_url"], 303)
 
 
+@fake_stripe.get("/setup/<session_id>")
+def setup(session_id: str) -> str:
+    """The fake's setup-mode Checkout page: save a new card (nothing is charged)."""
+    return render_template("fake_setup.html", stripe_session=_session(session_id))
+
+
+@fake_stripe.post("/setup/<session_id>/save")
+def save_card(session_id: str) -> BaseResponse | tuple[str, int]:
+    """Save the card: the fake completes the setup session, its events are delivered
+    (the new card becomes the default), then the browser goes back to the success URL."""
+    checkout_session = _session(session_id)
+    last4 = request.form.get("last4", "4444")
+    month, year = request.form.get("exp_month", "12"), request.form.get("exp_year", "2030")
+    if not (len(last4) == 4 and last4.isdigit() and month.isdigit() and year.isdigit()):
+        flash("Enter the card's last four digits and its expiry month and year.")
+        return render_template("fake_setup.html", stripe_session=checkout_session), 400
+    if not 1 <= int(month) <= 12:
+        flash("The expiry month is 1 to 12.")
+        return render_template("fake_setup.html", stripe_session=checkout_session), 400
+    try:
+        _fake().complete_setup_checkout(
+            session_id, last4=last4, exp_month=int(month), exp_year=int(year)
+        )
+    except GatewayError as error:  # e.g. the session expired or was already completed
+        logger.warning("setup checkout %s cannot be completed: %s", session_id, error)
+        flash("This page can no longer save a card: start again from your account.")
+        return render_template("fake_setup.html", stripe_session=checkout_session), 400
+    deliver_pending()
+    flash(f"Card ending {last4} saved.")
+    return redirect(checkout_session["success_url"], 303)
+
+
 # --------------------------------------------------------------------------- portal
 
 
@@ -249,7 +285,35 @@ def clock() -> str:
         ledger=list(reversed(ledger)),
         deliveries=list(reversed(current_app.extensions.get("fake_deliveries", [])))[:15],
         queue=queue_counts(billing, current_app.config.get("BILLING_DEFERRED") or ""),
+        next_invoice=_next_invoice(session["user_id"]),
     )
+
+
+def _next_invoice(user_id: str) -> dict[str, Any] | None:
+    """The user's next invoice: Stripe's preview amount, and the metered usage it bills.
+
+    ``metered`` is what the fake's meter summed this period for the user's metered plan
+    (the usage ``flush`` sent): the renewal invoice bills it as its metered line.
+    """
+    billing = current_billing
+    details = billing.customers.for_user(user_id)
+    upcoming = billing.customers.next_invoice(user_id)
+    if upcoming is None or details.plan_key is None:
+        return None
+    meter = current_app.config["PLAN_METERS"].get(details.plan_key)
+    customer_id = _customer_id(user_id)
+    metered = None
+    if meter is not None and customer_id is not None:
+        live = [row for row in _subscriptions(customer_id) if row["live"]]
+        start = from_timestamp(
+            _fake().stripe_object(live[0]["id"])["items"]["data"][0]["current_period_start"]
+        )
+        metered = {"meter": meter, "units": _fake().meter_usage(customer_id, meter, start=start)}
+    return {
+        "amount": upcoming.amount_due.format(),
+        "at": upcoming.at,
+        "metered": metered,
+    }
 
 
 def queue_counts(billing: Billing, mode: str) -> dict[str, Any]:
@@ -274,6 +338,8 @@ def clock_action() -> BaseResponse:
     """Move time or make payments fail, then deliver what Stripe would send."""
     fake = _fake()
     action = request.form.get("action", "")
+    if action in (*_ADVANCES, "renewal"):  # a cron job sends recorded usage to Stripe
+        _flush_usage()
     if action in _ADVANCES:
         fake.advance(_ADVANCES[action])
     elif action == "renewal":
@@ -282,6 +348,11 @@ def clock_action() -> BaseResponse:
         subscription = _live_subscription(session["user_id"])
         customer_id = fake.stripe_object(subscription["id"])["customer"]
         fake.set_card_declining(customer_id, action == "card_declines")
+    elif action == "card_expiring":  # the default card now expires this month
+        _expire_card_soon(fake)
+    elif action == "flush_usage":
+        _flush_usage()
+        return redirect(url_for("fake_stripe.clock"), 303)
     elif action == "fail_next_payment":
         fake.fail_next_payment(_live_subscription(session["user_id"])["id"])
     elif action == "drain":  # apply what is due now, as a `drain` worker would
@@ -292,6 +363,21 @@ def clock_action() -> BaseResponse:
         abort(400, "unknown clock action")
     deliver_pending()
     return redirect(url_for("fake_stripe.clock"), 303)
+
+
+def _flush_usage() -> None:
+    """Send the recorded usage to the fake's meters, as the app's cron job would."""
+    flushed = current_billing.usage.flush()
+    if flushed.sent:
+        flash(f"Usage flushed to Stripe: {flushed.sent} record(s) sent.")
+
+
+def _expire_card_soon(fake: FakeStripeGateway) -> None:
+    method = current_billing.customers.for_user(session["user_id"]).payment_method
+    if method is None:
+        abort(404, "no card at the fake Stripe")
+    now = fake.now()
+    fake.update_card_expiry(method.id, now.month, now.year)
 
 
 def _next_renewal(user_id: str, now: datetime) -> datetime:

@@ -135,10 +135,11 @@ def _delivered(browser: Browser) -> str:
 def pricing(browser: Browser) -> str:
     page = browser.get("/pricing").text
     plans = re.findall(r'id="plan-([^"]+)"', page)
-    expect(plans == ["free", "pro", "team"], f"plans on the pricing page: {plans}")
+    expect(plans == ["free", "pro", "team", "api"], f"plans on the pricing page: {plans}")
     amounts = [_text(a) for a in re.findall(r'<span class="price">(.*?)</span>', page)]
-    expect(amounts == ["12.00 USD", "120.00 USD", "49.00 USD"], f"prices shown: {amounts}")
-    return f"plans free, pro, team; prices {', '.join(amounts)}"
+    expected = ["12.00 USD", "120.00 USD", "49.00 USD", "0.05 USD"]
+    expect(amounts == expected, f"prices shown: {amounts}")
+    return f"plans free, pro, team, api (metered); prices {', '.join(amounts)}"
 
 
 def subscribe_logged_out(browser: Browser) -> str:
@@ -255,6 +256,141 @@ def bad_signature(browser: Browser) -> str:
     return "a forged webhook is answered 400 and nothing is stored"
 
 
+def _flash(browser: Browser, text: str) -> str:
+    found = [m for m in browser.flashes() if text in m]
+    expect(bool(found), f"no message with {text!r}: {browser.flashes()}")
+    return found[0]
+
+
+def subscribe_again(browser: Browser) -> str:
+    browser.submit("/checkout", plan="pro", interval="month")
+    expect(browser.path.startswith("/fake-stripe/checkout/cs_"), f"checkout: {browser.path}")
+    browser.submit(browser.path + "/pay")
+    facts = browser.account()
+    expect(facts.get("plan") == "Pro" and facts.get("status") == "Active", f"{facts}")
+    return "Pro, monthly, paid on the fake Checkout page: active again"
+
+
+def declined_upgrade(browser: Browser) -> str:
+    _clock(browser, "card_declines")
+    browser.get("/account")
+    browser.submit("/account/plan/preview", plan="pro", interval="year")
+    due = browser.facts().get("due-now", "")
+    expect(due not in ("", "0.00 USD"), f"a switch to yearly is charged now: {browser.facts()}")
+    browser.submit("/account/plan", plan="pro", interval="year", when="now")
+    message = _flash(browser, "declined")
+    facts = browser.facts()
+    expect(facts.get("plan") == "Pro" and facts.get("status") == "Active", f"{facts}")
+    stored = current_billing_of(browser.app).customers.for_user("ada@example.com")
+    expect(stored.price_id is not None, "no stored price")
+    _clock(browser, "card_works")
+    dropped = _clock(browser, "1d")  # Stripe drops an unpaid pending change after 23 hours
+    expect(browser.account().get("plan") == "Pro", "the dropped change moved the plan")
+    return f"preview: {due} due now; card declined\n{message}\na day later: {dropped}"
+
+
+def preview_and_upgrade(browser: Browser) -> str:
+    browser.get("/account")
+    page = browser.submit("/account/plan/preview", plan="team", interval="").text
+    facts = browser.facts()
+    expect("next-invoice" in facts and "due-now" in facts, f"the preview: {facts}")
+    token = re.search(r'name="proration_date" value="(\d+)"', page)
+    expect(token is not None, "the confirm form carries no proration date")
+    assert token is not None
+    browser.submit("/account/plan", plan="team", interval="", proration_date=token[1], when="now")
+    message = _flash(browser, "You are now on the Team plan")
+    expect(browser.facts().get("plan") == "Team", f"after the upgrade: {browser.facts()}")
+    return (
+        f"preview: {facts['due-now']} now, next invoice {facts['next-invoice']}\n"
+        f"confirmed: {message}"
+    )
+
+
+def seats(browser: Browser) -> str:
+    browser.submit("/account/seats", seats="3")
+    message = _flash(browser, "seat")
+    expect(browser.facts().get("seats") == "3", f"seats: {browser.facts()}")
+    return message
+
+
+def promotion_code(browser: Browser) -> str:
+    browser.submit("/account/promotion", code="NOT-A-CODE")
+    refused = _flash(browser, "is not valid")
+    browser.submit("/account/promotion", code="WELCOME20")
+    applied = _flash(browser, "is applied")
+    return f"{refused}\n{applied}"
+
+
+def cancel_and_resume(browser: Browser) -> str:
+    browser.submit("/account/cancel")
+    ends = browser.facts().get("ends")
+    expect(ends is not None and "renews" not in browser.facts(), f"{browser.facts()}")
+    browser.submit("/account/resume")
+    facts = browser.facts()
+    expect("renews" in facts and "ends" not in facts, f"after resume: {facts}")
+    return f"canceled: ends {ends}; resumed: renews {facts['renews']}"
+
+
+def _save_card(browser: Browser, last4: str, month: str, year: str) -> str:
+    browser.submit("/account/card")
+    expect(browser.path.startswith("/fake-stripe/setup/cs_"), f"update card led to {browser.path}")
+    browser.submit(browser.path + "/save", last4=last4, exp_month=month, exp_year=year)
+    _delivered(browser)
+    card = browser.facts().get("card", "")
+    expect(browser.path == "/account", f"after saving the card: {browser.path}")
+    expect(card.endswith(f"ending {last4}, expires {int(month):02d}/{year}"), f"card: {card}")
+    return card
+
+
+def _banner(browser: Browser) -> str | None:
+    assert browser.page is not None
+    found = re.findall(r'<p class="flash bad" id="card-expiring">(.*?)</p>', browser.page.text)
+    return _text(found[0]) if found else None
+
+
+def update_card(browser: Browser) -> str:
+    first = _save_card(browser, "4444", "8", "2031")
+    _clock(browser, "card_expiring")
+    browser.get("/account")
+    banner = _banner(browser)
+    expect(banner is not None, "no expiring-card banner")
+    # A day later (the same request within a minute is deduplicated: the same session).
+    browser.submit("/fake-stripe/clock", action="1d")
+    second = _save_card(browser, "5555", "9", "2032")
+    expect(_banner(browser) is None, "the banner stays after the update")
+    return f"setup-mode Checkout saved {first}\nbanner: {banner}\nsaved {second}: no banner"
+
+
+def invoice_history(browser: Browser) -> str:
+    page = browser.get("/account").text
+    links = re.findall(r'<a href="(https://invoice\.stripe\.com/[^"]+)">', page)
+    expect(len(links) >= 3, f"invoice links: {links}")
+    return f"{len(links)} invoices, each linked to its hosted invoice page"
+
+
+def usage_on_next_invoice(browser: Browser) -> str:
+    browser.submit("/logout")
+    browser.submit("/login", email="bob@example.com")
+    browser.submit("/checkout", plan="api", interval="month")
+    browser.submit(browser.path + "/pay")
+    for _ in range(3):
+        browser.submit("/account/usage")
+    usage = browser.facts().get("usage", "")
+    expect(usage.startswith("30"), f"usage this period: {usage}")
+    browser.submit("/fake-stripe/clock", action="flush_usage")
+    metered = browser.facts().get("next-invoice-metered", "")
+    expect(metered.startswith("30 api_calls"), f"the clock's next invoice: {browser.facts()}")
+    _clock(browser, "renewal")
+    page = browser.get("/account").text
+    total = re.findall(r"<td>([^<]+)</td>\s*<td>30 \u00d7 API</td>", page)
+    expect(total == ["1.50 USD"], f"the renewal invoice's metered line: {total}")
+    expect(browser.facts().get("usage", "").startswith("0"), "usage of the new period")
+    return (
+        f"Use the API x3: {usage}\nclock, next invoice: {metered}\n"
+        f"renewal invoice: 30 API calls, {total[0]}"
+    )
+
+
 def current_billing_of(app: Flask) -> Billing:
     """The app's :class:`~billingkit.Billing` (outside a request)."""
     return BillingKit.billing_for(app)
@@ -272,6 +408,15 @@ STEPS: tuple[Step, ...] = (
     Step("Update the card in the billing portal", fix_card),
     Step("Cancel at the end of the period", cancel_at_period_end),
     Step("The period ends", period_end),
+    Step("Subscribe to Pro again", subscribe_again),
+    Step("A declined upgrade stays on the old plan", declined_upgrade),
+    Step("Preview and confirm an upgrade to Team", preview_and_upgrade),
+    Step("Three seats", seats),
+    Step("A promotion code", promotion_code),
+    Step("Cancel, then resume", cancel_and_resume),
+    Step("The card expires: update it on setup-mode Checkout", update_card),
+    Step("The billing history", invoice_history),
+    Step("A metered plan: API usage on the next invoice", usage_on_next_invoice),
     Step("A forged webhook", bad_signature),
 )
 

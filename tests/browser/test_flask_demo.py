@@ -2,6 +2,7 @@
 
 pricing -> Subscribe while logged out -> log in -> pay -> the account shows the plan ->
 the Stripe clock: a renewal, then a declined card -> the billing portal fixes the card ->
+a new card on setup-mode Checkout -> preview and confirm an upgrade ->
 cancel at period end -> the period ends. Every step asserts what the page shows and saves a
 screenshot to ``build/browser/``.
 """
@@ -91,7 +92,7 @@ def test_a_person_subscribes_renews_fails_fixes_and_cancels(
     page = person.page
     try:
         page.goto(demo + "/pricing")
-        assert page.locator("h2").all_inner_texts() == ["Free", "Pro", "Team"]
+        assert page.locator("h2").all_inner_texts() == ["Free", "Pro", "Team", "API"]
         assert page.locator("#plan-pro .price").all_inner_texts() == ["12.00 USD", "120.00 USD"]
         person.shot("pricing")
 
@@ -141,6 +142,21 @@ def test_a_person_subscribes_renews_fails_fixes_and_cancels(
         person.account()
         assert person.text("#status") == "Active"
         person.shot("account-card-fixed")
+
+        person.click("Update card")  # setup-mode Checkout, played by the fake
+        assert person.path().startswith("/fake-stripe/setup/")
+        person.click("Save card")
+        assert person.path() == "/account"
+        assert person.text("#card") == "visa ending 4444, expires 12/2030"
+        person.shot("account-card-saved")
+
+        page.select_option("#change-plan select[name=plan]", "team")
+        person.click("Preview the change")
+        assert person.text("#due-now") == "0.00 USD"
+        person.shot("change-plan-preview")
+        person.click("Change now")
+        assert person.text("#plan") == "Team"
+        person.shot("account-upgraded")
 
         person.click("Manage billing")
         person.click("Cancel at period end")

@@ -52,8 +52,9 @@ def test_full_flow_pricing_to_cancel_at_period_end(make_flask_app: Any) -> None:
     browser = Browser(app)
 
     page = browser.get("/pricing").text
-    assert re.findall(r"<h2>(\w+)</h2>", page) == ["Free", "Pro", "Team"]
+    assert re.findall(r"<h2>(\w+)</h2>", page) == ["Free", "Pro", "Team", "API"]
     assert "12.00 USD" in page and "120.00 USD" in page and "49.00 USD" in page
+    assert "0.05 USD</span> per API call, billed every month" in page
 
     browser.submit("/login", email="Ada@Example.com")
     assert browser.path == "/account"
@@ -188,7 +189,7 @@ def test_pages_refuse_what_they_should(make_flask_app: Any) -> None:
 def test_walkthrough_passes_and_fails_when_the_policy_differs() -> None:
     out = io.StringIO()
     assert run(out) == 0
-    assert out.getvalue().rstrip().endswith("All 12 steps passed.")
+    assert out.getvalue().rstrip().endswith("All 21 steps passed.")
     assert "past due; access not granted" in out.getvalue()
     # Without a grace period, the "access during the grace period" check fails: exit 1.
     out = io.StringIO()
@@ -207,7 +208,7 @@ def test_walkthrough_command_exits_0() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "All 12 steps passed." in done.stdout
+    assert "All 21 steps passed." in done.stdout
 
 
 def test_stripe_mode_from_the_two_environment_variables(
