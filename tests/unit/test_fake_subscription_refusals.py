@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.unit import test_fake_subscriptions
-from tests.unit.test_fake_subscriptions import (
+import test_fake_subscriptions
+from test_fake_subscriptions import (
     PERIOD_END,
     TEN_DAYS_IN,
     World,
@@ -24,7 +24,7 @@ from billingkit.domain import SubscriptionStatus
 from billingkit.errors import GatewayInvalidRequestError, GatewayNotFoundError
 from billingkit.ports import InvoicePreviewRequest, ScheduledChange
 
-#: The same subscribed customer (basic monthly, 10 days before any change) as there.
+#: The customer subscribed to the basic monthly price at PERIOD_START, as there.
 world = test_fake_subscriptions.world
 
 
