@@ -187,6 +187,31 @@ class Changes:
         months: int = coupon["duration_in_months"]
         return max(1, math.ceil(months / months_per_period))
 
+    def _update_invoice(
+        self,
+        sub: SubRecord,
+        after: dict[str, Any],
+        now: int,
+        invoice_id: str,
+        lines: list[dict[str, Any]],
+        coupon: dict[str, Any] | None,
+        *,
+        restart: bool,
+    ) -> dict[str, Any]:
+        """The draft invoice a change bills now: waiting items, prorations (and a new period).
+
+        An interval change (``restart``) also bills the new price's first period, first.
+        """
+        chosen = list(sub.pending_items) + lines
+        if restart:
+            default = self._invoices.draft(
+                sub, after, now, "subscription_update", invoice_id, None, None
+            )
+            chosen = default["lines"]["data"] + chosen
+        return self._invoices.draft(
+            sub, after, now, "subscription_update", invoice_id, chosen, coupon
+        )
+
     # ------------------------------------------------------------------ update
 
     def modify(self, update: SubscriptionUpdate) -> dict[str, Any]:
@@ -254,15 +279,7 @@ class Changes:
         after = self._after(sub, price, quantity, restart_at)
         invoice_id = state.new_id("in")
         coupon = promo["promotion"]["coupon"] if promo is not None else sub.coupon
-        invoice_lines = list(sub.pending_items) + lines
-        if restart:
-            default = self._invoices.draft(
-                sub, after, now, "subscription_update", invoice_id, None, None
-            )
-            invoice_lines = default["lines"]["data"] + invoice_lines
-        draft = self._invoices.draft(
-            sub, after, now, "subscription_update", invoice_id, invoice_lines, coupon
-        )
+        draft = self._update_invoice(sub, after, now, invoice_id, lines, coupon, restart=restart)
         declines = self._invoices.declines(sub, draft["amount_due"])
         if declines and payment == "error_if_incomplete":
             sub.fail_next_payment = False
@@ -364,14 +381,8 @@ class Changes:
         preview_id = f"upcoming_{sub.json['id']}"
         if changed and not trialing and (behavior == "always_invoice" or restart):
             after = self._after(sub, price, quantity, now if restart else None)
-            chosen = list(sub.pending_items) + lines
-            if restart:
-                default = self._invoices.draft(
-                    sub, after, now, "subscription_update", preview_id, None, None
-                )
-                chosen = default["lines"]["data"] + chosen
-            invoice = self._invoices.draft(
-                sub, after, now, "subscription_update", preview_id, chosen, coupon
+            invoice = self._update_invoice(
+                sub, after, now, preview_id, lines, coupon, restart=restart
             )
         else:
             period_end = item["current_period_end"]

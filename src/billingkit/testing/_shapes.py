@@ -295,40 +295,19 @@ def invoice_json(
     if unit is not None and price["recurring"] is not None:
         money = Money(amount=unit, currency=currency)
         description += f" (at {money} / {price['recurring']['interval']})"
-    line = {
-        "id": line_id,
-        "object": "line_item",
-        "amount": amount,
-        "currency": currency,
-        "description": description,
-        "discount_amounts": [],
-        "discountable": True,
-        "discounts": [],
-        "invoice": id,
-        "livemode": livemode,
-        "metadata": {},
-        "parent": {
-            "invoice_item_details": None,
-            "subscription_item_details": {
-                "invoice_item": None,
-                "proration": False,
-                "proration_details": {"credited_items": None},
-                "subscription": subscription["id"],
-                "subscription_item": item["id"],
-            },
-            "type": "subscription_item_details",
-        },
-        "period": {"end": item["current_period_end"], "start": item["current_period_start"]},
-        "pretax_credit_amounts": [],
-        "pricing": {
-            "price_details": {"price": price["id"], "product": price["product"]},
-            "type": "price_details",
-            "unit_amount_decimal": price["unit_amount_decimal"],
-        },
-        "quantity": quantity,
-        "subtotal": amount,
-        "taxes": [],
-    }
+    line = line_json(
+        id=line_id,
+        invoice=id,
+        subscription=subscription,
+        price=price,
+        quantity=quantity,
+        amount=amount,
+        description=description,
+        period_start=item["current_period_start"],
+        period_end=item["current_period_end"],
+        proration=False,
+        livemode=livemode,
+    )
     return {
         "id": id,
         "object": "invoice",
