@@ -446,6 +446,8 @@ class WebhookEndpoint(Value):
     api_version: str | None = None
     livemode: bool = False
     description: str | None = None
+
+
 class SetupSessionRequest(Value):
     """A Checkout Session in ``setup`` mode: collect a new payment method, charge nothing.
 
@@ -963,6 +965,7 @@ class UnitOfWork(abc.ABC):
         ``created`` first, then id descending. Reconcile asks for one listed page's span of
         seconds at a time, to find what Stripe no longer lists without holding every id.
         """
+
     # one-time purchases ----------------------------------------------------------------------
     @abc.abstractmethod
     def save_purchase(self, purchase: Purchase) -> None:
@@ -983,6 +986,7 @@ class UnitOfWork(abc.ABC):
     @abc.abstractmethod
     def purchases_for_user(self, user_id: str) -> list[Purchase]:
         """The user's purchases, newest first (``created_at``, then session id, descending)."""
+
     # payment methods and entitlements ---------------------------------------------------------
     @abc.abstractmethod
     def save_payment_method(self, method: PaymentMethodSummary) -> SaveOutcome:

@@ -1162,7 +1162,6 @@ def webhook_endpoint_from_stripe(obj: Mapping[str, Any]) -> WebhookEndpoint:
     )
 
 
-
 # --------------------------------------------------------------------------- payment methods
 
 #: Longest payment-method type, card brand and wallet stored (VARCHAR(64)); last4: 16.
@@ -1273,7 +1272,6 @@ def entitlement_summary_from_stripe(obj: Mapping[str, Any]) -> EntitlementSummar
         lookup_keys=tuple(sorted(keys)),
         watermark=0,
     )
-
 
 
 # --------------------------------------------------------------------------- meter events

@@ -1702,6 +1702,8 @@ def build_lists() -> None:
             "request to continue.",
         ),
     )
+
+
 # --------------------------------------------------------------------------- payment methods
 
 PM_CUS = "cus_QXg1CardUpdate0001"

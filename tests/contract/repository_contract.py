@@ -1999,7 +1999,6 @@ class RepositoryContract:
         stored = _read(repository, lambda uow: uow.get_charge("pi_1"))
         assert stored is not None and stored.amount_refunded == max(amounts)
 
-
     # ------------------------------------------------------------ subscription management
 
     def test_item_and_schedule_ids_round_trip_and_are_replaced(
@@ -2029,6 +2028,7 @@ class RepositoryContract:
             assert uow.save_subscription(answered) is SaveOutcome.TIE
             assert uow.save_subscription(answered, allow_tie=True) is SaveOutcome.WRITTEN
         assert _read(repository, lambda uow: uow.get_subscription("sub_1")) == answered
+
     # ---------------------------------------------------------------------------- reconcile
 
     def test_a_reconcile_checkpoint_is_saved_replaced_and_deleted(
@@ -2110,6 +2110,7 @@ class RepositoryContract:
             "sub_c",
             "sub_b",
         ]
+
     # ------------------------------------------------------------- plan key keep rule
 
     @pytest.mark.parametrize("allow_tie", [False, True])
@@ -2212,7 +2213,6 @@ class RepositoryContract:
         assert [
             p.session_id for p in _read(repository, lambda uow: uow.purchases_for_user("user_1"))
         ] == ["cs_p1"]
-
 
     # ------------------------------------------------- payment methods and entitlements
 
@@ -2332,7 +2332,6 @@ class RepositoryContract:
         stored = _read(repository, lambda uow: uow.get_payment_method("pm_1"))
         assert stored is not None
         assert (stored.watermark, stored.exp_year) == (100 + THREADS - 1, 2030 + THREADS - 1)
-
 
     # ------------------------------------------------------------------------ usage outbox
 

@@ -855,9 +855,6 @@ class _InMemoryUnitOfWork(UnitOfWorkBase):
         self._check()
         return self._t.entitlements.get(customer_id)
 
-
-
-
     # ------------------------------------------------------------------------ usage outbox
 
     @override

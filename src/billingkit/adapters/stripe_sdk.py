@@ -655,8 +655,6 @@ class StripeSdkGateway(StripeGateway):
             "list webhook endpoints", fetch, webhook_endpoint_from_stripe, starting_after
         )
 
-
-
     # ----------------------------------------------------------------------------- payment methods
 
     def create_setup_checkout_session(self, request: SetupSessionRequest) -> CheckoutSession:

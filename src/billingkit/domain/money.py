@@ -18,6 +18,7 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
 #: Currencies with three decimal places.
 THREE_DECIMAL_CURRENCIES = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 
+
 def _normalise_currency(value: object) -> object:
     # StringConstraints checks the pattern before lower-casing, so normalise first.
     return value.strip().lower() if isinstance(value, str) else value

@@ -370,7 +370,6 @@ class CustomerDetails:
                 raise InvalidInputError("before must be an invoice id or a datetime")
             return uow.invoices_for_user(user_id, limit=limit, before=cursor)
 
-
     # ------------------------------------------------------------------ payment methods
 
     def card_expiring(self, user_id: str, within_days: int = 30) -> PaymentMethodSummary | None:

@@ -291,6 +291,8 @@ class DisputeClosed(DisputeHookEvent):
     """A dispute ended (``charge.dispute.closed``); ``status`` says ``won`` or ``lost``."""
 
     kind: ClassVar[HookKind] = HookKind.DISPUTE_CLOSED
+
+
 class SubscriptionRecovered(HookEvent):
     """A lapsed subscription grants access again: paid after ``past_due`` or ``unpaid``.
 

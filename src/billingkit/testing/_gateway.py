@@ -768,6 +768,7 @@ class FakeStripeGateway(StripeGateway):
         """A copy of a charge, by its id or by the id of the invoice it paid."""
         with self._lock:
             return copy.deepcopy(self._invoices.charge_for(charge_or_invoice))
+
     # ------------------------------------------------------------------ list calls
 
     def _pages(
@@ -958,7 +959,6 @@ class FakeStripeGateway(StripeGateway):
             self._state.sub(subscription_id)
             del self._state.subs[subscription_id]
 
-
     # ------------------------------------------------------------------------ payment methods
 
     def create_setup_checkout_session(self, request: SetupSessionRequest) -> CheckoutSession:
@@ -1069,7 +1069,6 @@ class FakeStripeGateway(StripeGateway):
         """
         with self._lock:
             self._payment_methods.set_entitlements(customer_id, lookup_keys)
-
 
     # ------------------------------------------------------------------------ billing meters
 

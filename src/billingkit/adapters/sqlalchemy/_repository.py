@@ -813,6 +813,7 @@ class _SqlUnitOfWork(SqlTransaction):
     def get_charge(self, key: str) -> ChargeRecord | None:
         row = self.execute(select(CHARGES).where(CHARGES.c.key == key)).first()
         return None if row is None else charge_from_columns(row._asdict())
+
     # ---------------------------------------------------------------------------- reconcile
 
     @override
@@ -857,6 +858,7 @@ class _SqlUnitOfWork(SqlTransaction):
         if customer_id is not None:
             query = query.where(c.customer_id == customer_id)
         return [row.id for row in self.execute(query).all()]
+
     # ------------------------------------------------------------------ one-time purchases
 
     @override
@@ -895,6 +897,7 @@ class _SqlUnitOfWork(SqlTransaction):
             .order_by(p.created_at.desc(), p.session_id.desc())
         ).all()
         return [Purchase.model_validate(row._asdict()) for row in rows]
+
     # ----------------------------------------------------- payment methods, entitlements
     #
     # Each save is a guarded UPDATE (the rule in its WHERE clause, so a concurrent writer
@@ -998,7 +1001,6 @@ class _SqlUnitOfWork(SqlTransaction):
         values = row._asdict()
         values["lookup_keys"] = tuple(values["lookup_keys"])
         return EntitlementSummary.model_validate(values)
-
 
     # ------------------------------------------------------------------------ usage outbox
 

@@ -269,6 +269,8 @@ class StoredCharge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} (refunded {self.amount_refunded})"
+
+
 class StoredReconcileCheckpoint(models.Model):
     """Where an interrupted reconcile stopped (``domain.reconcile.ReconcileCheckpoint``)."""
 
@@ -283,6 +285,8 @@ class StoredReconcileCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (after {self.starting_after})"
+
+
 class StoredPurchase(models.Model):
     """A one-time purchase (``billingkit.domain.Purchase``): Checkout in payment mode."""
 
@@ -307,7 +311,6 @@ class StoredPurchase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id} ({self.user_id}, {self.status})"
-
 
 
 class StoredPaymentMethod(models.Model):
@@ -367,7 +370,6 @@ class StoredEntitlements(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {', '.join(self.lookup_keys)}"
-
 
 
 class StoredUsage(models.Model):

@@ -782,6 +782,7 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
     def get_charge(self, key: str) -> ChargeRecord | None:
         row = self._charges().filter(key=key).values(*_CHARGE_FIELDS).first()
         return None if row is None else charge_from_columns(row)
+
     # ------------------------------------------------------------------------ reconcile
 
     def _checkpoints(self) -> QuerySet[StoredReconcileCheckpoint]:
@@ -828,6 +829,7 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
         if customer_id is not None:
             query = query.filter(customer_id=customer_id)
         return list(query.values_list("id", flat=True))
+
     # ------------------------------------------------------------------ one-time purchases
 
     @_operation
@@ -866,6 +868,7 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
             .values(*_PURCHASE_FIELDS)
         )
         return [Purchase.model_validate(row) for row in rows]
+
     # ----------------------------------------------------- payment methods, entitlements
 
     def _guarded_save(
@@ -959,7 +962,6 @@ class _DjangoUnitOfWork(UnitOfWorkBase):
         return EntitlementSummary.model_validate(
             {**found, "lookup_keys": tuple(found["lookup_keys"])}
         )
-
 
     # ------------------------------------------------------------------------ usage outbox
 
