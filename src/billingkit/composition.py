@@ -54,6 +54,8 @@ class Billing:
         subscriptions: ``SubscriptionService``,
             firing its hooks into ``webhooks``' registry.
         usage: ``UsageService`` (the metered usage outbox).
+        clock: the clock every service was built with (for tools acting on their behalf,
+            such as ``billingkit reconcile``).
     """
 
     config: BillingConfig
@@ -65,6 +67,7 @@ class Billing:
     customers: CustomerDetails
     subscriptions: SubscriptionService
     usage: UsageService
+    clock: Clock = system_clock
 
     @classmethod
     def build(
@@ -115,6 +118,7 @@ class Billing:
                 clock=clock,
             ),
             usage=UsageService(config, gateway=gateway, repository=repository, clock=clock),
+            clock=clock,
         )
 
     def close(self) -> None:

@@ -218,3 +218,10 @@ def test_webhook_processor_refuses_a_naive_clock_when_built() -> None:
             catalog=catalog,
             clock=naive_clock,
         )
+
+
+def test_build_keeps_the_services_clock_for_tools() -> None:
+    stripe = fake()
+    billing = Billing.build(config(), stripe, InMemoryRepository(), clock=stripe.now)
+    assert billing.clock == stripe.now  # the same bound method of the same fake
+    assert billing.clock() == stripe.now()

@@ -29,7 +29,6 @@ from billingkit.cli._common import (
     stdout_console,
 )
 from billingkit.composition import Billing
-from billingkit.ports import Clock, system_clock
 from billingkit.services.reconcile import (
     CheckpointStore,
     Drift,
@@ -70,17 +69,8 @@ def _progress(console: Console | None = None) -> Iterator[Callable[[], None]]:
         yield lambda: bar.advance(task)
 
 
-def _clock(billing: Billing) -> Clock:
-    """The clock the app's services were built with.
-
-    ``Billing`` has no public attribute for it yet; its catalog holds it.
-    """
-    clock: Clock = getattr(billing.catalog, "_clock", system_clock)
-    return clock
-
-
 def _reconciler(billing: Billing, checkpoint: Path | None) -> Reconciler:
-    clock = _clock(billing)
+    clock = billing.clock
     store: CheckpointStore = (
         RepositoryCheckpointStore(billing.repository, clock=clock)
         if checkpoint is None

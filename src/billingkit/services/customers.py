@@ -351,8 +351,7 @@ class CustomerDetails:
         Raises ``InvalidInputError`` for a blank ``user_id``, a
         ``limit`` out of range, or a bad ``before``.
         """
-        if not isinstance(user_id, str) or not user_id.strip():
-            raise InvalidInputError("user_id must be a non-empty string")
+        _check_user(user_id)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
             raise InvalidInputError("limit must be an integer from 1 to 100")
         with self._repository.unit_of_work() as uow:
@@ -383,7 +382,7 @@ class CustomerDetails:
         Raises ``InvalidInputError`` for a blank ``user_id`` or a
         negative ``within_days``.
         """
-        user_id = _require_user(user_id)
+        user_id = _check_user(user_id)
         if isinstance(within_days, bool) or not isinstance(within_days, int) or within_days < 0:
             raise InvalidInputError("within_days must be a non-negative integer")
         with self._repository.unit_of_work() as uow:
@@ -407,7 +406,7 @@ class CustomerDetails:
             InvalidInputError: a blank ``user_id``.
             ConfigurationError: the service was built without a ``gateway``.
         """
-        user_id = _require_user(user_id)
+        user_id = _check_user(user_id)
         if self._gateway is None:
             raise ConfigurationError("CustomerDetails needs gateway= to preview the next invoice")
         now = self._clock()
@@ -446,19 +445,15 @@ class CustomerDetails:
         return upcoming
 
 
-def _check_user(user_id: object) -> None:
+def _check_user(user_id: object) -> str:
+    """``user_id`` itself; a blank or non-string one is an ``InvalidInputError``."""
     if not isinstance(user_id, str) or not user_id.strip():
         raise InvalidInputError("user_id must be a non-empty string")
+    return user_id
 
 
 def _newest_first(subscriptions: Iterable[Subscription]) -> list[Subscription]:
     return sorted(subscriptions, key=lambda sub: (sub.created, sub.id), reverse=True)
-
-
-def _require_user(user_id: object) -> str:
-    _check_user(user_id)
-    assert isinstance(user_id, str)
-    return user_id
 
 
 def _default_method(uow: UnitOfWork, customer_id: str) -> PaymentMethodSummary | None:
